@@ -1,0 +1,412 @@
+"""CIFAR-10 from wherever the user has it, merged, split 80/10/10 by seed, fed through tf.data.
+
+Sources, in order: an explicit path (``--data`` / ``DATA=`` / ``CAE_DATA``) to a
+``cifar-10-batches-py`` directory, the official ``cifar-10-python.tar.gz``, or a class-folder image
+tree ``{train,test}/<class>/*.png|jpg`` (directory or ``.tar.gz``); then the Keras cache; then the
+Keras download; and, when none of those exists, the bundled 2,000-image sample with a loud warning.
+Decoded images are cached as ``.npz`` under ``runs/data-cache/`` keyed by the source's content, so
+a second load of 60,000 JPEGs takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import socket
+import sys
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cae.errors import CAEError
+from cae.paths import atomic_path, runs_dir
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGE_SHAPE = (32, 32, 3)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+SAMPLE_PATH = Path(__file__).parent / "assets" / "cifar10-sample.tar.gz"
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
+HOW_TO_SUPPLY = (
+    "supply CIFAR-10 with DATA=<path> (a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a "
+    "{train,test}/<class>/*.png|jpg tree or .tar.gz), put it in the Keras cache (~/.keras/datasets), "
+    "or allow keras.datasets.cifar10 to download it; DATA=sample runs the bundled demo sample"
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """All images of a source, train and test merged, in a fixed order."""
+
+    images: np.ndarray  # uint8 (N, 32, 32, 3)
+    labels: np.ndarray  # uint8 (N,), indices into CLASSES
+    data_source: str  # "path", "keras" or "sample" (the MLflow tag)
+    location: str  # the file or folder it came from
+    digest: str  # content hash of the source (cache key, logged with runs)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The seeded 80/10/10 split (or a subset drawn inside it); uint8 images, labels kept."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    data_source: str
+    location: str
+    digest: str
+    seed: int
+    mean: tuple[float, float, float]  # per-channel statistics of the training split, in [0, 1]
+    std: tuple[float, float, float]
+
+    @property
+    def sizes(self) -> tuple[int, int, int]:
+        return len(self.x_train), len(self.x_val), len(self.x_test)
+
+    def describe(self) -> dict[str, Any]:
+        """What MLflow records about the data of a run."""
+        n_train, n_val, n_test = self.sizes
+        return {
+            "data.source_path": self.location,
+            "data.digest": self.digest,
+            "data.n_train": n_train,
+            "data.n_val": n_val,
+            "data.n_test": n_test,
+            "data.mean": [round(m, 6) for m in self.mean],
+            "data.std": [round(s, 6) for s in self.std],
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Finding the source
+
+
+def _keras_home() -> Path:
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
+
+
+def keras_cache_candidates() -> list[Path]:
+    """Where Keras 2 and Keras 3 leave CIFAR-10 after ``keras.datasets.cifar10.load_data()``."""
+    d = _keras_home() / "datasets"
+    return [
+        d / "cifar-10-batches-py-target" / "cifar-10-batches-py",  # Keras 3
+        d / "cifar-10-batches-py-target_extracted" / "cifar-10-batches-py",
+        d / "cifar-10-batches-py",  # Keras 2
+        d / "cifar-10-batches-py.tar.gz",
+    ]
+
+
+def warn(message: str) -> None:
+    bar = "!" * 78
+    print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr, flush=True)
+
+
+def load_cifar10(source: str | None = None, cache_dir: Path | None = None) -> Dataset:
+    """Load all 60,000 images (or whatever the source holds) as one merged uint8 array.
+
+    ``source``: a path, ``"keras"``, ``"sample"`` or None (then ``CAE_DATA``, the Keras cache, the
+    Keras download and finally the bundled sample, in that order).
+    """
+    cache_dir = cache_dir or runs_dir() / "data-cache"
+    source = source or os.environ.get("CAE_DATA") or None
+    if source == "sample":
+        return _load_path(SAMPLE_PATH, "sample", cache_dir)
+    if source not in (None, "keras"):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise CAEError(f"data path {path} does not exist; {HOW_TO_SUPPLY}")
+        return _load_path(path, "path", cache_dir)
+    for candidate in keras_cache_candidates():
+        if candidate.exists():
+            return _load_path(candidate, "keras", cache_dir)
+    downloaded = _keras_download()
+    if downloaded is not None:
+        return _load_path(downloaded, "keras", cache_dir)
+    if source == "keras":
+        raise CAEError(f"CIFAR-10 is not in the Keras cache and could not be downloaded; {HOW_TO_SUPPLY}")
+    warn(
+        "No CIFAR-10 found (no DATA/CAE_DATA, nothing in the Keras cache, download failed).\n"
+        f"Falling back to the bundled SAMPLE of {SAMPLE_PATH.name}: 2,000 images, results are a demo only.\n"
+        "To use the real data: " + HOW_TO_SUPPLY
+    )
+    return _load_path(SAMPLE_PATH, "sample", cache_dir)
+
+
+def _keras_download() -> Path | None:
+    """Let Keras download CIFAR-10 into its cache; None when offline (``CAE_OFFLINE=1`` skips)."""
+    if os.environ.get("CAE_OFFLINE") == "1":
+        return None
+    from keras.datasets import cifar10
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(15)  # an offline machine must fall back quickly, not hang
+    try:
+        cifar10.load_data()
+    except Exception as err:  # any network/HTTP/extraction failure means "not available"
+        print(f"keras.datasets.cifar10 download failed: {str(err).splitlines()[0][:200]}", file=sys.stderr)
+        return None
+    finally:
+        socket.setdefaulttimeout(previous)
+    return next((c for c in keras_cache_candidates() if c.exists()), None)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding, with a content-keyed cache
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            st = f.stat()
+            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    else:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+def _load_path(path: Path, data_source: str, cache_dir: Path) -> Dataset:
+    try:
+        digest = _digest(path)
+    except OSError as err:
+        raise CAEError(f"cannot read data at {path}: {err.strerror or err}") from None
+    cache = cache_dir / f"cifar10-{digest}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as z:
+                return Dataset(z["images"], z["labels"], data_source, str(path), digest)
+        except (OSError, ValueError, KeyError, zlib.error):
+            cache.unlink(missing_ok=True)  # a damaged cache is rebuilt from the source
+    images, labels = _decode(path)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp, tmp.open("wb") as fh:
+            np.savez(fh, images=images, labels=labels)
+    except OSError as err:  # a read-only checkout still trains, just without the cache
+        print(f"note: could not write the data cache {cache}: {err}", file=sys.stderr)
+    return Dataset(images, labels, data_source, str(path), digest)
+
+
+def _decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    if path.is_dir():
+        if (path / "data_batch_1").exists():
+            return _from_batches(((f.name, f.read_bytes) for f in sorted(path.iterdir())), str(path))
+        inner = path / "cifar-10-batches-py"
+        if (inner / "data_batch_1").exists():
+            return _decode(inner)
+        return _from_image_files(
+            ((str(f.relative_to(path)), f.read_bytes) for f in path.rglob("*") if f.is_file()), str(path)
+        )
+    if tarfile.is_tarfile(path) or path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _decode_tar(path)
+    raise CAEError(
+        f"{path}: not a CIFAR-10 source; expected a cifar-10-batches-py folder, cifar-10-python.tar.gz, "
+        "or a {train,test}/<class>/*.png|jpg folder or .tar.gz"
+    )
+
+
+def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            members = [m for m in tar.getmembers() if m.isfile()]
+
+            def reader(m: tarfile.TarInfo) -> Callable[[], bytes]:
+                def read() -> bytes:
+                    fh = tar.extractfile(m)
+                    assert fh is not None  # regular files always have a stream
+                    return fh.read()
+                return read
+
+            if any(Path(m.name).name == "data_batch_1" for m in members):
+                return _from_batches(((Path(m.name).name, reader(m)) for m in members), str(path))
+            return _from_image_files(((m.name, reader(m)) for m in members), str(path))
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
+        raise CAEError(f"{path}: archive is truncated or corrupt ({type(err).__name__}: {err})") from None
+
+
+def _from_batches(files: Iterable[tuple[str, Callable[[], bytes]]], where: str) -> tuple[np.ndarray, np.ndarray]:
+    """The official python pickles: data_batch_1..5 then test_batch, each 10,000×3072 uint8."""
+    wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    found = {name: read for name, read in files if name in wanted}
+    missing = [w for w in wanted if w not in found]
+    if missing:
+        raise CAEError(f"{where}: cifar-10-batches-py is incomplete, missing {', '.join(missing)}")
+    images, labels = [], []
+    for name in wanted:
+        try:
+            batch = pickle.loads(found[name](), encoding="bytes")
+            data = np.asarray(batch[b"data"], dtype=np.uint8)
+            lab = np.asarray(batch[b"labels"], dtype=np.uint8)
+        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+            raise CAEError(f"{where}/{name}: not a CIFAR-10 python batch ({type(err).__name__})") from None
+        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data):
+            raise CAEError(f"{where}/{name}: expected N×3072 uint8 images and N labels, got {data.shape}")
+        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(lab)
+    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+def _class_index(name: str) -> int | None:
+    name = name.lower()
+    if name in CLASSES:
+        return CLASSES.index(name)
+    if name.isdigit() and int(name) < len(CLASSES):
+        return int(name)
+    return None
+
+
+def _from_image_files(
+    files: Iterator[tuple[str, Callable[[], bytes]]], where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """A class-folder tree: ``[root/]{train,test}/<class>/<image>``; train and test merged."""
+    from PIL import Image, UnidentifiedImageError
+
+    entries = []
+    for name, read in files:
+        p = Path(name)
+        if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
+            continue
+        label = _class_index(p.parent.name)
+        if label is None:
+            raise CAEError(
+                f"{where}: image {name} is not in a CIFAR-10 class folder; expected "
+                f"{{train,test}}/<class>/<image> with <class> one of {', '.join(CLASSES)} (or 0-9)"
+            )
+        entries.append((tuple(p.parts[:-2]), p.parent.name, p.name, label, read, name))
+    if not entries:
+        raise CAEError(
+            f"{where}: no images found; expected {{train,test}}/<class>/*.png|jpg, "
+            "a cifar-10-batches-py folder or cifar-10-python.tar.gz"
+        )
+    entries.sort(key=lambda e: (e[0], e[1], e[2]))  # a fixed order whatever the listing order
+    images = np.empty((len(entries), *IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.empty(len(entries), dtype=np.uint8)
+    for i, (_, _, _, label, read, name) in enumerate(entries):
+        try:
+            with Image.open(io.BytesIO(read())) as im:
+                if im.size != IMAGE_SHAPE[:2]:
+                    raise CAEError(f"{where}/{name}: expected a 32×32 image, got {im.size[0]}×{im.size[1]}")
+                images[i] = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise CAEError(f"{where}/{name}: unreadable image ({type(err).__name__})") from None
+        labels[i] = label
+    return images, labels
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting and normalisation
+
+
+def _stratified_take(indices: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` of already-shuffled ``indices``, interleaving classes so counts are balanced."""
+    lab = labels[indices]
+    rank = np.zeros(len(indices), dtype=np.int64)
+    for c in np.unique(lab):
+        where = np.flatnonzero(lab == c)
+        rank[where] = np.arange(len(where))
+    order = np.lexsort((np.arange(len(indices)), rank))
+    return indices[order[:k]]
+
+
+def split(dataset: Dataset, seed: int, subset: int | None = None) -> Splits:
+    """Seeded 80/10/10 split of all images; ``subset`` = N train and N/8 val/test from inside it."""
+    n = len(dataset.images)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
+    parts = [perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]]
+    if subset is not None:
+        if subset > n_train:
+            raise CAEError(
+                f"SUBSET={subset} is larger than the {n_train} training images of this source "
+                f"({dataset.location}); use at most {n_train}"
+            )
+        wanted = [subset, max(1, subset // 8), max(1, subset // 8)]
+        parts = [_stratified_take(p, dataset.labels, k) for p, k in zip(parts, wanted, strict=True)]
+    train, val, test = parts
+    if min(len(train), len(val), len(test)) == 0:
+        raise CAEError(f"{dataset.location}: {n} images are too few for an 80/10/10 split")
+    x_train = dataset.images[train]
+    flat = x_train.reshape(-1, 3).astype(np.float64) / 255.0
+    mean = tuple(float(v) for v in flat.mean(axis=0))
+    std = tuple(float(v) for v in np.maximum(flat.std(axis=0), 1e-6))
+    return Splits(
+        x_train, dataset.labels[train], dataset.images[val], dataset.labels[val],
+        dataset.images[test], dataset.labels[test],
+        dataset.data_source, dataset.location, dataset.digest, seed, mean, std,
+    )  # fmt: skip
+
+
+def load_splits(source: str | None, seed: int, subset: int | None = None) -> Splits:
+    return split(load_cifar10(source), seed, subset)
+
+
+def to_unit(images: np.ndarray) -> np.ndarray:
+    """uint8 -> float32 in [0, 1]."""
+    return images.astype(np.float32) / 255.0
+
+
+def luma(rgb: Any) -> Any:
+    """BT.601 luma (0.299 R + 0.587 G + 0.114 B) as one channel; works on NumPy and tensors."""
+    w = np.asarray(LUMA_WEIGHTS, dtype=np.float32)
+    return (rgb * w).sum(axis=-1, keepdims=True) if isinstance(rgb, np.ndarray) else _tf_luma(rgb, w)
+
+
+def _tf_luma(rgb: Any, w: np.ndarray) -> Any:
+    import tensorflow as tf
+
+    return tf.reduce_sum(rgb * w, axis=-1, keepdims=True)
+
+
+# Input transforms: (float images in [0, 1]) -> model input. Targets are always the RGB images.
+TRANSFORMS: dict[str, Callable[[Any], Any]] = {
+    "rgb": lambda x: x,
+    "luma": luma,
+    # The seed notebook's grayscale: the plain channel mean (not BT.601 luma).
+    "mean": lambda x: x.mean(axis=-1, keepdims=True) if isinstance(x, np.ndarray) else _tf_mean(x),
+}
+
+
+def _tf_mean(x: Any) -> Any:
+    import tensorflow as tf
+
+    return tf.reduce_mean(x, axis=-1, keepdims=True)
+
+
+def make_dataset(
+    images: np.ndarray,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    input_transform: str = "rgb",
+) -> Any:
+    """``tf.data`` pipeline of (input, RGB target) batches from uint8 images held in memory.
+
+    The uint8 array is the cache (4× smaller than float32); shuffling uses the seed and reshuffles
+    each epoch; conversion to float happens per batch, vectorised, after batching.
+    """
+    import tensorflow as tf
+
+    transform = TRANSFORMS[input_transform]
+    ds = tf.data.Dataset.from_tensor_slices(images)
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+
+    def prepare(batch: Any) -> tuple[Any, Any]:
+        x = tf.cast(batch, tf.float32) / 255.0
+        return transform(x), x
+
+    ds = ds.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,66 @@
+"""Where the project's state lives: everything generated goes under ``runs/``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from cae.errors import CAEError
+
+
+def project_root() -> Path:
+    """The checkout the package runs from (``CAE_HOME`` overrides).
+
+    Resolved from the package location rather than the working directory so that the default
+    stores are the same absolute paths wherever a command is started from.
+    """
+    if os.environ.get("CAE_HOME"):
+        return Path(os.environ["CAE_HOME"]).resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").exists():
+        return here
+    return Path.cwd().resolve()
+
+
+def runs_dir() -> Path:
+    return project_root() / "runs"
+
+
+def study_dir(study: str) -> Path:
+    return runs_dir() / study
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) or fail with a one-line error naming it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (OSError, FileExistsError) as err:
+        raise CAEError(f"cannot create directory {path}: {err.strerror or err}") from None
+    return path
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it over ``target`` only on success.
+
+    Readers therefore see either the old complete file or the new one, never a partial write
+    (the rename is atomic on POSIX filesystems).
+    """
+    ensure_dir(target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text_atomic(target: Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)

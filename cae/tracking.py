@@ -1,0 +1,281 @@
+"""Everything MLflow: the only module that imports it.
+
+Runs are created through ``MlflowClient`` with explicit run ids (no fluent "active run"), so
+worker processes, threads and resumed searches can each write to their own run safely. Names
+follow the project conventions: per-epoch ``train_loss`` / ``val_loss`` with ``step`` = epoch
+(from 1); final ``best_val_loss``, ``test_mse``, ``test_psnr``, ``test_ssim``; one experiment per
+study with a parent run per study and a child run per trial.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cae.errors import CAEError
+from cae.paths import ensure_dir, project_root, runs_dir
+
+# MLflow run status for each Optuna trial state (the state itself is also the `trial_state` tag).
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+_MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+
+
+def default_tracking_uri() -> str:
+    """``sqlite:///<repo>/runs/mlflow.db``: absolute, so every working directory sees one store."""
+    return f"sqlite:///{runs_dir() / 'mlflow.db'}"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=project_root(), capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"GPU x{len(gpus)}" if gpus else f"CPU x{os.cpu_count()}"
+
+
+def _flat_str(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+class Run:
+    """One MLflow run, written by id. Use as a context manager: an exception ends it FAILED."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.client = tracker.client
+        self.run_id = run_id
+        self.ended = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _flat_str(v)) for k, v in params.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+        self.ended = True
+
+    def end_trial(self, state: str, reason: str | None = None) -> None:
+        """End a trial's run: ``trial_state`` tag (COMPLETE/PRUNED/FAIL) and matching status."""
+        self.set_tags({"trial_state": state, **({"error": reason[:500]} if reason else {})})
+        self.end(RUN_STATUS[state])
+
+    def epoch_callback(self) -> Any:
+        """A Keras callback that logs ``train_loss`` / ``val_loss`` (and ``lr``) at step = epoch.
+
+        Own callback rather than ``mlflow.keras.MlflowCallback``: that one logs Keras' names
+        (``loss``) and would need the fluent active run, which worker threads cannot share.
+        """
+        import keras
+
+        run = self
+
+        class EpochLogger(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                logs = logs or {}
+                metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss")}
+                lr = logs.get("learning_rate")
+                if lr is not None:
+                    metrics["learning_rate"] = lr
+                run.log_metrics({k: v for k, v in metrics.items() if v is not None}, step=epoch + 1)
+
+        return EpochLogger()
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.ended:
+            return
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.set_tags({"error": str(exc).splitlines()[0][:500] if exc else exc_type.__name__})
+            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+
+
+class Tracker:
+    """A tracking store: the default SQLite file under ``runs/``, or ``MLFLOW_TRACKING_URI``."""
+
+    def __init__(self, uri: str | None = None):
+        from mlflow.tracking import MlflowClient
+
+        self.uri = uri or tracking_uri()
+        if self.uri.startswith("sqlite:///"):
+            ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+        except Exception as err:
+            raise CAEError(f"invalid MLflow tracking URI {self.uri!r}: {str(err).splitlines()[0]}") from None
+
+    def check(self) -> Tracker:
+        """Fail fast (one line, before any training) if the store cannot be reached."""
+        saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as err:
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise CAEError(
+                f"MLflow tracking store {self.uri} is unreachable ({first}); start the server or fix "
+                "MLFLOW_TRACKING_URI (unset it to use the local runs/mlflow.db)"
+            ) from None
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return self
+
+    # ---- experiments and runs -----------------------------------------------------------------
+
+    def experiment_id(self, name: str, create: bool = True) -> str | None:
+        exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        if not create:
+            return None
+        # Local stores keep artifacts under runs/ (MLflow would otherwise use ./mlruns of the
+        # working directory); a tracking server decides for itself.
+        location = None if _is_remote(self.uri) else ensure_dir(runs_dir() / "mlartifacts" / name).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except Exception:  # created meanwhile by another worker
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    def start_run(
+        self, experiment: str, name: str, *, tags: Mapping[str, Any] | None = None,
+        parent_id: str | None = None,
+    ) -> Run:  # fmt: skip
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags.setdefault("git_commit", git_commit())
+        if parent_id:
+            tags["mlflow.parentRunId"] = parent_id
+        run = self.client.create_run(self.experiment_id(experiment), tags=tags, run_name=name)
+        return Run(self, run.info.run_id)
+
+    def resume_run(self, run_id: str) -> Run:
+        self.client.update_run(run_id, status="RUNNING")
+        return Run(self, run_id)
+
+    def run_exists(self, run_id: str) -> bool:
+        try:
+            self.client.get_run(run_id)
+            return True
+        except Exception:
+            return False
+
+    def study_parent(self, study: str, tags: Mapping[str, Any]) -> Run:
+        """The study's parent run, reused when a search resumes (status back to RUNNING)."""
+        existing = self.find_study_parent(study)
+        if existing is not None:
+            return self.resume_run(existing)
+        return self.start_run(study, study, tags={**tags, "study": study, "cae.role": "study"})
+
+    def find_study_parent(self, study: str) -> str | None:
+        exp_id = self.experiment_id(study, create=False)
+        if exp_id is None:
+            return None
+        runs = self.client.search_runs(
+            [exp_id], filter_string="tags.`cae.role` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
+        )
+        return runs[0].info.run_id if runs else None
+
+    def child_runs(self, parent_id: str, experiment: str) -> list[Any]:
+        exp_id = self.experiment_id(experiment, create=False)
+        if exp_id is None:
+            return []
+        out, token = [], None
+        while True:
+            page = self.client.search_runs(
+                [exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000, page_token=token
+            )
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+
+    def close_orphans(self, parent_id: str, experiment: str, still_running: set[int]) -> int:
+        """End child runs left RUNNING by a killed worker whose trial is no longer running.
+
+        Returns how many were closed. They end KILLED with ``trial_state=FAIL``, keeping the
+        curve they had.
+        """
+        closed = 0
+        for run in self.child_runs(parent_id, experiment):
+            number = run.data.tags.get("trial_number")
+            if run.info.status == "RUNNING" and number is not None and int(number) not in still_running:
+                Run(self, run.info.run_id).set_tags(
+                    {"trial_state": "FAIL", "error": "worker died during the trial (no heartbeat)"}
+                )
+                self.client.set_terminated(run.info.run_id, "KILLED")
+                closed += 1
+        return closed
+
+    def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
+        return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+    def get_run(self, run_id: str) -> Any:
+        try:
+            return self.client.get_run(run_id)
+        except Exception:
+            raise CAEError(f"no MLflow run {run_id!r} in {self.uri}") from None
+
+    def experiment_names(self) -> list[str]:
+        return [e.name for e in self.client.search_experiments()]
+
+    def ui_url(self, study: str | None, host: str, port: int) -> str:
+        """The UI address that opens the runs table ("Model training" mode), not GenAI traces."""
+        base = f"http://{host}:{port}"
+        exp_id = self.experiment_id(study, create=False) if study else None
+        if exp_id is None:
+            return base
+        return f"{base}/#/experiments/{exp_id}/runs?workflowType=machine_learning"
