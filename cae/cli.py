@@ -58,6 +58,60 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_config(args: argparse.Namespace) -> Any:
+    from cae.config import load_search
+
+    overrides = _overrides(args, prefix="experiment.")
+    for flag in ("trials", "study", "storage", "engine", "workers", "timeout"):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
+    return load_search(args.config, overrides)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = _search_config(args)
+    if cfg.engine == "keras-tuner":
+        from cae.tuner import run_tuner
+
+        run_tuner(cfg)
+    elif args.join:
+        from cae.search import join
+
+        join(cfg, index=args.index)
+    else:
+        from cae.search import run_search
+
+        run_search(cfg)
+    return 0
+
+
+def cmd_search_worker(args: argparse.Namespace) -> int:
+    from cae.search import worker_main
+
+    worker_main(args.config, args.index, args.parent_run_id)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import json
+
+    from cae.search import read_best
+
+    print(json.dumps(read_best(args.study or _search_config(args).study), indent=2))
+    return 0
+
+
+def _add_search_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", nargs="?", default="experiments/search.yaml")
+    p.add_argument("--study")
+    p.add_argument("--trials", type=int, help="finished trials the study should hold in total")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
+    p.add_argument("--engine", choices=["optuna", "keras-tuner"])
+    p.add_argument("--workers", type=int)
+    p.add_argument("--timeout", type=float, help="seconds for this call")
+    _add_training_flags(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cae", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", default="experiments/reference.yaml")
     _add_training_flags(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="run or resume a search (Optuna or keras-tuner)")
+    _add_search_flags(p)
+    p.add_argument("--join", action="store_true", help="join an existing study as one more worker")
+    p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("search-worker", help=argparse.SUPPRESS)
+    p.add_argument("config")
+    p.add_argument("--index", type=int, default=0)
+    p.add_argument("--parent-run-id", required=True)
+    p.set_defaults(func=cmd_search_worker)
+
+    p = sub.add_parser("best", help="print the best trial of a study (best.json)")
+    _add_search_flags(p)
+    p.set_defaults(func=cmd_best)
     return parser
 
 

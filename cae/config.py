@@ -9,6 +9,7 @@ file, the key and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from cae.errors import CAEError
+from cae.paths import resolve
 
 IMAGE_SIZE = 32  # CIFAR-10 images are 32×32; depth is limited by it
 
@@ -126,7 +128,7 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    name: Literal["tpe", "random", "nsga2", "gp"] = "tpe"
+    name: Literal["tpe", "random", "nsga2"] = "tpe"
     n_startup_trials: int = 6  # random trials before TPE models the space (TPE/NSGA-II)
 
 
@@ -149,6 +151,9 @@ class SearchConfig:
     # "val_loss" alone is a single-objective search; adding "code_values" (the narrower of the
     # latent and the bottleneck, in values) makes it a two-objective Pareto search.
     objectives: tuple[Literal["val_loss", "code_values"], ...] = ("val_loss",)
+    # Trials whose code (narrower of latent and bottleneck) exceeds this many values are pruned
+    # before training: "better" only means something at a fixed compression. None = no limit.
+    max_code_values: int | None = None
     storage: str | None = None  # Optuna storage URL; None = sqlite:///<repo>/runs/optuna.db
     workers: int = 1  # OS processes on this host, each with its share of CPU threads
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
@@ -171,6 +176,21 @@ class SearchConfig:
             )
         if not self.study or "/" in self.study or self.study.startswith("."):
             raise CAEError(f"study must be a plain name (no '/'), got {self.study!r}")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a number (YAML 1.1 would make it a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,11 +328,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise CAEError(f"--set expects KEY=VALUE (e.g. train.epochs=3), got {text!r}")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    return key.strip(), yaml_load(raw) if raw.strip() else None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
+    path = resolve(path)
     try:
         text = path.read_text()
     except FileNotFoundError:
@@ -320,7 +340,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise CAEError(f"cannot read config file {path}: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""

@@ -5,9 +5,9 @@ The defaults of :func:`build_autoencoder` are the seed assignment's reference ar
     32×32×3 → Conv3×3(8, relu) → MaxPool2 → Conv3×3(12, relu) → MaxPool2 → Conv3×3(16, relu)
     [latent 8×8×16] → UpSample2 → Conv3×3(12, relu) → UpSample2 → Conv3×3(3, sigmoid)
 
-4,911 parameters. The decoder mirrors the encoder: level i of depth d is upsampled and convolved
-with the width of encoder level i, except that the first level's convolutions end in the output
-convolution.
+4,911 parameters. The decoder mirrors the encoder: level i is upsampled and convolved with the width of encoder
+level i (``convs_per_level`` convolutions, a transposed convolution counting as the first); with
+UpSampling2D the output convolution replaces level 0's last one, as in the reference.
 """
 
 from __future__ import annotations
@@ -94,9 +94,9 @@ def build_autoencoder(
             strided = downsample == "stride" and j == convs_per_level - 1
             x = _conv_block(x, width, strides=2 if strided else 1, transpose=False, name=f"enc{i}_conv{j}", **block)
         if downsample == "maxpool":
-            x = layers.MaxPooling2D(name=f"enc{i}_pool")(x)
+            x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
         elif downsample == "avgpool":
-            x = layers.AveragePooling2D(name=f"enc{i}_pool")(x)
+            x = layers.AveragePooling2D(2, name=f"enc{i}_pool")(x)
     x = layers.Conv2D(latent_filters, kernel_size, padding="same", activation=latent_activation, name="latent")(x)
     for i in reversed(range(depth)):
         if upsample == "transpose":
@@ -104,7 +104,10 @@ def build_autoencoder(
         else:
             interpolation = "bilinear" if upsample == "bilinear" else "nearest"
             x = layers.UpSampling2D(interpolation=interpolation, name=f"dec{i}_up")(x)
-        n_convs = convs_per_level if i > 0 else convs_per_level - 1  # level 0 ends in the output conv
+        if upsample == "transpose":  # the transposed conv is the level's first convolution
+            n_convs = convs_per_level - 1
+        else:  # level 0's last convolution is the output convolution
+            n_convs = convs_per_level if i > 0 else convs_per_level - 1
         for j in range(n_convs):
             x = _conv_block(x, widths[i], strides=1, transpose=False, name=f"dec{i}_conv{j}", **block)
     if predict == "chroma":

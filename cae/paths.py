@@ -12,13 +12,11 @@ from cae.errors import CAEError
 
 
 def project_root() -> Path:
-    """The checkout the package runs from (``CAE_HOME`` overrides).
+    """The checkout the package runs from.
 
     Resolved from the package location rather than the working directory so that the default
     stores are the same absolute paths wherever a command is started from.
     """
-    if os.environ.get("CAE_HOME"):
-        return Path(os.environ["CAE_HOME"]).resolve()
     here = Path(__file__).resolve().parent.parent
     if (here / "pyproject.toml").exists():
         return here
@@ -26,7 +24,16 @@ def project_root() -> Path:
 
 
 def runs_dir() -> Path:
-    return project_root() / "runs"
+    """Generated state: ``<repo>/runs`` (``CAE_RUNS_DIR`` moves it, e.g. for tests)."""
+    return Path(os.environ.get("CAE_RUNS_DIR") or project_root() / "runs").resolve()
+
+
+def resolve(path: str | Path) -> Path:
+    """A relative path from the working directory, else from the checkout (``search_spaces/...``)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return project_root() / p if (project_root() / p).exists() else p
 
 
 def study_dir(study: str) -> Path:

@@ -133,7 +133,7 @@ class Run:
         if exc_type is None:
             self.end("FINISHED")
         else:
-            self.set_tags({"error": str(exc).splitlines()[0][:500] if exc else exc_type.__name__})
+            self.set_tags({"error": (str(exc).splitlines() or [exc_type.__name__])[0][:500]})
             self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
 
 

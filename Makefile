@@ -1,0 +1,51 @@
+# CAE search harness. `make help` lists the verbs; every target sets itself up on first use.
+# Variables are passed through only when set (defaults live in the YAML files).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-done
+# tf = `tensorflow` (uses a GPU when present); tf-cpu = the smaller CPU-only wheel (CI).
+TF_EXTRA ?= tf
+
+opt = $(if $($(1)),--$(2) $($(1)))
+TRAIN_ARGS = $(call opt,DATA,data) $(call opt,SUBSET,subset) $(call opt,EPOCHS,epochs) $(call opt,SEED,seed)
+STUDY_ARGS = $(call opt,STUDY,study) $(call opt,STORAGE,storage)
+SEARCH_ARGS = $(TRAIN_ARGS) $(STUDY_ARGS) $(call opt,TRIALS,trials) $(call opt,ENGINE,engine) \
+	$(call opt,WORKERS,workers) $(call opt,TIMEOUT,timeout)
+
+.PHONY: help setup test lint train search pareto worker best compare report ui dashboard colorize-best bench
+
+help: ## list the verbs
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: $(STAMP) ## create .venv with the pinned stack (other targets do this on first use)
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev]"
+	touch $@
+
+test: $(STAMP) ## run the test suite (exactly what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff
+	$(PY) -m ruff check cae tests scripts
+
+train: CONFIG ?= experiments/reference.yaml
+train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS SEED
+	$(PY) -m cae train $(CONFIG) $(TRAIN_ARGS)
+
+search: CONFIG ?= experiments/search.yaml
+search: $(STAMP) ## run/resume a search; TRIALS EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED
+	$(PY) -m cae search $(CONFIG) $(SEARCH_ARGS)
+
+pareto: $(STAMP) ## two-objective search (val MSE vs code size), experiments/pareto.yaml
+	$(PY) -m cae search experiments/pareto.yaml $(SEARCH_ARGS)
+
+worker: CONFIG ?= experiments/search.yaml
+worker: $(STAMP) ## join an existing study from another host (same STORAGE, MLFLOW_TRACKING_URI)
+	$(PY) -m cae search $(CONFIG) --join $(SEARCH_ARGS)
+
+best: $(STAMP) ## print the best trial of STUDY (best.json)
+	$(PY) -m cae best $(STUDY_ARGS)

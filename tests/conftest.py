@@ -1,0 +1,57 @@
+"""Shared fixtures: every test writes under a temporary runs/ and its own MLflow store."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["CAE_OFFLINE"] = "1"  # never try a download from a test
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip locally when a resource is missing; in CI (CI=true) that is a failure instead."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required in CI: {why}")
+        pytest.skip(why)
+
+
+def shared_archive() -> Path:
+    path = Path(os.environ.get("CAE_DATA") or SHARED_ARCHIVE)
+    require(path.exists(), f"the CIFAR-10 archive {path} is not on this machine")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("runs")
+    os.environ["CAE_RUNS_DIR"] = str(path)
+    os.environ.pop("CAE_DATA", None)  # tests name their data explicitly
+    return path
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One SQLite MLflow store per test module (set as MLFLOW_TRACKING_URI while it runs)."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow')}/mlflow.db"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+
+
+@pytest.fixture(scope="session")
+def sample_splits():
+    from cae.data import load_splits
+
+    return load_splits("sample", seed=0)

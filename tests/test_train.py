@@ -1,0 +1,102 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from cae.config import ExperimentConfig, with_overrides
+from cae.data import load_splits
+from cae.experiment import run_experiment
+from cae.tracking import Tracker
+from cae.train import TrainingDiverged, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def small_splits():
+    return load_splits("sample", seed=0, subset=480)
+
+
+def tiny(**overrides) -> ExperimentConfig:
+    base = {"data.source": "sample", "data.subset": 480, "train.epochs": 2, "train.batch_size": 32}
+    return with_overrides(ExperimentConfig(), {**base, **overrides})
+
+
+def test_two_epochs_lower_the_loss_and_score_the_test_split(small_splits):
+    result = train_and_evaluate(tiny(), small_splits, verbose=0)
+    assert result.epochs_run == 2
+    assert result.history["train_loss"][1] < result.history["train_loss"][0]
+    assert result.n_params == 4911 and result.code_values == 768
+    test = result.test
+    assert 0 < test["test_mse"] < 0.1
+    assert math.isclose(test["test_psnr"], 10 * math.log10(1 / test["test_mse"]), rel_tol=1e-9)
+    assert 0 < test["test_ssim"] <= 1
+
+
+def test_standardised_inputs_still_score_in_pixel_units(small_splits):
+    result = train_and_evaluate(tiny(**{"data.normalization": "standardize"}), small_splits, verbose=0)
+    assert result.model.get_layer("standardize") is not None
+    assert 0 < result.test["test_mse"] < 0.1
+
+
+def test_nan_loss_raises_a_one_line_error(small_splits):
+    class Poison(keras.callbacks.Callback):
+        """Deterministic divergence: NaN weights after the first batch."""
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                kernel = self.model.get_layer("output").kernel
+                kernel.assign(np.full(kernel.shape, np.nan))
+
+    with pytest.raises(TrainingDiverged, match="training diverged: the loss became NaN"):
+        train_and_evaluate(tiny(), small_splits, callbacks=[Poison()], verbose=0)
+
+
+def test_make_train_run_reads_back_from_mlflow(tracking_uri):
+    run_id, result, out = run_experiment(tiny(), Tracker(tracking_uri))
+    client = Tracker(tracking_uri).client
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    for key in ("train_loss", "val_loss"):
+        history = client.get_metric_history(run_id, key)
+        assert sorted(m.step for m in history) == [1, 2]
+    assert run.data.metrics["test_mse"] == pytest.approx(result.test["test_mse"])
+    assert {"test_psnr", "test_ssim", "best_val_loss"} <= set(run.data.metrics)
+    assert run.data.params["n_params"] == "4911"
+    assert run.data.params["latent_values"] == "1024" and run.data.params["bottleneck_values"] == "768"
+    assert run.data.params["model.filters"] == "8" and run.data.params["data.n_train"] == "480"
+    assert run.data.tags["stage"] == "reconstruction" and run.data.tags["data_source"] == "sample"
+    assert "git_commit" in run.data.tags
+    artifacts = {a.path for a in client.list_artifacts(run_id)}
+    assert {"loss_curve.png", "reconstructions.png", "config.yaml", "model.keras"} <= artifacts
+    assert (out / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_killed_training_resumes_in_the_same_run(tracking_uri, runs_dir):
+    """A run stopped after epoch 1 continues at epoch 2 in the same MLflow run, no gap."""
+    config = tiny(**{"train.epochs": 3, "name": "resume"})
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    import cae.experiment as experiment
+
+    original = experiment.train_and_evaluate
+
+    def killed(*args, **kwargs):
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), Kill()]
+        return original(*args, **kwargs)
+
+    experiment.train_and_evaluate = killed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(config, Tracker(tracking_uri))
+    finally:
+        experiment.train_and_evaluate = original
+    run_id, result, _ = run_experiment(config, Tracker(tracking_uri))
+    client = Tracker(tracking_uri).client
+    runs = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2, 3]
+    assert result.epochs_run == 3
