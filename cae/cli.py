@@ -65,7 +65,11 @@ def _search_config(args: argparse.Namespace) -> Any:
     for flag in ("trials", "study", "storage", "engine", "workers", "timeout"):
         if getattr(args, flag, None) is not None:
             overrides[flag] = getattr(args, flag)
-    return load_search(args.config, overrides)
+    cfg = load_search(args.config, overrides)
+    if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
+        # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
+        cfg = type(cfg)(**{**cfg.__dict__, "study": f"{cfg.study}-kt"})
+    return cfg
 
 
 def cmd_search(args: argparse.Namespace) -> int:

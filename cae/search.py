@@ -574,39 +574,42 @@ def _save_optuna_plots(study: Any, out: Path) -> list[Path]:
 
 
 def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]:
-    """Score the exported best trial on the test split; log it and Optuna's plots to the parent."""
+    """Optuna's plots and the trial states, then the exported best scored on the test split."""
     from collections import Counter
 
-    from cae.train import evaluate
-
     states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-    finished = states["COMPLETE"] + states["PRUNED"]
-    summary: dict[str, Any] = {"study": cfg.study, "states": dict(states)}
     print(f"\nstudy {cfg.study!r}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-    plots = _save_optuna_plots(study, study_dir(cfg.study) / "plots")
-    for p in plots:
+    for p in _save_optuna_plots(study, study_dir(cfg.study) / "plots"):
         parent.log_artifact(p, "optuna")
+    summary: dict[str, Any] = {"study": cfg.study, "states": dict(states)}
     if not states["COMPLETE"]:
         print("no completed trial yet: nothing to export")
         return summary
+    reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
+    summary["best"] = score_best(cfg, parent, step=states["COMPLETE"] + states["PRUNED"])
+    if reference is not None:
+        print(f"reference (trial {reference.number}): val MSE {reference.values[0]:.6f}")
+    return summary
+
+
+def score_best(cfg: SearchConfig, parent: Run, step: int) -> dict[str, Any]:
+    """Score the exported best trial once on the test split; log it to the study's parent run."""
+    from cae.train import evaluate
+
     model, record = load_best_model(cfg.study)
     config = from_dict(type(cfg.experiment), record["config"], "best.json")
     splits = load_splits(config.data.source, config.seed, config.data.subset)
     test, _ = evaluate(model, splits.x_test, config.data.input)
     record["test"] = test
+    json_path = best_paths(cfg.study)[0]
     with (study_dir(cfg.study) / ".best.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if json.loads(best_paths(cfg.study)[0].read_text())["trial_number"] == record["trial_number"]:
-            write_text_atomic(best_paths(cfg.study)[0], json.dumps(record, indent=2))
-    parent.log_metrics({"best_val_loss": record["val_loss"], **test}, step=finished)
+        if json.loads(json_path.read_text())["trial_number"] == record["trial_number"]:
+            write_text_atomic(json_path, json.dumps(record, indent=2))
+    parent.log_metrics({"best_val_loss": record["val_loss"], **test}, step=step)
     parent.set_tags({"best_trial_number": record["trial_number"], "best_run_id": record["mlflow_run_id"]})
     parent.log_text(json.dumps(record, indent=2), "best.json")
-    reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
-    line = (f"best: trial {record['trial_number']}  val MSE {record['val_loss']:.6f}  "
-            f"test MSE {test['test_mse']:.6f}  PSNR {test['test_psnr']:.2f} dB  "
-            f"({record['n_params']:,} params, code {record['code_values']} values)")
-    if reference is not None:
-        line += f"\nreference (trial {reference.number}): val MSE {reference.values[0]:.6f}"
-    print(line + f"\nexported to {best_paths(cfg.study)[0]}")
-    summary.update(best=record)
-    return summary
+    print(f"best: trial {record['trial_number']}  val MSE {record['val_loss']:.6f}  "
+          f"test MSE {test['test_mse']:.6f}  PSNR {test['test_psnr']:.2f} dB  "
+          f"({record['n_params']:,} params, code {record['code_values']} values)\nexported to {json_path}")
+    return record

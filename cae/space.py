@@ -83,7 +83,9 @@ class SearchSpace:
         out: dict[str, Any] = {}
         for p in self.params:
             sampling = "log" if p.log else "linear"
-            if p.kind == "categorical":
+            if p.kind == "categorical" and all(isinstance(c, bool) for c in p.choices):
+                out[p.name] = hp.Boolean(p.name, default=p.choices[0])  # Choice would turn bools into 0/1
+            elif p.kind == "categorical":
                 out[p.name] = hp.Choice(p.name, list(p.choices))
             elif p.kind == "int":
                 out[p.name] = hp.Int(p.name, int(p.low), int(p.high), step=int(p.step) if p.step else None,

@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CAE_OFFLINE"] = "1"  # never try a download from a test
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+# Read before the session fixture clears CAE_DATA (tests name their data explicitly).
+SHARED_ARCHIVE = Path(os.environ.get("CAE_DATA") or REPO.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -24,9 +25,8 @@ def require(condition: bool, why: str) -> None:
 
 
 def shared_archive() -> Path:
-    path = Path(os.environ.get("CAE_DATA") or SHARED_ARCHIVE)
-    require(path.exists(), f"the CIFAR-10 archive {path} is not on this machine")
-    return path
+    require(SHARED_ARCHIVE.exists(), f"the CIFAR-10 archive {SHARED_ARCHIVE} is not on this machine (set CAE_DATA)")
+    return SHARED_ARCHIVE
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,0 +1,143 @@
+"""The second engine: keras-tuner over the same search space, logged to MLflow the same way.
+
+``make search ENGINE=keras-tuner`` (study ``<study>-kt`` unless STUDY is given). The space file
+is read by the same parser as Optuna's; trials are child runs with ``engine=keras-tuner`` and
+per-epoch curves; the best trial is exported to the same ``best.json`` / ``best.keras``.
+Training goes through the same ``train_and_evaluate``: ``HyperModel.fit`` calls it with the
+model, epochs and callbacks that keras-tuner hands over (Hyperband continues models this way).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cae.config import SearchConfig
+from cae.data import Splits, load_splits
+from cae.paths import ensure_dir, study_dir
+from cae.search import _parent_tags, export_trial, score_best
+from cae.space import SearchSpace, load_space
+from cae.tracking import Tracker
+from cae.train import TrainResult, build_model, configure_threads, train_and_evaluate
+
+
+def _hypermodel(cfg: SearchConfig, space: SearchSpace, splits: Splits) -> Any:
+    import keras_tuner
+
+    class CAEHyperModel(keras_tuner.HyperModel):
+        """``build(hp)`` only turns ``hp`` values into a config; the builder takes plain values."""
+
+        last_result: TrainResult | None = None
+
+        def config_for(self, hp: Any) -> Any:
+            return space.apply(cfg.experiment, space.sample_keras_tuner(hp))
+
+        def build(self, hp: Any) -> Any:
+            import keras
+
+            keras.backend.clear_session()  # free the previous trial's graph (and its retracing)
+            return build_model(self.config_for(hp), splits)
+
+        def fit(self, hp: Any, model: Any, *args: Any, callbacks: Any = (), epochs: int | None = None,
+                initial_epoch: int = 0, **kwargs: Any) -> dict[str, float]:
+            self.last_result = train_and_evaluate(
+                self.config_for(hp), splits, model=model, callbacks=list(callbacks or []), epochs=epochs,
+                initial_epoch=initial_epoch, evaluate_test=False, verbose=0,
+            )  # fmt: skip
+            return {"val_loss": self.last_result.best_val_loss}
+
+    return CAEHyperModel()
+
+
+def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: Tracker, parent_id: str) -> Any:
+    import keras_tuner
+
+    base = {"hyperband": keras_tuner.Hyperband, "bayesian": keras_tuner.BayesianOptimization,
+            "random": keras_tuner.RandomSearch}[cfg.tuner]  # fmt: skip
+    budget = (
+        {"max_epochs": cfg.experiment.train.epochs, "factor": 3} if cfg.tuner == "hyperband" else {"max_trials": cfg.trials}
+    )
+
+    class TrackedTuner(base):  # type: ignore[misc, valid-type]
+        """keras-tuner has no MLflow logger: each trial is wrapped in a child run here."""
+
+        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
+            hp = trial.hyperparameters
+            params = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+            number = int(trial.trial_id)
+            start = time.perf_counter()
+            run = tracker.start_run(
+                cfg.study, f"trial-{number}", parent_id=parent_id,
+                tags={"study": cfg.study, "trial_number": number, "engine": "keras-tuner", "trial_state": "RUNNING",
+                      "stage": "reconstruction", "data_source": splits.data_source,
+                      **{f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")}},
+            )  # fmt: skip
+            run.log_params(params)
+            kwargs["callbacks"] = [*kwargs.get("callbacks", []), run.epoch_callback()]
+            try:
+                out = super().run_trial(trial, *args, **kwargs)
+            except Exception as err:
+                run.end_trial("FAIL", f"{type(err).__name__}: {err}")
+                print(f"trial {number:3d} FAIL     {type(err).__name__}: {str(err)[:200]}", flush=True)
+                raise
+            result = self.hypermodel.last_result
+            run.log_params({"n_params": result.n_params, "latent_values": result.latent_values,
+                            "bottleneck_values": result.bottleneck_values})
+            run.log_metrics({"best_val_loss": result.best_val_loss}, step=result.epochs_run)
+            export_trial(cfg, number, result, self.hypermodel.config_for(hp), params, run.run_id, "keras-tuner",
+                         splits.data_source)
+            run.end_trial("COMPLETE")
+            print(f"trial {number:3d} COMPLETE val={result.best_val_loss:.6g}  {time.perf_counter() - start:6.1f}s  "
+                  f"params={result.n_params} code={result.code_values}  "
+                  + " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()), flush=True)
+            return out
+
+    tuner = TrackedTuner(
+        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=cfg.experiment.seed,
+        directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False, **budget,
+    )  # fmt: skip
+    if cfg.tuner == "hyperband":
+        tuner.oracle.max_trials = cfg.trials  # Hyperband has no max_trials argument; the oracle honours it
+    _reference_first(tuner.oracle, space.point(cfg.experiment) if not space.outside(cfg.experiment) else None)
+    return tuner
+
+
+def _reference_first(oracle: Any, reference: dict[str, Any] | None) -> None:
+    """Make a new project's first sampled point the reference architecture (Optuna enqueues it).
+
+    keras-tuner has no enqueue: its oracles draw new points through ``_random_values`` (a
+    private method), so the very first draw of a fresh project is replaced.
+    """
+    if reference is None or oracle.trials and len(oracle.trials) > 1:
+        return
+    draw = oracle._random_values
+
+    def first_is_reference() -> dict[str, Any]:
+        if len(oracle.trials) <= 1 and not getattr(oracle, "_cae_reference_done", False):
+            oracle._cae_reference_done = True
+            return dict(reference)
+        return draw()
+
+    oracle._random_values = first_is_reference
+
+
+def run_tuner(cfg: SearchConfig, tracker: Tracker | None = None) -> dict[str, Any]:
+    tracker = (tracker or Tracker()).check()
+    space = load_space(cfg.space)
+    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
+    parent = tracker.study_parent(cfg.study, _parent_tags(cfg, splits.data_source, "keras-tuner"))
+    # keras-tuner runs trials in this process only: any child run still RUNNING was killed.
+    tracker.close_orphans(parent.run_id, cfg.study, still_running=set())
+    configure_threads()
+    tuner = make_tuner(cfg, space, splits, tracker, parent.run_id)
+    print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.uri}", flush=True)
+    try:
+        tuner.search(verbose=0)
+    except KeyboardInterrupt:
+        parent.end("KILLED")
+        raise
+    summary: dict[str, Any] = {"study": cfg.study, "trials": len(tuner.oracle.trials)}
+    if (study_dir(cfg.study) / "best.json").exists():
+        summary["best"] = score_best(cfg, parent, step=len(tuner.oracle.trials))
+    parent.end("FINISHED")
+    return summary

@@ -1,0 +1,147 @@
+"""A real Optuna study on SQLite with a real MLflow store, on tiny data."""
+
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pytest
+
+import cae.search as search
+from cae.config import load_search
+from cae.errors import CAEError
+from cae.tracking import Tracker
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def config(tmp_path: Path, study: str, **overrides):
+    base = {
+        "study": study, "trials": 3, "storage": f"sqlite:///{tmp_path}/optuna.db",
+        "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 2,
+        "heartbeat_interval": 1, "grace_period": 3,
+    }  # fmt: skip
+    return load_search(REPO / "experiments/search.yaml", {**base, **overrides})
+
+
+def children(tracking_uri: str, study: str):
+    tracker = Tracker(tracking_uri)
+    parent = tracker.find_study_parent(study)
+    return parent, tracker.child_runs(parent, study)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    return tmp_path_factory.mktemp("optuna")
+
+
+@pytest.fixture(scope="module")
+def three_trials(db, tracking_uri):
+    cfg = config(db, "three")
+    summary = search.run_search(cfg)
+    return cfg, summary
+
+
+def test_three_trials_are_three_child_runs_under_one_parent(three_trials, tracking_uri):
+    cfg, summary = three_trials
+    parent, runs = children(tracking_uri, "three")
+    assert len(runs) == 3
+    client = Tracker(tracking_uri).client
+    for run in runs:
+        assert run.data.tags["engine"] == "optuna" and run.data.tags["study"] == "three"
+        assert run.data.tags["trial_state"] in ("COMPLETE", "PRUNED")
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert steps == list(range(1, len(steps) + 1)) and steps
+        assert {"n_params", "latent_values", "bottleneck_values", "model.depth", "train.learning_rate"} <= set(
+            run.data.params
+        )
+    parent_run = client.get_run(parent)
+    assert parent_run.info.status == "FINISHED"
+    assert parent_run.data.tags["best_trial_number"] == str(summary["best"]["trial_number"])
+    assert "test_psnr" in parent_run.data.metrics
+    assert {a.path for a in client.list_artifacts(parent, "optuna")} >= {"optuna/optimization_history.png"}
+
+
+def test_trial_zero_is_the_reference_architecture(three_trials, db):
+    cfg, _ = three_trials
+    study = optuna.load_study(study_name="three", storage=cfg.storage)
+    first = study.trials[0]
+    assert first.user_attrs["reference"] is True and first.user_attrs["n_params"] == 4911
+    assert first.params["model.filters"] == 8 and first.params["model.latent_filters"] == 16
+
+
+def test_best_json_reloads_into_the_logged_model(three_trials, tracking_uri):
+    model, record = search.load_best_model("three")
+    run = Tracker(tracking_uri).client.get_run(record["mlflow_run_id"])
+    assert model.count_params() == int(run.data.params["n_params"]) == record["n_params"]
+    study = optuna.load_study(study_name="three", storage=three_trials[0].storage)
+    assert record["trial_number"] == study.best_trial.number
+    assert record["val_loss"] == pytest.approx(study.best_value)
+    assert record["test"]["test_mse"] > 0
+
+
+def test_rerunning_continues_the_numbering_without_duplicates(three_trials, tracking_uri, db):
+    cfg = config(db, "three", trials=5)
+    search.run_search(cfg)
+    study = optuna.load_study(study_name="three", storage=cfg.storage)
+    finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(finished) == 5 and [t.number for t in study.trials] == list(range(len(study.trials)))
+    _, runs = children(tracking_uri, "three")
+    numbers = sorted(int(r.data.tags["trial_number"]) for r in runs)
+    assert numbers == [t.number for t in study.trials]
+    search.run_search(cfg)  # already complete: no new trial, no new run
+    assert len(optuna.load_study(study_name="three", storage=cfg.storage).trials) == len(study.trials)
+    assert len(children(tracking_uri, "three")[1]) == len(runs)
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial):
+        return True
+
+
+def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monkeypatch):
+    monkeypatch.setattr(search, "make_pruner", lambda cfg: AlwaysPrune())
+    cfg = config(db, "pruned", trials=2)
+    search.run_search(cfg)
+    study = optuna.load_study(study_name="pruned", storage=cfg.storage)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    client = Tracker(tracking_uri).client
+    for run in children(tracking_uri, "pruned")[1]:
+        assert run.data.tags["trial_state"] == "PRUNED" and run.info.status == "KILLED"
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1]  # its curve
+
+
+def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
+    class Poison(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            kernel = self.model.get_layer("output").kernel
+            kernel.assign(np.full(kernel.shape, np.nan))
+
+    cfg = config(db, "nan", trials=2)
+    search.run_search(cfg, extra_callbacks=lambda trial: [Poison()] if trial.number == 1 else [])
+    study = optuna.load_study(study_name="nan", storage=cfg.storage)
+    states = [t.state.name for t in study.trials]
+    assert states[1] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") == 2
+    assert "training diverged" in study.trials[1].user_attrs["fail_reason"]
+    failed = [r for r in children(tracking_uri, "nan")[1] if r.data.tags["trial_number"] == "1"]
+    assert failed[0].info.status == "FAILED" and failed[0].data.tags["trial_state"] == "FAIL"
+
+
+def test_two_workers_on_one_sqlite_study(db, tracking_uri):
+    cfg = config(db, "parallel", trials=4, workers=2)
+    search.run_search(cfg)
+    study = optuna.load_study(study_name="parallel", storage=cfg.storage)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    numbers = [int(r.data.tags["trial_number"]) for r in children(tracking_uri, "parallel")[1]]
+    assert sorted(numbers) == sorted(t.number for t in study.trials if t.state.name != "FAIL" or
+                                     "surplus" not in t.user_attrs.get("fail_reason", ""))
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [("mysql+nodriver://x", "cannot open Optuna storage"), ("notaurl", "invalid storage URL 'notaurl'")],
+)
+def test_bad_storage_fails_before_training(db, storage, message):
+    with pytest.raises(CAEError, match=message):
+        search.run_search(config(db, "bad", storage=storage))

@@ -1,0 +1,31 @@
+"""keras-tuner as the second engine: same space file, same MLflow layout, same best.json."""
+
+from pathlib import Path
+
+from cae.config import load_search
+from cae.search import load_best_model
+from cae.tracking import Tracker
+from cae.tuner import run_tuner
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
+    cfg = load_search(REPO / "experiments/search.yaml", {
+        "study": "kt", "engine": "keras-tuner", "tuner": "random", "trials": 3,
+        "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 2,
+    })  # fmt: skip
+    summary = run_tuner(cfg)
+    tracker = Tracker(tracking_uri)
+    parent = tracker.find_study_parent("kt")
+    runs = tracker.child_runs(parent, "kt")
+    assert len(runs) == 3 == summary["trials"]
+    for run in runs:
+        assert run.data.tags["engine"] == "keras-tuner" and run.data.tags["trial_state"] == "COMPLETE"
+        assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2]
+        assert not any(k.startswith("tuner/") for k in run.data.params)  # keras-tuner's own keys filtered
+    first = next(r for r in runs if r.data.tags["trial_number"] == "0")
+    assert first.data.params["n_params"] == "4911"  # the reference goes first, as with Optuna
+    model, record = load_best_model("kt")
+    assert record["engine"] == "keras-tuner" and model.count_params() == record["n_params"]
+    assert tracker.client.get_run(parent).data.tags["best_trial_number"] == str(record["trial_number"])
