@@ -49,3 +49,10 @@ worker: $(STAMP) ## join an existing study from another host (same STORAGE, MLFL
 
 best: $(STAMP) ## print the best trial of STUDY (best.json)
 	$(PY) -m cae best $(STUDY_ARGS)
+
+ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY
+	$(PY) -m cae ui $(call opt,STUDY,study) $(call opt,HOST,host) $(call opt,PORT,port)
+
+dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); HOST PORT
+	$(VENV)/bin/optuna-dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(CURDIR)/runs/optuna.db) \
+		--host $(if $(HOST),$(HOST),127.0.0.1) --port $(if $(PORT),$(PORT),8080)

@@ -105,6 +105,12 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from cae.ui import serve
+
+    return serve(args.study, args.host, args.port)
+
+
 def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default="experiments/search.yaml")
     p.add_argument("--study")
@@ -136,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--parent-run-id", required=True)
     p.set_defaults(func=cmd_search_worker)
+
+    p = sub.add_parser("ui", help="serve the MLflow UI on the project's tracking store")
+    p.add_argument("--study", default="cae-search", help="print the address of this study's runs table")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=5000)
+    p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("best", help="print the best trial of a study (best.json)")
     _add_search_flags(p)
