@@ -56,3 +56,13 @@ ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY
 dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); HOST PORT
 	$(VENV)/bin/optuna-dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(CURDIR)/runs/optuna.db) \
 		--host $(if $(HOST),$(HOST),127.0.0.1) --port $(if $(PORT),$(PORT),8080)
+
+compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<ids> STATES=COMPLETE,PRUNED LINEAR=1
+	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \
+		$(call opt,RUNS,runs) $(call opt,STATES,states) $(if $(LINEAR),--linear)
+
+report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for EPOCHS (default: the search's)
+	$(PY) -m cae report $(STUDY_ARGS) $(call opt,EPOCHS,epochs)
+
+colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|all EPOCHS SUBSET DATA CONFIG
+	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) $(TRAIN_ARGS)

@@ -6,6 +6,7 @@ Every user error is a ``CAEError`` and ends as one line on stderr with exit stat
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from typing import Any
 
 # Quieter TensorFlow start-up (before anything imports it); users can still override.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes between trials
 
 from cae.errors import CAEError  # noqa: E402
 
@@ -111,6 +113,44 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return serve(args.study, args.host, args.port)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from cae.compare import compare, format_table
+
+    def split(text: str | None) -> list[str]:
+        return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+    try:
+        trial_ids = [int(t) for t in split(args.trial_ids)]
+    except ValueError:
+        from cae.errors import CAEError
+
+        raise CAEError(f"TRIAL_IDS must be comma-separated trial numbers, got {args.trial_ids!r}") from None
+    rows, png, csv_path = compare(
+        split(args.study) or ["cae-search"], top=args.top, trial_ids=trial_ids, run_ids=split(args.runs),
+        states=[s.upper() for s in split(args.states)] or ["COMPLETE", "PRUNED"], log_y=not args.linear,
+    )  # fmt: skip
+    print(format_table(rows))
+    print(f"\nplot: {png}\ntable: {csv_path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cae.report import build_report
+
+    cfg = _search_config(args)
+    print(f"wrote {build_report(cfg, epochs=args.epochs)}")
+    return 0
+
+
+def cmd_colorize(args: argparse.Namespace) -> int:
+    from cae.colorize import ALL, colorize
+
+    variants = list(ALL) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]
+    report = colorize(args.study, config_path=args.config, variants=variants, overrides=_overrides(args))
+    print(f"wrote {report}")
+    return 0
+
+
 def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default="experiments/search.yaml")
     p.add_argument("--study")
@@ -148,6 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("compare", help="overlay trial loss curves (from MLflow) and tabulate them")
+    p.add_argument("--study", help="study name, or several comma-separated (default cae-search)")
+    p.add_argument("--top", type=int, default=5, help="the k best trials by best validation MSE")
+    p.add_argument("--trial-ids", help="explicit trial numbers, comma-separated")
+    p.add_argument("--runs", help="explicit MLflow run ids, comma-separated")
+    p.add_argument("--states", help="trial states to consider (default COMPLETE,PRUNED)")
+    p.add_argument("--linear", action="store_true", help="linear instead of log y axis")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("report", help="write reports/<study>/search.md (retrains reference and best)")
+    _add_search_flags(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("colorize", help="colorization from a study's best architecture, with a report")
+    p.add_argument("--study", help="study whose best.json gives the architecture (default cae-search)")
+    p.add_argument("--config", help="an experiment YAML instead of a study's best trial")
+    p.add_argument("--variant", default="all", help="rgb, chroma, seed, chroma-warm, comma-separated, or all")
+    _add_training_flags(p)
+    p.set_defaults(func=cmd_colorize)
 
     p = sub.add_parser("best", help="print the best trial of a study (best.json)")
     _add_search_flags(p)

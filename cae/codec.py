@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -62,3 +63,25 @@ def quantize_codes(codes: np.ndarray, low: np.ndarray, high: np.ndarray, bits: i
     scale = np.where(high > low, high - low, 1.0)
     q = np.clip(np.round((codes - low) / scale * levels), 0, levels)
     return (q / levels * scale + low).astype(np.float32)
+
+
+def quantized_metrics(model: Any, splits: Any, input_transform: str = "rgb", bits: int = 8) -> dict[str, float]:
+    """Test scores with the latent stored as ``bits``-bit integers (per-channel range from train).
+
+    This compares the autoencoder with a uint8 thumbnail at equal bytes, not just equal values.
+    """
+    from cae.data import make_dataset, to_unit
+    from cae.metrics import image_metrics
+    from cae.model import split_at_latent
+
+    encoder, decoder = split_at_latent(model)
+
+    def codes(images: np.ndarray) -> np.ndarray:
+        ds = make_dataset(images, 500, shuffle=False, seed=0, input_transform=input_transform).map(lambda x, y: x)
+        return np.asarray(encoder.predict(ds, verbose=0))
+
+    calibration = codes(splits.x_train[:5000])
+    axes = tuple(range(calibration.ndim - 1))
+    low, high = calibration.min(axis=axes), calibration.max(axis=axes)
+    decoded = np.asarray(decoder.predict(quantize_codes(codes(splits.x_test), low, high, bits), batch_size=500, verbose=0))
+    return image_metrics(decoded, to_unit(splits.x_test), prefix=f"test_q{bits}_")

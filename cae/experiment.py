@@ -18,7 +18,7 @@ import yaml
 
 from cae import plots
 from cae.config import ExperimentConfig, flatten, to_dict
-from cae.data import CLASSES, Splits, load_splits, to_unit
+from cae.data import CLASSES, TRANSFORMS, Splits, load_splits, to_unit
 from cae.paths import ensure_dir, runs_dir
 from cae.tracking import Run, Tracker, machine
 from cae.train import TrainResult, predict, train_and_evaluate
@@ -44,9 +44,9 @@ def run_tags(splits: Splits, stage: str) -> dict[str, str]:
 
 
 def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: TrainResult, title: str) -> Path:
-    """Metrics, loss curve, reconstruction grid, config and model of a finished training run.
+    """Metrics, loss curve, image grid, config and model of a finished training run.
 
-    Written to a temporary folder and logged as artifacts; returns nothing to keep locally.
+    Written to a temporary folder (returned) and logged as artifacts.
     """
     run.log_metrics({"best_val_loss": result.best_val_loss, **result.test})
     run.log_metrics({"seconds_per_epoch": result.seconds_per_epoch, "epochs_run": result.epochs_run})
@@ -54,11 +54,15 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
     out = Path(tempfile.mkdtemp(prefix="cae-run-"))
     plots.loss_curve(result.history, out / "loss_curve.png", title)
     idx = grid_indices(splits.y_test)
-    recon = predict(result.model, splits.x_test[idx], config.data.input)
-    plots.image_grid(
-        [("original", to_unit(splits.x_test[idx])), ("reconstruction", recon)], out / "reconstructions.png",
-        f"{title}: test images (top) and reconstructions (bottom)", [CLASSES[c] for c in splits.y_test[idx]],
-    )  # fmt: skip
+    truth = to_unit(splits.x_test[idx])
+    prediction = predict(result.model, splits.x_test[idx], config.data.input)
+    if config.data.input == "rgb":
+        rows, what = [("original", truth), ("reconstruction", prediction)], "originals over reconstructions"
+    else:
+        gray = TRANSFORMS[config.data.input](truth)
+        rows, what = [("gray input", gray), ("predicted", prediction), ("truth", truth)], "input, prediction, truth"
+    plots.image_grid(rows, out / "reconstructions.png", f"{title}: test images, {what}",
+                     [CLASSES[c] for c in splits.y_test[idx]])
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     (out / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
     result.model.save(out / "model.keras")
@@ -67,10 +71,17 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
     return out
 
 
-def run_experiment(config: ExperimentConfig, tracker: Tracker) -> tuple[str, TrainResult, Path]:
-    """Train ``config`` with MLflow tracking; returns (run id, result, folder of its outputs)."""
-    splits = load_splits(config.data.source, config.seed, config.data.subset)
-    key = hashlib.sha256(json.dumps(to_dict(config), sort_keys=True).encode()).hexdigest()[:10]
+def run_experiment(
+    config: ExperimentConfig, tracker: Tracker, *, experiment: str | None = None, run_name: str | None = None,
+    tags: dict[str, str] | None = None, splits: Splits | None = None, model: Any = None,
+) -> tuple[str, TrainResult, Path]:  # fmt: skip
+    """Train ``config`` with MLflow tracking; returns (run id, result, folder of its outputs).
+
+    The run goes to the MLflow experiment ``experiment`` (default: the config's name).
+    """
+    splits = splits or load_splits(config.data.source, config.seed, config.data.subset)
+    identity = [to_dict(config), experiment, run_name, tags]
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
     workdir = ensure_dir(runs_dir() / "train" / f"{config.name}-{key}")
     id_file = workdir / "mlflow_run_id"
     resumed = id_file.exists() and tracker.run_exists(id_file.read_text().strip())
@@ -80,11 +91,15 @@ def run_experiment(config: ExperimentConfig, tracker: Tracker) -> tuple[str, Tra
     else:
         shutil.rmtree(workdir)  # stale backup of a run the store no longer has
         ensure_dir(workdir)
-        run = tracker.start_run(config.name, f"{config.name}", tags=run_tags(splits, "reconstruction"))
+        stage = "colorization" if config.data.input != "rgb" else "reconstruction"
+        run = tracker.start_run(experiment or config.name, run_name or config.name,
+                                tags={**run_tags(splits, stage), **(tags or {})})
         run.log_params(run_params(config, splits))
         id_file.write_text(run.run_id)
     with run:
-        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir)
-        out = log_outputs(run, config, splits, result, f"{config.name} ({splits.data_source})")
+        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir, model=model)
+        n_train, n_val, n_test = splits.sizes
+        title = f"{config.name}: {n_train:,}/{n_val:,}/{n_test:,} images ({splits.data_source})"
+        out = log_outputs(run, config, splits, result, title)
     shutil.rmtree(workdir, ignore_errors=True)  # finished: nothing left to resume
     return run.run_id, result, out

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 from cae.paths import atomic_path  # noqa: E402
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
@@ -35,7 +35,7 @@ def loss_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str,
@@ -56,4 +56,4 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str,
             if r == 0 and column_titles:
                 ax.set_title(column_titles[c], fontsize=7)
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)

@@ -28,7 +28,7 @@ from cae.data import Splits, load_splits
 from cae.errors import CAEError
 from cae.paths import atomic_path, ensure_dir, runs_dir, study_dir, write_text_atomic
 from cae.space import SearchSpace, load_space
-from cae.tracking import Run, Tracker, machine
+from cae.tracking import Run, Tracker, machine, with_driver
 from cae.train import TrainResult, build_model, configure_threads, train_and_evaluate
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops when this many trials fail in a row: a config problem
@@ -91,7 +91,7 @@ def open_storage(cfg: SearchConfig) -> Any:
         connect_args = {"connect_timeout": 20}
     try:
         return optuna.storages.RDBStorage(
-            url,
+            with_driver(url),
             engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
             heartbeat_interval=cfg.heartbeat_interval,
             grace_period=cfg.grace_period,
@@ -541,8 +541,6 @@ def worker_main(config_path: str, index: int, parent_id: str) -> None:
 
 def _save_optuna_plots(study: Any, out: Path) -> list[Path]:
     """Optuna's own figures (matplotlib backend) for the parent run; skips what cannot be drawn yet."""
-    import warnings
-
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ov
 
@@ -555,8 +553,18 @@ def _save_optuna_plots(study: Any, out: Path) -> list[Path]:
     }
     if not single:
         figures["pareto_front"] = lambda: ov.plot_pareto_front(study, target_names=["val_loss", "code_values"])
-    saved = []
     ensure_dir(out)
+    # Optuna switches matplotlib to its ggplot style globally; the context restores ours after.
+    with plt.style.context("ggplot"):
+        return _draw(figures, out)
+
+
+def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    saved = []
     for name, draw in figures.items():
         try:
             with warnings.catch_warnings():

@@ -33,6 +33,15 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
 
 
+def with_driver(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg2://``, the driver the project installs.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed: without
+    this, Optuna, the MLflow client and ``mlflow server`` all fail with "No module named 'psycopg'".
+    """
+    return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
 def _is_remote(uri: str) -> bool:
     return uri.startswith(("http://", "https://", "databricks"))
 
@@ -147,7 +156,7 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client = MlflowClient(tracking_uri=with_driver(self.uri))
         except Exception as err:
             raise CAEError(f"invalid MLflow tracking URI {self.uri!r}: {str(err).splitlines()[0]}") from None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cae.errors import CAEError
 from cae.paths import ensure_dir, runs_dir
-from cae.tracking import Tracker, tracking_uri
+from cae.tracking import Tracker, tracking_uri, with_driver
 
 
 def server_command(backend_uri: str, host: str, port: int, artifacts: Path | None = None) -> tuple[list[str], dict[str, str]]:
@@ -26,7 +26,7 @@ def server_command(backend_uri: str, host: str, port: int, artifacts: Path | Non
         raise CAEError("the `mlflow` command is not installed in this environment; run `make setup`")
     artifacts = artifacts or ensure_dir(runs_dir() / "mlartifacts")
     argv = [
-        mlflow, "server", "--backend-store-uri", backend_uri, "--artifacts-destination", artifacts.as_uri(),
+        mlflow, "server", "--backend-store-uri", with_driver(backend_uri), "--artifacts-destination", artifacts.as_uri(),
         "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}

@@ -1,0 +1,191 @@
+"""`cae compare`: trial loss curves side by side, read from MLflow (any tracking server).
+
+Selects the top k trials of one or more studies by best validation MSE, explicit trial
+numbers, or explicit run ids; overlays their per-epoch curves in one PNG and writes the table as
+CSV; both are logged to the study's parent run and written under ``reports/<study>/``.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cae.config import ModelConfig
+from cae.errors import CAEError
+from cae.paths import atomic_path, ensure_dir, project_root
+from cae.tracking import Run, Tracker
+
+STATES = ("COMPLETE", "PRUNED")
+COLUMNS = ["study", "trial", "state", "depth", "filters", "latent", "lr", "batch_size", "n_params", "code_values",
+           "best_val_mse", "epochs_run", "seconds", "run_id"]  # fmt: skip
+
+
+@dataclass
+class TrialRow:
+    study: str
+    trial: int
+    state: str
+    run_id: str
+    params: dict[str, str]
+    best_val: float
+    seconds: float
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history.get("val_loss", []))
+
+    def level_filters(self) -> str:
+        p = self.params
+        try:
+            widths = ModelConfig(depth=int(p["model.depth"]), filters=int(p["model.filters"]),
+                                 filter_growth=float(p.get("model.filter_growth", 1.5))).level_filters()
+        except (KeyError, ValueError):
+            return p.get("model.filters", "-")
+        return "-".join(map(str, widths))
+
+    def label(self, with_study: bool) -> str:
+        p = self.params
+        text = (f"#{self.trial} d={p.get('model.depth', '?')} f={self.level_filters()} z={p.get('model.latent_filters', '?')} "
+                f"lr={float(p.get('train.learning_rate', 'nan')):.1e} bs={p.get('train.batch_size', '?')}")
+        text += f" ({self.best_val:.5f})"
+        if self.state != "COMPLETE":
+            text += f" {self.state}"
+        return f"{self.study} {text}" if with_study else text
+
+    def row(self) -> dict[str, Any]:
+        p = self.params
+        return {
+            "study": self.study, "trial": self.trial, "state": self.state, "depth": p.get("model.depth", ""),
+            "filters": self.level_filters(), "latent": p.get("model.latent_filters", ""),
+            "lr": f"{float(p['train.learning_rate']):.3g}" if "train.learning_rate" in p else "", "batch_size": p.get("train.batch_size", ""),
+            "n_params": p.get("n_params", ""),
+            "code_values": min(int(p.get("latent_values", 0) or 0), int(p.get("bottleneck_values", 0) or 0)) or "",
+            "best_val_mse": f"{self.best_val:.6g}", "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1),
+            "run_id": self.run_id,
+        }  # fmt: skip
+
+
+def _row(run: Any, tracker: Tracker, study: str) -> TrialRow:
+    history = {k: tracker.metric_history(run.info.run_id, k) for k in ("train_loss", "val_loss")}
+    if not history["val_loss"]:
+        raise CAEError(f"run {run.info.run_id} (trial {run.data.tags.get('trial_number')}) has no 'val_loss' "
+                       "history; it logged: " + (", ".join(sorted(run.data.metrics)) or "no metrics"))
+    best = run.data.metrics.get("best_val_loss", min(v for _, v in history["val_loss"]))
+    end = run.info.end_time or run.info.start_time
+    return TrialRow(study, int(run.data.tags.get("trial_number", -1)), run.data.tags.get("trial_state", "?"),
+                    run.info.run_id, dict(run.data.params), float(best), (end - run.info.start_time) / 1000, history)
+
+
+def study_runs(tracker: Tracker, study: str) -> tuple[str, list[Any]]:
+    """(parent run id, child runs) of a study; one-line errors naming what exists instead."""
+    parent = tracker.find_study_parent(study)
+    if parent is None:
+        names = [n for n in tracker.experiment_names() if n != "Default"]
+        raise CAEError(f"no study {study!r} in MLflow store {tracker.uri}; studies there: {', '.join(names) or 'none'}")
+    runs = tracker.child_runs(parent, study)
+    if not runs:
+        raise CAEError(f"study {study!r} has no trial runs yet in {tracker.uri}; run `make search STUDY={study}`")
+    return parent, runs
+
+
+def select(
+    tracker: Tracker, studies: Sequence[str], *, top: int = 5, trial_ids: Sequence[int] = (),
+    run_ids: Sequence[str] = (), states: Sequence[str] = STATES,
+) -> list[TrialRow]:  # fmt: skip
+    """The trials to compare, best first (or in the order asked for)."""
+    if run_ids:
+        rows = []
+        for rid in run_ids:
+            run = tracker.get_run(rid)
+            rows.append(_row(run, tracker, run.data.tags.get("study", "?")))
+        return rows
+    rows = []
+    for study in studies:
+        _, runs = study_runs(tracker, study)
+        if trial_ids:
+            by_number = {int(r.data.tags["trial_number"]): r for r in runs if "trial_number" in r.data.tags}
+            missing = [t for t in trial_ids if t not in by_number]
+            if missing and len(studies) == 1:
+                raise CAEError(f"trial {missing[0]} is not in study {study!r}; its trials: "
+                               f"{', '.join(map(str, sorted(by_number)))}")
+            rows += [_row(by_number[t], tracker, study) for t in trial_ids if t in by_number]
+            continue
+        eligible = [r for r in runs if r.data.tags.get("trial_state") in states and r.data.metrics.get("best_val_loss")]
+        eligible.sort(key=lambda r: r.data.metrics["best_val_loss"])
+        if not eligible:
+            found = sorted({r.data.tags.get("trial_state", "?") for r in runs})
+            raise CAEError(f"study {study!r} has no {'/'.join(states)} trials with a best_val_loss; states there: "
+                           + ", ".join(found))
+        rows += [_row(r, tracker, study) for r in eligible[:top]]
+    return rows
+
+
+def plot(rows: Sequence[TrialRow], path: Path, *, log_y: bool = True, title: str = "") -> Path:
+    """Validation curves (solid) and train curves (dashed, same colour); pruned trials end in ×."""
+    from cae.plots import plt, save
+
+    fig, ax = plt.subplots(figsize=(10, 5.8))
+    with_study = len({r.study for r in rows}) > 1
+    colours = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
+    for i, r in enumerate(rows):
+        colour = colours(i % colours.N)
+        steps, values = zip(*r.history["val_loss"], strict=True)
+        ax.plot(steps, values, "-o", color=colour, ms=3, lw=1.8, label=r.label(with_study))
+        if r.history.get("train_loss"):
+            t_steps, t_values = zip(*r.history["train_loss"], strict=True)
+            ax.plot(t_steps, t_values, "--", color=colour, lw=1, alpha=0.8)
+        if r.state == "PRUNED":
+            ax.plot(steps[-1], values[-1], "x", color=colour, ms=11, mew=2.5)
+    ax.plot([], [], "k-", label="validation (solid)")
+    ax.plot([], [], "k--", label="train (dashed)")
+    ax.plot([], [], "kx", ms=9, mew=2, ls="none", label="pruned here")
+    ax.set(xlabel="epoch", ylabel="MSE ([0,1] pixels)", title=title or "trial loss curves")
+    if log_y:
+        ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7.5, loc="upper right")
+    return save(fig, path)
+
+
+def write_csv(rows: Sequence[TrialRow], path: Path) -> Path:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(r.row() for r in rows)
+    return path
+
+
+def format_table(rows: Sequence[TrialRow]) -> str:
+    cols = [c for c in COLUMNS if c != "run_id"]
+    table = [cols] + [[str(r.row()[c]) for c in cols] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in table)
+
+
+def compare(
+    studies: Sequence[str], *, top: int = 5, trial_ids: Sequence[int] = (), run_ids: Sequence[str] = (),
+    states: Sequence[str] = STATES, log_y: bool = True, out_dir: Path | None = None, tracker: Tracker | None = None,
+) -> tuple[list[TrialRow], Path, Path]:  # fmt: skip
+    """Select, plot, tabulate; log both files to the (first) study's parent run."""
+    tracker = tracker or Tracker()
+    bad = [s for s in states if s not in ("COMPLETE", "PRUNED", "FAIL")]
+    if bad:
+        raise CAEError(f"unknown trial state {bad[0]!r}; allowed: COMPLETE, PRUNED, FAIL")
+    rows = select(tracker, studies, top=top, trial_ids=trial_ids, run_ids=run_ids, states=states)
+    name = "+".join(dict.fromkeys(r.study for r in rows)) or "runs"
+    out_dir = ensure_dir(out_dir or project_root() / "reports" / name)
+    what = f"trials {', '.join(str(t) for t in trial_ids)}" if trial_ids else f"top {top} by best validation MSE"
+    png = plot(rows, out_dir / "compare.png", log_y=log_y, title=f"{name}: {what if not run_ids else 'selected runs'}")
+    csv_path = write_csv(rows, out_dir / "compare.csv")
+    for study in dict.fromkeys(r.study for r in rows):
+        parent = tracker.find_study_parent(study)
+        if parent is not None:
+            run = Run(tracker, parent)
+            run.log_artifact(png, "compare")
+            run.log_artifact(csv_path, "compare")
+    return rows, png, csv_path

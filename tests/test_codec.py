@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from cae.codec import baseline_curve, baseline_psnr_at, bicubic_thumbnail, quantize_codes
+
+
+@pytest.fixture(scope="module")
+def images(sample_splits):
+    return sample_splits.x_test[:40]
+
+
+def test_thumbnail_baseline_matches_a_direct_pil_computation(images):
+    side = 13
+    expected = []
+    for img in images:
+        small = Image.fromarray(img).resize((side, side), Image.BICUBIC).resize((32, 32), Image.BICUBIC)
+        expected.append(np.asarray(small, dtype=np.float64) / 255.0)
+    direct = float(np.mean((np.stack(expected) - images / 255.0) ** 2))
+    assert float(np.mean((bicubic_thumbnail(images, side) - images / 255.0) ** 2)) == pytest.approx(direct, rel=1e-6)
+    curve = baseline_curve(images, sides=[13])
+    assert curve[0].values == 507 and curve[0].mse == pytest.approx(direct, rel=1e-6)
+    assert curve[0].psnr == pytest.approx(10 * np.log10(1 / direct))
+
+
+def test_more_values_reconstruct_better_and_interpolation_is_linear_in_values(images):
+    curve = baseline_curve(images, sides=[8, 16, 24])
+    assert curve[0].psnr < curve[1].psnr < curve[2].psnr
+    middle = (curve[0].values + curve[1].values) / 2
+    assert baseline_psnr_at(middle, curve) == pytest.approx((curve[0].psnr + curve[1].psnr) / 2)
+    assert baseline_psnr_at(768, curve) == pytest.approx(curve[1].psnr)
+    with pytest.raises(ValueError, match="outside the baseline's range"):
+        baseline_psnr_at(100, curve)
+
+
+def test_8_bit_quantisation_error_is_bounded_by_half_a_step():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(10, 8, 8, 4)).astype(np.float32)
+    low, high = codes.min(axis=(0, 1, 2)), codes.max(axis=(0, 1, 2))
+    q = quantize_codes(codes, low, high)
+    step = (high - low) / 255
+    assert np.all(np.abs(q - codes) <= step / 2 + 1e-6)
+    assert len(np.unique(q[..., 0])) <= 256
