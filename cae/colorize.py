@@ -30,7 +30,7 @@ from cae.config import ExperimentConfig, from_dict, load_experiment, with_overri
 from cae.data import CLASSES, Splits, load_splits, luma, to_unit
 from cae.errors import CAEError
 from cae.metrics import colourfulness_ratio, image_metrics, per_class_mse, psnr_from_mse
-from cae.paths import ensure_dir, project_root, write_text_atomic
+from cae.paths import ensure_dir, reports_dir, write_text_atomic
 from cae.tracking import Run, Tracker
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -156,7 +156,7 @@ def colorize(
         print(f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['colourfulness']:.2f} "
               f"(MLflow run {run_id})", flush=True)
     report = write_report(study_name, lineage, base, splits, results, baselines(splits),
-                          ensure_dir(project_root() / "reports" / study_name))
+                          ensure_dir(reports_dir() / study_name))
     for r in results.values():
         Run(tracker, r["run_id"]).log_artifact(report, "report")
     return report

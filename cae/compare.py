@@ -15,7 +15,7 @@ from typing import Any
 
 from cae.config import ModelConfig
 from cae.errors import CAEError
-from cae.paths import atomic_path, ensure_dir, project_root
+from cae.paths import atomic_path, ensure_dir, reports_dir
 from cae.tracking import Run, Tracker
 
 STATES = ("COMPLETE", "PRUNED")
@@ -178,7 +178,7 @@ def compare(
         raise CAEError(f"unknown trial state {bad[0]!r}; allowed: COMPLETE, PRUNED, FAIL")
     rows = select(tracker, studies, top=top, trial_ids=trial_ids, run_ids=run_ids, states=states)
     name = "+".join(dict.fromkeys(r.study for r in rows)) or "runs"
-    out_dir = ensure_dir(out_dir or project_root() / "reports" / name)
+    out_dir = ensure_dir(out_dir or reports_dir() / name)
     what = f"trials {', '.join(str(t) for t in trial_ids)}" if trial_ids else f"top {top} by best validation MSE"
     png = plot(rows, out_dir / "compare.png", log_y=log_y, title=f"{name}: {what if not run_ids else 'selected runs'}")
     csv_path = write_csv(rows, out_dir / "compare.csv")

@@ -28,6 +28,11 @@ def runs_dir() -> Path:
     return Path(os.environ.get("CAE_RUNS_DIR") or project_root() / "runs").resolve()
 
 
+def reports_dir() -> Path:
+    """Committed reports: ``<repo>/reports`` (``CAE_REPORTS_DIR`` moves it, e.g. for tests)."""
+    return Path(os.environ.get("CAE_REPORTS_DIR") or project_root() / "reports").resolve()
+
+
 def resolve(path: str | Path) -> Path:
     """A relative path from the working directory, else from the checkout (``search_spaces/...``)."""
     p = Path(path).expanduser()

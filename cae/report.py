@@ -26,7 +26,7 @@ from cae.config import ExperimentConfig, SearchConfig, from_dict, to_dict
 from cae.data import CLASSES, Splits, load_splits, to_unit
 from cae.errors import CAEError
 from cae.metrics import psnr_from_mse
-from cae.paths import ensure_dir, project_root, study_dir, write_text_atomic
+from cae.paths import ensure_dir, reports_dir, study_dir, write_text_atomic
 from cae.tracking import Run, Tracker, machine
 
 
@@ -235,7 +235,7 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
         cfg.experiment, {**(reference_trial.params if reference_trial else {}), "train.epochs": budget,
                          "data.source": best_config.data.source, "data.subset": best_config.data.subset},
     )  # fmt: skip
-    out = ensure_dir(project_root() / "reports" / cfg.study)
+    out = ensure_dir(reports_dir() / cfg.study)
     splits = load_splits(best_config.data.source, best_config.seed, best_config.data.subset)
     parent_id = tracker.find_study_parent(cfg.study)
 

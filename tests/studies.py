@@ -1,0 +1,21 @@
+"""A tiny real study (Optuna on SQLite + MLflow), shared by the compare/report/ui tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cae.config import SearchConfig, load_search
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_search(tmp: Path, study: str, trials: int = 4, **overrides) -> SearchConfig:
+    from cae.search import run_search
+
+    cfg = load_search(REPO / "experiments/search.yaml", {
+        "study": study, "trials": trials, "storage": f"sqlite:///{tmp}/optuna.db",
+        "experiment.data.source": "sample", "experiment.data.subset": 240, "experiment.train.epochs": 2,
+        **overrides,
+    })  # fmt: skip
+    run_search(cfg)
+    return cfg

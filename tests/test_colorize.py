@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from cae.colorize import baselines, colorize, variant_config
+from cae.config import ExperimentConfig, SearchConfig, with_overrides
+from cae.data import load_splits, luma, to_unit
+from cae.errors import CAEError
+from cae.search import export_trial
+from cae.tracking import Tracker
+from cae.train import predict, train_and_evaluate
+
+
+@pytest.fixture(scope="module")
+def best_json(tracking_uri):
+    """A best.json + best.keras written by the test (a 1-epoch reference on sample data)."""
+    config = with_overrides(ExperimentConfig(), {"data.source": "sample", "data.subset": 240, "train.epochs": 1})
+    splits = load_splits("sample", config.seed, 240)
+    result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+    export_trial(SearchConfig(study="col"), 0, result, config, {"model.filters": 8}, "run-0", "optuna", "sample")
+    return config
+
+
+def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
+    report = colorize("col", variants=["rgb", "chroma"], overrides={"train.epochs": 1}, tracker=Tracker(tracking_uri))
+    text = report.read_text()
+    assert "baseline: gray copied to RGB" in text and "`chroma`" in text and "Shortcomings" in text
+    assert (report.parent / "colorization.png").stat().st_size > 1000
+    client = Tracker(tracking_uri).client
+    runs = client.search_runs([client.get_experiment_by_name("col").experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        tags = run.data.tags
+        assert tags["stage"] == "colorization"
+        assert (tags["source_study"], tags["source_trial"], tags["source_run_id"]) == ("col", "0", "run-0")
+        assert {"test_mse", "test_psnr", "test_ssim", "colourfulness", "luma_psnr"} <= set(run.data.metrics)
+        assert "reconstructions.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_shapes_and_the_chroma_variant_keeps_the_input_luma(best_json):
+    splits = load_splits("sample", best_json.seed, 240)
+    config = variant_config(best_json, "chroma", {"train.epochs": 1})
+    result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+    assert tuple(result.model.input.shape[1:]) == (32, 32, 1)
+    assert tuple(result.model.output.shape[1:]) == (32, 32, 3)
+    pred = predict(result.model, splits.x_test[:8], "luma")
+    np.testing.assert_allclose(luma(pred), luma(to_unit(splits.x_test[:8])), atol=1e-4)
+
+
+def test_baselines_are_scored_like_the_models():
+    splits = load_splits("sample", 0, 240)
+    rows = baselines(splits)
+    assert rows["gray copied to RGB"]["colourfulness"] == pytest.approx(0.0, abs=1e-6)
+    assert 15 < rows["gray copied to RGB"]["test_psnr"] < 30
+
+
+def test_missing_study_says_run_search_first():
+    with pytest.raises(CAEError, match=r"no best trial exported for study 'nothing-here'.*run `make search"):
+        colorize("nothing-here")

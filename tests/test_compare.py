@@ -1,0 +1,67 @@
+import csv
+
+import pytest
+
+from cae.compare import compare, select
+from cae.errors import CAEError
+from cae.tracking import Tracker
+
+from .studies import tiny_search
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory, tracking_uri):
+    tmp = tmp_path_factory.mktemp("compare")
+    return tiny_search(tmp, "cmp-a", trials=4), tiny_search(tmp, "cmp-b", trials=2)
+
+
+def test_top_k_are_the_best_trials_in_order_and_the_csv_matches_mlflow(studies, tracking_uri, tmp_path):
+    tracker = Tracker(tracking_uri)
+    rows, png, csv_path = compare(["cmp-a"], top=3, out_dir=tmp_path, tracker=tracker)
+    parent = tracker.find_study_parent("cmp-a")
+    runs = [r for r in tracker.child_runs(parent, "cmp-a") if "best_val_loss" in r.data.metrics]
+    expected = sorted(runs, key=lambda r: r.data.metrics["best_val_loss"])[:3]
+    assert [r.run_id for r in rows] == [r.info.run_id for r in expected]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with csv_path.open() as fh:
+        table = list(csv.DictReader(fh))
+    for line, run in zip(table, expected, strict=True):
+        assert float(line["best_val_mse"]) == pytest.approx(run.data.metrics["best_val_loss"], rel=1e-5)
+        assert int(line["trial"]) == int(run.data.tags["trial_number"])
+        assert int(line["epochs_run"]) == len(tracker.client.get_metric_history(run.info.run_id, "val_loss"))
+        assert line["n_params"] == run.data.params["n_params"]
+    logged = {a.path for a in tracker.client.list_artifacts(parent, "compare")}
+    assert logged == {"compare/compare.png", "compare/compare.csv"}
+
+
+def test_explicit_trials_two_studies_and_run_ids(studies, tracking_uri, tmp_path):
+    tracker = Tracker(tracking_uri)
+    rows = select(tracker, ["cmp-a"], trial_ids=[2, 0])
+    assert [r.trial for r in rows] == [2, 0]
+    both = select(tracker, ["cmp-a", "cmp-b"], top=1)
+    assert [r.study for r in both] == ["cmp-a", "cmp-b"]
+    by_id = select(tracker, [], run_ids=[rows[0].run_id])
+    assert by_id[0].trial == 2 and by_id[0].study == "cmp-a"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"studies": ["nope"]}, "no study 'nope' in MLflow store"),
+        ({"studies": ["cmp-a"], "trial_ids": [99]}, "trial 99 is not in study 'cmp-a'; its trials: 0, 1, 2, 3"),
+        ({"studies": ["cmp-a"], "states": ["FAIL"]}, "study 'cmp-a' has no FAIL trials"),
+    ],
+)
+def test_bad_selections_name_what_exists(studies, tracking_uri, kwargs, message):
+    with pytest.raises(CAEError, match=message.replace("(", r"\(")):
+        select(Tracker(tracking_uri), **kwargs)
+
+
+def test_a_run_without_curves_is_named(studies, tracking_uri):
+    tracker = Tracker(tracking_uri)
+    parent = tracker.find_study_parent("cmp-b")
+    run = tracker.start_run("cmp-b", "trial-9", parent_id=parent, tags={"trial_number": 9, "trial_state": "COMPLETE"})
+    run.log_metrics({"best_val_loss": 0.1})
+    run.end()
+    with pytest.raises(CAEError, match="has no 'val_loss' history"):
+        select(tracker, ["cmp-b"], trial_ids=[9])
