@@ -326,6 +326,9 @@ def split(dataset: Dataset, seed: int, subset: int | None = None) -> Splits:
     perm = np.random.default_rng(seed).permutation(n)
     n_train, n_val = int(n * SPLIT_FRACTIONS[0]), int(n * SPLIT_FRACTIONS[1])
     parts = [perm[:n_train], perm[n_train : n_train + n_val], perm[n_train + n_val :]]
+    if subset is not None and subset > n_train and dataset.data_source == "sample":
+        warn(f"SUBSET={subset} is more than the bundled sample's {n_train} training images: using all of them")
+        subset = None
     if subset is not None:
         if subset > n_train:
             raise CAEError(
