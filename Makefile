@@ -66,3 +66,6 @@ report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for E
 
 colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|all EPOCHS SUBSET DATA CONFIG
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) $(TRAIN_ARGS)
+
+bench: $(STAMP) ## speed benchmarks into BENCHMARKS.md (an hour or more; resumable); QUICK=1 DATA
+	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,DATA,data)

@@ -151,6 +151,13 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cae.bench import run_bench
+
+    print(f"wrote {run_bench(args.quick, args.data)}")
+    return 0
+
+
 def _add_search_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", nargs="?", default="experiments/search.yaml")
     p.add_argument("--study")
@@ -208,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", default="all", help="rgb, chroma, seed, chroma-warm, comma-separated, or all")
     _add_training_flags(p)
     p.set_defaults(func=cmd_colorize)
+
+    p = sub.add_parser("bench", help="speed benchmarks into BENCHMARKS.md (resumable)")
+    p.add_argument("--quick", action="store_true", help="a reduced version in a few minutes")
+    p.add_argument("--data", help="CIFAR-10 source (default: auto)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("best", help="print the best trial of a study (best.json)")
     _add_search_flags(p)

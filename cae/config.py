@@ -159,6 +159,9 @@ class SearchConfig:
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
     grace_period: int = 120  # a trial silent this long is failed and retried once
     tuner: Literal["hyperband", "bayesian", "random"] = "hyperband"  # keras-tuner's algorithm
+    # Start every new study with the base experiment's point (the reference) as trial 0; the
+    # benchmark turns it off so time-to-target measures the search alone.
+    enqueue_reference: bool = True
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     # Training settings every trial shares: the same keys as experiments/*.yaml.

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
+import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +36,7 @@ from cae.space import SearchSpace, load_space
 from cae.tracking import Run, Tracker, machine, with_driver
 from cae.train import TrainResult, build_model, configure_threads, train_and_evaluate
 
+BEST_ARTIFACTS = "best"  # a trial run's folder for the best.keras / best.json it exported
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops when this many trials fail in a row: a config problem
 FINISHED = ("COMPLETE", "PRUNED")
 
@@ -43,7 +49,20 @@ def _optuna() -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # our one line per trial replaces its INFO
     # The heartbeat API has been "experimental" since Optuna 2.8; the conventions rely on it.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoCtrlCTraceback) for f in logger.filters):
+        logger.addFilter(_NoCtrlCTraceback())
     return optuna
+
+
+class _NoCtrlCTraceback(logging.Filter):
+    """Optuna logs a failed trial with its traceback; for Ctrl-C that is 30 lines of TensorFlow
+    internals above our "run the same command again to resume". Keep its one line, drop the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            record.exc_info, record.exc_text = None, None
+        return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -52,6 +71,11 @@ def _optuna() -> Any:
 
 def storage_url(cfg: SearchConfig) -> str:
     return cfg.storage or f"sqlite:///{runs_dir() / 'optuna.db'}"
+
+
+def shown(url: str) -> str:
+    """``url`` without its password, for messages and the parent run's ``storage`` tag."""
+    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", url)
 
 
 def is_journal(url: str) -> bool:
@@ -100,7 +124,7 @@ def open_storage(cfg: SearchConfig) -> Any:
         )
     except Exception as err:  # driver missing, host unreachable, bad credentials, bad path
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise CAEError(f"cannot open Optuna storage {url}: {first}") from None
+        raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
 
 
 def make_sampler(cfg: SearchConfig, seed: int) -> Any:
@@ -138,7 +162,7 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
     names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
     if cfg.study not in names:
         raise CAEError(
-            f"no study {cfg.study!r} in {storage_url(cfg)}; existing studies: {', '.join(names) or 'none'} "
+            f"no study {cfg.study!r} in {shown(storage_url(cfg))}; existing studies: {', '.join(names) or 'none'} "
             "(run `make search` first)"
         )
     return optuna.load_study(
@@ -163,9 +187,9 @@ def create_or_load_study(cfg: SearchConfig, space: SearchSpace, storage: Any) ->
         study.set_user_attr("space", str(space.path))
         study.set_user_attr("objectives", list(cfg.objectives))
         outside = space.outside(cfg.experiment)
-        if outside:
+        if cfg.enqueue_reference and outside:
             print(f"note: the base experiment is outside {space.path} ({', '.join(outside)}): not enqueued")
-        else:
+        elif cfg.enqueue_reference:
             # Every study starts with the baseline to beat: the base (reference) architecture.
             study.enqueue_trial(space.point(cfg.experiment), user_attrs={"reference": True})
     return study
@@ -291,7 +315,7 @@ class Objective:
         trial.set_user_attr("seconds", round(result.seconds, 2))
         value = trial_value(self.cfg, result)
         export_trial(self.cfg, trial.number, result, config, params, run.run_id, self.engine,
-                     self.splits.data_source, multi=len(self.cfg.objectives) > 1)
+                     self.splits.data_source, multi=len(self.cfg.objectives) > 1, run=run)
         run.end_trial("COMPLETE")
         return value
 
@@ -307,13 +331,14 @@ def best_paths(study: str) -> tuple[Path, Path]:
 
 def export_trial(
     cfg: SearchConfig, number: int, result: TrainResult, config: Any, params: dict[str, Any], run_id: str,
-    engine: str, data_source: str, *, multi: bool = False,
+    engine: str, data_source: str, *, multi: bool = False, run: Run | None = None,
 ) -> bool:  # fmt: skip
     """Write ``best.json`` + ``best.keras`` if this trial beats the exported best (validation).
 
     Multi-objective studies also keep every completed trial's model under ``models/`` so the
     Pareto front can be scored on the test split later. Files are written atomically (temp file,
-    then rename) under a lock, so readers never see a partial or mixed export.
+    then rename) under a lock, so readers never see a partial or mixed export. With ``run``, a new
+    best is also logged to it (``best/``): the host that finishes a multi-host study fetches it.
     """
     json_path, model_path = best_paths(cfg.study)
     d = ensure_dir(json_path.parent)
@@ -340,7 +365,40 @@ def export_trial(
         with atomic_path(model_path) as tmp:
             result.model.save(tmp)
         write_text_atomic(json_path, json.dumps(record, indent=2))
+        if run is not None:
+            run.log_artifact(model_path, BEST_ARTIFACTS)
+            run.log_artifact(json_path, BEST_ARTIFACTS)
     return True
+
+
+def fetch_best(cfg: SearchConfig, study: Any, tracker: Tracker) -> None:
+    """Make ``runs/<study>/best.*`` the study's best trial, from its MLflow run if it ran elsewhere.
+
+    With workers on several hosts, each host exports only the trials it ran; the host that
+    finishes the study may not hold the overall best one.
+    """
+    best = study.best_trial
+    json_path, model_path = best_paths(cfg.study)
+    try:
+        if json.loads(json_path.read_text())["trial_number"] == best.number:
+            return
+    except (OSError, ValueError, KeyError):
+        pass  # none here yet: fetch it
+    run_id = best.user_attrs.get("mlflow_run_id", "?")
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = tracker.download(run_id, BEST_ARTIFACTS, Path(tmp))
+            record = json.loads((folder / "best.json").read_text())
+        except Exception as err:  # an old run without best/, or the store lost it: keep this host's best
+            print(f"note: best trial {best.number} ran on another host and its model is not in MLflow run "
+                  f"{run_id} ({type(err).__name__}); exporting this host's best instead")
+            return
+        with (ensure_dir(json_path.parent) / ".best.lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with atomic_path(model_path) as tmp_model:
+                shutil.copyfile(folder / "best.keras", tmp_model)
+            write_text_atomic(json_path, json.dumps(record, indent=2))
+    print(f"best trial {best.number} ran on another host: fetched best.keras from MLflow run {run_id}")
 
 
 def read_best(study: str) -> dict[str, Any]:
@@ -469,17 +527,22 @@ def _parent_tags(cfg: SearchConfig, data_source: str, engine: str) -> dict[str, 
 
 
 def prepare(cfg: SearchConfig, tracker: Tracker, engine: str = "optuna") -> tuple[Any, Run, SearchSpace]:
-    """Everything that must exist before a worker starts: checks, schema, study, parent run."""
+    """Everything that must exist before a worker starts: checks, schema, study, parent run.
+
+    Every check of the user's input (space, data, runs/ folder, storage) comes before anything is
+    created: a bad input must not leave an empty study, study folder or MLflow run behind.
+    """
     space = load_space(cfg.space)
-    ensure_dir(study_dir(cfg.study))
-    storage = open_storage(cfg)
-    study = create_or_load_study(cfg, space, storage)
     source = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset).data_source
+    ensure_dir(runs_dir())
+    storage = open_storage(cfg)
+    ensure_dir(study_dir(cfg.study))
+    study = create_or_load_study(cfg, space, storage)
     parent = tracker.study_parent(cfg.study, _parent_tags(cfg, source, engine))
     if not study.user_attrs.get("mlflow_parent_run_id"):
         study.set_user_attr("mlflow_parent_run_id", parent.run_id)
         parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})
-    parent.set_tags({"trials_requested": cfg.trials, "storage": storage_url(cfg)})
+    parent.set_tags({"trials_requested": cfg.trials, "storage": shown(storage_url(cfg))})
     return study, parent, space
 
 
@@ -501,7 +564,7 @@ def run_search(
     study, parent, _ = prepare(cfg, tracker)
     reconcile(study, tracker, parent, cfg.study)
     done = count(study, FINISHED)
-    print(f"study {cfg.study!r}: {done} finished trial(s) of {cfg.trials}; storage {storage_url(cfg)}; "
+    print(f"study {cfg.study!r}: {done} finished trial(s) of {cfg.trials}; storage {shown(storage_url(cfg))}; "
           f"MLflow {tracker.uri}", flush=True)
     try:
         if cfg.workers > 1:
@@ -529,7 +592,10 @@ def join(cfg: SearchConfig, index: int = 0) -> None:
     if not parent_id:
         raise CAEError(f"study {cfg.study!r} has no MLflow parent run; start it with `make search` first")
     configure_threads()
-    run_worker(cfg, parent_id, index=index)
+    # Not the study's own `seed + 0`: every joining host would then sample the same parameters as
+    # the first worker and as each other (seen: 3 hosts training one point 3 times).
+    offset = index or 1 + zlib.crc32(f"{socket.gethostname()}/{os.getpid()}".encode()) % 1_000_000
+    run_worker(cfg, parent_id, index=offset)
 
 
 def worker_main(config_path: str, index: int, parent_id: str) -> None:
@@ -594,6 +660,8 @@ def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]
         print("no completed trial yet: nothing to export")
         return summary
     reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
+    if len(study.directions) == 1:
+        fetch_best(cfg, study, parent.tracker)
     summary["best"] = score_best(cfg, parent, step=states["COMPLETE"] + states["PRUNED"])
     if reference is not None:
         print(f"reference (trial {reference.number}): val MSE {reference.values[0]:.6f}")

@@ -98,17 +98,18 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
     )  # fmt: skip
     if cfg.tuner == "hyperband":
         tuner.oracle.max_trials = cfg.trials  # Hyperband has no max_trials argument; the oracle honours it
-    _reference_first(tuner.oracle, space.point(cfg.experiment) if not space.outside(cfg.experiment) else None)
+    if cfg.enqueue_reference and not space.outside(cfg.experiment):
+        _reference_first(tuner.oracle, space.point(cfg.experiment))
     return tuner
 
 
-def _reference_first(oracle: Any, reference: dict[str, Any] | None) -> None:
+def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
     """Make a new project's first sampled point the reference architecture (Optuna enqueues it).
 
     keras-tuner has no enqueue: its oracles draw new points through ``_random_values`` (a
     private method), so the very first draw of a fresh project is replaced.
     """
-    if reference is None or oracle.trials and len(oracle.trials) > 1:
+    if len(oracle.trials) > 1:  # a resumed project already has its first trial
         return
     draw = oracle._random_values
 
