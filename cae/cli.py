@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorization from a study's best architecture, with a report")
     p.add_argument("--study", help="study whose best.json gives the architecture (default cae-search)")
     p.add_argument("--config", help="an experiment YAML instead of a study's best trial")
-    p.add_argument("--variant", default="all", help="rgb, chroma, seed, chroma-warm, comma-separated, or all")
+    p.add_argument("--variant", default="all", help="rgb, chroma, seed, chroma-warm, chroma-skips (comma-separated) or all")
     _add_training_flags(p)
     p.set_defaults(func=cmd_colorize)
 

@@ -74,6 +74,9 @@ class ModelConfig:
     batch_norm: bool = False
     # "chroma": predict only U and V and combine them with the input luma (colorization).
     predict: Literal["rgb", "chroma"] = "rgb"
+    # U-Net skip connections (encoder level i concatenated into decoder level i). They bypass the
+    # bottleneck, so they are for colorization only: a reconstruction with skips compresses nothing.
+    skips: bool = False
 
     def level_filters(self) -> tuple[int, ...]:
         return tuple(max(1, round(self.filters * self.filter_growth**i)) for i in range(self.depth))
@@ -124,6 +127,12 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        if self.model.skips and self.data.input == "rgb":
+            raise CAEError("model.skips bypasses the bottleneck: allowed only for colorization (data.input: luma or mean)")
+        if self.model.predict == "chroma" and self.data.input != "luma":
+            raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ def build_autoencoder(
     upsample: str = "upsampling",
     batch_norm: bool = False,
     predict: str = "rgb",
+    skips: bool = False,
     input_channels: int = 3,
     input_mean: Sequence[float] | None = None,
     input_std: Sequence[float] | None = None,
@@ -78,7 +79,8 @@ def build_autoencoder(
     """A CAE whose input is ``image_size``² × ``input_channels`` and output RGB in [0, 1] units.
 
     ``predict="chroma"`` (colorization from luma): the network predicts U and V and a
-    :class:`ChromaToRGB` layer combines them with the 1-channel input. ``input_mean`` /
+    :class:`ChromaToRGB` layer combines them with the 1-channel input. ``skips`` adds U-Net
+    connections from each encoder level to the decoder level of the same resolution. ``input_mean`` /
     ``input_std`` add a Normalization layer, so the saved model always takes [0, 1] pixels.
     """
     widths = ModelConfig(depth=depth, filters=filters, filter_growth=filter_growth).level_filters()
@@ -89,10 +91,15 @@ def build_autoencoder(
         x = layers.Normalization(
             mean=list(input_mean), variance=[s * s for s in input_std], name="standardize"
         )(x)
+    skip_tensors = []  # each level's last full-resolution features (used only with skips=True)
     for i, width in enumerate(widths):
         for j in range(convs_per_level):
             strided = downsample == "stride" and j == convs_per_level - 1
+            if strided:
+                skip_tensors.append(x)
             x = _conv_block(x, width, strides=2 if strided else 1, transpose=False, name=f"enc{i}_conv{j}", **block)
+        if downsample != "stride":
+            skip_tensors.append(x)
         if downsample == "maxpool":
             x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
         elif downsample == "avgpool":
@@ -104,6 +111,8 @@ def build_autoencoder(
         else:
             interpolation = "bilinear" if upsample == "bilinear" else "nearest"
             x = layers.UpSampling2D(interpolation=interpolation, name=f"dec{i}_up")(x)
+        if skips:
+            x = layers.Concatenate(name=f"dec{i}_skip")([x, skip_tensors[i]])
         if upsample == "transpose":  # the transposed conv is the level's first convolution
             n_convs = convs_per_level - 1
         else:  # level 0's last convolution is the output convolution
@@ -129,7 +138,7 @@ def build_from_config(
         convs_per_level=config.convs_per_level, activation=config.activation,
         latent_activation=config.latent_activation, output_activation=config.output_activation,
         downsample=config.downsample, upsample=config.upsample, batch_norm=config.batch_norm,
-        predict=config.predict, input_channels=input_channels,
+        predict=config.predict, skips=config.skips, input_channels=input_channels,
         input_mean=input_mean, input_std=input_std,
     )  # fmt: skip
 

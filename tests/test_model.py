@@ -69,3 +69,21 @@ def test_split_at_latent_reproduces_the_autoencoder():
     x = np.random.default_rng(1).random((3, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(decoder.predict(encoder.predict(x, verbose=0), verbose=0),
                                model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_skips_connect_each_encoder_level_to_its_decoder_level():
+    plain = build_autoencoder(input_channels=1, predict="chroma")
+    unet = build_autoencoder(input_channels=1, predict="chroma", skips=True)
+    assert [l.name for l in unet.layers if l.name.endswith("_skip")] == ["dec1_skip", "dec0_skip"]
+    assert unet.count_params() > plain.count_params()
+    strided = build_autoencoder(input_channels=1, skips=True, downsample="stride", convs_per_level=2)
+    assert tuple(strided.output.shape[1:]) == (32, 32, 3)
+
+
+def test_skips_are_refused_for_reconstruction():
+    from cae.config import ExperimentConfig, with_overrides
+    from cae.errors import CAEError
+
+    with pytest.raises(CAEError, match="model.skips bypasses the bottleneck"):
+        with_overrides(ExperimentConfig(), {"model.skips": True})
+    assert with_overrides(ExperimentConfig(), {"model.skips": True, "data.input": "luma"}).model.skips
