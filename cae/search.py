@@ -455,8 +455,9 @@ def run_worker(
     tracker = Tracker()
     lock = AskLock(ensure_dir(study_dir(cfg.study)) / ".ask.lock")
     objective = Objective(cfg, space, splits, tracker, parent_id, lock=lock, extra_callbacks=extra_callbacks)
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     callbacks = [
-        optuna.study.MaxTrialsCallback(cfg.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)),
+        optuna.study.MaxTrialsCallback(cfg.trials, states=finished_states),
         _progress(f"[w{index}] " if cfg.workers > 1 else ""),
     ]
     outcomes: list[Any] = []  # this worker's own trials, in order
@@ -595,7 +596,12 @@ def join(cfg: SearchConfig, index: int = 0) -> None:
     # Not the study's own `seed + 0`: every joining host would then sample the same parameters as
     # the first worker and as each other (seen: 3 hosts training one point 3 times).
     offset = index or 1 + zlib.crc32(f"{socket.gethostname()}/{os.getpid()}".encode()) % 1_000_000
-    run_worker(cfg, parent_id, index=offset)
+    try:
+        run_worker(cfg, parent_id, index=offset)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trial is marked FAIL; run the same command again to rejoin the study",
+              file=sys.stderr)
+        raise
 
 
 def worker_main(config_path: str, index: int, parent_id: str) -> None:

@@ -269,6 +269,18 @@ class Tracker:
                 closed += 1
         return closed
 
+    def download(self, run_id: str, path: str, dst: Path) -> Path:
+        """A run's artifact file or folder, copied under ``dst``; returns its local path."""
+        saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar for two small files is noise
+        try:
+            return Path(self.client.download_artifacts(run_id, path, str(dst)))
+        finally:
+            if saved is None:
+                os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+            else:
+                os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
+
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
 

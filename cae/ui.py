@@ -19,15 +19,17 @@ from cae.paths import ensure_dir, runs_dir
 from cae.tracking import Tracker, tracking_uri, with_driver
 
 
-def server_command(backend_uri: str, host: str, port: int, artifacts: Path | None = None) -> tuple[list[str], dict[str, str]]:
+def server_command(
+    backend_uri: str, host: str, port: int, artifacts: Path | None = None
+) -> tuple[list[str], dict[str, str]]:
     """argv and environment of a lean ``mlflow server`` on ``backend_uri``."""
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
     if mlflow is None:
         raise CAEError("the `mlflow` command is not installed in this environment; run `make setup`")
     artifacts = artifacts or ensure_dir(runs_dir() / "mlartifacts")
     argv = [
-        mlflow, "server", "--backend-store-uri", with_driver(backend_uri), "--artifacts-destination", artifacts.as_uri(),
-        "--host", host, "--port", str(port), "--workers", "1",
+        mlflow, "server", "--backend-store-uri", with_driver(backend_uri),
+        "--artifacts-destination", artifacts.as_uri(), "--host", host, "--port", str(port), "--workers", "1",
     ]  # fmt: skip
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return argv, env

@@ -55,3 +55,40 @@ def sample_splits():
     from cae.data import load_splits
 
     return load_splits("sample", seed=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Real services (tests/servers.py): PostgreSQL and an `mlflow server`, one of each per session.
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL cluster on a free 127.0.0.1 port (via runuser when root)."""
+    import shutil
+
+    from .servers import Postgres, postgres_bin_dir
+
+    bin_dir = postgres_bin_dir()
+    require(bin_dir is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    if os.geteuid() == 0:
+        require(shutil.which("runuser") is not None, "runuser is needed to start PostgreSQL as root")
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            require(False, "there is no 'postgres' user to run PostgreSQL as (CI runs as root)")
+    server = Postgres(bin_dir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """A lean `mlflow server` (cae.ui.server_command) with a PostgreSQL backend; yields it (``.url``)."""
+    from .servers import MlflowServer
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    server = MlflowServer(postgres.create_database("mlflow"), root / "artifacts", root / "server.log").start()
+    yield server
+    server.stop()
