@@ -33,6 +33,7 @@ def shared_archive() -> Path:
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("runs")
     os.environ["CAE_RUNS_DIR"] = str(path)
+    os.environ["CAE_REPORTS_DIR"] = str(path / "reports")  # never write into the checkout's reports/
     os.environ.pop("CAE_DATA", None)  # tests name their data explicitly
     return path
 
