@@ -98,6 +98,7 @@ def throughput(plan: Plan, source: str | None, store: Store) -> dict[str, Any]:
     config = ExperimentConfig()
     out: dict[str, Any] = {"images": len(images), "data_source": splits.data_source}
     for bs in plan.batch_sizes:
+
         def harness(bs: int = bs) -> list[float]:
             keras.backend.clear_session()
             model = build_model(config, splits)
@@ -110,8 +111,9 @@ def throughput(plan: Plan, source: str | None, store: Store) -> dict[str, Any]:
             model = build_model(config, splits)
             model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
             x = to_unit(images)  # the seed notebook: float32 arrays in memory
-            return _epoch_seconds(lambda: model.fit(x, x, batch_size=bs, epochs=1, verbose=0, shuffle=True),
-                                  plan.repeats)
+            return _epoch_seconds(
+                lambda: model.fit(x, x, batch_size=bs, epochs=1, verbose=0, shuffle=True), plan.repeats
+            )
 
         # Alternate so drift in machine load hits both sides alike.
         out[f"bs{bs}"] = {
@@ -174,6 +176,7 @@ def search_efficiency(plan: Plan, source: str | None, store: Store) -> dict[str,
             # The sampler seed differs per repetition; the data split stays the same (seed 42).
             cfg = with_overrides(cfg, {"experiment.seed": 42 + seed})
             run_search(cfg)
+
         return run
 
     strategies["tpe+pruning"] = optuna_strategy("tpe", "tpe", "median")
@@ -216,21 +219,30 @@ def _scaling_space() -> Path:
 
 def worker_scaling(plan: Plan, source: str | None, store: Store) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    storage, uri = _bench_env("")
+    _, uri = _bench_env("")
     for workers in (1, 2):
+
         def measure(workers: int = workers) -> list[float]:
             times = []
             for rep in range(plan.scaling_repeats):
                 study = f"bench-scaling-w{workers}-r{rep}-{time.time_ns()}"
-                cfg = _search_cfg(plan, study, source, space=str(_scaling_space()), trials=plan.scaling_trials,
-                                  workers=workers, **{"pruner.name": "none"})
+                cfg = _search_cfg(
+                    plan,
+                    study,
+                    source,
+                    space=str(_scaling_space()),
+                    trials=plan.scaling_trials,
+                    workers=workers,
+                    **{"pruner.name": "none"},
+                )
                 path = ensure_dir(runs_dir() / "bench") / f"{study}.yaml"
                 path.write_text(yaml.safe_dump(to_dict(cfg)))
                 env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
                 start = time.perf_counter()
                 # A fresh process per measurement, as a user runs it (imports included).
-                subprocess.run([sys.executable, "-m", "cae", "search", str(path)], env=env, check=True,
-                               stdout=subprocess.DEVNULL)
+                subprocess.run(
+                    [sys.executable, "-m", "cae", "search", str(path)], env=env, check=True, stdout=subprocess.DEVNULL
+                )
                 times.append(time.perf_counter() - start)
                 path.unlink()
             return times
@@ -267,8 +279,9 @@ def overhead(plan: Plan, source: str | None, store: Store) -> dict[str, Any]:
             model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss="mse")
             x, v = to_unit(splits.x_train), to_unit(splits.x_val)
             start = time.perf_counter()
-            model.fit(x, x, batch_size=config.train.batch_size, epochs=config.train.epochs,
-                      validation_data=(v, v), verbose=0)
+            model.fit(
+                x, x, batch_size=config.train.batch_size, epochs=config.train.epochs, validation_data=(v, v), verbose=0
+            )
             bare = time.perf_counter() - start
             rows.append({"trial_seconds": trial_seconds, "bare_fit_seconds": bare, "build_seconds": build})
         return {"rows": rows}
@@ -293,8 +306,10 @@ def _machine() -> str:
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {'GPU: ' + str(len(gpus)) if gpus else 'no GPU'}; "
-            f"Python {platform.python_version()}, TensorFlow {tf.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {'GPU: ' + str(len(gpus)) if gpus else 'no GPU'}; "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
+    )
 
 
 def time_to_target(timeline: list[tuple[float, float]], target: float) -> float:
@@ -312,8 +327,12 @@ def plot_progress(search: dict[str, Any], target: float, path: Path) -> None:
             ys = [b for _, b in timeline]
             ax.step(xs, ys, where="post", color=colours.get(name), alpha=0.8, label=name if i == 0 else None)
     ax.axhline(target, color="k", ls=":", label=f"target {target:.5f} (random's best, median over seeds)")
-    ax.set(xlabel="trial time (minutes)", ylabel="best validation MSE so far", yscale="log",
-           title="Search progress per strategy (each line one sampler seed)")
+    ax.set(
+        xlabel="trial time (minutes)",
+        ylabel="best validation MSE so far",
+        yscale="log",
+        title="Search progress per strategy (each line one sampler seed)",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     save(fig, path)
@@ -343,8 +362,10 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
             h = [tp["images"] / s for s in row["harness"]]
             b = [tp["images"] / s for s in row["bare"]]
             hm, bm = statistics.median(h), statistics.median(b)
-            lines.append(f"| {key[2:]} | {hm:,.0f} ({min(h):,.0f}–{max(h):,.0f}) | {bm:,.0f} ({min(b):,.0f}–{max(b):,.0f}) "
-                         f"| {hm / bm:.2f} | {48000 / hm:.1f} |")
+            lines.append(
+                f"| {key[2:]} | {hm:,.0f} ({min(h):,.0f}–{max(h):,.0f}) | {bm:,.0f} ({min(b):,.0f}–{max(b):,.0f}) "
+                f"| {hm / bm:.2f} | {48000 / hm:.1f} |"
+            )
         lines += ["", "Goal: the harness no more than 5 % slower than the bare fit (ratio ≥ 0.95).", ""]
     search = data.get("search")
     if search:
@@ -357,7 +378,8 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
             f"Target: validation MSE {target:.6f}, the best that unpruned random search reached in its whole budget "
             "(median over seeds). Time is trial time (sum of trial durations until the target is reached).",
             "",
-            "| strategy | time to target, min (median) | reached in | best val MSE in budget (median) | total trial time, min |",
+            "| strategy | time to target, min (median) | reached in | best val MSE in budget (median) "
+            "| total trial time, min |",
             "|---|---|---|---|---|",
         ]
         medians = {}
@@ -367,11 +389,16 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
             medians[name] = statistics.median(ttt)
             best = statistics.median(tl[-1][1] for tl in by_seed.values())
             total = statistics.median(tl[-1][0] / 60 for tl in by_seed.values())
-            lines.append(f"| {name} | {medians[name]:.1f} | {len(finite)}/{len(ttt)} seeds | {best:.6f} | {total:.1f} |")
+            lines.append(
+                f"| {name} | {medians[name]:.1f} | {len(finite)}/{len(ttt)} seeds | {best:.6f} | {total:.1f} |"
+            )
         if "tpe+pruning" in medians and "random" in medians and medians["random"] > 0:
             ratio = medians["tpe+pruning"] / medians["random"]
-            lines += ["", f"TPE + pruning needed {ratio:.0%} of random search's time to the target "
-                          f"(goal ≤ 25 %: {'met' if ratio <= 0.25 else 'missed'})."]
+            lines += [
+                "",
+                f"TPE + pruning needed {ratio:.0%} of random search's time to the target "
+                f"(goal ≤ 25 %: {'met' if ratio <= 0.25 else 'missed'}).",
+            ]
         png = ensure_dir(project_root() / "results" / "bench") / f"search_progress-{plan.mode}.png"
         plot_progress(search, target, png)
         lines += ["", f"![search progress]({os.path.relpath(png, out.parent)})", ""]
@@ -380,7 +407,8 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
         rates = {w: [plan.scaling_trials / (s / 3600) for s in times] for w, times in sc.items()}
         r1, r2 = statistics.median(rates["1"]), statistics.median(rates["2"])
         lines += [
-            f"## 3. Worker scaling ({plan.scaling_trials} identical trials per measurement, threads split between workers)",
+            f"## 3. Worker scaling ({plan.scaling_trials} identical trials per measurement, "
+            "threads split between workers)",
             "",
             "| workers | trials per hour | speed-up |",
             "|---|---|---|",
@@ -399,8 +427,10 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
             "",
             "| trial s | bare fit s | overhead share | of which model building |",
             "|---|---|---|---|",
-            *[f"| {r['trial_seconds']:.1f} | {r['bare_fit_seconds']:.1f} | {f:.1%} | {b:.1%} |"
-              for r, f, b in zip(oh["rows"], fractions, builds, strict=True)],
+            *[
+                f"| {r['trial_seconds']:.1f} | {r['bare_fit_seconds']:.1f} | {f:.1%} | {b:.1%} |"
+                for r, f, b in zip(oh["rows"], fractions, builds, strict=True)
+            ],
             "",
             f"Median overhead {statistics.median(fractions):.1%} of trial time (goal ≤ 5 %): MLflow logging, "
             "storage writes, pruning reports, data pipeline set-up and model building together.",

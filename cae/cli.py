@@ -39,7 +39,9 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subset", type=int, help="N training images (and N/8 val/test)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. train.learning_rate=3e-4")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override any config key, e.g. train.learning_rate=3e-4"
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -52,10 +54,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     tracker = Tracker().check()
     configure_threads()
     run_id, result, out = run_experiment(config, tracker)
-    print(f"\n{config.name}: {result.n_params:,} params, latent {result.latent_values} values "
-          f"(narrowest {result.bottleneck_values}), best val MSE {result.best_val_loss:.6f} at epoch {result.best_epoch}")
-    print(f"test MSE {result.test['test_mse']:.6f}  PSNR {result.test['test_psnr']:.2f} dB  "
-          f"SSIM {result.test['test_ssim']:.4f}  ({result.seconds_per_epoch:.1f} s/epoch)")
+    print(
+        f"\n{config.name}: {result.n_params:,} params, latent {result.latent_values} values "
+        f"(narrowest {result.bottleneck_values}), best val MSE {result.best_val_loss:.6f} at epoch {result.best_epoch}"
+    )
+    print(
+        f"test MSE {result.test['test_mse']:.6f}  PSNR {result.test['test_psnr']:.2f} dB  "
+        f"SSIM {result.test['test_ssim']:.4f}  ({result.seconds_per_epoch:.1f} s/epoch)"
+    )
     print(f"MLflow run {run_id} in {tracker.uri}; outputs in {out}")
     return 0
 
@@ -212,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorization from a study's best architecture, with a report")
     p.add_argument("--study", help="study whose best.json gives the architecture (default cae-search)")
     p.add_argument("--config", help="an experiment YAML instead of a study's best trial")
-    p.add_argument("--variant", default="all", help="rgb, chroma, seed, chroma-warm, chroma-skips (comma-separated) or all")
+    p.add_argument(
+        "--variant", default="all", help="rgb, chroma, seed, chroma-warm, chroma-skips (comma-separated) or all"
+    )
     _add_training_flags(p)
     p.set_defaults(func=cmd_colorize)
 

@@ -83,5 +83,7 @@ def quantized_metrics(model: Any, splits: Any, input_transform: str = "rgb", bit
     calibration = codes(splits.x_train[:5000])
     axes = tuple(range(calibration.ndim - 1))
     low, high = calibration.min(axis=axes), calibration.max(axis=axes)
-    decoded = np.asarray(decoder.predict(quantize_codes(codes(splits.x_test), low, high, bits), batch_size=500, verbose=0))
+    decoded = np.asarray(
+        decoder.predict(quantize_codes(codes(splits.x_test), low, high, bits), batch_size=500, verbose=0)
+    )
     return image_metrics(decoded, to_unit(splits.x_test), prefix=f"test_q{bits}_")

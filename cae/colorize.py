@@ -96,7 +96,7 @@ def baselines(splits: Splits) -> dict[str, dict[str, float]]:
     truth = to_unit(splits.x_test)
     gray = luma(truth)
     train_uv = tf.image.rgb_to_yuv(to_unit(splits.x_train[:10000])).numpy()[..., 1:].reshape(-1, 2).mean(axis=0)
-    yuv = np.concatenate([gray, np.broadcast_to(train_uv, gray.shape[:-1] + (2,))], axis=-1)
+    yuv = np.concatenate([gray, np.broadcast_to(train_uv, (*gray.shape[:-1], 2))], axis=-1)
     rows = {}
     for name, pred in (("gray copied to RGB", np.repeat(gray, 3, axis=-1)),
                        ("gray + mean training chroma", tf.image.yuv_to_rgb(yuv).numpy())):  # fmt: skip
@@ -156,10 +156,14 @@ def colorize(
         results[variant] = {**scores, "run_id": run_id, "n_params": result.n_params, "epochs": result.epochs_run,
                             "seconds_per_epoch": result.seconds_per_epoch, "model": result.model, "config": config,
                             "loss_curve": out / "loss_curve.png"}  # fmt: skip
-        print(f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['colourfulness']:.2f} "
-              f"(MLflow run {run_id})", flush=True)
-    report = write_report(study_name, lineage, base, splits, results, baselines(splits),
-                          ensure_dir(reports_dir() / study_name))
+        print(
+            f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['colourfulness']:.2f} "
+            f"(MLflow run {run_id})",
+            flush=True,
+        )
+    report = write_report(
+        study_name, lineage, base, splits, results, baselines(splits), ensure_dir(reports_dir() / study_name)
+    )
     for r in results.values():
         Run(tracker, r["run_id"]).log_artifact(report, "report")
     return report
@@ -179,16 +183,25 @@ def write_report(
     rows = [("gray input", luma(truth))]
     rows += [(v, predict(r["model"], splits.x_test[idx], r["config"].data.input)) for v, r in results.items()]
     rows.append(("truth", truth))
-    image_grid(rows, out / "colorization.png", f"{study}: colorization on fixed test images",
-               [CLASSES[c] for c in splits.y_test[idx]])
+    image_grid(
+        rows,
+        out / "colorization.png",
+        f"{study}: colorization on fixed test images",
+        [CLASSES[c] for c in splits.y_test[idx]],
+    )
     n_train, n_val, n_test = splits.sizes
     any_config = next(iter(results.values()))["config"]
-    source = (f"trial {lineage['source_trial']} of study `{lineage['source_study']}` (MLflow run "
-              f"`{lineage['source_run_id']}`)" if "source_trial" in lineage else f"`{lineage.get('source_config')}`")
+    source = (
+        f"trial {lineage['source_trial']} of study `{lineage['source_study']}` (MLflow run "
+        f"`{lineage['source_run_id']}`)"
+        if "source_trial" in lineage
+        else f"`{lineage.get('source_config')}`"
+    )
     lines = [
         f"# Colorization: `{study}`",
         "",
-        f"Architecture from {source}: depth {base.model.depth}, filters {'-'.join(map(str, base.model.level_filters()))}, "
+        f"Architecture from {source}: depth {base.model.depth}, "
+        f"filters {'-'.join(map(str, base.model.level_filters()))}, "
         f"latent {base.model.latent_filters} channels, learning rate {base.train.learning_rate:.3g}, batch size "
         f"{base.train.batch_size}. Input: 1 channel (BT.601 luma; the channel mean for `seed`); output: RGB. "
         f"Data `{splits.data_source}`, split {n_train:,}/{n_val:,}/{n_test:,} (seed {splits.seed}), "
@@ -199,11 +212,15 @@ def write_report(
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in baseline_rows.items():
-        lines.append(f"| baseline: {name} (no learning) | {r['test_mse']:.6f} | {r['test_psnr']:.2f} | "
-                     f"{r['test_ssim']:.4f} | {r['colourfulness']:.2f} | exact | — |")
+        lines.append(
+            f"| baseline: {name} (no learning) | {r['test_mse']:.6f} | {r['test_psnr']:.2f} | "
+            f"{r['test_ssim']:.4f} | {r['colourfulness']:.2f} | exact | — |"
+        )
     for v, r in results.items():
-        lines.append(f"| `{v}`: {DESCRIPTIONS[v]} | {r['test_mse']:.6f} | {r['test_psnr']:.2f} | {r['test_ssim']:.4f} | "
-                     f"{r['colourfulness']:.2f} | {r['luma_psnr']:.2f} | `{r['run_id']}` |")
+        lines.append(
+            f"| `{v}`: {DESCRIPTIONS[v]} | {r['test_mse']:.6f} | {r['test_psnr']:.2f} | {r['test_ssim']:.4f} | "
+            f"{r['colourfulness']:.2f} | {r['luma_psnr']:.2f} | `{r['run_id']}` |"
+        )
     lines += ["", "![colorization grid](colorization.png)", "", "## Per-class test MSE", "",
               "| class | " + " | ".join(f"`{v}`" for v in results) + " |",
               "|---|" + "---|" * len(results)]  # fmt: skip
@@ -224,37 +241,56 @@ def shortcomings(results: dict[str, dict[str, Any]], baseline_rows: dict[str, di
     out = []
     for v, r in results.items():
         verdict = "beats" if r["test_psnr"] > best_baseline else "does NOT beat"
-        out.append(f"`{v}` {verdict} the best no-learning baseline ({r['test_psnr']:.2f} vs {best_baseline:.2f} dB, "
-                   f"{r['test_psnr'] - best_baseline:+.2f} dB).")
+        out.append(
+            f"`{v}` {verdict} the best no-learning baseline ({r['test_psnr']:.2f} vs {best_baseline:.2f} dB, "
+            f"{r['test_psnr'] - best_baseline:+.2f} dB)."
+        )
     dull = [f"`{v}` {r['colourfulness']:.2f}" for v, r in results.items()]
-    out.append("Regression to the mean: MSE rewards the average colour of everything a gray patch could be, so the "
-               f"predictions are desaturated (colourfulness ratios {', '.join(dull)}; 1.0 would match the truth). "
-               "Brownish/sepia tones are that average.")
+    out.append(
+        "Regression to the mean: MSE rewards the average colour of everything a gray patch could be, so the "
+        f"predictions are desaturated (colourfulness ratios {', '.join(dull)}; 1.0 would match the truth). "
+        "Brownish/sepia tones are that average."
+    )
     if "rgb" in results:
         r = results["rgb"]
-        out.append(f"The bottleneck loses detail the input already had: predicting RGB, the network reproduces the "
-                   f"*given* luma only to {r['luma_psnr']:.2f} dB PSNR; the `chroma` variant keeps luma exactly"
-                   + (f" and scores {results['chroma']['test_psnr'] - r['test_psnr']:+.2f} dB against `rgb`."
-                      if "chroma" in results else "."))
+        out.append(
+            f"The bottleneck loses detail the input already had: predicting RGB, the network reproduces the "
+            f"*given* luma only to {r['luma_psnr']:.2f} dB PSNR; the `chroma` variant keeps luma exactly"
+            + (
+                f" and scores {results['chroma']['test_psnr'] - r['test_psnr']:+.2f} dB against `rgb`."
+                if "chroma" in results
+                else "."
+            )
+        )
     pc = {v: r["per_class_mse"] for v, r in results.items()}
     ref = "chroma" if "chroma" in pc else next(iter(pc))
     ranked = sorted(pc[ref], key=pc[ref].get)
-    out.append(f"Classes differ ({ref}): lowest error on {', '.join(ranked[:3])} (consistent colours: sky, sea, "
-               f"foliage); highest on {', '.join(ranked[-3:])} (objects whose paint or fur could be any colour).")
+    out.append(
+        f"Classes differ ({ref}): lowest error on {', '.join(ranked[:3])} (consistent colours: sky, sea, "
+        f"foliage); highest on {', '.join(ranked[-3:])} (objects whose paint or fur could be any colour)."
+    )
     if "seed" in results:
-        out.append(f"The seed's recipe (mean-gray input, BCE) scores {results['seed']['test_psnr']:.2f} dB and "
-                   f"colourfulness {results['seed']['colourfulness']:.2f} under the same metrics.")
+        out.append(
+            f"The seed's recipe (mean-gray input, BCE) scores {results['seed']['test_psnr']:.2f} dB and "
+            f"colourfulness {results['seed']['colourfulness']:.2f} under the same metrics."
+        )
     if "chroma-warm" in results and "chroma" in results:
         d = results["chroma-warm"]["test_psnr"] - results["chroma"]["test_psnr"]
-        out.append(f"Warm-starting from the reconstruction weights changes PSNR by {d:+.2f} dB against training from scratch.")
+        out.append(
+            f"Warm-starting from the reconstruction weights changes PSNR by {d:+.2f} dB against training from scratch."
+        )
     if "chroma-skips" in results and "chroma" in results:
         a, b = results["chroma-skips"], results["chroma"]
-        out.append(f"Skip connections around the bottleneck: {a['test_psnr'] - b['test_psnr']:+.2f} dB and "
-                   f"colourfulness {b['colourfulness']:.2f} → {a['colourfulness']:.2f} against plain `chroma`.")
+        out.append(
+            f"Skip connections around the bottleneck: {a['test_psnr'] - b['test_psnr']:+.2f} dB and "
+            f"colourfulness {b['colourfulness']:.2f} → {a['colourfulness']:.2f} against plain `chroma`."
+        )
     tried = ["predicting chroma around the given luma (`chroma` vs `rgb`)"]
     tried += ["warm-starting the encoder"] if "chroma-warm" in results else []
     tried += ["skip connections (`chroma-skips`)"] if "chroma-skips" in results else []
-    out.append("What would help: a classification loss over quantised chroma (multimodal colours instead of their "
-               "mean), skip connections around the bottleneck (detail), a larger receptive field or a pretrained "
-               f"encoder (semantics). Tried here, with the numbers above: {'; '.join(tried)}.")
+    out.append(
+        "What would help: a classification loss over quantised chroma (multimodal colours instead of their "
+        "mean), skip connections around the bottleneck (detail), a larger receptive field or a pretrained "
+        f"encoder (semantics). Tried here, with the numbers above: {'; '.join(tried)}."
+    )
     return out

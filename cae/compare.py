@@ -41,16 +41,22 @@ class TrialRow:
     def level_filters(self) -> str:
         p = self.params
         try:
-            widths = ModelConfig(depth=int(p["model.depth"]), filters=int(p["model.filters"]),
-                                 filter_growth=float(p.get("model.filter_growth", 1.5))).level_filters()
+            widths = ModelConfig(
+                depth=int(p["model.depth"]),
+                filters=int(p["model.filters"]),
+                filter_growth=float(p.get("model.filter_growth", 1.5)),
+            ).level_filters()
         except (KeyError, ValueError):
             return p.get("model.filters", "-")
         return "-".join(map(str, widths))
 
     def label(self, with_study: bool) -> str:
         p = self.params
-        text = (f"#{self.trial} d={p.get('model.depth', '?')} f={self.level_filters()} z={p.get('model.latent_filters', '?')} "
-                f"lr={float(p.get('train.learning_rate', 'nan')):.1e} bs={p.get('train.batch_size', '?')}")
+        text = (
+            f"#{self.trial} d={p.get('model.depth', '?')} f={self.level_filters()} "
+            f"z={p.get('model.latent_filters', '?')} "
+            f"lr={float(p.get('train.learning_rate', 'nan')):.1e} bs={p.get('train.batch_size', '?')}"
+        )
         text += f" ({self.best_val:.5f})"
         if self.state != "COMPLETE":
             text += f" {self.state}"
@@ -61,7 +67,8 @@ class TrialRow:
         return {
             "study": self.study, "trial": self.trial, "state": self.state, "depth": p.get("model.depth", ""),
             "filters": self.level_filters(), "latent": p.get("model.latent_filters", ""),
-            "lr": f"{float(p['train.learning_rate']):.3g}" if "train.learning_rate" in p else "", "batch_size": p.get("train.batch_size", ""),
+            "lr": f"{float(p['train.learning_rate']):.3g}" if "train.learning_rate" in p else "",
+            "batch_size": p.get("train.batch_size", ""),
             "n_params": p.get("n_params", ""),
             "code_values": min(int(p.get("latent_values", 0) or 0), int(p.get("bottleneck_values", 0) or 0)) or "",
             "best_val_mse": f"{self.best_val:.6g}", "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1),
@@ -72,12 +79,22 @@ class TrialRow:
 def _row(run: Any, tracker: Tracker, study: str) -> TrialRow:
     history = {k: tracker.metric_history(run.info.run_id, k) for k in ("train_loss", "val_loss")}
     if not history["val_loss"]:
-        raise CAEError(f"run {run.info.run_id} (trial {run.data.tags.get('trial_number')}) has no 'val_loss' "
-                       "history; it logged: " + (", ".join(sorted(run.data.metrics)) or "no metrics"))
+        raise CAEError(
+            f"run {run.info.run_id} (trial {run.data.tags.get('trial_number')}) has no 'val_loss' "
+            "history; it logged: " + (", ".join(sorted(run.data.metrics)) or "no metrics")
+        )
     best = run.data.metrics.get("best_val_loss", min(v for _, v in history["val_loss"]))
     end = run.info.end_time or run.info.start_time
-    return TrialRow(study, int(run.data.tags.get("trial_number", -1)), run.data.tags.get("trial_state", "?"),
-                    run.info.run_id, dict(run.data.params), float(best), (end - run.info.start_time) / 1000, history)
+    return TrialRow(
+        study,
+        int(run.data.tags.get("trial_number", -1)),
+        run.data.tags.get("trial_state", "?"),
+        run.info.run_id,
+        dict(run.data.params),
+        float(best),
+        (end - run.info.start_time) / 1000,
+        history,
+    )
 
 
 def study_runs(tracker: Tracker, study: str) -> tuple[str, list[Any]]:
@@ -110,16 +127,20 @@ def select(
             by_number = {int(r.data.tags["trial_number"]): r for r in runs if "trial_number" in r.data.tags}
             missing = [t for t in trial_ids if t not in by_number]
             if missing and len(studies) == 1:
-                raise CAEError(f"trial {missing[0]} is not in study {study!r}; its trials: "
-                               f"{', '.join(map(str, sorted(by_number)))}")
+                raise CAEError(
+                    f"trial {missing[0]} is not in study {study!r}; its trials: "
+                    f"{', '.join(map(str, sorted(by_number)))}"
+                )
             rows += [_row(by_number[t], tracker, study) for t in trial_ids if t in by_number]
             continue
         eligible = [r for r in runs if r.data.tags.get("trial_state") in states and r.data.metrics.get("best_val_loss")]
         eligible.sort(key=lambda r: r.data.metrics["best_val_loss"])
         if not eligible:
             found = sorted({r.data.tags.get("trial_state", "?") for r in runs})
-            raise CAEError(f"study {study!r} has no {'/'.join(states)} trials with a best_val_loss; states there: "
-                           + ", ".join(found))
+            raise CAEError(
+                f"study {study!r} has no {'/'.join(states)} trials with a best_val_loss; states there: "
+                + ", ".join(found)
+            )
         rows += [_row(r, tracker, study) for r in eligible[:top]]
     return rows
 

@@ -130,7 +130,9 @@ class ExperimentConfig:
 
     def validate(self) -> None:
         if self.model.skips and self.data.input == "rgb":
-            raise CAEError("model.skips bypasses the bottleneck: allowed only for colorization (data.input: luma or mean)")
+            raise CAEError(
+                "model.skips bypasses the bottleneck: allowed only for colorization (data.input: luma or mean)"
+            )
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
 
@@ -202,7 +204,7 @@ _Loader.add_implicit_resolver(
 
 
 def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    return yaml.load(text, Loader=_Loader)
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,9 +263,7 @@ def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            raise CAEError(
-                f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(prefix + n for n in names)}"
-            )
+            raise CAEError(f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(prefix + n for n in names)}")
     values = {k: _coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
     obj = cls(**values)
     if hasattr(obj, "validate"):
@@ -284,12 +284,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config
 
 def to_dict(config: Any) -> dict[str, Any]:
     """Plain nested dict (tuples as lists) that ``from_dict`` reads back to an equal config."""
+
     def plain(v: Any) -> Any:
         if isinstance(v, tuple):
             return [plain(x) for x in v]
         if isinstance(v, dict):
             return {k: plain(x) for k, x in v.items()}
         return v
+
     return plain(dataclasses.asdict(config))
 
 

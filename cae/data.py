@@ -227,6 +227,7 @@ def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
                     fh = tar.extractfile(m)
                     assert fh is not None  # regular files always have a stream
                     return fh.read()
+
                 return read
 
             if any(Path(m.name).name == "data_batch_1" for m in members):
@@ -267,9 +268,7 @@ def _class_index(name: str) -> int | None:
     return None
 
 
-def _from_image_files(
-    files: Iterator[tuple[str, Callable[[], bytes]]], where: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _from_image_files(files: Iterator[tuple[str, Callable[[], bytes]]], where: str) -> tuple[np.ndarray, np.ndarray]:
     """A class-folder tree: ``[root/]{train,test}/<class>/<image>``; train and test merged."""
     from PIL import Image, UnidentifiedImageError
 

@@ -35,8 +35,11 @@ def run_params(config: ExperimentConfig, splits: Splits) -> dict[str, Any]:
 
 
 def code_params(result: TrainResult) -> dict[str, int]:
-    return {"n_params": result.n_params, "latent_values": result.latent_values,
-            "bottleneck_values": result.bottleneck_values}
+    return {
+        "n_params": result.n_params,
+        "latent_values": result.latent_values,
+        "bottleneck_values": result.bottleneck_values,
+    }
 
 
 def run_tags(splits: Splits, stage: str) -> dict[str, str]:
@@ -61,8 +64,9 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
     else:
         gray = TRANSFORMS[config.data.input](truth)
         rows, what = [("gray input", gray), ("predicted", prediction), ("truth", truth)], "input, prediction, truth"
-    plots.image_grid(rows, out / "reconstructions.png", f"{title}: test images, {what}",
-                     [CLASSES[c] for c in splits.y_test[idx]])
+    plots.image_grid(
+        rows, out / "reconstructions.png", f"{title}: test images, {what}", [CLASSES[c] for c in splits.y_test[idx]]
+    )
     (out / "config.yaml").write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     (out / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
     result.model.save(out / "model.keras")
@@ -92,8 +96,9 @@ def run_experiment(
         shutil.rmtree(workdir)  # stale backup of a run the store no longer has
         ensure_dir(workdir)
         stage = "colorization" if config.data.input != "rgb" else "reconstruction"
-        run = tracker.start_run(experiment or config.name, run_name or config.name,
-                                tags={**run_tags(splits, stage), **(tags or {})})
+        run = tracker.start_run(
+            experiment or config.name, run_name or config.name, tags={**run_tags(splits, stage), **(tags or {})}
+        )
         run.log_params(run_params(config, splits))
         id_file.write_text(run.run_id)
     with run:

@@ -45,6 +45,7 @@ def colourfulness_ratio(pred: np.ndarray, target: np.ndarray) -> float:
     1.0 = as colourful as the truth; a grey or sepia output (what MSE regression to the mean
     produces) scores near 0.
     """
+
     def spread(uv: np.ndarray) -> float:
         flat = uv.reshape(-1, 2).astype(np.float64)
         return float(np.sqrt(((flat - flat.mean(axis=0)) ** 2).sum(axis=1).mean()))

@@ -88,9 +88,7 @@ def build_autoencoder(
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
     if input_mean is not None and input_std is not None:
-        x = layers.Normalization(
-            mean=list(input_mean), variance=[s * s for s in input_std], name="standardize"
-        )(x)
+        x = layers.Normalization(mean=list(input_mean), variance=[s * s for s in input_std], name="standardize")(x)
     skip_tensors = []  # each level's last full-resolution features (used only with skips=True)
     for i, width in enumerate(widths):
         for j in range(convs_per_level):

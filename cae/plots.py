@@ -9,10 +9,10 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on servers and CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from cae.paths import atomic_path  # noqa: E402
+from cae.paths import atomic_path
 
 
 def save(fig: Any, path: Path) -> Path:
@@ -29,8 +29,15 @@ def loss_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -
     ax.plot(epochs, history["train_loss"], "o-", label="train")
     ax.plot(epochs, history["val_loss"], "s-", label="validation")
     best = int(np.argmin(history["val_loss"]))
-    ax.scatter([best + 1], [history["val_loss"][best]], s=120, facecolors="none", edgecolors="k",
-               label=f"best val {history['val_loss'][best]:.5f} (epoch {best + 1})", zorder=3)
+    ax.scatter(
+        [best + 1],
+        [history["val_loss"][best]],
+        s=120,
+        facecolors="none",
+        edgecolors="k",
+        label=f"best val {history['val_loss'][best]:.5f} (epoch {best + 1})",
+        zorder=3,
+    )
     ax.set(xlabel="epoch", ylabel="loss (MSE, [0,1] pixels)", yscale="log", title=title)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3, which="both")
@@ -38,8 +45,9 @@ def loss_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -
     return save(fig, path)
 
 
-def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str,
-               column_titles: Sequence[str] | None = None) -> Path:
+def image_grid(
+    rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, column_titles: Sequence[str] | None = None
+) -> Path:
     """One labelled row per array of images (N, H, W, C) in [0, 1]; C=1 is shown in gray."""
     n = len(rows[0][1])
     fig, axes = plt.subplots(len(rows), n, figsize=(1.1 * n, 1.25 * len(rows)), squeeze=False)
@@ -47,8 +55,7 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str,
         for c in range(n):
             ax = axes[r][c]
             img = np.clip(images[c], 0, 1)
-            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1,
-                      interpolation="nearest")
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

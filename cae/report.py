@@ -122,8 +122,13 @@ def plot_size_vs_error(points: list[Point], path: Path) -> tuple[tuple[float, fl
         ax.scatter(x, errs, c="tab:blue", alpha=0.8)
         for p, xv in zip(points, x, strict=True):
             ax.annotate(str(p.trial), (xv, p.val_loss), fontsize=7, xytext=(3, 2), textcoords="offset points")
-        ax.set(xscale="log", yscale="log", xlabel=name, ylabel="best validation MSE",
-               title=f"Spearman ρ = {rho[0]:.2f} (p = {rho[1]:.2g}, n = {len(points)})")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel=name,
+            ylabel="best validation MSE",
+            title=f"Spearman ρ = {rho[0]:.2f} (p = {rho[1]:.2g}, n = {len(points)})",
+        )
         ax.grid(alpha=0.3, which="both")
     fig.suptitle("Completed trials: does size predict error?")
     save(fig, path)
@@ -135,16 +140,28 @@ def plot_rate_distortion(points: list[Point], front: list[Point], curve: list[Ba
     from cae.plots import plt, save
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.plot([c.values for c in curve], [c.psnr for c in curve], "-", color="gray", lw=2,
-            label="bicubic thumbnail s×s → 32×32 (no learning)")
+    ax.plot(
+        [c.values for c in curve],
+        [c.psnr for c in curve],
+        "-",
+        color="gray",
+        lw=2,
+        label="bicubic thumbnail s×s → 32×32 (no learning)",
+    )
     for c in curve[::3]:
-        ax.annotate(f"{c.side}²", (c.values, c.psnr), fontsize=7, color="gray", xytext=(0, -11), textcoords="offset points")
+        ax.annotate(
+            f"{c.side}²", (c.values, c.psnr), fontsize=7, color="gray", xytext=(0, -11), textcoords="offset points"
+        )
     ax.scatter([p.code_values for p in points], [p.val_psnr for p in points], alpha=0.55, label="completed trials")
     ax.plot([p.code_values for p in front], [p.val_psnr for p in front], "o-", color="tab:red", label="Pareto front")
     for label, values, psnr in scored:
         ax.plot(values, psnr, "*", ms=14, label=f"{label} (retrained, test split)")
-    ax.set(xscale="log", xlabel="code size (values: the narrower of latent and bottleneck)",
-           ylabel="PSNR (dB; validation unless marked)", title="Rate–distortion: autoencoders vs a thumbnail codec")
+    ax.set(
+        xscale="log",
+        xlabel="code size (values: the narrower of latent and bottleneck)",
+        ylabel="PSNR (dB; validation unless marked)",
+        title="Rate–distortion: autoencoders vs a thumbnail codec",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -181,9 +198,15 @@ def importance_sentences(study: Any, points: list[Point]) -> list[str]:
         errs = [p.val_loss for p in points]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             rho, _ = spearman([float(v) for v in values], errs)
-            trend = ("too few distinct values to tell" if not math.isfinite(rho) else
-                     "higher values went with lower error" if rho < -0.3 else
-                     "higher values went with higher error" if rho > 0.3 else "no monotonic trend")
+            trend = (
+                "too few distinct values to tell"
+                if not math.isfinite(rho)
+                else "higher values went with lower error"
+                if rho < -0.3
+                else "higher values went with higher error"
+                if rho > 0.3
+                else "no monotonic trend"
+            )
             detail = f"{trend} (Spearman ρ = {rho:.2f})"
         else:
             by = {}
@@ -221,7 +244,8 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
     points = completed_points(study)
     if not points:
         raise CAEError(
-            f"study {cfg.study!r} has no completed trial ({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'}): "
+            f"study {cfg.study!r} has no completed trial "
+            f"({', '.join(f'{n} {s}' for s, n in sorted(states.items())) or 'no trials'}): "
             "nothing to report; run more trials with `make search`"
         )
     best = read_best(cfg.study)
@@ -287,7 +311,8 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `make report STUDY={cfg.study}"
         f"{f' EPOCHS={epochs}' if epochs else ''}` on {machine()}. Data: `{splits.data_source}` "
         f"({splits.location}), split {n_train:,}/{n_val:,}/{n_test:,} (seed {splits.seed}). "
-        f"MLflow parent run `{parent_id}` (experiment `{cfg.study}`); Optuna storage `{cfg.storage or 'runs/optuna.db'}`.",
+        f"MLflow parent run `{parent_id}` (experiment `{cfg.study}`); "
+        f"Optuna storage `{cfg.storage or 'runs/optuna.db'}`.",
         "",
         "## Study",
         "",
@@ -349,9 +374,12 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
         f"Across {len(points)} completed trials: code size vs validation MSE has Spearman ρ = {rho_code[0]:.2f} "
         f"(p = {rho_code[1]:.2g}): {verdict(rho_code)}; parameter count vs validation MSE ρ = {rho_params[0]:.2f} "
         f"(p = {rho_params[1]:.2g}): {verdict(rho_params)}. "
-        + ("This study caps the code size, so the spread in code size is narrow; the Pareto study "
-           "(`make pareto`) varies it on purpose." if study.user_attrs.get("objectives", ["val_loss"]) == ["val_loss"]
-           else ""),
+        + (
+            "This study caps the code size, so the spread in code size is narrow; the Pareto study "
+            "(`make pareto`) varies it on purpose."
+            if study.user_attrs.get("objectives", ["val_loss"]) == ["val_loss"]
+            else ""
+        ),
         "",
         "![size vs error](size_vs_error.png)",
         "",
@@ -369,8 +397,10 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
     for p in front:
         base = thumb(val_curve, p.code_values)
         margin = f"{p.val_psnr - float(base):+.2f}" if base != "n/a" else "n/a"
-        lines.append(f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
-                     f"{base} | {margin} |")
+        lines.append(
+            f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
+            f"{base} | {margin} |"
+        )
     if "pareto_front" in images:
         lines += ["", "![pareto front](pareto_front.png)"]
     colorization = out / "colorization.md"

@@ -104,8 +104,7 @@ def open_storage(cfg: SearchConfig) -> Any:
         parsed = make_url(url)
     except ArgumentError:
         raise CAEError(
-            f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db "
-            "or journal:///path.log"
+            f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
@@ -292,8 +291,9 @@ class Objective:
         if self.extra_callbacks:
             callbacks += self.extra_callbacks(trial)
         try:
-            result = train_and_evaluate(config, self.splits, model=model, callbacks=callbacks,
-                                        evaluate_test=False, verbose=0)
+            result = train_and_evaluate(
+                config, self.splits, model=model, callbacks=callbacks, evaluate_test=False, verbose=0
+            )
         except optuna.TrialPruned as pruned:
             seen = list(trial.storage.get_trial(trial._trial_id).intermediate_values.values())
             if seen:
@@ -309,13 +309,25 @@ class Objective:
             trial.set_user_attr("fail_reason", reason)
             run.end_trial("FAIL", reason)
             raise
-        run.log_metrics({"best_val_loss": result.best_val_loss, "seconds_per_epoch": result.seconds_per_epoch},
-                        step=result.epochs_run)
+        run.log_metrics(
+            {"best_val_loss": result.best_val_loss, "seconds_per_epoch": result.seconds_per_epoch},
+            step=result.epochs_run,
+        )
         trial.set_user_attr("best_epoch", result.best_epoch)
         trial.set_user_attr("seconds", round(result.seconds, 2))
         value = trial_value(self.cfg, result)
-        export_trial(self.cfg, trial.number, result, config, params, run.run_id, self.engine,
-                     self.splits.data_source, multi=len(self.cfg.objectives) > 1, run=run)
+        export_trial(
+            self.cfg,
+            trial.number,
+            result,
+            config,
+            params,
+            run.run_id,
+            self.engine,
+            self.splits.data_source,
+            multi=len(self.cfg.objectives) > 1,
+            run=run,
+        )
         run.end_trial("COMPLETE")
         return value
 
@@ -390,8 +402,10 @@ def fetch_best(cfg: SearchConfig, study: Any, tracker: Tracker) -> None:
             folder = tracker.download(run_id, BEST_ARTIFACTS, Path(tmp))
             record = json.loads((folder / "best.json").read_text())
         except Exception as err:  # an old run without best/, or the store lost it: keep this host's best
-            print(f"note: best trial {best.number} ran on another host and its model is not in MLflow run "
-                  f"{run_id} ({type(err).__name__}); exporting this host's best instead")
+            print(
+                f"note: best trial {best.number} ran on another host and its model is not in MLflow run "
+                f"{run_id} ({type(err).__name__}); exporting this host's best instead"
+            )
             return
         with (ensure_dir(json_path.parent) / ".best.lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -437,8 +451,11 @@ def _progress(prefix: str) -> Callable[[Any, Any], None]:
                           for k, v in trial.params.items())  # fmt: skip
         reason = a.get("fail_reason") or a.get("prune_reason")
         why = f"  ({reason})" if reason else ""
-        print(f"{prefix}trial {trial.number:3d} {trial.state.name:8s} val={value}  {secs:6.1f}s  "
-              f"params={a.get('n_params', '?')} code={a.get('code_values', '?')}  {params}{why}", flush=True)
+        print(
+            f"{prefix}trial {trial.number:3d} {trial.state.name:8s} val={value}  {secs:6.1f}s  "
+            f"params={a.get('n_params', '?')} code={a.get('code_values', '?')}  {params}{why}",
+            flush=True,
+        )
 
     return report
 
@@ -478,8 +495,9 @@ def run_worker(
                 time.sleep(min(5, cfg.heartbeat_interval))
                 continue
             remaining = None if deadline == math.inf else max(1.0, deadline - time.monotonic())
-            study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,),
-                           gc_after_trial=True)
+            study.optimize(
+                objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,), gc_after_trial=True
+            )
         finally:
             lock.release()
         last = outcomes[-1] if outcomes else None
@@ -565,8 +583,11 @@ def run_search(
     study, parent, _ = prepare(cfg, tracker)
     reconcile(study, tracker, parent, cfg.study)
     done = count(study, FINISHED)
-    print(f"study {cfg.study!r}: {done} finished trial(s) of {cfg.trials}; storage {shown(storage_url(cfg))}; "
-          f"MLflow {tracker.uri}", flush=True)
+    print(
+        f"study {cfg.study!r}: {done} finished trial(s) of {cfg.trials}; storage {shown(storage_url(cfg))}; "
+        f"MLflow {tracker.uri}",
+        flush=True,
+    )
     try:
         if cfg.workers > 1:
             _spawn_workers(cfg, parent.run_id)
@@ -576,8 +597,11 @@ def run_search(
     except KeyboardInterrupt:
         reconcile(study, tracker, parent, cfg.study)
         parent.end("KILLED")
-        print(f"\ninterrupted: {count(study, FINISHED)} of {cfg.trials} trials finished; "
-              "run the same command again to resume", file=sys.stderr)
+        print(
+            f"\ninterrupted: {count(study, FINISHED)} of {cfg.trials} trials finished; "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
         raise
     reconcile(study, tracker, parent, cfg.study)
     summary = finalize_study(cfg, study, parent)
@@ -599,8 +623,10 @@ def join(cfg: SearchConfig, index: int = 0) -> None:
     try:
         run_worker(cfg, parent_id, index=offset)
     except KeyboardInterrupt:
-        print("\ninterrupted: the running trial is marked FAIL; run the same command again to rejoin the study",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: the running trial is marked FAIL; run the same command again to rejoin the study",
+            file=sys.stderr,
+        )
         raise
 
 
@@ -618,10 +644,16 @@ def _save_optuna_plots(study: Any, out: Path) -> list[Path]:
 
     single = len(study.directions) == 1
     figures = {
-        "optimization_history": lambda: ov.plot_optimization_history(study, target=None if single else (lambda t: t.values[0]), target_name="val_loss"),
+        "optimization_history": lambda: ov.plot_optimization_history(
+            study, target=None if single else (lambda t: t.values[0]), target_name="val_loss"
+        ),
         "intermediate_values": lambda: ov.plot_intermediate_values(study),
-        "param_importances": lambda: ov.plot_param_importances(study, target=None if single else (lambda t: t.values[0]), target_name="val_loss"),
-        "parallel_coordinate": lambda: ov.plot_parallel_coordinate(study, target=None if single else (lambda t: t.values[0]), target_name="val_loss"),
+        "param_importances": lambda: ov.plot_param_importances(
+            study, target=None if single else (lambda t: t.values[0]), target_name="val_loss"
+        ),
+        "parallel_coordinate": lambda: ov.plot_parallel_coordinate(
+            study, target=None if single else (lambda t: t.values[0]), target_name="val_loss"
+        ),
     }
     if not single:
         figures["pareto_front"] = lambda: ov.plot_pareto_front(study, target_names=["val_loss", "code_values"])
@@ -649,7 +681,9 @@ def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
             plt.close(fig)
             saved.append(out / f"{name}.png")
         except Exception as err:  # e.g. importances need 2+ completed trials with varied params
-            print(f"note: no {name} plot yet ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})")
+            print(
+                f"note: no {name} plot yet ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+            )
     return saved
 
 
@@ -691,7 +725,9 @@ def score_best(cfg: SearchConfig, parent: Run, step: int) -> dict[str, Any]:
     parent.log_metrics({"best_val_loss": record["val_loss"], **test}, step=step)
     parent.set_tags({"best_trial_number": record["trial_number"], "best_run_id": record["mlflow_run_id"]})
     parent.log_text(json.dumps(record, indent=2), "best.json")
-    print(f"best: trial {record['trial_number']}  val MSE {record['val_loss']:.6f}  "
-          f"test MSE {test['test_mse']:.6f}  PSNR {test['test_psnr']:.2f} dB  "
-          f"({record['n_params']:,} params, code {record['code_values']} values)\nexported to {json_path}")
+    print(
+        f"best: trial {record['trial_number']}  val MSE {record['val_loss']:.6f}  "
+        f"test MSE {test['test_mse']:.6f}  PSNR {test['test_psnr']:.2f} dB  "
+        f"({record['n_params']:,} params, code {record['code_values']} values)\nexported to {json_path}"
+    )
     return record

@@ -88,8 +88,9 @@ class SearchSpace:
             elif p.kind == "categorical":
                 out[p.name] = hp.Choice(p.name, list(p.choices))
             elif p.kind == "int":
-                out[p.name] = hp.Int(p.name, int(p.low), int(p.high), step=int(p.step) if p.step else None,
-                                     sampling=sampling)
+                out[p.name] = hp.Int(
+                    p.name, int(p.low), int(p.high), step=int(p.step) if p.step else None, sampling=sampling
+                )
             else:
                 out[p.name] = hp.Float(p.name, p.low, p.high, step=p.step, sampling=sampling)
         return out
@@ -108,7 +109,9 @@ def _param(name: str, spec: Any, where: str) -> Param:
         raise CAEError(f"{where}: {err}") from None
     tp = _scalar_type(tp)
     if not isinstance(spec, dict) or not spec:
-        raise CAEError(f"{where}: {name} must be a mapping like {{low: 1, high: 4}} or {{choices: [a, b]}}, got {spec!r}")
+        raise CAEError(
+            f"{where}: {name} must be a mapping like {{low: 1, high: 4}} or {{choices: [a, b]}}, got {spec!r}"
+        )
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise CAEError(f"{where}: {name}: unknown key '{sorted(unknown)[0]}'; allowed: choices, low, high, step, log")
@@ -154,7 +157,7 @@ def load_space(path: str | Path) -> SearchSpace:
     space = SearchSpace(tuple(_param(name, spec, where) for name, spec in params.items()), where)
     # Extremes of the space must build valid models (e.g. depth that keeps the image >= 1×1).
     for p in space.params:
-        for value in (p.choices if p.kind == "categorical" else (p.low, p.high)):
+        for value in p.choices if p.kind == "categorical" else (p.low, p.high):
             try:
                 with_overrides(ExperimentConfig(), {p.name: value}, where=where)
             except CAEError as err:

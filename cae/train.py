@@ -101,9 +101,7 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
 
     keras.utils.set_random_seed(config.seed)
     mean, std = input_stats(config, splits)
-    return build_from_config(
-        config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std
-    )
+    return build_from_config(config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std)
 
 
 def predict(model: Any, images: np.ndarray, input_transform: str = "rgb", batch_size: int = 500) -> np.ndarray:

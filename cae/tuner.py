@@ -38,8 +38,16 @@ def _hypermodel(cfg: SearchConfig, space: SearchSpace, splits: Splits) -> Any:
             keras.backend.clear_session()  # free the previous trial's graph (and its retracing)
             return build_model(self.config_for(hp), splits)
 
-        def fit(self, hp: Any, model: Any, *args: Any, callbacks: Any = (), epochs: int | None = None,
-                initial_epoch: int = 0, **kwargs: Any) -> dict[str, float]:
+        def fit(
+            self,
+            hp: Any,
+            model: Any,
+            *args: Any,
+            callbacks: Any = (),
+            epochs: int | None = None,
+            initial_epoch: int = 0,
+            **kwargs: Any,
+        ) -> dict[str, float]:
             self.last_result = train_and_evaluate(
                 self.config_for(hp), splits, model=model, callbacks=list(callbacks or []), epochs=epochs,
                 initial_epoch=initial_epoch, evaluate_test=False, verbose=0,
@@ -55,7 +63,9 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
     base = {"hyperband": keras_tuner.Hyperband, "bayesian": keras_tuner.BayesianOptimization,
             "random": keras_tuner.RandomSearch}[cfg.tuner]  # fmt: skip
     budget = (
-        {"max_epochs": cfg.experiment.train.epochs, "factor": 3} if cfg.tuner == "hyperband" else {"max_trials": cfg.trials}
+        {"max_epochs": cfg.experiment.train.epochs, "factor": 3}
+        if cfg.tuner == "hyperband"
+        else {"max_trials": cfg.trials}
     )
 
     class TrackedTuner(base):  # type: ignore[misc, valid-type]
@@ -81,15 +91,31 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
                 print(f"trial {number:3d} FAIL     {type(err).__name__}: {str(err)[:200]}", flush=True)
                 raise
             result = self.hypermodel.last_result
-            run.log_params({"n_params": result.n_params, "latent_values": result.latent_values,
-                            "bottleneck_values": result.bottleneck_values})
+            run.log_params(
+                {
+                    "n_params": result.n_params,
+                    "latent_values": result.latent_values,
+                    "bottleneck_values": result.bottleneck_values,
+                }
+            )
             run.log_metrics({"best_val_loss": result.best_val_loss}, step=result.epochs_run)
-            export_trial(cfg, number, result, self.hypermodel.config_for(hp), params, run.run_id, "keras-tuner",
-                         splits.data_source)
+            export_trial(
+                cfg,
+                number,
+                result,
+                self.hypermodel.config_for(hp),
+                params,
+                run.run_id,
+                "keras-tuner",
+                splits.data_source,
+            )
             run.end_trial("COMPLETE")
-            print(f"trial {number:3d} COMPLETE val={result.best_val_loss:.6g}  {time.perf_counter() - start:6.1f}s  "
-                  f"params={result.n_params} code={result.code_values}  "
-                  + " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()), flush=True)
+            print(
+                f"trial {number:3d} COMPLETE val={result.best_val_loss:.6g}  {time.perf_counter() - start:6.1f}s  "
+                f"params={result.n_params} code={result.code_values}  "
+                + " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()),
+                flush=True,
+            )
             return out
 
     tuner = TrackedTuner(

@@ -61,8 +61,11 @@ def serve(study: str | None, host: str = "127.0.0.1", port: int = 5000) -> int:
     process = subprocess.Popen(argv, env=env)
     try:
         wait_until_up(f"http://{host}:{port}", process)
-        print(f"\nMLflow UI: {tracker.ui_url(study, host, port)}\n"
-              "  runs table of the study; select child runs → Compare → val_loss chart.  Ctrl-C stops it.", flush=True)
+        print(
+            f"\nMLflow UI: {tracker.ui_url(study, host, port)}\n"
+            "  runs table of the study; select child runs → Compare → val_loss chart.  Ctrl-C stops it.",
+            flush=True,
+        )
         return process.wait()
     except KeyboardInterrupt:
         return 0

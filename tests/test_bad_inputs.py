@@ -105,67 +105,124 @@ def experiment_yaml(case: Case, text: str) -> str:
 # (row id, argv for the row, the one-line message expected after "error: ", env for the row)
 Row = tuple[str, Callable[[Case], list[str]], str, Callable[[Case], dict[str, str]] | None]
 ROWS: list[Row] = [
-    ("unknown experiment key (experiment YAML)",
-     lambda c: ["train", experiment_yaml(c, "model: {depth: 2, dpth: 3}\n"), "--data", "sample"],
-     r"experiment\.yaml: unknown key 'model\.dpth'; allowed: model\.depth, ", None),
-    ("unknown experiment key (search YAML)",
-     lambda c: ["search", c.search_yaml(model={"dpth": 3})],
-     r"search\.yaml: unknown key 'experiment\.model\.dpth'; allowed: experiment\.model\.depth, ", None),
-    ("unknown key in --set",
-     lambda c: ["search", c.search_yaml(), "--set", "experiment.train.epoch=3"],
-     r"unknown key 'experiment\.train\.epoch'; allowed: ", None),
-    ("search range low > high",
-     lambda c: ["search", c.search_yaml(space={"model.depth": {"low": 3, "high": 2}})],
-     r"space\.yaml: model\.depth: low \(3\) is greater than high \(2\)$", None),
-    ("empty choice list",
-     lambda c: ["search", c.search_yaml(space={"model.filter_growth": {"choices": []}})],
-     r"space\.yaml: model\.filter_growth: choices must be a non-empty list, got \[\]$", None),
-    ("search range that shrinks the image below 1x1",
-     lambda c: ["search", c.search_yaml(space={"model.depth": {"low": 2, "high": 6}})],
-     r"model\.depth=6 would shrink the 32×32 image below 1×1 .*\(from the range of model\.depth\)$", None),
-    ("depth that shrinks the image below 1x1",
-     lambda c: ["search", c.search_yaml(), "--set", "experiment.model.depth=6"],
-     r"model\.depth=6 would shrink the 32×32 image below 1×1 or leave no pooling stage; allowed: 1\.\.5$", None),
-    ("data path that does not exist",
-     lambda c: ["search", c.search_yaml(), "--data", str(c.tmp / "nowhere")],
-     r"data path .*/nowhere does not exist; supply CIFAR-10 with DATA=<path>", None),
-    ("truncated tarball",
-     lambda c: ["search", c.search_yaml(), "--data", truncated_tarball(c)],
-     r"cifar\.tar\.gz: archive is truncated or corrupt \(", None),
-    ("image of the wrong size in a class folder",
-     lambda c: ["search", c.search_yaml(), "--data", wrong_size_tree(c)],
-     r"images/test/cat/2\.png: expected a 32×32 image, got 16×16$", None),
-    ("image of the wrong size in a tarball",
-     lambda c: ["search", c.search_yaml(), "--data", wrong_size_tarball(c)],
-     r"images\.tar\.gz/test/dog/1\.png: expected a 32×32 image, got 24×24$", None),
-    ("non-writable output directory",
-     lambda c: ["search", c.search_yaml()],
-     r"cannot create directory .*/a-file/runs.*: Not a directory$",
-     lambda c: {"CAE_RUNS_DIR": under_a_file(c)}),
-    ("invalid storage URL",
-     lambda c: ["search", c.search_yaml(), "--storage", "notaurl"],
-     r"invalid storage URL 'notaurl'; expected sqlite:///path\.db, postgresql://user@host/db", None),
-    ("unreachable PostgreSQL storage (password not shown)",
-     lambda c: ["search", c.search_yaml(), "--storage", f"postgresql://cae:s3cret@127.0.0.1:{closed_port()}/cae"],
-     r"cannot open Optuna storage postgresql://cae:\*\*\*@127\.0\.0\.1:\d+/cae: .*(refused|failed)", None),
-    ("unreachable tracking server",
-     lambda c: ["search", c.search_yaml()],
-     r"MLflow tracking store http://127\.0\.0\.1:\d+ is unreachable \(.*\); start the server or fix MLFLOW_TRAC",
-     lambda c: {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed_port()}"}),
-    ("study that does not exist: best",
-     lambda c: ["best", "--study", "nope-best"],
-     r"no best trial exported for study 'nope-best' \(.*best\.json missing\); run `make search STUDY=nope-best` first$",
-     None),
+    (
+        "unknown experiment key (experiment YAML)",
+        lambda c: ["train", experiment_yaml(c, "model: {depth: 2, dpth: 3}\n"), "--data", "sample"],
+        r"experiment\.yaml: unknown key 'model\.dpth'; allowed: model\.depth, ",
+        None,
+    ),
+    (
+        "unknown experiment key (search YAML)",
+        lambda c: ["search", c.search_yaml(model={"dpth": 3})],
+        r"search\.yaml: unknown key 'experiment\.model\.dpth'; allowed: experiment\.model\.depth, ",
+        None,
+    ),
+    (
+        "unknown key in --set",
+        lambda c: ["search", c.search_yaml(), "--set", "experiment.train.epoch=3"],
+        r"unknown key 'experiment\.train\.epoch'; allowed: ",
+        None,
+    ),
+    (
+        "search range low > high",
+        lambda c: ["search", c.search_yaml(space={"model.depth": {"low": 3, "high": 2}})],
+        r"space\.yaml: model\.depth: low \(3\) is greater than high \(2\)$",
+        None,
+    ),
+    (
+        "empty choice list",
+        lambda c: ["search", c.search_yaml(space={"model.filter_growth": {"choices": []}})],
+        r"space\.yaml: model\.filter_growth: choices must be a non-empty list, got \[\]$",
+        None,
+    ),
+    (
+        "search range that shrinks the image below 1x1",
+        lambda c: ["search", c.search_yaml(space={"model.depth": {"low": 2, "high": 6}})],
+        r"model\.depth=6 would shrink the 32×32 image below 1×1 .*\(from the range of model\.depth\)$",
+        None,
+    ),
+    (
+        "depth that shrinks the image below 1x1",
+        lambda c: ["search", c.search_yaml(), "--set", "experiment.model.depth=6"],
+        r"model\.depth=6 would shrink the 32×32 image below 1×1 or leave no pooling stage; allowed: 1\.\.5$",
+        None,
+    ),
+    (
+        "data path that does not exist",
+        lambda c: ["search", c.search_yaml(), "--data", str(c.tmp / "nowhere")],
+        r"data path .*/nowhere does not exist; supply CIFAR-10 with DATA=<path>",
+        None,
+    ),
+    (
+        "truncated tarball",
+        lambda c: ["search", c.search_yaml(), "--data", truncated_tarball(c)],
+        r"cifar\.tar\.gz: archive is truncated or corrupt \(",
+        None,
+    ),
+    (
+        "image of the wrong size in a class folder",
+        lambda c: ["search", c.search_yaml(), "--data", wrong_size_tree(c)],
+        r"images/test/cat/2\.png: expected a 32×32 image, got 16×16$",
+        None,
+    ),
+    (
+        "image of the wrong size in a tarball",
+        lambda c: ["search", c.search_yaml(), "--data", wrong_size_tarball(c)],
+        r"images\.tar\.gz/test/dog/1\.png: expected a 32×32 image, got 24×24$",
+        None,
+    ),
+    (
+        "non-writable output directory",
+        lambda c: ["search", c.search_yaml()],
+        r"cannot create directory .*/a-file/runs.*: Not a directory$",
+        lambda c: {"CAE_RUNS_DIR": under_a_file(c)},
+    ),
+    (
+        "invalid storage URL",
+        lambda c: ["search", c.search_yaml(), "--storage", "notaurl"],
+        r"invalid storage URL 'notaurl'; expected sqlite:///path\.db, postgresql://user@host/db",
+        None,
+    ),
+    (
+        "unreachable PostgreSQL storage (password not shown)",
+        lambda c: ["search", c.search_yaml(), "--storage", f"postgresql://cae:s3cret@127.0.0.1:{closed_port()}/cae"],
+        r"cannot open Optuna storage postgresql://cae:\*\*\*@127\.0\.0\.1:\d+/cae: .*(refused|failed)",
+        None,
+    ),
+    (
+        "unreachable tracking server",
+        lambda c: ["search", c.search_yaml()],
+        r"MLflow tracking store http://127\.0\.0\.1:\d+ is unreachable \(.*\); start the server or fix MLFLOW_TRAC",
+        lambda c: {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{closed_port()}"},
+    ),
+    (
+        "study that does not exist: best",
+        lambda c: ["best", "--study", "nope-best"],
+        r"no best trial exported for study 'nope-best' \(.*best\.json missing\); "
+        r"run `make search STUDY=nope-best` first$",
+        None,
+    ),
 ]
 _COMMANDS = set(build_parser()._subparsers._group_actions[0].choices)  # argparse has no public API for this
 # Commands added by other issues: a row only where the command exists.
 if "compare" in _COMMANDS:
-    ROWS.append(("study that does not exist: compare", lambda c: ["compare", "--study", "nope-compare"],
-                 r"no study 'nope-compare' in MLflow store .*; studies there: ", None))
+    ROWS.append(
+        (
+            "study that does not exist: compare",
+            lambda c: ["compare", "--study", "nope-compare"],
+            r"no study 'nope-compare' in MLflow store .*; studies there: ",
+            None,
+        )
+    )
 if "colorize" in _COMMANDS:
-    ROWS.append(("study that does not exist: colorize", lambda c: ["colorize", "--study", "nope-colorize"],
-                 r"no best trial exported for study 'nope-colorize' .*run `make search STUDY=nope-colorize` first$",
-                 None))
+    ROWS.append(
+        (
+            "study that does not exist: colorize",
+            lambda c: ["colorize", "--study", "nope-colorize"],
+            r"no best trial exported for study 'nope-colorize' .*run `make search STUDY=nope-colorize` first$",
+            None,
+        )
+    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,15 @@ from pathlib import Path
 import pytest
 
 from cae.config import (
-    ExperimentConfig, SearchConfig, flatten, from_dict, load_experiment, load_search, parse_assignment,
-    to_dict, with_overrides,
+    ExperimentConfig,
+    SearchConfig,
+    flatten,
+    from_dict,
+    load_experiment,
+    load_search,
+    parse_assignment,
+    to_dict,
+    with_overrides,
 )  # fmt: skip
 from cae.errors import CAEError
 
@@ -70,7 +77,7 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
 def test_overrides_parse_yaml_scalars_and_validate():
     assert parse_assignment("train.learning_rate=1e-4") == ("train.learning_rate", 1e-4)
     assert parse_assignment("model.batch_norm=true") == ("model.batch_norm", True)
-    with pytest.raises(CAEError, match="unknown key 'train.epoch'"):
+    with pytest.raises(CAEError, match=r"unknown key 'train\.epoch'"):
         with_overrides(ExperimentConfig(), {"train.epoch": 3})
     with pytest.raises(CAEError, match="KEY=VALUE"):
         parse_assignment("epochs")
@@ -81,5 +88,5 @@ def test_search_config_validation():
     assert cfg.trials == 3 and cfg.experiment.train.epochs == 1
     with pytest.raises(CAEError, match="objectives must start with val_loss"):
         from_dict(SearchConfig, {"objectives": ["code_values"]})
-    with pytest.raises(CAEError, match="unknown key 'pruner.warmup'"):
+    with pytest.raises(CAEError, match=r"unknown key 'pruner\.warmup'"):
         from_dict(SearchConfig, {"pruner": {"warmup": 2}})

@@ -11,7 +11,8 @@ def test_reference_has_4911_params_and_an_8x8x16_latent():
     assert tuple(model.get_layer("latent").output.shape[1:]) == (8, 8, 16)
     assert tuple(model.output.shape[1:]) == (32, 32, 3)
     assert [layer.__class__.__name__ for layer in model.layers[1:]] == [
-        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D", "UpSampling2D", "Conv2D", "UpSampling2D", "Conv2D",
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D",
+        "UpSampling2D", "Conv2D", "UpSampling2D", "Conv2D",
     ]  # fmt: skip
 
 
@@ -21,8 +22,18 @@ def test_reference_has_4911_params_and_an_8x8x16_latent():
         ({}, 1024, 768),  # the reference: latent 8×8×16, pooled 8×8×12 before it
         ({"depth": 3, "filters": 16, "filter_growth": 2.0, "latent_filters": 8}, 128, 128),
         # the hand design: 32 → 32/2 → 64 → 64/2 → 16 (linear), transposed convs back
-        ({"filters": 32, "filter_growth": 2.0, "convs_per_level": 2, "downsample": "stride",
-          "upsample": "transpose", "latent_activation": "linear"}, 1024, 1024),
+        (
+            {
+                "filters": 32,
+                "filter_growth": 2.0,
+                "convs_per_level": 2,
+                "downsample": "stride",
+                "upsample": "transpose",
+                "latent_activation": "linear",
+            },
+            1024,
+            1024,
+        ),
         ({"depth": 1, "filters": 8, "latent_filters": 2}, 512, 512),
     ],
 )
@@ -31,15 +42,28 @@ def test_code_sizes(kwargs, latent, bottleneck):
 
 
 def test_hand_design_is_about_150k_params():
-    model = build_autoencoder(filters=32, filter_growth=2.0, convs_per_level=2, downsample="stride",
-                              upsample="transpose", latent_activation="linear")
+    model = build_autoencoder(
+        filters=32,
+        filter_growth=2.0,
+        convs_per_level=2,
+        downsample="stride",
+        upsample="transpose",
+        latent_activation="linear",
+    )
     assert model.count_params() == 149_587  # measured for that design in the table (150k)
 
 
-@pytest.mark.parametrize("options", [
-    {"batch_norm": True}, {"upsample": "bilinear"}, {"downsample": "avgpool"}, {"kernel_size": 5},
-    {"activation": "gelu"}, {"depth": 5, "filters": 4},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_norm": True},
+        {"upsample": "bilinear"},
+        {"downsample": "avgpool"},
+        {"kernel_size": 5},
+        {"activation": "gelu"},
+        {"depth": 5, "filters": 4},
+    ],
+)
 def test_variants_build_and_keep_shapes(options):
     model = build_autoencoder(**options)
     assert tuple(model.output.shape[1:]) == (32, 32, 3)
@@ -67,14 +91,15 @@ def test_split_at_latent_reproduces_the_autoencoder():
     model = build_autoencoder(batch_norm=True)
     encoder, decoder = split_at_latent(model)
     x = np.random.default_rng(1).random((3, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(decoder.predict(encoder.predict(x, verbose=0), verbose=0),
-                               model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        decoder.predict(encoder.predict(x, verbose=0), verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
 
 
 def test_skips_connect_each_encoder_level_to_its_decoder_level():
     plain = build_autoencoder(input_channels=1, predict="chroma")
     unet = build_autoencoder(input_channels=1, predict="chroma", skips=True)
-    assert [l.name for l in unet.layers if l.name.endswith("_skip")] == ["dec1_skip", "dec0_skip"]
+    assert [layer.name for layer in unet.layers if layer.name.endswith("_skip")] == ["dec1_skip", "dec0_skip"]
     assert unet.count_params() > plain.count_params()
     strided = build_autoencoder(input_channels=1, skips=True, downsample="stride", convs_per_level=2)
     assert tuple(strided.output.shape[1:]) == (32, 32, 3)
@@ -84,6 +109,6 @@ def test_skips_are_refused_for_reconstruction():
     from cae.config import ExperimentConfig, with_overrides
     from cae.errors import CAEError
 
-    with pytest.raises(CAEError, match="model.skips bypasses the bottleneck"):
+    with pytest.raises(CAEError, match=r"model\.skips bypasses the bottleneck"):
         with_overrides(ExperimentConfig(), {"model.skips": True})
     assert with_overrides(ExperimentConfig(), {"model.skips": True, "data.input": "luma"}).model.skips

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from cae.errors import CAEError
-from cae.report import build_report, pareto_front, Point
+from cae.report import Point, build_report, pareto_front
 from cae.tracking import Tracker
 
 from .studies import tiny_search
@@ -40,6 +40,11 @@ def test_a_study_with_only_pruned_trials_gets_a_clear_message(tmp_path_factory, 
 
 
 def test_pareto_front_keeps_only_undominated_points():
-    pts = [Point(0, 768, 1, 0.004, {}), Point(1, 256, 1, 0.006, {}), Point(2, 512, 1, 0.007, {}),
-           Point(3, 1024, 1, 0.003, {}), Point(4, 1024, 1, 0.0035, {})]
+    pts = [
+        Point(0, 768, 1, 0.004, {}),
+        Point(1, 256, 1, 0.006, {}),
+        Point(2, 512, 1, 0.007, {}),
+        Point(3, 1024, 1, 0.003, {}),
+        Point(4, 1024, 1, 0.0035, {}),
+    ]
     assert [p.trial for p in pareto_front(pts)] == [1, 0, 3]

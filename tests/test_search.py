@@ -43,7 +43,7 @@ def three_trials(db, tracking_uri):
 
 
 def test_three_trials_are_three_child_runs_under_one_parent(three_trials, tracking_uri):
-    cfg, summary = three_trials
+    _, summary = three_trials
     parent, runs = children(tracking_uri, "three")
     assert len(runs) == 3
     client = Tracker(tracking_uri).client
@@ -134,8 +134,9 @@ def test_two_workers_on_one_sqlite_study(db, tracking_uri):
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
     assert len({t.number for t in study.trials}) == len(study.trials)
     numbers = [int(r.data.tags["trial_number"]) for r in children(tracking_uri, "parallel")[1]]
-    assert sorted(numbers) == sorted(t.number for t in study.trials if t.state.name != "FAIL" or
-                                     "surplus" not in t.user_attrs.get("fail_reason", ""))
+    assert sorted(numbers) == sorted(
+        t.number for t in study.trials if t.state.name != "FAIL" or "surplus" not in t.user_attrs.get("fail_reason", "")
+    )
 
 
 @pytest.mark.parametrize(

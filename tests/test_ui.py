@@ -28,8 +28,9 @@ def test_ui_serves_the_study_runs(tmp_path_factory, tracking_uri):
         wait_until_up(base, server, timeout=180)
         exp_id = tracker.experiment_id("ui-study", create=False)
         body = json.dumps({"experiment_ids": [exp_id], "max_results": 100}).encode()
-        request = urllib.request.Request(f"{base}/api/2.0/mlflow/runs/search", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             runs = json.load(response)["runs"]
         tags = [{t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs]
@@ -37,7 +38,8 @@ def test_ui_serves_the_study_runs(tmp_path_factory, tracking_uri):
         children = [t for t in tags if "mlflow.parentRunId" in t]
         assert len(parents) == 1 and len(children) == 2
         assert tracker.ui_url("ui-study", "127.0.0.1", port).endswith(
-            f"#/experiments/{exp_id}/runs?workflowType=machine_learning")
+            f"#/experiments/{exp_id}/runs?workflowType=machine_learning"
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
