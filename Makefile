@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev]"
 	touch $@
 
-test: $(STAMP) ## run the test suite (exactly what CI runs)
+test: $(STAMP) ## lint, then the test suite (exactly what CI runs)
+	$(PY) -m ruff check cae tests scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
