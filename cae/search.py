@@ -56,11 +56,16 @@ def _optuna() -> Any:
 
 
 class _NoCtrlCTraceback(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for Ctrl-C that is 30 lines of TensorFlow
-    internals above our "run the same command again to resume". Keep its one line, drop the rest."""
+    """Optuna logs a failed trial with its traceback; for Ctrl-C or a known failure (NaN loss, a
+    bad sampled config) that is 30 lines of TensorFlow internals above our one-line summary: keep
+    Optuna's line, drop the traceback. Skipped trials are reported by our progress line alone.
+    Unexpected exceptions keep their traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, SkippedTrial):
+            return False
+        if isinstance(error, (KeyboardInterrupt, CAEError)):
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -226,8 +231,16 @@ class AskLock:
             self.fh = None
 
 
-class SurplusTrial(Exception):
-    """Another worker started the last trial of the budget first (multi-host race)."""
+class SkippedTrial(Exception):
+    """A trial dropped before training: FAIL with reason "skipped: ...", no MLflow run, not counted.
+
+    Used when another worker took the last trial of the budget first (multi-host race) and when
+    the sampled architecture's code exceeds ``max_code_values``.
+    """
+
+
+SKIPPED = "skipped: "
+MAX_SKIPPED_IN_A_ROW = 50  # a space (almost) entirely outside max_code_values is a config error
 
 
 def trial_value(cfg: SearchConfig, result: TrainResult) -> float | tuple[float, ...]:
@@ -248,6 +261,11 @@ class Objective:
         self.parent_id, self.engine, self.lock = parent_id, engine, lock
         self.extra_callbacks = extra_callbacks  # tests inject e.g. a NaN-making callback
 
+    @staticmethod
+    def _skip(trial: Any, reason: str) -> None:
+        trial.set_user_attr("fail_reason", SKIPPED + reason)
+        raise SkippedTrial(reason)
+
     def __call__(self, trial: Any) -> float | tuple[float, ...]:
         optuna = _optuna()
         if self.lock is not None:
@@ -255,8 +273,7 @@ class Objective:
         ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number
                  and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")]  # fmt: skip
         if len(ahead) >= self.cfg.trials:
-            trial.set_user_attr("fail_reason", "surplus: the budget was reached before this trial started")
-            raise SurplusTrial(f"the budget of {self.cfg.trials} trials was taken by other workers first")
+            self._skip(trial, f"the budget of {self.cfg.trials} trials was taken by other workers first")
 
         import keras
 
@@ -270,6 +287,9 @@ class Objective:
         info = {"n_params": int(model.count_params()), "latent_values": latent, "bottleneck_values": bottleneck}
         for k, v in {**info, "code_values": min(latent, bottleneck)}.items():
             trial.set_user_attr(k, v)
+        limit = self.cfg.max_code_values
+        if limit is not None and min(latent, bottleneck) > limit:
+            self._skip(trial, f"code of {min(latent, bottleneck)} values exceeds max_code_values={limit}")
         run = self.tracker.start_run(
             self.cfg.study, f"trial-{trial.number}", parent_id=self.parent_id,
             tags={"study": self.cfg.study, "trial_number": trial.number, "engine": self.engine,
@@ -277,12 +297,6 @@ class Objective:
         )  # fmt: skip
         trial.set_user_attr("mlflow_run_id", run.run_id)
         run.log_params({**params, **info})
-        limit = self.cfg.max_code_values
-        if limit is not None and min(latent, bottleneck) > limit:
-            reason = f"code of {min(latent, bottleneck)} values exceeds max_code_values={limit}"
-            trial.set_user_attr("prune_reason", reason)
-            run.end_trial("PRUNED", reason)
-            raise optuna.TrialPruned(reason)
         callbacks = [run.epoch_callback()]
         if len(self.cfg.objectives) == 1:
             from optuna_integration import KerasPruningCallback
@@ -449,10 +463,11 @@ def _progress(prefix: str) -> Callable[[Any, Any], None]:
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0
         params = " ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
                           for k, v in trial.params.items())  # fmt: skip
-        reason = a.get("fail_reason") or a.get("prune_reason")
+        reason = a.get("fail_reason", "")
         why = f"  ({reason})" if reason else ""
+        state = "SKIPPED" if reason.startswith(SKIPPED) else trial.state.name
         print(
-            f"{prefix}trial {trial.number:3d} {trial.state.name:8s} val={value}  {secs:6.1f}s  "
+            f"{prefix}trial {trial.number:3d} {state:8s} val={value}  {secs:6.1f}s  "
             f"params={a.get('n_params', '?')} code={a.get('code_values', '?')}  {params}{why}",
             flush=True,
         )
@@ -480,7 +495,7 @@ def run_worker(
     outcomes: list[Any] = []  # this worker's own trials, in order
     callbacks.append(lambda study, trial: outcomes.append(trial))
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else math.inf
-    failures = 0
+    failures = skipped = 0
     while time.monotonic() < deadline:
         lock.acquire()
         try:
@@ -501,7 +516,11 @@ def run_worker(
         finally:
             lock.release()
         last = outcomes[-1] if outcomes else None
-        if last is not None and last.state.name == "FAIL" and "surplus" not in last.user_attrs.get("fail_reason", ""):
+        reason = last.user_attrs.get("fail_reason", "") if last is not None else ""
+        skipped = skipped + 1 if reason.startswith(SKIPPED) else 0
+        if skipped >= MAX_SKIPPED_IN_A_ROW:
+            raise CAEError(f"{skipped} sampled trials in a row were skipped ({reason}); widen the space or its limit")
+        if last is not None and last.state.name == "FAIL" and not skipped:
             failures += 1
             if failures >= MAX_CONSECUTIVE_FAILURES:
                 raise CAEError(
@@ -528,9 +547,12 @@ def _spawn_workers(cfg: SearchConfig, parent_id: str) -> None:
     ]
     try:
         codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:  # Ctrl-C reached the workers too; let them end their trials
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: let the workers end their trials cleanly
         for p in procs:
-            p.send_signal(signal.SIGINT)
+            # SIGTERM, not SIGINT: processes started in the background ignore SIGINT; the CLI
+            # handles SIGTERM like Ctrl-C (and a second Ctrl-C reaching them changes nothing).
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
         for p in procs:
             p.wait(timeout=60)
         raise

@@ -186,6 +186,9 @@ class Tracker:
     def experiment_id(self, name: str, create: bool = True) -> str | None:
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if exp.lifecycle_stage == "deleted" and create:
+                # Deleted in the UI, then the study is run again: bring it back rather than fail.
+                self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
         if not create:
             return None

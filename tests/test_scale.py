@@ -39,7 +39,7 @@ def test_three_workers_share_one_postgres_study_and_one_tracking_server(scaled, 
     assert states["COMPLETE"] + states["PRUNED"] == cfg.trials == 4, states
     assert len({t.number for t in trials}) == len(trials)
     assert states["RUNNING"] == states["WAITING"] == 0
-    surplus = {t.number for t in trials if "surplus" in t.user_attrs.get("fail_reason", "")}
+    surplus = {t.number for t in trials if t.user_attrs.get("fail_reason", "").startswith("skipped: ")}
     assert states["FAIL"] == len(surplus), [t.user_attrs for t in trials if t.state.name == "FAIL"]
     assert len({tuple(sorted(t.params.items())) for t in trials if t.number not in surplus}) == len(trials) - len(
         surplus
@@ -50,7 +50,7 @@ def test_three_workers_share_one_postgres_study_and_one_tracking_server(scaled, 
     assert parent == study.user_attrs["mlflow_parent_run_id"]
     runs = tracker.child_runs(parent, "scale")
     per_trial = Counter(int(r.data.tags["trial_number"]) for r in runs)
-    # Exactly one child run per trial that started (a surplus trial stops before creating one).
+    # Exactly one child run per trial that started (a skipped trial stops before creating one).
     assert per_trial == Counter(t.number for t in trials if t.number not in surplus)
     for run in runs:
         trial = study.trials[int(run.data.tags["trial_number"])]

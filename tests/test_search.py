@@ -24,6 +24,11 @@ def config(tmp_path: Path, study: str, **overrides):
     return load_search(REPO / "experiments/search.yaml", {**base, **overrides})
 
 
+def trained(study) -> list[int]:
+    """Trial numbers that reached training (skipped ones have no MLflow run and do not count)."""
+    return [t.number for t in study.trials if not t.user_attrs.get("fail_reason", "").startswith("skipped: ")]
+
+
 def children(tracking_uri: str, study: str):
     tracker = Tracker(tracking_uri)
     parent = tracker.find_study_parent(study)
@@ -88,7 +93,7 @@ def test_rerunning_continues_the_numbering_without_duplicates(three_trials, trac
     assert len(finished) == 5 and [t.number for t in study.trials] == list(range(len(study.trials)))
     _, runs = children(tracking_uri, "three")
     numbers = sorted(int(r.data.tags["trial_number"]) for r in runs)
-    assert numbers == [t.number for t in study.trials]
+    assert numbers == trained(study)
     search.run_search(cfg)  # already complete: no new trial, no new run
     assert len(optuna.load_study(study_name="three", storage=cfg.storage).trials) == len(study.trials)
     assert len(children(tracking_uri, "three")[1]) == len(runs)
@@ -134,9 +139,7 @@ def test_two_workers_on_one_sqlite_study(db, tracking_uri):
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
     assert len({t.number for t in study.trials}) == len(study.trials)
     numbers = [int(r.data.tags["trial_number"]) for r in children(tracking_uri, "parallel")[1]]
-    assert sorted(numbers) == sorted(
-        t.number for t in study.trials if t.state.name != "FAIL" or "surplus" not in t.user_attrs.get("fail_reason", "")
-    )
+    assert sorted(numbers) == trained(study)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +149,16 @@ def test_two_workers_on_one_sqlite_study(db, tracking_uri):
 def test_bad_storage_fails_before_training(db, storage, message):
     with pytest.raises(CAEError, match=message):
         search.run_search(config(db, "bad", storage=storage))
+
+
+def test_codes_over_the_limit_are_skipped_without_counting(db, tracking_uri):
+    cfg = config(db, "limit", trials=2, max_code_values=300, enqueue_reference=False)
+    search.run_search(cfg)
+    study = optuna.load_study(study_name="limit", storage=cfg.storage)
+    counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert len(counted) == 2 and all(t.user_attrs["code_values"] <= 300 for t in counted)
+    skipped = [t for t in study.trials if t.number not in {c.number for c in counted}]
+    for t in skipped:
+        assert t.state.name == "FAIL" and t.user_attrs["fail_reason"].startswith("skipped: code of")
+        assert t.user_attrs["code_values"] > 300
+    assert sorted(int(r.data.tags["trial_number"]) for r in children(tracking_uri, "limit")[1]) == trained(study)
