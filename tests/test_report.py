@@ -48,3 +48,25 @@ def test_pareto_front_keeps_only_undominated_points():
         Point(4, 1024, 1, 0.0035, {}),
     ]
     assert [p.trial for p in pareto_front(pts)] == [1, 0, 3]
+
+
+def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tracking_uri):
+    from pathlib import Path
+
+    from cae.config import load_search
+    from cae.paths import study_dir
+    from cae.search import run_search
+
+    repo = Path(__file__).resolve().parent.parent
+    cfg = load_search(repo / "experiments/pareto.yaml", {
+        "study": "rd", "trials": 2, "storage": f"sqlite:///{tmp_path_factory.mktemp('rd')}/optuna.db",
+        "experiment.data.source": "sample", "experiment.data.subset": 240, "experiment.train.epochs": 1,
+    })  # fmt: skip
+    run_search(cfg)
+    study = optuna.load_study(study_name="rd", storage=cfg.storage)
+    assert len(study.directions) == 2 and study.best_trials  # a non-empty Pareto front
+    assert (study_dir("rd") / "plots" / "pareto_front.png").stat().st_size > 1000
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert all((study_dir("rd") / "models" / f"trial-{t.number}.keras").exists() for t in done)
+    text = build_report(cfg, epochs=1, tracker=Tracker(tracking_uri)).read_text()
+    assert "| trial | code values |" in text and "![pareto front](pareto_front.png)" in text
