@@ -65,8 +65,9 @@ compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<
 report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for EPOCHS (default: the search's)
 	$(PY) -m cae report $(STUDY_ARGS) $(call opt,EPOCHS,epochs)
 
-colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|all EPOCHS SUBSET DATA CONFIG
-	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) $(TRAIN_ARGS)
+colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
+	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \
+		$(call opt,VIVID,vivid) $(TRAIN_ARGS)
 
 bench: $(STAMP) ## speed benchmarks into BENCHMARKS.md (an hour or more; resumable); QUICK=1 DATA
 	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,DATA,data)

@@ -154,7 +154,9 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     from cae.colorize import ALL, colorize
 
     variants = list(ALL) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]
-    report = colorize(args.study, config_path=args.config, variants=variants, overrides=_overrides(args))
+    report = colorize(
+        args.study, config_path=args.config, variants=variants, overrides=_overrides(args), vivid=args.vivid or None
+    )
     print(f"wrote {report}")
     return 0
 
@@ -220,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("colorize", help="colorization from a study's best architecture, with a report")
     p.add_argument("--study", help="study whose best.json gives the architecture (default cae-search)")
     p.add_argument("--config", help="an experiment YAML instead of a study's best trial")
+    p.add_argument(
+        "--vivid", type=float, default=0.7,
+        help="also score each variant with a chroma gain set on validation to reach this colourfulness (0: off)",
+    )  # fmt: skip
     p.add_argument(
         "--variant", default="all", help="rgb, chroma, seed, chroma-warm, chroma-skips (comma-separated) or all"
     )

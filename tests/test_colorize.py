@@ -56,3 +56,15 @@ def test_baselines_are_scored_like_the_models():
 def test_missing_study_says_run_search_first():
     with pytest.raises(CAEError, match=r"no best trial exported for study 'nothing-here'.*run `make search"):
         colorize("nothing-here")
+
+
+def test_chroma_gain_reaches_the_asked_colourfulness_and_keeps_luma():
+    from cae.colorize import calibrate_gain, saturate
+    from cae.metrics import colourfulness_ratio
+
+    truth = to_unit(load_splits("sample", 0, 240).x_val)
+    dull = saturate(truth, 0.4)
+    assert colourfulness_ratio(dull, truth) == pytest.approx(0.4, abs=0.03)
+    gain = calibrate_gain(dull, truth, 0.7)
+    assert colourfulness_ratio(saturate(dull, gain), truth) == pytest.approx(0.7, abs=0.01)
+    np.testing.assert_allclose(luma(saturate(dull, gain)), luma(dull), atol=0.02)  # only clipping moves luma
