@@ -14,7 +14,6 @@ import json
 import math
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,12 +234,12 @@ def _duration(seconds: float) -> str:
 def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Tracker | None = None) -> Path:
     """Write ``reports/<study>/search.md`` (+ images) and log them to the study's parent run."""
     from cae.compare import compare
-    from cae.search import _save_optuna_plots, load_existing_study, read_best
+    from cae.search import _save_optuna_plots, load_existing_study, read_best, state_counts
 
     tracker = tracker or Tracker()
     study = load_existing_study(cfg)
     trials = study.get_trials(deepcopy=False)
-    states = Counter(t.state.name for t in trials)
+    states = state_counts(study)
     points = completed_points(study)
     if not points:
         raise CAEError(

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -197,6 +198,16 @@ def create_or_load_study(cfg: SearchConfig, space: SearchSpace, storage: Any) ->
             # Every study starts with the baseline to beat: the base (reference) architecture.
             study.enqueue_trial(space.point(cfg.experiment), user_attrs={"reference": True})
     return study
+
+
+def state_name(trial: Any) -> str:
+    """COMPLETE / PRUNED / FAIL / RUNNING ..., with skipped trials (FAIL in Optuna) as SKIPPED."""
+    skipped = trial.state.name == "FAIL" and trial.user_attrs.get("fail_reason", "").startswith(SKIPPED)
+    return "SKIPPED" if skipped else trial.state.name
+
+
+def state_counts(study: Any) -> Counter[str]:
+    return Counter(state_name(t) for t in study.get_trials(deepcopy=False))
 
 
 def count(study: Any, states: Sequence[str]) -> int:
@@ -465,7 +476,7 @@ def _progress(prefix: str) -> Callable[[Any, Any], None]:
                           for k, v in trial.params.items())  # fmt: skip
         reason = a.get("fail_reason", "")
         why = f"  ({reason})" if reason else ""
-        state = "SKIPPED" if reason.startswith(SKIPPED) else trial.state.name
+        state = state_name(trial)
         print(
             f"{prefix}trial {trial.number:3d} {state:8s} val={value}  {secs:6.1f}s  "
             f"params={a.get('n_params', '?')} code={a.get('code_values', '?')}  {params}{why}",
@@ -711,9 +722,8 @@ def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
 
 def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]:
     """Optuna's plots and the trial states, then the exported best scored on the test split."""
-    from collections import Counter
 
-    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    states = state_counts(study)
     print(f"\nstudy {cfg.study!r}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     for p in _save_optuna_plots(study, study_dir(cfg.study) / "plots"):
         parent.log_artifact(p, "optuna")
