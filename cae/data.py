@@ -10,6 +10,7 @@ a second load of 60,000 JPEGs takes a fraction of a second.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -118,20 +119,19 @@ def load_cifar10(source: str | None = None, cache_dir: Path | None = None) -> Da
     Keras download and finally the bundled sample, in that order).
     """
     cache_dir = cache_dir or runs_dir() / "data-cache"
-    source = source or os.environ.get("CAE_DATA") or None
-    if source == "sample":
-        return _load_path(SAMPLE_PATH, "sample", cache_dir)
-    if source not in (None, "keras"):
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise CAEError(f"data path {path} does not exist; {HOW_TO_SUPPLY}")
-        return _load_path(path, "path", cache_dir)
+    path, data_source = resolve_source(source or os.environ.get("CAE_DATA") or None)
+    return _load_path(path, data_source, cache_dir)
+
+
+@functools.lru_cache(maxsize=8)
+def _resolve_auto(source: str | None, keras_home: str) -> tuple[Path, str]:
+    """Keras cache, download or sample: decided once per process (one download try, one warning)."""
     for candidate in keras_cache_candidates():
         if candidate.exists():
-            return _load_path(candidate, "keras", cache_dir)
+            return candidate, "keras"
     downloaded = _keras_download()
     if downloaded is not None:
-        return _load_path(downloaded, "keras", cache_dir)
+        return downloaded, "keras"
     if source == "keras":
         raise CAEError(f"CIFAR-10 is not in the Keras cache and could not be downloaded; {HOW_TO_SUPPLY}")
     warn(
@@ -139,7 +139,19 @@ def load_cifar10(source: str | None = None, cache_dir: Path | None = None) -> Da
         f"Falling back to the bundled SAMPLE of {SAMPLE_PATH.name}: 2,000 images, results are a demo only.\n"
         "To use the real data: " + HOW_TO_SUPPLY
     )
-    return _load_path(SAMPLE_PATH, "sample", cache_dir)
+    return SAMPLE_PATH, "sample"
+
+
+def resolve_source(source: str | None) -> tuple[Path, str]:
+    """(path, data_source tag) of a source: an explicit path, "sample", or the automatic order."""
+    if source == "sample":
+        return SAMPLE_PATH, "sample"
+    if source not in (None, "keras"):
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise CAEError(f"data path {path} does not exist; {HOW_TO_SUPPLY}")
+        return path, "path"
+    return _resolve_auto(source, str(_keras_home()))
 
 
 def _keras_download() -> Path | None:
@@ -182,6 +194,18 @@ def _load_path(path: Path, data_source: str, cache_dir: Path) -> Dataset:
         digest = _digest(path)
     except OSError as err:
         raise CAEError(f"cannot read data at {path}: {err.strerror or err}") from None
+    if (digest, data_source) in _LOADED:  # a search loads the data in several places
+        return _LOADED[(digest, data_source)]
+    dataset = _load_cached(path, data_source, cache_dir, digest)
+    _LOADED.clear()  # keep at most one dataset (~180 MB) in memory
+    _LOADED[(digest, data_source)] = dataset
+    return dataset
+
+
+_LOADED: dict[tuple[str, str], Dataset] = {}
+
+
+def _load_cached(path: Path, data_source: str, cache_dir: Path, digest: str) -> Dataset:
     cache = cache_dir / f"cifar10-{digest}.npz"
     if cache.exists():
         try:
