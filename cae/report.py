@@ -108,26 +108,42 @@ def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tr
 # Figures
 
 
+def _plain_log_ticks(axis: Any) -> None:
+    """1,024 rather than 10^3 on a log axis: code sizes and parameter counts are read as numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def plain(v: float, _: Any) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:g}"
+
+    axis.set_major_formatter(FuncFormatter(plain))
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(plain))
+
+
 def plot_size_vs_error(points: list[Point], path: Path) -> tuple[tuple[float, float], tuple[float, float]]:
     from cae.plots import plt, save
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
     codes = [p.code_values for p in points]
     sizes = [p.n_params for p in points]
     errs = [p.val_loss for p in points]
     rho_code, rho_params = spearman(codes, errs), spearman(sizes, errs)
-    for ax, x, name, rho in ((axes[0], codes, "code size (values at the narrowest layer)", rho_code),
-                             (axes[1], sizes, "parameters", rho_params)):  # fmt: skip
+    panels = ((axes[0], codes, "code size (values at the narrowest layer)", rho_code, "linear"),
+              (axes[1], sizes, "parameters", rho_params, "log"))  # fmt: skip
+    for ax, x, name, rho, xscale in panels:
         ax.scatter(x, errs, c="tab:blue", alpha=0.8)
         for p, xv in zip(points, x, strict=True):
             ax.annotate(str(p.trial), (xv, p.val_loss), fontsize=7, xytext=(3, 2), textcoords="offset points")
         ax.set(
-            xscale="log",
+            xscale=xscale,
             yscale="log",
             xlabel=name,
             ylabel="best validation MSE",
             title=f"Spearman ρ = {rho[0]:.2f} (p = {rho[1]:.2g}, n = {len(points)})",
         )
+        if xscale == "log":
+            _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
         ax.grid(alpha=0.3, which="both")
     fig.suptitle("Completed trials: does size predict error?")
     save(fig, path)
@@ -161,6 +177,7 @@ def plot_rate_distortion(points: list[Point], front: list[Point], curve: list[Ba
         ylabel="PSNR (dB; validation unless marked)",
         title="Rate–distortion: autoencoders vs a thumbnail codec",
     )
+    _plain_log_ticks(ax.xaxis)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     return save(fig, path)
@@ -206,7 +223,7 @@ def importance_sentences(study: Any, points: list[Point]) -> list[str]:
                 if rho > 0.3
                 else "no monotonic trend"
             )
-            detail = f"{trend} (Spearman ρ = {rho:.2f})"
+            detail = trend + (f" (Spearman ρ = {rho:.2f})" if math.isfinite(rho) else "")
         else:
             by = {}
             for v, e in zip(values, errs, strict=True):
