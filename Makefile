@@ -34,8 +34,8 @@ lint: $(STAMP) ## ruff
 	$(PY) -m ruff check cae tests scripts
 
 train: CONFIG ?= experiments/reference.yaml
-train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS SEED
-	$(PY) -m cae train $(CONFIG) $(TRAIN_ARGS)
+train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS SEED STUDY (MLflow experiment)
+	$(PY) -m cae train $(CONFIG) $(TRAIN_ARGS) $(call opt,STUDY,study)
 
 search: CONFIG ?= experiments/search.yaml
 search: $(STAMP) ## run/resume a search; TRIALS EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED
@@ -62,8 +62,8 @@ compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<
 	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \
 		$(call opt,RUNS,runs) $(call opt,STATES,states) $(if $(LINEAR),--linear)
 
-report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for EPOCHS (default: the search's)
-	$(PY) -m cae report $(STUDY_ARGS) $(call opt,EPOCHS,epochs)
+report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for EPOCHS (default: the search's); DATA SUBSET(0=all) SEED
+	$(PY) -m cae report $(STUDY_ARGS) $(TRAIN_ARGS)
 
 colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \

@@ -193,7 +193,7 @@ def search_efficiency(plan: Plan, source: str | None, store: Store) -> dict[str,
                 "pruner.n_startup_trials": 2, "pruner.n_warmup_steps": 1,
             })  # fmt: skip
             # The sampler seed differs per repetition; the data split stays the same (seed 42).
-            cfg = with_overrides(cfg, {"experiment.seed": 42 + seed})
+            cfg = with_overrides(cfg, {"sampler.seed": seed})
             run_search(cfg)
 
         return run
@@ -203,7 +203,7 @@ def search_efficiency(plan: Plan, source: str | None, store: Store) -> dict[str,
 
     def hyperband(seed: int) -> None:
         cfg = _search_cfg(plan, f"bench-kt-hyperband-s{seed}", source, engine="keras-tuner", tuner="hyperband")
-        run_tuner(with_overrides(cfg, {"experiment.seed": 42 + seed}))
+        run_tuner(with_overrides(cfg, {"sampler.seed": seed}))
 
     strategies["keras-tuner hyperband"] = hyperband
     out: dict[str, Any] = {}

@@ -29,7 +29,7 @@ def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     for flag, key in (("data", "data.source"), ("subset", "data.subset"), ("epochs", "train.epochs"), ("seed", "seed")):
         value = getattr(args, flag, None)
         if value is not None:
-            out[prefix + key] = value
+            out[prefix + key] = None if flag == "subset" and value == 0 else value  # SUBSET=0: the full split
     for text in getattr(args, "set", None) or []:
         key, value = parse_assignment(text)
         out[key] = value
@@ -38,7 +38,7 @@ def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="CIFAR-10 source: path, 'keras' or 'sample' (default: auto)")
-    p.add_argument("--subset", type=int, help="N training images (and N/8 val/test)")
+    p.add_argument("--subset", type=int, help="N training images (and N/8 val/test); 0 = the full split")
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument(
@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cae.tracking import Tracker
     from cae.train import configure_threads
 
-    config = load_experiment(args.config, _overrides(args))
+    config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
     tracker = Tracker().check()
     configure_threads()
     run_id, result, out = run_experiment(config, tracker)
@@ -146,7 +146,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from cae.report import build_report
 
     cfg = _search_config(args)
-    print(f"wrote {build_report(cfg, epochs=args.epochs)}")
+    data = {k: v for k, v in _overrides(args).items() if k in ("data.source", "data.subset", "seed")}
+    print(f"wrote {build_report(cfg, epochs=args.epochs, data=data)}")
     return 0
 
 
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one experiment config and log it to MLflow")
     p.add_argument("config", nargs="?", default="experiments/reference.yaml")
+    p.add_argument("--study", help="MLflow experiment for the run (default: the config's name)")
     _add_training_flags(p)
     p.set_defaults(func=cmd_train)
 

@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from cae.config import ExperimentConfig, from_dict, load_experiment, with_overrides
+from cae.config import ExperimentConfig, SearchConfig, from_dict, load_experiment, with_overrides
 from cae.data import CLASSES, Splits, load_splits, luma, to_unit
 from cae.errors import CAEError
 from cae.metrics import colourfulness_ratio, image_metrics, per_class_mse, psnr_from_mse
 from cae.paths import ensure_dir, reports_dir, write_text_atomic
-from cae.tracking import Run, Tracker
+from cae.tracking import Run, Tracker, machine
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "rgb": {"data.input": "luma", "model.predict": "rgb", "train.loss": "mse"},
@@ -57,7 +57,10 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
 
     if config_path:
         return load_experiment(config_path), {"source_config": config_path}
-    record = read_best(study or "cae-search")
+    try:
+        record = read_best(study or SearchConfig().study)
+    except CAEError as err:
+        raise CAEError(f"{err}, or pass CONFIG=<experiment yaml> to colorize an explicit architecture") from None
     lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
                "source_run_id": record["mlflow_run_id"]}  # fmt: skip
     return from_dict(ExperimentConfig, record["config"], f"runs/{record['study']}/best.json"), lineage
@@ -186,16 +189,25 @@ def colorize(
         if "vivid" in scores:
             Run(tracker, run_id).log_metrics({f"vivid_{k}": v for k, v in scores["vivid"].items()})
         Run(tracker, run_id).log_text(json.dumps(scores["per_class_mse"], indent=2), "per_class_mse.json")
-        results[variant] = {**scores, "run_id": run_id, "n_params": result.n_params, "epochs": result.epochs_run,
-                            "seconds_per_epoch": result.seconds_per_epoch, "model": result.model, "config": config,
-                            "loss_curve": out / "loss_curve.png"}  # fmt: skip
+        results[variant] = {
+            **scores, "run_id": run_id, "n_params": result.n_params, "epochs": result.epochs_run,
+            "seconds_per_epoch": result.seconds_per_epoch, "seconds": result.seconds, "model": result.model,
+            "config": config, "loss_curve": out / "loss_curve.png",
+        }  # fmt: skip
         print(
             f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['colourfulness']:.2f} "
             f"(MLflow run {run_id})",
             flush=True,
         )
+    command = "make colorize-best " + " ".join(
+        f"{k}={v}" for k, v in (
+            ("STUDY", lineage.get("source_study")), ("CONFIG", config_path), ("VARIANT", ",".join(variants)),
+            ("EPOCHS", first.train.epochs), ("SUBSET", first.data.subset), ("DATA", first.data.source),
+            ("VIVID", vivid or 0),
+        ) if v is not None
+    )  # fmt: skip
     report = write_report(
-        study_name, lineage, base, splits, results, baselines(splits), ensure_dir(reports_dir() / study_name)
+        study_name, lineage, base, splits, results, baselines(splits), ensure_dir(reports_dir() / study_name), command
     )
     for r in results.values():
         Run(tracker, r["run_id"]).log_artifact(report, "report")
@@ -204,7 +216,7 @@ def colorize(
 
 def write_report(
     study: str, lineage: dict[str, Any], base: ExperimentConfig, splits: Splits,
-    results: dict[str, dict[str, Any]], baseline_rows: dict[str, dict[str, float]], out: Path,
+    results: dict[str, dict[str, Any]], baseline_rows: dict[str, dict[str, float]], out: Path, command: str,
 ) -> Path:  # fmt: skip
     """``reports/<study>/colorization.md``: the table, the grid, and measured shortcomings."""
     from cae.experiment import grid_indices
@@ -224,6 +236,8 @@ def write_report(
     )
     n_train, n_val, n_test = splits.sizes
     any_config = next(iter(results.values()))["config"]
+    total_minutes = sum(r["seconds"] for r in results.values()) / 60
+    per_epoch = ", ".join(f"`{v}` {r['seconds_per_epoch']:.0f} s/epoch" for v, r in results.items())
     source = (
         f"trial {lineage['source_trial']} of study `{lineage['source_study']}` (MLflow run "
         f"`{lineage['source_run_id']}`)"
@@ -238,8 +252,8 @@ def write_report(
         f"latent {base.model.latent_filters} channels, learning rate {base.train.learning_rate:.3g}, batch size "
         f"{base.train.batch_size}. Input: 1 channel (BT.601 luma; the channel mean for `seed`); output: RGB. "
         f"Data `{splits.data_source}`, split {n_train:,}/{n_val:,}/{n_test:,} (seed {splits.seed}), "
-        f"{any_config.train.epochs} epochs; every figure is on the {n_test:,}-image test split. "
-        f"Command: `make colorize-best STUDY={lineage.get('source_study', '')} EPOCHS={any_config.train.epochs}`.",
+        f"{any_config.train.epochs} epochs; every figure is on the {n_test:,}-image test split. Hardware: "
+        f"{machine()}; training time {total_minutes:.1f} min ({per_epoch}). Command: `{command}`.",
         "",
         "| model | test MSE | PSNR (dB) | SSIM | colourfulness (pred/true chroma std) | luma PSNR (dB) | MLflow run |",
         "|---|---|---|---|---|---|---|",

@@ -141,6 +141,9 @@ class ExperimentConfig:
 class SamplerConfig:
     name: Literal["tpe", "random", "nsga2"] = "tpe"
     n_startup_trials: int = 6  # random trials before TPE models the space (TPE/NSGA-II)
+    # The sampler's own seed; None = the experiment's seed (which also fixes the data split, so
+    # repeating a search with other sampler seeds keeps the same split).
+    seed: int | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ def _type_name(tp: Any) -> str:
     )
 
 
-def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, where, prefix=f"{key}.")
@@ -232,13 +235,13 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
         if value is None and type(None) in get_args(tp):
             return None
         inner = [a for a in get_args(tp) if a is not type(None)]
-        return _coerce(value, inner[0], key, where)
+        return coerce(value, inner[0], key, where)
     if origin is Literal:
         if value in get_args(tp) and not isinstance(value, bool):
             return value
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
-            return tuple(_coerce(v, get_args(tp)[0], key, where) for v in value)
+            return tuple(coerce(v, get_args(tp)[0], key, where) for v in value)
     elif tp is bool:
         if isinstance(value, bool):
             return value
@@ -264,7 +267,7 @@ def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     for key in data:
         if key not in names:
             raise CAEError(f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(prefix + n for n in names)}")
-    values = {k: _coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
+    values = {k: coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
     obj = cls(**values)
     if hasattr(obj, "validate"):
         try:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from cae.codec import BaselinePoint, baseline_curve, baseline_psnr_at, quantized_metrics
-from cae.config import ExperimentConfig, SearchConfig, from_dict, to_dict
+from cae.config import ExperimentConfig, SearchConfig, flatten, from_dict, to_dict, with_overrides
 from cae.data import CLASSES, Splits, load_splits, to_unit
 from cae.errors import CAEError
 from cae.metrics import psnr_from_mse
@@ -248,10 +248,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Tracker | None = None) -> Path:
-    """Write ``reports/<study>/search.md`` (+ images) and log them to the study's parent run."""
+def build_report(
+    cfg: SearchConfig, *, epochs: int | None = None, data: dict[str, Any] | None = None, tracker: Tracker | None = None
+) -> Path:
+    """Write ``reports/<study>/search.md`` (+ images) and log them to the study's parent run.
+
+    The reference and the best trial are retrained for ``epochs`` (default: the search's) on the
+    study's data, or on ``data`` overrides (``data.source``, ``data.subset``, ``seed``): a search
+    run on a subset can be retrained on the full split.
+    """
     from cae.compare import compare
-    from cae.search import _save_optuna_plots, load_existing_study, read_best, state_counts
+    from cae.search import _save_optuna_plots, load_existing_study, read_best, shown, state_counts
 
     tracker = tracker or Tracker()
     study = load_existing_study(cfg)
@@ -265,16 +272,16 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
             "nothing to report; run more trials with `make search`"
         )
     best = read_best(cfg.study)
-    best_config = from_dict(ExperimentConfig, best["config"], "best.json")
-    budget = epochs or best_config.train.epochs
-    from cae.config import with_overrides
-
-    best_config = with_overrides(best_config, {"train.epochs": budget})
+    searched = from_dict(ExperimentConfig, best["config"], "best.json")
+    budget = epochs or searched.train.epochs
+    common = {"train.epochs": budget, **(data or {})}
+    best_config = with_overrides(searched, common)
     reference_trial = next((t for t in trials if t.user_attrs.get("reference")), None)
-    reference_config = with_overrides(
-        cfg.experiment, {**(reference_trial.params if reference_trial else {}), "train.epochs": budget,
-                         "data.source": best_config.data.source, "data.subset": best_config.data.subset},
-    )  # fmt: skip
+    # The reference: its trial's parameters (or the defaults) on everything else the study used.
+    reference_point = (
+        reference_trial.params if reference_trial else {k: flatten(ExperimentConfig())[k] for k in best["params"]}
+    )
+    reference_config = with_overrides(searched, {**reference_point, **common})
     out = ensure_dir(reports_dir() / cfg.study)
     splits = load_splits(best_config.data.source, best_config.seed, best_config.data.subset)
     parent_id = tracker.find_study_parent(cfg.study)
@@ -328,7 +335,7 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
         f"{f' EPOCHS={epochs}' if epochs else ''}` on {machine()}. Data: `{splits.data_source}` "
         f"({splits.location}), split {n_train:,}/{n_val:,}/{n_test:,} (seed {splits.seed}). "
         f"MLflow parent run `{parent_id}` (experiment `{cfg.study}`); "
-        f"Optuna storage `{cfg.storage or 'runs/optuna.db'}`.",
+        f"Optuna storage `{shown(cfg.storage or 'runs/optuna.db')}`.",
         "",
         "## Study",
         "",
@@ -349,24 +356,27 @@ def build_report(cfg: SearchConfig, *, epochs: int | None = None, tracker: Track
         "",
         f"## Reference vs best, both retrained for {budget} epochs, scored on the test split",
         "",
-        "| model | params | code values | test MSE | PSNR (dB) | SSIM | PSNR, latent as 8-bit | "
-        "thumbnail at equal size (dB) | margin (dB) | s/epoch | MLflow run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | params | code: narrowest / latent (values) | test MSE | PSNR (dB) | SSIM "
+        "| thumbnail at narrowest (dB) | margin (dB) | PSNR, latent as 8-bit | thumbnail at latent bytes (dB) "
+        "| s/epoch | MLflow run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in (ref, top):
-        base = thumb(test_curve, r["code_values"])
+        base, base_q = thumb(test_curve, r["code_values"]), thumb(test_curve, r["latent_values"])
         margin = f"{r['test_psnr'] - float(base):+.2f}" if base != "n/a" else "n/a"
         lines.append(
-            f"| {r['label']} | {r['n_params']:,} | {r['code_values']:,} | {r['test_mse']:.6f} | {r['test_psnr']:.2f} | "
-            f"{r['test_ssim']:.4f} | {r['test_q8_psnr']:.2f} | {base} | {margin} | {r['seconds_per_epoch']:.1f} | "
-            f"`{r['run_id']}` |"
+            f"| {r['label']} | {r['n_params']:,} | {r['code_values']:,} / {r['latent_values']:,} | "
+            f"{r['test_mse']:.6f} | {r['test_psnr']:.2f} | {r['test_ssim']:.4f} | {base} | {margin} | "
+            f"{r['test_q8_psnr']:.2f} | {base_q} | {r['seconds_per_epoch']:.1f} | `{r['run_id']}` |"
         )
     gain = top["test_psnr"] - ref["test_psnr"]
     lines += [
         "",
         f"The best trial's architecture is {gain:+.2f} dB against the reference at the same budget "
-        f"({ref['test_mse'] / top['test_mse']:.2f}× lower test MSE). The thumbnail column is the no-learning codec "
-        "(PIL bicubic down to s×s and back up) at the same number of values, interpolated between squares.",
+        f"({ref['test_mse'] / top['test_mse']:.2f}× lower test MSE). Thumbnail columns: the no-learning codec "
+        "(PIL bicubic down to s×s and back up, uint8) with as many values as the model's narrowest layer, and with "
+        "as many bytes as its latent stored as 8-bit integers (per-channel range from the training split); "
+        "both interpolated linearly in values between squares.",
         "",
         "![reconstructions](reconstructions.png)",
         "",

@@ -132,6 +132,10 @@ def open_storage(cfg: SearchConfig) -> Any:
         raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
 
 
+def sampler_seed(cfg: SearchConfig) -> int:
+    return cfg.experiment.seed if cfg.sampler.seed is None else cfg.sampler.seed
+
+
 def make_sampler(cfg: SearchConfig, seed: int) -> Any:
     optuna = _optuna()
     s = cfg.sampler
@@ -171,7 +175,7 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
             "(run `make search` first)"
         )
     return optuna.load_study(
-        study_name=cfg.study, storage=storage, sampler=make_sampler(cfg, cfg.experiment.seed + seed_offset),
+        study_name=cfg.study, storage=storage, sampler=make_sampler(cfg, sampler_seed(cfg) + seed_offset),
         pruner=make_pruner(cfg),
     )  # fmt: skip
 
@@ -180,7 +184,7 @@ def create_or_load_study(cfg: SearchConfig, space: SearchSpace, storage: Any) ->
     """Create the study (or load it to resume); a new one gets the reference as trial 0."""
     optuna = _optuna()
     study = optuna.create_study(
-        storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, cfg.experiment.seed),
+        storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, sampler_seed(cfg)),
         pruner=make_pruner(cfg), directions=directions(cfg), load_if_exists=True,
     )  # fmt: skip
     if len(study.directions) != len(cfg.objectives):
@@ -308,7 +312,8 @@ class Objective:
         )  # fmt: skip
         trial.set_user_attr("mlflow_run_id", run.run_id)
         run.log_params({**params, **info})
-        callbacks = [run.epoch_callback()]
+        history = keras.callbacks.History()  # keeps the curve of a trial stopped by the pruner
+        callbacks = [history, run.epoch_callback()]
         if len(self.cfg.objectives) == 1:
             from optuna_integration import KerasPruningCallback
 
@@ -320,7 +325,7 @@ class Objective:
                 config, self.splits, model=model, callbacks=callbacks, evaluate_test=False, verbose=0
             )
         except optuna.TrialPruned as pruned:
-            seen = list(trial.storage.get_trial(trial._trial_id).intermediate_values.values())
+            seen = history.history.get("val_loss", [])
             if seen:
                 run.log_metrics({"best_val_loss": min(seen)}, step=len(seen))
             run.end_trial("PRUNED", str(pruned))
@@ -627,6 +632,8 @@ def run_search(
         else:
             configure_threads()
             run_worker(cfg, parent.run_id, extra_callbacks=extra_callbacks)
+        reconcile(study, tracker, parent, cfg.study)
+        summary = finalize_study(cfg, study, parent)
     except KeyboardInterrupt:
         reconcile(study, tracker, parent, cfg.study)
         parent.end("KILLED")
@@ -636,8 +643,10 @@ def run_search(
             file=sys.stderr,
         )
         raise
-    reconcile(study, tracker, parent, cfg.study)
-    summary = finalize_study(cfg, study, parent)
+    except BaseException as err:  # a stopped worker, a failed finalize: never leave the parent RUNNING
+        parent.set_tags({"error": (str(err).splitlines() or [type(err).__name__])[0][:500]})
+        parent.end("FAILED")
+        raise
     parent.end("FINISHED")
     return summary
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from cae.config import ExperimentConfig, _coerce, field_type, flatten, read_yaml, with_overrides
+from cae.config import ExperimentConfig, coerce, field_type, flatten, read_yaml, with_overrides
 from cae.errors import CAEError
 
 _SPEC_KEYS = {"low", "high", "step", "log", "choices"}
@@ -121,7 +121,7 @@ def _param(name: str, spec: Any, where: str) -> Param:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise CAEError(f"{where}: {name}: choices must be a non-empty list, got {choices!r}")
-        values = tuple(_coerce(c, tp, f"{name} choice", where) for c in choices)
+        values = tuple(coerce(c, tp, f"{name} choice", where) for c in choices)
         if len(set(values)) != len(values):
             raise CAEError(f"{where}: {name}: choices repeat a value: {choices!r}")
         return Param(name, "categorical", choices=values)
@@ -129,8 +129,8 @@ def _param(name: str, spec: Any, where: str) -> Param:
         raise CAEError(f"{where}: {name} is not numeric; give it choices: [...] instead of low/high")
     if "low" not in spec or "high" not in spec:
         raise CAEError(f"{where}: {name}: a range needs both low and high")
-    low, high = (_coerce(spec[k], tp, f"{name}.{k}", where) for k in ("low", "high"))
-    step = _coerce(spec["step"], tp, f"{name}.step", where) if spec.get("step") is not None else None
+    low, high = (coerce(spec[k], tp, f"{name}.{k}", where) for k in ("low", "high"))
+    step = coerce(spec["step"], tp, f"{name}.step", where) if spec.get("step") is not None else None
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise CAEError(f"{where}: {name}.log must be true or false, got {log!r}")

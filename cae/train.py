@@ -175,14 +175,21 @@ def train_and_evaluate(
     ]
     if tc.lr_schedule == "plateau":
         builtin.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
-    csv_path = None
+    csv_path = best_path = None
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        csv_path = workdir / "history.csv"
+        csv_path, best_path = workdir / "history.csv", workdir / "best.weights.h5"
+        earlier = _history_from_csv(csv_path)["val_loss"] if csv_path.exists() else []
         builtin += [
             keras.callbacks.CSVLogger(str(csv_path), append=True),
             keras.callbacks.BackupAndRestore(str(workdir / "backup")),
-        ]
+            # EarlyStopping only remembers the best epoch of this segment; after a resume the best
+            # weights of all segments are the checkpointed ones.
+            keras.callbacks.ModelCheckpoint(
+                str(best_path), monitor="val_loss", save_best_only=True, save_weights_only=True,
+                initial_value_threshold=min(earlier) if earlier else None,
+            ),
+        ]  # fmt: skip
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in log files
 
@@ -192,6 +199,8 @@ def train_and_evaluate(
         callbacks=[*builtin, *callbacks], verbose=verbose,
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    if best_path is not None and best_path.exists():
+        model.load_weights(best_path)
 
     if csv_path is not None and csv_path.exists():
         history = _history_from_csv(csv_path)

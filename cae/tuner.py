@@ -14,8 +14,9 @@ from typing import Any
 
 from cae.config import SearchConfig
 from cae.data import Splits, load_splits
+from cae.errors import CAEError
 from cae.paths import ensure_dir, study_dir
-from cae.search import _parent_tags, export_trial, score_best
+from cae.search import MAX_SKIPPED_IN_A_ROW, SKIPPED, _parent_tags, export_trial, sampler_seed, score_best
 from cae.space import SearchSpace, load_space
 from cae.tracking import Tracker
 from cae.train import TrainResult, build_model, configure_threads, train_and_evaluate
@@ -76,6 +77,7 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
             params = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
             number = int(trial.trial_id)
             start = time.perf_counter()
+            _skip_over_budget(cfg, self.hypermodel.config_for(hp), number)
             run = tracker.start_run(
                 cfg.study, f"trial-{number}", parent_id=parent_id,
                 tags={"study": cfg.study, "trial_number": number, "engine": "keras-tuner", "trial_state": "RUNNING",
@@ -119,14 +121,33 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
             return out
 
     tuner = TrackedTuner(
-        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=cfg.experiment.seed,
-        directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False, **budget,
+        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=sampler_seed(cfg),
+        directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False,
+        max_consecutive_failed_trials=MAX_SKIPPED_IN_A_ROW, **budget,  # skipped trials count as failed here
     )  # fmt: skip
     if cfg.tuner == "hyperband":
         tuner.oracle.max_trials = cfg.trials  # Hyperband has no max_trials argument; the oracle honours it
     if cfg.enqueue_reference and not space.outside(cfg.experiment):
         _reference_first(tuner.oracle, space.point(cfg.experiment))
     return tuner
+
+
+def _skip_over_budget(cfg: SearchConfig, config: Any, number: int) -> None:
+    """Skip (as Optuna does) a point whose code exceeds ``max_code_values``, before any run exists.
+
+    keras-tuner has no "skipped" state: the trial is FAILED and counts towards its ``max_trials``.
+    """
+    import keras_tuner
+
+    from cae.model import build_from_config, code_sizes
+
+    if cfg.max_code_values is None:
+        return
+    code = min(code_sizes(build_from_config(config.model, input_channels=config.data.input_channels)))
+    if code > cfg.max_code_values:
+        reason = f"code of {code} values exceeds max_code_values={cfg.max_code_values}"
+        print(f"trial {number:3d} SKIPPED  ({SKIPPED}{reason})", flush=True)
+        raise keras_tuner.errors.FailedTrialError(SKIPPED + reason)
 
 
 def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
@@ -160,11 +181,18 @@ def run_tuner(cfg: SearchConfig, tracker: Tracker | None = None) -> dict[str, An
     print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.uri}", flush=True)
     try:
         tuner.search(verbose=0)
+        summary: dict[str, Any] = {"study": cfg.study, "trials": len(tuner.oracle.trials)}
+        if (study_dir(cfg.study) / "best.json").exists():
+            summary["best"] = score_best(cfg, parent, step=len(tuner.oracle.trials))
     except KeyboardInterrupt:
         parent.end("KILLED")
         raise
-    summary: dict[str, Any] = {"study": cfg.study, "trials": len(tuner.oracle.trials)}
-    if (study_dir(cfg.study) / "best.json").exists():
-        summary["best"] = score_best(cfg, parent, step=len(tuner.oracle.trials))
+    except RuntimeError as err:  # keras-tuner stops after too many failed trials with a RuntimeError
+        parent.set_tags({"error": str(err).splitlines()[0][:500] if str(err) else "RuntimeError"})
+        parent.end("FAILED")
+        raise CAEError(f"keras-tuner stopped: {(str(err).strip().splitlines() or ['RuntimeError'])[-1]}") from None
+    except BaseException:
+        parent.end("FAILED")
+        raise
     parent.end("FINISHED")
     return summary
