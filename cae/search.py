@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -192,6 +193,8 @@ def create_or_load_study(cfg: SearchConfig, space: SearchSpace, storage: Any) ->
             f"study {cfg.study!r} has {len(study.directions)} objective(s) but the config asks for "
             f"{list(cfg.objectives)}; use another STUDY name"
         )
+    if not study.trials and "uid" not in study.user_attrs:
+        study.set_user_attr("uid", uuid.uuid4().hex[:12])  # tells this study from an older one of that name
     if not study.trials:
         study.set_user_attr("space", str(space.path))
         study.set_user_attr("objectives", list(cfg.objectives))
@@ -357,6 +360,7 @@ class Objective:
             self.splits.data_source,
             multi=len(self.cfg.objectives) > 1,
             run=run,
+            uid=trial.study.user_attrs.get("uid"),
         )
         run.end_trial("COMPLETE")
         return value
@@ -373,7 +377,7 @@ def best_paths(study: str) -> tuple[Path, Path]:
 
 def export_trial(
     cfg: SearchConfig, number: int, result: TrainResult, config: Any, params: dict[str, Any], run_id: str,
-    engine: str, data_source: str, *, multi: bool = False, run: Run | None = None,
+    engine: str, data_source: str, *, multi: bool = False, run: Run | None = None, uid: str | None = None,
 ) -> bool:  # fmt: skip
     """Write ``best.json`` + ``best.keras`` if this trial beats the exported best (validation).
 
@@ -390,7 +394,7 @@ def export_trial(
         "config": to_dict(config), "n_params": result.n_params, "latent_values": result.latent_values,
         "bottleneck_values": result.bottleneck_values, "code_values": result.code_values,
         "mlflow_run_id": run_id, "data_source": data_source, "seconds": round(result.seconds, 2),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "study_uid": uid,
     }  # fmt: skip
     result.model.name = f"trial_{number}"  # lets a reader check that best.keras matches best.json
     if multi:
@@ -400,7 +404,10 @@ def export_trial(
     with (d / ".best.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if json_path.exists() and json.loads(json_path.read_text())["val_loss"] <= result.best_val_loss:
+            old = json.loads(json_path.read_text()) if json_path.exists() else None
+            # Only a better trial of the same study replaces it; an export from an older study
+            # that had this name is replaced whatever its score.
+            if old is not None and old.get("study_uid") == uid and old["val_loss"] <= result.best_val_loss:
                 return False
         except (ValueError, KeyError):
             pass  # unreadable old export: replace it
@@ -422,7 +429,8 @@ def fetch_best(cfg: SearchConfig, study: Any, tracker: Tracker) -> None:
     best = study.best_trial
     json_path, model_path = best_paths(cfg.study)
     try:
-        if json.loads(json_path.read_text())["trial_number"] == best.number:
+        old = json.loads(json_path.read_text())
+        if old["trial_number"] == best.number and old.get("study_uid") == study.user_attrs.get("uid"):
             return
     except (OSError, ValueError, KeyError):
         pass  # none here yet: fetch it
@@ -595,7 +603,7 @@ def prepare(cfg: SearchConfig, tracker: Tracker, engine: str = "optuna") -> tupl
     storage = open_storage(cfg)
     ensure_dir(study_dir(cfg.study))
     study = create_or_load_study(cfg, space, storage)
-    parent = tracker.study_parent(cfg.study, _parent_tags(cfg, source, engine))
+    parent = tracker.study_parent(cfg.study, _parent_tags(cfg, source, engine), uid=study.user_attrs.get("uid"))
     if not study.user_attrs.get("mlflow_parent_run_id"):
         study.set_user_attr("mlflow_parent_run_id", parent.run_id)
         parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})

@@ -225,20 +225,30 @@ class Tracker:
         except Exception:
             return False
 
-    def study_parent(self, study: str, tags: Mapping[str, Any]) -> Run:
-        """The study's parent run, reused when a search resumes (status back to RUNNING)."""
-        existing = self.find_study_parent(study)
+    def study_parent(self, study: str, tags: Mapping[str, Any], uid: str | None = None) -> Run:
+        """The study's parent run, reused when a search resumes (status back to RUNNING).
+
+        ``uid`` identifies one Optuna study: a new study that reuses an old name (another
+        storage, a deleted database) gets a parent run of its own instead of the old one's.
+        """
+        existing = self.find_study_parent(study, uid)
         if existing is not None:
             return self.resume_run(existing)
-        return self.start_run(study, study, tags={**tags, "study": study, "cae.role": "study"})
+        extra = {"study_uid": uid} if uid else {}
+        return self.start_run(study, study, tags={**tags, **extra, "study": study, "cae.role": "study"})
 
-    def find_study_parent(self, study: str) -> str | None:
+    def find_study_parent(self, study: str, uid: str | None = None) -> str | None:
+        """The study's parent run id: the one with ``uid`` if given, else the most recent."""
         exp_id = self.experiment_id(study, create=False)
         if exp_id is None:
             return None
-        runs = self.client.search_runs(
-            [exp_id], filter_string="tags.`cae.role` = 'study'", order_by=["attributes.start_time ASC"], max_results=1
-        )
+        where = "tags.`cae.role` = 'study'" + (f" and tags.study_uid = '{uid}'" if uid else "")
+        runs = self.client.search_runs([exp_id], filter_string=where, order_by=["attributes.start_time DESC"],
+                                       max_results=1)  # fmt: skip
+        if not runs and uid:  # a parent made before studies had a uid: adopt it
+            legacy = [r for r in self.client.search_runs([exp_id], filter_string="tags.`cae.role` = 'study'")
+                      if "study_uid" not in r.data.tags]  # fmt: skip
+            return legacy[0].info.run_id if legacy else None
         return runs[0].info.run_id if runs else None
 
     def child_runs(self, parent_id: str, experiment: str) -> list[Any]:

@@ -162,3 +162,25 @@ def test_codes_over_the_limit_are_skipped_without_counting(db, tracking_uri):
         assert t.state.name == "FAIL" and t.user_attrs["fail_reason"].startswith("skipped: code of")
         assert t.user_attrs["code_values"] > 300
     assert sorted(int(r.data.tags["trial_number"]) for r in children(tracking_uri, "limit")[1]) == trained(study)
+
+
+def test_a_new_study_reusing_a_name_gets_its_own_parent_and_best(tmp_path, tracking_uri):
+    """Same STUDY, another storage (or a deleted database): nothing of the old study is reused."""
+    import json
+
+    from cae.paths import study_dir
+
+    first = config(tmp_path / "a", "reused", trials=1)
+    (tmp_path / "a").mkdir()
+    search.run_search(first)
+    old_parent = Tracker(tracking_uri).find_study_parent("reused")
+    second = config(tmp_path / "b", "reused", trials=1, **{"experiment.train.epochs": 1})
+    (tmp_path / "b").mkdir()
+    search.run_search(second)
+    new = optuna.load_study(study_name="reused", storage=second.storage)
+    new_parent = Tracker(tracking_uri).find_study_parent("reused")
+    assert new_parent != old_parent
+    assert Tracker(tracking_uri).get_run(new_parent).data.tags["study_uid"] == new.user_attrs["uid"]
+    assert len(Tracker(tracking_uri).child_runs(new_parent, "reused")) == 1
+    record = json.loads((study_dir("reused") / "best.json").read_text())
+    assert record["study_uid"] == new.user_attrs["uid"] and record["epochs"] == 1
