@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +48,12 @@ def run_tags(splits: Splits, stage: str) -> dict[str, str]:
 def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: TrainResult, title: str) -> Path:
     """Metrics, loss curve, image grid, config and model of a finished training run.
 
-    Written to a temporary folder (returned) and logged as artifacts.
+    Written to ``runs/outputs/<run id>/`` (returned) and logged as artifacts.
     """
     run.log_metrics({"best_val_loss": result.best_val_loss, **result.test})
     run.log_metrics({"seconds_per_epoch": result.seconds_per_epoch, "epochs_run": result.epochs_run})
     run.log_params(code_params(result))
-    out = Path(tempfile.mkdtemp(prefix="cae-run-"))
+    out = ensure_dir(runs_dir() / "outputs" / run.run_id)
     plots.loss_curve(result.history, out / "loss_curve.png", title)
     idx = grid_indices(splits.y_test)
     truth = to_unit(splits.x_test[idx])

@@ -578,7 +578,10 @@ def _spawn_workers(cfg: SearchConfig, parent_id: str) -> None:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for p in procs:
-            p.wait(timeout=60)
+            try:
+                p.wait(timeout=120)
+            except subprocess.TimeoutExpired:  # stuck in a trial: its heartbeat lets a rerun retry it
+                p.kill()
         raise
     finally:
         os.unlink(path)

@@ -72,4 +72,7 @@ def serve(study: str | None, host: str = "127.0.0.1", port: int = 5000) -> int:
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
