@@ -18,6 +18,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes between trials
 
+from cae.config import SearchConfig  # noqa: E402
 from cae.errors import CAEError  # noqa: E402
 
 
@@ -134,7 +135,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
         raise CAEError(f"TRIAL_IDS must be comma-separated trial numbers, got {args.trial_ids!r}") from None
     rows, png, csv_path = compare(
-        split(args.study) or ["cae-search"], top=args.top, trial_ids=trial_ids, run_ids=split(args.runs),
+        split(args.study) or [SearchConfig().study], top=args.top, trial_ids=trial_ids, run_ids=split(args.runs),
         states=[s.upper() for s in split(args.states)] or ["COMPLETE", "PRUNED"], log_y=not args.linear,
     )  # fmt: skip
     print(format_table(rows))
@@ -203,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search_worker)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on the project's tracking store")
-    p.add_argument("--study", default="cae-search", help="print the address of this study's runs table")
+    p.add_argument("--study", default=SearchConfig().study, help="print the address of this study's runs table")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)

@@ -165,8 +165,9 @@ class SearchConfig:
     # "val_loss" alone is a single-objective search; adding "code_values" (the narrower of the
     # latent and the bottleneck, in values) makes it a two-objective Pareto search.
     objectives: tuple[Literal["val_loss", "code_values"], ...] = ("val_loss",)
-    # Trials whose code (narrower of latent and bottleneck) exceeds this many values are pruned
-    # before training: "better" only means something at a fixed compression. None = no limit.
+    # A sampled point whose code (narrower of latent and bottleneck) exceeds this many values is
+    # skipped before training (FAIL "skipped: ...", no run, not counted): "better" only means
+    # something at a fixed compression. None = no limit.
     max_code_values: int | None = None
     storage: str | None = None  # Optuna storage URL; None = sqlite:///<repo>/runs/optuna.db
     workers: int = 1  # OS processes on this host, each with its share of CPU threads
