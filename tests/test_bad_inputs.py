@@ -22,7 +22,7 @@ import yaml
 from PIL import Image
 
 from cae import paths
-from cae.cli import build_parser, main
+from cae.cli import main
 from cae.data import SAMPLE_PATH, load_splits
 from cae.tracking import Tracker
 
@@ -203,26 +203,21 @@ ROWS: list[Row] = [
         None,
     ),
 ]
-_COMMANDS = set(build_parser()._subparsers._group_actions[0].choices)  # argparse has no public API for this
-# Commands added by other issues: a row only where the command exists.
-if "compare" in _COMMANDS:
-    ROWS.append(
-        (
-            "study that does not exist: compare",
-            lambda c: ["compare", "--study", "nope-compare"],
-            r"no study 'nope-compare' in MLflow store .*; studies there: ",
-            None,
-        )
-    )
-if "colorize" in _COMMANDS:
-    ROWS.append(
-        (
-            "study that does not exist: colorize",
-            lambda c: ["colorize", "--study", "nope-colorize"],
-            r"no best trial exported for study 'nope-colorize' .*run `make search STUDY=nope-colorize` first$",
-            None,
-        )
-    )
+ROWS += [
+    (
+        "study that does not exist: compare",
+        lambda c: ["compare", "--study", "nope-compare"],
+        r"no study 'nope-compare' in MLflow store .*; studies there: ",
+        None,
+    ),
+    (
+        "study that does not exist: colorize",
+        lambda c: ["colorize", "--study", "nope-colorize"],
+        r"no best trial exported for study 'nope-colorize' .*run `make search STUDY=nope-colorize` first, "
+        r"or pass CONFIG=<experiment yaml> to colorize an explicit architecture$",
+        None,
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +246,7 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(argv, message, env, tra
     args = argv(case)
     for key, value in (env(case) if env else {}).items():
         monkeypatch.setenv(key, value)
-    watched = (paths.runs_dir(), paths.reports_dir()) if hasattr(paths, "reports_dir") else (paths.runs_dir(),)
+    watched = (paths.runs_dir(), paths.reports_dir())
     files_before, mlflow_before = snapshot(*watched), mlflow_state(tracker)
     capsys.readouterr()
 

@@ -21,13 +21,18 @@ def best_json(tracking_uri):
 
 
 def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
-    report = colorize("col", variants=["rgb", "chroma"], overrides={"train.epochs": 1}, tracker=Tracker(tracking_uri))
+    report = colorize(
+        "col", variants=["rgb", "chroma", "seed"], overrides={"train.epochs": 1}, tracker=Tracker(tracking_uri)
+    )
     text = report.read_text()
     assert "baseline: gray copied to RGB" in text and "`chroma`" in text and "Shortcomings" in text
     assert (report.parent / "colorization.png").stat().st_size > 1000
     client = Tracker(tracking_uri).client
     runs = client.search_runs([client.get_experiment_by_name("col").experiment_id])
-    assert len(runs) == 2
+    assert len(runs) == 3
+    seed = next(r for r in runs if r.data.tags["variant"] == "seed")
+    assert seed.data.params["train.loss"] == "bce" and seed.data.params["data.input"] == "mean"
+    assert "`seed`: seed recipe" in text
     for run in runs:
         tags = run.data.tags
         assert tags["stage"] == "colorization"

@@ -184,3 +184,16 @@ def test_a_new_study_reusing_a_name_gets_its_own_parent_and_best(tmp_path, track
     assert len(Tracker(tracking_uri).child_runs(new_parent, "reused")) == 1
     record = json.loads((study_dir("reused") / "best.json").read_text())
     assert record["study_uid"] == new.user_attrs["uid"] and record["epochs"] == 1
+
+
+def test_a_stopped_search_does_not_leave_its_parent_run_running(db, tracking_uri):
+    class Poison(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            kernel = self.model.get_layer("output").kernel
+            kernel.assign(np.full(kernel.shape, np.nan))
+
+    cfg = config(db, "all-nan", trials=4)
+    with pytest.raises(CAEError, match="3 trials failed in a row"):
+        search.run_search(cfg, extra_callbacks=lambda trial: [Poison()])
+    parent = Tracker(tracking_uri).get_run(Tracker(tracking_uri).find_study_parent("all-nan"))
+    assert parent.info.status == "FAILED" and "3 trials failed in a row" in parent.data.tags["error"]

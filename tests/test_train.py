@@ -100,3 +100,10 @@ def test_killed_training_resumes_in_the_same_run(tracking_uri, runs_dir):
     assert [r.info.run_id for r in runs] == [run_id]
     assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [1, 2, 3]
     assert result.epochs_run == 3
+    # The weights are those of the best epoch over both segments, not only the resumed one.
+    from cae.metrics import mse
+    from cae.train import predict
+
+    splits = load_splits("sample", config.seed, config.data.subset)
+    val = mse(predict(result.model, splits.x_val), splits.x_val / 255.0)
+    assert val == pytest.approx(result.best_val_loss, rel=1e-3)
