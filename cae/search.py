@@ -520,6 +520,7 @@ def run_worker(
     callbacks.append(lambda study, trial: outcomes.append(trial))
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else math.inf
     failures = skipped = 0
+    waiting_said = False
     while time.monotonic() < deadline:
         lock.acquire()
         try:
@@ -530,6 +531,12 @@ def run_worker(
             if finished + running >= cfg.trials:
                 # The rest is running elsewhere; wait in case one fails (or its worker died and the
                 # heartbeat re-queues it), so the study ends with exactly `trials` finished.
+                if not waiting_said:
+                    waiting_said = True
+                    print(f"waiting for {running} trial(s) running in other workers to finish" + (
+                        "; with a journal storage a killed worker's trial stays RUNNING: fail it with "
+                        "optuna.load_study(...).tell(<number>, state=optuna.trial.TrialState.FAIL)"
+                        if is_journal(storage_url(cfg)) else ""), flush=True)  # fmt: skip
                 lock.release()
                 time.sleep(min(5, cfg.heartbeat_interval))
                 continue
