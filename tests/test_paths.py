@@ -25,3 +25,11 @@ def test_a_directory_under_a_regular_file_is_a_one_line_error(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CAEError, match=r"cannot create directory .*file/runs"):
         ensure_dir(tmp_path / "file" / "runs")
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    write_text_atomic(tmp_path / "a.md", "x")
+    (tmp_path / "b.md").write_text("x")
+    assert os.stat(tmp_path / "a.md").st_mode == os.stat(tmp_path / "b.md").st_mode
