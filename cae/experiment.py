@@ -103,7 +103,7 @@ def run_experiment(
     with run:
         result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir, model=model)
         n_train, n_val, n_test = splits.sizes
-        title = f"{config.name}: {n_train:,}/{n_val:,}/{n_test:,} images ({splits.data_source})"
+        title = f"{run_name or config.name}: {n_train:,}/{n_val:,}/{n_test:,} images ({Path(splits.location).name})"
         out = log_outputs(run, config, splits, result, title)
     shutil.rmtree(workdir, ignore_errors=True)  # finished: nothing left to resume
     return run.run_id, result, out

@@ -306,8 +306,8 @@ def build_report(
         if p.stem in ("param_importances", "optimization_history", "pareto_front"):
             shutil.copy(p, out / p.name)
             images[p.stem] = p.name
-    reconstruction_grid(splits, [(f"reference ({ref['test_psnr']:.1f} dB)", ref["model"]),
-                                 (f"best #{best['trial_number']} ({top['test_psnr']:.1f} dB)", top["model"])],
+    reconstruction_grid(splits, [(f"reference\n{ref['test_psnr']:.1f} dB", ref["model"]),
+                                 (f"best #{best['trial_number']}\n{top['test_psnr']:.1f} dB", top["model"])],
                         out / "reconstructions.png", f"{cfg.study}: test images, {budget}-epoch retrains")  # fmt: skip
     images["reconstructions"] = "reconstructions.png"
     rho_code, rho_params = plot_size_vs_error(points, out / "size_vs_error.png")
