@@ -248,6 +248,26 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+FRONT_MARGIN_DB = 3.0  # the project's bar: every front point beats the thumbnail of its size by this much
+
+
+def front_verdict(margins: dict[int, float], bar: float = FRONT_MARGIN_DB) -> str:
+    """One sentence on whether every front point clears the thumbnail by ``bar`` dB, naming the misses."""
+    if not margins:
+        return "No front point has a code size inside the thumbnail curve's range, so no margin is measured."
+    misses = {t: m for t, m in margins.items() if m < bar}
+    if not misses:
+        return (
+            f"Every front point beats the thumbnail of equal size by at least {bar:g} dB "
+            f"(smallest margin {min(margins.values()):+.2f} dB)."
+        )
+    named = ", ".join(f"trial {t} ({m:+.2f} dB, {bar - m:.2f} dB short)" for t, m in sorted(misses.items()))
+    return (
+        f"Target missed: {len(misses)} of {len(margins)} front points beat the thumbnail of equal size by less "
+        f"than {bar:g} dB: {named}."
+    )
+
+
 def build_report(
     cfg: SearchConfig, *, epochs: int | None = None, data: dict[str, Any] | None = None, tracker: Tracker | None = None
 ) -> Path:
@@ -420,13 +440,17 @@ def build_report(
         "| trial | code values | params | val MSE | val PSNR (dB) | thumbnail at equal size (dB) | margin (dB) |",
         "|---|---|---|---|---|---|---|",
     ]
+    margins: dict[int, float] = {}
     for p in front:
         base = thumb(val_curve, p.code_values)
         margin = f"{p.val_psnr - float(base):+.2f}" if base != "n/a" else "n/a"
+        if base != "n/a":
+            margins[p.trial] = p.val_psnr - float(base)
         lines.append(
             f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
             f"{base} | {margin} |"
         )
+    lines += ["", front_verdict(margins)]
     if "pareto_front" in images:
         lines += ["", "![pareto front](pareto_front.png)"]
     colorization = out / "colorization.md"

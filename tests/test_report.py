@@ -70,3 +70,13 @@ def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tra
     assert all((study_dir("rd") / "models" / f"trial-{t.number}.keras").exists() for t in done)
     text = build_report(cfg, epochs=1, tracker=Tracker(tracking_uri)).read_text()
     assert "| trial | code values |" in text and "![pareto front](pareto_front.png)" in text
+
+
+def test_front_verdict_names_each_point_below_the_bar():
+    from cae.report import front_verdict
+
+    text = front_verdict({5: 2.23, 7: 2.99, 44: 8.03})
+    assert text.startswith("Target missed: 2 of 3")
+    assert "trial 5 (+2.23 dB, 0.77 dB short)" in text and "trial 7" in text and "trial 44" not in text
+    assert front_verdict({44: 8.03, 4: 3.8}).startswith("Every front point") and "+3.80" in front_verdict({4: 3.8})
+    assert "no margin" in front_verdict({})
