@@ -396,7 +396,12 @@ def plot_progress(search: dict[str, Any], target: float, path: Path) -> None:
     save(fig, path)
 
 
-def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wall: float) -> Path:
+NOTES_MARKER = "<!-- notes: kept when make bench rewrites this file -->"
+
+
+def write_markdown(
+    plan: Plan, data: dict[str, Any], out: Path, command: str, wall: float, figures: Path | None = None
+) -> Path:
     lines = [
         "# Benchmarks",
         "",
@@ -460,7 +465,7 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
                 f"TPE + pruning needed {ratio:.0%} of random search's time to the target "
                 f"(goal ≤ 25 %: {'met' if ratio <= 0.25 else 'missed'}).",
             ]
-        png = ensure_dir(project_root() / "results" / "bench") / f"search_progress-{plan.mode}.png"
+        png = ensure_dir(figures or project_root() / "results" / "bench") / f"search_progress-{plan.mode}.png"
         plot_progress(search, target, png)
         lines += ["", f"![search progress]({os.path.relpath(png, out.parent)})", ""]
     sc = data.get("scaling")
@@ -512,7 +517,11 @@ def write_markdown(plan: Plan, data: dict[str, Any], out: Path, command: str, wa
         lines.append("")
     else:
         lines += ["## 5. GPU", "", "Not measured: this machine has no GPU (`make bench` measures it where one is).", ""]
-    write_text_atomic(out, "\n".join(lines))
+    # Hand-written analysis below the marker (why a goal was missed, what limits it) survives a rerun.
+    previous = out.read_text() if out.exists() else ""
+    if NOTES_MARKER in previous:
+        lines += [NOTES_MARKER + previous.split(NOTES_MARKER, 1)[1].rstrip("\n")]
+    write_text_atomic(out, "\n".join(lines) + "\n")
     return out
 
 
