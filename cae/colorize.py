@@ -42,6 +42,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "chroma-skips": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": True},
 }
 ALL = ("rgb", "chroma", "seed")
+# A rate tuned for reconstruction can be too high for colour: at the main study's 6.07e-3 the chroma
+# head died within the first epoch (constant colour, colourfulness 0.01 on the full split), while
+# 1e-3 trained. The cap applies unless the user sets train.learning_rate explicitly.
+MAX_LEARNING_RATE = 1e-3
+COLLAPSED = 0.05  # colourfulness below this: the network predicts one colour for every pixel
 DESCRIPTIONS = {
     "rgb": "luma in, RGB out, MSE",
     "chroma": "luma in, U/V out (luma kept), MSE",
@@ -144,7 +149,8 @@ def evaluate_variant(
         "luma_psnr": psnr_from_mse(float(np.mean((pred_luma - true_luma) ** 2))),
         "per_class_mse": per_class_mse(pred, truth, splits.y_test),
     }
-    if vivid is not None and scores["colourfulness"] < vivid:
+    # A collapsed network's chroma is noise around a constant; a gain would only amplify the noise.
+    if vivid is not None and COLLAPSED <= scores["colourfulness"] < vivid:
         val_pred = np.clip(predict(model, splits.x_val, config.data.input), 0, 1)
         gain = calibrate_gain(val_pred, to_unit(splits.x_val), vivid)
         vivid_pred = saturate(pred, gain)
@@ -164,6 +170,9 @@ def colorize(
 
     tracker = (tracker or Tracker()).check()
     base, lineage = source_architecture(study, config_path)
+    if "train.learning_rate" not in (overrides or {}) and base.train.learning_rate > MAX_LEARNING_RATE:
+        lineage["searched_learning_rate"] = base.train.learning_rate
+        base = with_overrides(base, {"train.learning_rate": MAX_LEARNING_RATE})
     study_name = lineage.get("source_study", Path(config_path or "colorization").stem)
     configs = {v: variant_config(base, v, overrides or {}) for v in variants}
     first = next(iter(configs.values()))
@@ -249,7 +258,14 @@ def write_report(
         "",
         f"Architecture from {source}: depth {base.model.depth}, "
         f"filters {'-'.join(map(str, base.model.level_filters()))}, "
-        f"latent {base.model.latent_filters} channels, learning rate {base.train.learning_rate:.3g}, batch size "
+        f"latent {base.model.latent_filters} channels, learning rate {base.train.learning_rate:.3g}"
+        + (
+            f" (the search's {lineage['searched_learning_rate']:.3g} capped at {MAX_LEARNING_RATE:g}: "
+            "higher rates killed the chroma head; `--set train.learning_rate=` overrides)"
+            if "searched_learning_rate" in lineage
+            else ""
+        )
+        + f", batch size "
         f"{base.train.batch_size}. Input: 1 channel (BT.601 luma; the channel mean for `seed`); output: RGB. "
         f"Data `{splits.data_source}`, split {n_train:,}/{n_val:,}/{n_test:,} (seed {splits.seed}), "
         f"{any_config.train.epochs} epochs; every figure is on the {n_test:,}-image test split. Hardware: "
@@ -299,6 +315,13 @@ def shortcomings(results: dict[str, dict[str, Any]], baseline_rows: dict[str, di
             f"`{v}` {verdict} the best no-learning baseline ({r['test_psnr']:.2f} vs {best_baseline:.2f} dB, "
             f"{r['test_psnr'] - best_baseline:+.2f} dB)."
         )
+    for v, r in results.items():
+        if r["colourfulness"] < COLLAPSED:
+            out.append(
+                f"`{v}` collapsed to one colour for every pixel (colourfulness {r['colourfulness']:.2f}): its units "
+                f"died early in training at learning rate {r['config'].train.learning_rate:.3g}; a lower rate "
+                "(`--set train.learning_rate=1e-3`) or batch normalisation avoids it."
+            )
     dull = [f"`{v}` {r['colourfulness']:.2f}" for v, r in results.items()]
     out.append(
         "Regression to the mean: MSE rewards the average colour of everything a gray patch could be, so the "

@@ -13,7 +13,11 @@ from cae.train import predict, train_and_evaluate
 @pytest.fixture(scope="module")
 def best_json(tracking_uri):
     """A best.json + best.keras written by the test (a 1-epoch reference on sample data)."""
-    config = with_overrides(ExperimentConfig(), {"data.source": "sample", "data.subset": 240, "train.epochs": 1})
+    # A searched rate above the colorizer's cap, as in the main study (6.07e-3).
+    config = with_overrides(
+        ExperimentConfig(),
+        {"data.source": "sample", "data.subset": 240, "train.epochs": 1, "train.learning_rate": 6e-3},
+    )
     splits = load_splits("sample", config.seed, 240)
     result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
     export_trial(SearchConfig(study="col"), 0, result, config, {"model.filters": 8}, "run-0", "optuna", "sample")
@@ -33,6 +37,8 @@ def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
     seed = next(r for r in runs if r.data.tags["variant"] == "seed")
     assert seed.data.params["train.loss"] == "bce" and seed.data.params["data.input"] == "mean"
     assert "`seed`: seed recipe" in text
+    assert "(the search's 0.006 capped at 0.001" in text
+    assert {float(r.data.params["train.learning_rate"]) for r in runs} == {1e-3}
     for run in runs:
         tags = run.data.tags
         assert tags["stage"] == "colorization"
@@ -73,3 +79,15 @@ def test_chroma_gain_reaches_the_asked_colourfulness_and_keeps_luma():
     gain = calibrate_gain(dull, truth, 0.7)
     assert colourfulness_ratio(saturate(dull, gain), truth) == pytest.approx(0.7, abs=0.01)
     np.testing.assert_allclose(luma(saturate(dull, gain)), luma(dull), atol=0.02)  # only clipping moves luma
+
+
+def test_a_collapsed_variant_is_named_and_gets_no_gain():
+    from cae.colorize import shortcomings
+
+    config = with_overrides(ExperimentConfig(), {"train.learning_rate": 6e-3})
+    row = {"test_psnr": 22.5, "colourfulness": 0.01, "luma_psnr": 40.0, "per_class_mse": {"cat": 0.01}}
+    row["config"] = config
+    base = {"gray copied to RGB": {"test_psnr": 22.2}, "gray + mean training chroma": {"test_psnr": 22.4}}
+    text = " ".join(shortcomings({"chroma": row}, base))
+    assert "`chroma` collapsed to one colour for every pixel (colourfulness 0.01)" in text
+    assert "learning rate 0.006" in text
