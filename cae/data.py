@@ -438,4 +438,11 @@ def make_dataset(
         return transform(x), x
 
     ds = ds.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # tf.data's autotuner keeps a model thread per iterator, and tearing the iterator down (every
+    # epoch, every validation pass) waited for that thread's next wake-up: measured here, epochs
+    # took whole multiples of ~2.55 s (1.9 s of work reported as 2.55 s, 2.8 s as 5.1 s) and the CPU
+    # sat idle for half of a search. An in-memory gather needs no tuning; with autotune off the
+    # AUTOTUNE values fall back to one parallel call per core and the stall is gone (BENCHMARKS.md).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
