@@ -443,9 +443,9 @@ def build_report(
     margins: dict[int, float] = {}
     for p in front:
         base = thumb(val_curve, p.code_values)
-        margin = f"{p.val_psnr - float(base):+.2f}" if base != "n/a" else "n/a"
         if base != "n/a":
             margins[p.trial] = p.val_psnr - float(base)
+        margin = f"{margins[p.trial]:+.2f}" if p.trial in margins else "n/a"
         lines.append(
             f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
             f"{base} | {margin} |"
