@@ -14,7 +14,8 @@ STUDY_ARGS = $(call opt,STUDY,study) $(call opt,STORAGE,storage)
 SEARCH_ARGS = $(TRAIN_ARGS) $(STUDY_ARGS) $(call opt,TRIALS,trials) $(call opt,ENGINE,engine) \
 	$(call opt,WORKERS,workers) $(call opt,TIMEOUT,timeout)
 
-.PHONY: help setup test lint train search pareto worker best compare report ui dashboard colorize-best bench
+.PHONY: help setup test test-fast lint train search pareto worker best compare report ui dashboard colorize-best \
+	colorize-search bench
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +30,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: $(STAMP) ## lint, then the test suite (exactly what CI runs)
 	$(PY) -m ruff check cae tests scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP) ## the suite without the slow tests (subprocesses, servers): minutes, for development
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff
 	$(PY) -m ruff check cae tests scripts
@@ -54,9 +58,8 @@ best: $(STAMP) ## print the best trial of STUDY (best.json)
 ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY
 	$(PY) -m cae ui $(call opt,STUDY,study) $(call opt,HOST,host) $(call opt,PORT,port)
 
-dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); HOST PORT
-	$(VENV)/bin/optuna-dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(CURDIR)/runs/optuna.db) \
-		--host $(if $(HOST),$(HOST),127.0.0.1) --port $(if $(PORT),$(PORT),8080)
+dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); STORAGE HOST PORT
+	$(PY) -m cae dashboard $(call opt,STORAGE,storage) $(call opt,HOST,host) $(call opt,PORT,port)
 
 compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<ids> STATES=COMPLETE,PRUNED LINEAR=1
 	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \
@@ -68,6 +71,9 @@ report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for E
 colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \
 		$(call opt,VIVID,vivid) $(TRAIN_ARGS)
+
+colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from STUDY's best; TRIALS EPOCHS FINAL_EPOCHS SUBSET DATA STORAGE WORKERS SEED
+	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs)
 
 bench: $(STAMP) ## speed benchmarks into BENCHMARKS.md (an hour or more; resumable); QUICK=1 DATA
 	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,DATA,data)

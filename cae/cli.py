@@ -19,12 +19,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 logging.getLogger("tensorflow").setLevel(logging.ERROR)  # e.g. tf.function retracing notes between trials
 
 from cae.config import SearchConfig  # noqa: E402
-from cae.errors import CAEError  # noqa: E402
+from cae.errors import CAEError, disk_full  # noqa: E402
 
 
 def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     """Make variables / flags -> dotted config keys (``prefix`` = "experiment." for searches)."""
-    from cae.config import parse_assignment
+    from cae.schema import parse_assignment
 
     out: dict[str, Any] = {}
     for flag, key in (("data", "data.source"), ("subset", "data.subset"), ("epochs", "train.epochs"), ("seed", "seed")):
@@ -50,8 +50,8 @@ def _add_training_flags(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from cae.config import load_experiment
     from cae.experiment import run_experiment
+    from cae.hardware import configure_threads
     from cae.tracking import Tracker
-    from cae.train import configure_threads
 
     config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
     tracker = Tracker().check()
@@ -86,31 +86,31 @@ def _search_config(args: argparse.Namespace) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     cfg = _search_config(args)
     if cfg.engine == "keras-tuner":
-        from cae.tuner import run_tuner
+        from cae.search.tuner import run_tuner
 
         run_tuner(cfg)
     elif args.join:
-        from cae.search import join
+        from cae.search.workers import join
 
         join(cfg, index=args.index)
     else:
-        from cae.search import run_search
+        from cae.search.run import run_search
 
         run_search(cfg)
     return 0
 
 
 def cmd_search_worker(args: argparse.Namespace) -> int:
-    from cae.search import worker_main
+    from cae.search.workers import worker_main
 
-    worker_main(args.config, args.index, args.parent_run_id)
+    worker_main(args.config, args.index, args.parent_run_id, args.tracking_uri)
     return 0
 
 
 def cmd_best(args: argparse.Namespace) -> int:
     import json
 
-    from cae.search import read_best
+    from cae.search.best import read_best
 
     print(json.dumps(read_best(args.study or _search_config(args).study), indent=2))
     return 0
@@ -120,6 +120,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from cae.ui import serve
 
     return serve(args.study, args.host, args.port)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from cae.dashboard import serve
+
+    return serve(args.storage, args.host, args.port)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -144,7 +150,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from cae.report import build_report
+    from cae.report.build import build_report
 
     cfg = _search_config(args)
     data = {k: v for k, v in _overrides(args).items() if k in ("data.source", "data.subset", "seed")}
@@ -153,7 +159,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    from cae.colorize import ALL, colorize
+    from cae.colorize.best import colorize
+    from cae.colorize.variants import ALL
 
     variants = list(ALL) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]
     report = colorize(
@@ -163,16 +170,27 @@ def cmd_colorize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_colorize_search(args: argparse.Namespace) -> int:
+    from cae.colorize.search import colorize_search
+
+    overrides = _overrides(args, prefix="experiment.")
+    for flag in ("trials", "storage", "engine", "workers", "timeout", "final_epochs"):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
+    print(f"wrote {colorize_search(args.config, args.study or SearchConfig().study, overrides)}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
-    from cae.bench import run_bench
+    from cae.bench.run import run_bench
 
     print(f"wrote {run_bench(args.quick, args.data)}")
     return 0
 
 
-def _add_search_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("config", nargs="?", default="experiments/search.yaml")
-    p.add_argument("--study")
+def _add_search_flags(p: argparse.ArgumentParser, config: str | None = "experiments/search.yaml") -> None:
+    p.add_argument("config", nargs="?", default=config)
+    p.add_argument("--study", help="the study (for colorize-search: the reconstruction study it starts from)")
     p.add_argument("--trials", type=int, help="finished trials the study should hold in total")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
     p.add_argument("--engine", choices=["optuna", "keras-tuner"])
@@ -201,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config")
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--parent-run-id", required=True)
+    p.add_argument("--tracking-uri", required=True)
     p.set_defaults(func=cmd_search_worker)
 
     p = sub.add_parser("ui", help="serve the MLflow UI on the project's tracking store")
@@ -208,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
     p.set_defaults(func=cmd_ui)
+
+    p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage (any STORAGE form)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("compare", help="overlay trial loss curves (from MLflow) and tabulate them")
     p.add_argument("--study", help="study name, or several comma-separated (default cae-search)")
@@ -235,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_flags(p)
     p.set_defaults(func=cmd_colorize)
 
+    p = sub.add_parser("colorize-search", help="search colorization from a study's best (study <study>-colorize)")
+    _add_search_flags(p, config=None)
+    p.add_argument("--final-epochs", type=int, help="train the front's models again this long (0: keep the trials')")
+    p.set_defaults(func=cmd_colorize_search)
+
     p = sub.add_parser("bench", help="speed benchmarks into BENCHMARKS.md (resumable)")
     p.add_argument("--quick", action="store_true", help="a reduced version in a few minutes")
     p.add_argument("--data", help="CIFAR-10 source (default: auto)")
@@ -261,6 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CAEError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a full disk while writing outputs: one line, the folder named
+        full = disk_full(err)
+        if full is None:
+            raise
+        print(f"error: {full}; free some space, then run the same command again (it resumes)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -13,14 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cae.config import ModelConfig
 from cae.errors import CAEError
 from cae.paths import atomic_path, ensure_dir, reports_dir
 from cae.tracking import Run, Tracker
 
 STATES = ("COMPLETE", "PRUNED")
-COLUMNS = ["study", "trial", "state", "depth", "filters", "latent", "lr", "batch_size", "n_params", "code_values",
-           "best_val_mse", "epochs_run", "seconds", "run_id"]  # fmt: skip
+DERIVED = ("n_params", "latent_values", "bottleneck_values")  # params every trial logs beside its sampled keys
 
 
 @dataclass
@@ -38,42 +36,40 @@ class TrialRow:
     def epochs_run(self) -> int:
         return len(self.history.get("val_loss", []))
 
-    def level_filters(self) -> str:
-        p = self.params
-        try:
-            widths = ModelConfig(
-                depth=int(p["model.depth"]),
-                filters=int(p["model.filters"]),
-                filter_growth=float(p.get("model.filter_growth", 1.5)),
-            ).level_filters()
-        except (KeyError, ValueError):
-            return p.get("model.filters", "-")
-        return "-".join(map(str, widths))
+    @property
+    def sampled(self) -> dict[str, str]:
+        """The trial's sampled keys, as its search space names them (every key of the space)."""
+        return {k: v for k, v in self.params.items() if k not in DERIVED}
 
     def label(self, with_study: bool) -> str:
-        p = self.params
-        text = (
-            f"#{self.trial} d={p.get('model.depth', '?')} f={self.level_filters()} "
-            f"z={p.get('model.latent_filters', '?')} "
-            f"lr={float(p.get('train.learning_rate', 'nan')):.1e} bs={p.get('train.batch_size', '?')}"
-        )
-        text += f" ({self.best_val:.5f})"
+        short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.sampled.items())
+        text = f"#{self.trial} {short} ({self.best_val:.5f})"
         if self.state != "COMPLETE":
             text += f" {self.state}"
         return f"{self.study} {text}" if with_study else text
 
     def row(self) -> dict[str, Any]:
         p = self.params
+        codes = [int(p[k]) for k in ("latent_values", "bottleneck_values") if p.get(k)]
         return {
-            "study": self.study, "trial": self.trial, "state": self.state, "depth": p.get("model.depth", ""),
-            "filters": self.level_filters(), "latent": p.get("model.latent_filters", ""),
-            "lr": f"{float(p['train.learning_rate']):.3g}" if "train.learning_rate" in p else "",
-            "batch_size": p.get("train.batch_size", ""),
-            "n_params": p.get("n_params", ""),
-            "code_values": min(int(p.get("latent_values", 0) or 0), int(p.get("bottleneck_values", 0) or 0)) or "",
-            "best_val_mse": f"{self.best_val:.6g}", "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1),
+            "study": self.study, "trial": self.trial, "state": self.state, **self.sampled,
+            "n_params": p.get("n_params", ""), "code_values": min(codes) if codes else "",
+            "best_val_loss": f"{self.best_val:.6g}", "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1),
             "run_id": self.run_id,
         }  # fmt: skip
+
+
+def _short(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.2g}" if not number.is_integer() else str(int(number))
+
+
+def columns(rows: Sequence[TrialRow]) -> list[str]:
+    """Every key any row has, in first-seen order: a key new to a space shows up without code changes."""
+    return list(dict.fromkeys(k for r in rows for k in r.row()))
 
 
 def _row(run: Any, tracker: Tracker, study: str) -> TrialRow:
@@ -175,15 +171,15 @@ def plot(rows: Sequence[TrialRow], path: Path, *, log_y: bool = True, title: str
 
 def write_csv(rows: Sequence[TrialRow], path: Path) -> Path:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=columns(rows), restval="")
         writer.writeheader()
         writer.writerows(r.row() for r in rows)
     return path
 
 
 def format_table(rows: Sequence[TrialRow]) -> str:
-    cols = [c for c in COLUMNS if c != "run_id"]
-    table = [cols] + [[str(r.row()[c]) for c in cols] for r in rows]
+    cols = [c for c in columns(rows) if c != "run_id"]
+    table = [[c.split(".")[-1] for c in cols]] + [[_short(str(r.row().get(c, ""))) for c in cols] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
     return "\n".join("  ".join(v.rjust(w) for v, w in zip(line, widths, strict=True)) for line in table)
 

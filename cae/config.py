@@ -8,19 +8,13 @@ file, the key and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
-import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
-
-import yaml
+from typing import Any, Literal
 
 from cae.errors import CAEError
-from cae.paths import resolve
+from cae.schema import check_choices, from_dict, read_yaml, with_overrides
 
 IMAGE_SIZE = 32  # CIFAR-10 images are 32×32; depth is limited by it
 
@@ -30,7 +24,13 @@ OutputActivation = Literal["sigmoid", "linear"]
 Downsample = Literal["maxpool", "avgpool", "stride"]
 Upsample = Literal["upsampling", "bilinear", "transpose"]
 LRSchedule = Literal["constant", "cosine", "plateau"]
-Loss = Literal["mse", "bce"]
+Loss = Literal["mse", "bce", "l1", "huber", "classification"]
+Precision = Literal["float32", "mixed_float16", "mixed_bfloat16"]
+Objective = Literal["best_val_loss", "code_values", "val_psnr", "colourfulness_gap"]
+# Optimisation direction of each objective a study may name.
+DIRECTIONS: dict[str, str] = {
+    "best_val_loss": "minimize", "code_values": "minimize", "val_psnr": "maximize", "colourfulness_gap": "minimize",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,14 @@ class ModelConfig:
     # Defaults are the seed assignment's reference CAE: 8 -> 12 filters, latent 8×8×16, 4,911 params.
     depth: int = 2  # pooling (downsampling) stages; 32 / 2**depth is the latent's side
     filters: int = 8  # filters of the first level
-    filter_growth: float = 1.5  # level i has round(filters * filter_growth**i) filters
+    filter_growth: float = 1.5  # level i has round(filters * filter_growth**i * width_multiplier) filters
+    # Scales every level's width (not the latent): searches a found architecture's width around it.
+    width_multiplier: float = 1.0
     latent_filters: int = 16  # channels of the latent (code) layer
+    # The latent's size in values instead of its channels: latent_filters = code_budget // side²
+    # (at least 1). A space that samples it, with `high` at most max_code_values, only draws codes
+    # that fit the budget at every depth. None = use latent_filters.
+    code_budget: int | None = None
     kernel_size: int = 3
     convs_per_level: int = 1  # convolutions per level, in the encoder and mirrored in the decoder
     activation: Activation = "relu"
@@ -72,16 +78,27 @@ class ModelConfig:
     downsample: Downsample = "maxpool"  # "stride" makes the level's last conv strided
     upsample: Upsample = "upsampling"  # nearest-neighbour UpSampling2D, bilinear, or Conv2DTranspose
     batch_norm: bool = False
-    # "chroma": predict only U and V and combine them with the input luma (colorization).
+    # "chroma": predict only U and V and combine them with the input luma (colorization); with
+    # train.loss "classification" the network predicts a distribution over chroma bins instead.
     predict: Literal["rgb", "chroma"] = "rgb"
     # U-Net skip connections (encoder level i concatenated into decoder level i). They bypass the
     # bottleneck, so they are for colorization only: a reconstruction with skips compresses nothing.
     skips: bool = False
 
     def level_filters(self) -> tuple[int, ...]:
-        return tuple(max(1, round(self.filters * self.filter_growth**i)) for i in range(self.depth))
+        scale = self.filter_growth
+        return tuple(max(1, round(self.filters * scale**i * self.width_multiplier)) for i in range(self.depth))
+
+    def latent_side(self, image_size: int = IMAGE_SIZE) -> int:
+        return image_size // 2**self.depth
+
+    def latent_channels(self) -> int:
+        if self.code_budget is None:
+            return self.latent_filters
+        return max(1, self.code_budget // self.latent_side() ** 2)
 
     def validate(self) -> None:
+        check_choices(self, "model.")
         max_depth = IMAGE_SIZE.bit_length() - 1  # 32 -> 5 stages leave 1×1
         if not 1 <= self.depth <= max_depth:
             raise CAEError(
@@ -91,8 +108,10 @@ class ModelConfig:
         for key in ("filters", "latent_filters", "convs_per_level"):
             if getattr(self, key) < 1:
                 raise CAEError(f"model.{key} must be a positive integer, got {getattr(self, key)}")
-        if self.filter_growth <= 0:
-            raise CAEError(f"model.filter_growth must be > 0, got {self.filter_growth}")
+        if self.code_budget is not None and self.code_budget < 1:
+            raise CAEError(f"model.code_budget must be a positive integer or null, got {self.code_budget}")
+        if self.filter_growth <= 0 or self.width_multiplier <= 0:
+            raise CAEError("model.filter_growth and model.width_multiplier must be > 0")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise CAEError(f"model.kernel_size must be a positive odd integer, got {self.kernel_size}")
 
@@ -107,9 +126,21 @@ class TrainConfig:
     # Stop after this many epochs without val_loss improvement; None trains all epochs. The best
     # epoch's weights are restored either way.
     early_stopping_patience: int | None = None
-    loss: Loss = "mse"  # "bce" is the seed's colorization recipe, kept as a comparison
+    # "mse" (the project's), "bce" (the seed's colorization recipe), "l1", "huber" (delta 0.1 in
+    # pixel units: L1 beyond it), or "classification": cross-entropy over quantised chroma
+    # (colorization with model.predict: chroma), decoded by an annealed mean.
+    loss: Loss = "mse"
+    # Classification only: class rebalancing strength (Zhang et al. 2016). Each chroma bin's weight
+    # is 1 / (rebalance · p(bin) + (1 − rebalance) / Q): 0 = plain cross-entropy, 1 = inverse
+    # frequency, 0.5 = the paper's choice. Rare vivid colours are otherwise averaged away.
+    rebalance: float = 0.5
+    # Numerics: "mixed_float16" computes in float16 with float32 weights (fast on recent GPUs,
+    # slower on CPUs); XLA compiles the train step. Both are measured in `make bench`.
+    precision: Precision = "float32"
+    jit_compile: bool = False
 
     def validate(self) -> None:
+        check_choices(self, "train.")
         if self.epochs < 1:
             raise CAEError(f"train.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -118,6 +149,8 @@ class TrainConfig:
             raise CAEError(f"train.learning_rate must be > 0, got {self.learning_rate}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise CAEError("train.early_stopping_patience must be >= 1 or null")
+        if not 0 <= self.rebalance <= 1:
+            raise CAEError(f"train.rebalance must be between 0 and 1, got {self.rebalance}")
 
 
 @dataclass(frozen=True)
@@ -135,6 +168,8 @@ class ExperimentConfig:
             )
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
+        if self.train.loss == "classification" and self.model.predict != "chroma":
+            raise CAEError("train.loss: classification classifies chroma: it needs model.predict: chroma")
 
 
 @dataclass(frozen=True)
@@ -151,8 +186,8 @@ class PrunerConfig:
     # "median" stops a trial whose val_loss is worse than the median of earlier trials at the
     # same epoch; "hyperband" / "successive_halving" are multi-fidelity; "none" disables it.
     name: Literal["median", "hyperband", "successive_halving", "none"] = "median"
-    n_startup_trials: int = 4  # trials that always run to the end before pruning starts
-    n_warmup_steps: int = 2  # epochs every trial runs before it may be pruned
+    n_startup_trials: int = 4  # trials that always run to the end before pruning starts (median)
+    n_warmup_steps: int = 2  # epochs every trial runs before it may be pruned (median; SHA's min_resource)
 
 
 @dataclass(frozen=True)
@@ -160,14 +195,25 @@ class SearchConfig:
     study: str = "cae-search"  # Optuna study, MLflow experiment and runs/<study>/ folder
     space: str = "search_spaces/reconstruction.yaml"
     engine: Literal["optuna", "keras-tuner"] = "optuna"
+    # What a trial trains: an autoencoder ("reconstruction") or a gray-to-colour network
+    # ("colorization", `make colorize-search`, starting from source_study's best trial).
+    stage: Literal["reconstruction", "colorization"] = "reconstruction"
+    source_study: str | None = None  # colorization: the reconstruction study whose best it starts from
     trials: int = 30  # finished trials (COMPLETE + PRUNED) the study should hold in total
     timeout: float | None = None  # seconds per call; None = until `trials` is reached
-    # "val_loss" alone is a single-objective search; adding "code_values" (the narrower of the
-    # latent and the bottleneck, in values) makes it a two-objective Pareto search.
-    objectives: tuple[Literal["val_loss", "code_values"], ...] = ("val_loss",)
+    # "best_val_loss" (validation MSE) alone is a single-objective search; adding "code_values" (the
+    # narrower of latent and bottleneck) makes it a two-objective Pareto search. Colorization
+    # studies trade "val_psnr" against "colourfulness_gap" (|1 − pred/true chroma spread|).
+    objectives: tuple[Objective, ...] = ("best_val_loss",)
+    # Colorization: the colourfulness a classification model's decoding temperature aims for (the
+    # temperature is chosen on validation: the best PSNR among those reaching it).
+    vivid: float = 0.7
+    # Colorization: train the Pareto front's models again for this many epochs after the study (its
+    # trials are short); None keeps the trials' own models.
+    final_epochs: int | None = None
     # A sampled point whose code (narrower of latent and bottleneck) exceeds this many values is
     # skipped before training (FAIL "skipped: ...", no run, not counted): "better" only means
-    # something at a fixed compression. None = no limit.
+    # something at a fixed compression. Spaces that sample model.code_budget never hit it. None = no limit.
     max_code_values: int | None = None
     storage: str | None = None  # Optuna storage URL; None = sqlite:///<repo>/runs/optuna.db
     workers: int = 1  # OS processes on this host, each with its share of CPU threads
@@ -182,193 +228,24 @@ class SearchConfig:
     # Training settings every trial shares: the same keys as experiments/*.yaml.
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 
+    @property
+    def directions(self) -> list[str]:
+        return [DIRECTIONS[o] for o in self.objectives]
+
     def validate(self) -> None:
         if self.trials < 1:
             raise CAEError(f"trials must be >= 1, got {self.trials}")
         if self.workers < 1:
             raise CAEError(f"workers must be >= 1, got {self.workers}")
-        if not self.objectives or self.objectives[0] != "val_loss" or len(set(self.objectives)) != len(self.objectives):
+        first = {"reconstruction": "best_val_loss", "colorization": "val_psnr"}[self.stage]
+        if not self.objectives or self.objectives[0] != first or len(set(self.objectives)) != len(self.objectives):
             raise CAEError(
-                f"objectives must start with val_loss and not repeat, got {list(self.objectives)}; "
-                "allowed: [val_loss] or [val_loss, code_values]"
+                f"objectives of a {self.stage} study must start with {first} and not repeat, got "
+                f"{list(self.objectives)}; allowed: [best_val_loss] or [best_val_loss, code_values] "
+                "(reconstruction), [val_psnr] or [val_psnr, colourfulness_gap] (colorization)"
             )
         if not self.study or "/" in self.study or self.study.startswith("."):
             raise CAEError(f"study must be a plain name (no '/'), got {self.study!r}")
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` as a number (YAML 1.1 would make it a string)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
-
-
-# --------------------------------------------------------------------------------------------
-# Generic loading: YAML mapping -> nested frozen dataclasses, with one-line errors.
-
-
-def _type_name(tp: Any) -> str:
-    origin = get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None)) + " or null"
-    if origin is tuple:
-        return f"a list of {_type_name(get_args(tp)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
-        tp, getattr(tp, "__name__", str(tp))
-    )
-
-
-def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
-    origin = get_origin(tp)
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, where, prefix=f"{key}.")
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in get_args(tp):
-            return None
-        inner = [a for a in get_args(tp) if a is not type(None)]
-        return coerce(value, inner[0], key, where)
-    if origin is Literal:
-        if value in get_args(tp) and not isinstance(value, bool):
-            return value
-    elif origin is tuple:
-        if isinstance(value, (list, tuple)):
-            return tuple(coerce(v, get_args(tp)[0], key, where) for v in value)
-    elif tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise CAEError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
-
-
-def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise CAEError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a mapping of keys, got {data!r}")
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise CAEError(f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(prefix + n for n in names)}")
-    values = {k: coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
-    obj = cls(**values)
-    if hasattr(obj, "validate"):
-        try:
-            obj.validate()
-        except CAEError as err:
-            raise CAEError(f"{where}: {err}") from None
-    return obj
-
-
-T = typing.TypeVar("T")
-
-
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config") -> T:
-    """Build a (nested) config dataclass from plain data; ``where`` names the source in errors."""
-    return _from_dict(cls, data, where)
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain nested dict (tuples as lists) that ``from_dict`` reads back to an equal config."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(dataclasses.asdict(config))
-
-
-def flatten(config: Any) -> dict[str, Any]:
-    """``{"model.depth": 2, ...}``: the dotted keys used in search spaces and MLflow params."""
-    out: dict[str, Any] = {}
-
-    def walk(d: Mapping[str, Any], prefix: str) -> None:
-        for k, v in d.items():
-            if isinstance(v, Mapping):
-                walk(v, f"{prefix}{k}.")
-            else:
-                out[prefix + k] = v
-
-    walk(to_dict(config), "")
-    return out
-
-
-def field_type(cls: type, dotted: str) -> Any:
-    """Type hint of a dotted key (``model.depth`` -> int); CAEError listing the keys if unknown."""
-    tp: Any = cls
-    for part in dotted.split("."):
-        hints = get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
-        if part not in hints:
-            allowed = ", ".join(k for k in flatten(cls()) if "." in k) if dataclasses.is_dataclass(cls) else ""
-            raise CAEError(f"unknown key '{dotted}'; allowed: {allowed}")
-        tp = hints[part]
-    return tp
-
-
-def with_overrides(config: T, overrides: Mapping[str, Any], where: str = "override") -> T:
-    """A copy of ``config`` with dotted keys replaced, validated again as a whole."""
-    if not overrides:
-        return config
-    data = to_dict(config)
-    for dotted, value in overrides.items():
-        field_type(type(config), dotted)  # unknown key -> one-line error
-        node = data
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = list(value) if isinstance(value, tuple) else value
-    return from_dict(type(config), data, where)
-
-
-def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; values are parsed as YAML scalars."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise CAEError(f"--set expects KEY=VALUE (e.g. train.epochs=3), got {text!r}")
-    return key.strip(), yaml_load(raw) if raw.strip() else None
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    path = resolve(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise CAEError(f"config file {path} does not exist") from None
-    except OSError as err:
-        raise CAEError(f"cannot read config file {path}: {err.strerror}") from None
-    try:
-        data = yaml_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(err, "problem", None) or "invalid YAML"
-        raise CAEError(f"{path}:{line} {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise CAEError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
-    return data
 
 
 def load_experiment(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:

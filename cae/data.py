@@ -1,25 +1,11 @@
-"""CIFAR-10 from wherever the user has it, merged, split 80/10/10 by seed, fed through tf.data.
+"""The seeded 80/10/10 split of all 60,000 images, the pixel transforms, and the tf.data pipelines.
 
-Sources, in order: an explicit path (``--data`` / ``DATA=`` / ``CAE_DATA``) to a
-``cifar-10-batches-py`` directory, the official ``cifar-10-python.tar.gz``, or a class-folder image
-tree ``{train,test}/<class>/*.png|jpg`` (directory or ``.tar.gz``); then the Keras cache; then the
-Keras download; and, when none of those exists, the bundled 2,000-image sample with a loud warning.
-Decoded images are cached as ``.npz`` under ``runs/data-cache/`` keyed by the source's content, so
-a second load of 60,000 JPEGs takes a fraction of a second.
+Where the images come from is :mod:`cae.sources`; everything here starts from its merged arrays.
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import io
-import os
-import pickle
-import socket
-import sys
-import tarfile
-import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,30 +13,12 @@ from typing import Any
 import numpy as np
 
 from cae.errors import CAEError
-from cae.paths import atomic_path, runs_dir
+from cae.sources import CLASSES, Dataset, load_cifar10, warn
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMAGE_SHAPE = (32, 32, 3)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-SAMPLE_PATH = Path(__file__).parent / "assets" / "cifar10-sample.tar.gz"
+__all__ = ["CLASSES", "TRANSFORMS", "Splits", "load_splits", "luma", "make_dataset", "split", "to_unit"]
+
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
-HOW_TO_SUPPLY = (
-    "supply CIFAR-10 with DATA=<path> (a cifar-10-batches-py folder, cifar-10-python.tar.gz, or a "
-    "{train,test}/<class>/*.png|jpg tree or .tar.gz), put it in the Keras cache (~/.keras/datasets), "
-    "or allow keras.datasets.cifar10 to download it; DATA=sample runs the bundled demo sample"
-)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """All images of a source, train and test merged, in a fixed order."""
-
-    images: np.ndarray  # uint8 (N, 32, 32, 3)
-    labels: np.ndarray  # uint8 (N,), indices into CLASSES
-    data_source: str  # "path", "keras" or "sample" (the MLflow tag)
-    location: str  # the file or folder it came from
-    digest: str  # content hash of the source (cache key, logged with runs)
 
 
 @dataclass(frozen=True)
@@ -75,257 +43,17 @@ class Splits:
         return len(self.x_train), len(self.x_val), len(self.x_test)
 
     def describe(self) -> dict[str, Any]:
-        """What MLflow records about the data of a run."""
+        """What MLflow records about the data of a run (``derived.``: values, not config keys)."""
         n_train, n_val, n_test = self.sizes
         return {
-            "data.source_path": self.location,
-            "data.digest": self.digest,
-            "data.n_train": n_train,
-            "data.n_val": n_val,
-            "data.n_test": n_test,
-            "data.mean": [round(m, 6) for m in self.mean],
-            "data.std": [round(s, 6) for s in self.std],
+            "derived.data_file": Path(self.location).name,
+            "derived.data_digest": self.digest,
+            "derived.n_train": n_train,
+            "derived.n_val": n_val,
+            "derived.n_test": n_test,
+            "derived.data_mean": [round(m, 6) for m in self.mean],
+            "derived.data_std": [round(s, 6) for s in self.std],
         }
-
-
-# --------------------------------------------------------------------------------------------
-# Finding the source
-
-
-def _keras_home() -> Path:
-    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-
-
-def keras_cache_candidates() -> list[Path]:
-    """Where Keras 2 and Keras 3 leave CIFAR-10 after ``keras.datasets.cifar10.load_data()``."""
-    d = _keras_home() / "datasets"
-    return [
-        d / "cifar-10-batches-py-target" / "cifar-10-batches-py",  # Keras 3
-        d / "cifar-10-batches-py-target_extracted" / "cifar-10-batches-py",
-        d / "cifar-10-batches-py",  # Keras 2
-        d / "cifar-10-batches-py.tar.gz",
-    ]
-
-
-def warn(message: str) -> None:
-    bar = "!" * 78
-    print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr, flush=True)
-
-
-def load_cifar10(source: str | None = None, cache_dir: Path | None = None) -> Dataset:
-    """Load all 60,000 images (or whatever the source holds) as one merged uint8 array.
-
-    ``source``: a path, ``"keras"``, ``"sample"`` or None (then ``CAE_DATA``, the Keras cache, the
-    Keras download and finally the bundled sample, in that order).
-    """
-    cache_dir = cache_dir or runs_dir() / "data-cache"
-    path, data_source = resolve_source(source or os.environ.get("CAE_DATA") or None)
-    return _load_path(path, data_source, cache_dir)
-
-
-@functools.lru_cache(maxsize=8)
-def _resolve_auto(source: str | None, keras_home: str) -> tuple[Path, str]:
-    """Keras cache, download or sample: decided once per process (one download try, one warning)."""
-    for candidate in keras_cache_candidates():
-        if candidate.exists():
-            return candidate, "keras"
-    downloaded = _keras_download()
-    if downloaded is not None:
-        return downloaded, "keras"
-    if source == "keras":
-        raise CAEError(f"CIFAR-10 is not in the Keras cache and could not be downloaded; {HOW_TO_SUPPLY}")
-    warn(
-        "No CIFAR-10 found (no DATA/CAE_DATA, nothing in the Keras cache, download failed).\n"
-        f"Falling back to the bundled SAMPLE of {SAMPLE_PATH.name}: 2,000 images, results are a demo only.\n"
-        "To use the real data: " + HOW_TO_SUPPLY
-    )
-    return SAMPLE_PATH, "sample"
-
-
-def resolve_source(source: str | None) -> tuple[Path, str]:
-    """(path, data_source tag) of a source: an explicit path, "sample", or the automatic order."""
-    if source == "sample":
-        return SAMPLE_PATH, "sample"
-    if source not in (None, "keras"):
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise CAEError(f"data path {path} does not exist; {HOW_TO_SUPPLY}")
-        return path, "path"
-    return _resolve_auto(source, str(_keras_home()))
-
-
-def _keras_download() -> Path | None:
-    """Let Keras download CIFAR-10 into its cache; None when offline (``CAE_OFFLINE=1`` skips)."""
-    if os.environ.get("CAE_OFFLINE") == "1":
-        return None
-    from keras.datasets import cifar10
-
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(15)  # an offline machine must fall back quickly, not hang
-    try:
-        cifar10.load_data()
-    except Exception as err:  # any network/HTTP/extraction failure means "not available"
-        print(f"keras.datasets.cifar10 download failed: {str(err).splitlines()[0][:200]}", file=sys.stderr)
-        return None
-    finally:
-        socket.setdefaulttimeout(previous)
-    return next((c for c in keras_cache_candidates() if c.exists()), None)
-
-
-# --------------------------------------------------------------------------------------------
-# Decoding, with a content-keyed cache
-
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            st = f.stat()
-            h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    else:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
-def _load_path(path: Path, data_source: str, cache_dir: Path) -> Dataset:
-    try:
-        digest = _digest(path)
-    except OSError as err:
-        raise CAEError(f"cannot read data at {path}: {err.strerror or err}") from None
-    if (digest, data_source) in _LOADED:  # a search loads the data in several places
-        return _LOADED[(digest, data_source)]
-    dataset = _load_cached(path, data_source, cache_dir, digest)
-    _LOADED.clear()  # keep at most one dataset (~180 MB) in memory
-    _LOADED[(digest, data_source)] = dataset
-    return dataset
-
-
-_LOADED: dict[tuple[str, str], Dataset] = {}
-
-
-def _load_cached(path: Path, data_source: str, cache_dir: Path, digest: str) -> Dataset:
-    cache = cache_dir / f"cifar10-{digest}.npz"
-    if cache.exists():
-        try:
-            with np.load(cache) as z:
-                return Dataset(z["images"], z["labels"], data_source, str(path), digest)
-        except (OSError, ValueError, KeyError, zlib.error):
-            cache.unlink(missing_ok=True)  # a damaged cache is rebuilt from the source
-    images, labels = _decode(path)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, images=images, labels=labels)
-    except OSError as err:  # a read-only checkout still trains, just without the cache
-        print(f"note: could not write the data cache {cache}: {err}", file=sys.stderr)
-    return Dataset(images, labels, data_source, str(path), digest)
-
-
-def _decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    if path.is_dir():
-        if (path / "data_batch_1").exists():
-            return _from_batches(((f.name, f.read_bytes) for f in sorted(path.iterdir())), str(path))
-        inner = path / "cifar-10-batches-py"
-        if (inner / "data_batch_1").exists():
-            return _decode(inner)
-        return _from_image_files(
-            ((str(f.relative_to(path)), f.read_bytes) for f in path.rglob("*") if f.is_file()), str(path)
-        )
-    if tarfile.is_tarfile(path) or path.name.endswith((".tar.gz", ".tgz", ".tar")):
-        return _decode_tar(path)
-    raise CAEError(
-        f"{path}: not a CIFAR-10 source; expected a cifar-10-batches-py folder, cifar-10-python.tar.gz, "
-        "or a {train,test}/<class>/*.png|jpg folder or .tar.gz"
-    )
-
-
-def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
-
-            def reader(m: tarfile.TarInfo) -> Callable[[], bytes]:
-                def read() -> bytes:
-                    fh = tar.extractfile(m)
-                    assert fh is not None  # regular files always have a stream
-                    return fh.read()
-
-                return read
-
-            if any(Path(m.name).name == "data_batch_1" for m in members):
-                return _from_batches(((Path(m.name).name, reader(m)) for m in members), str(path))
-            return _from_image_files(((m.name, reader(m)) for m in members), str(path))
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as err:
-        raise CAEError(f"{path}: archive is truncated or corrupt ({type(err).__name__}: {err})") from None
-
-
-def _from_batches(files: Iterable[tuple[str, Callable[[], bytes]]], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """The official python pickles: data_batch_1..5 then test_batch, each 10,000×3072 uint8."""
-    wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    found = {name: read for name, read in files if name in wanted}
-    missing = [w for w in wanted if w not in found]
-    if missing:
-        raise CAEError(f"{where}: cifar-10-batches-py is incomplete, missing {', '.join(missing)}")
-    images, labels = [], []
-    for name in wanted:
-        try:
-            batch = pickle.loads(found[name](), encoding="bytes")
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            lab = np.asarray(batch[b"labels"], dtype=np.uint8)
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
-            raise CAEError(f"{where}/{name}: not a CIFAR-10 python batch ({type(err).__name__})") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data):
-            raise CAEError(f"{where}/{name}: expected N×3072 uint8 images and N labels, got {data.shape}")
-        images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(lab)
-    return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
-
-
-def _class_index(name: str) -> int | None:
-    name = name.lower()
-    if name in CLASSES:
-        return CLASSES.index(name)
-    if name.isdigit() and int(name) < len(CLASSES):
-        return int(name)
-    return None
-
-
-def _from_image_files(files: Iterator[tuple[str, Callable[[], bytes]]], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """A class-folder tree: ``[root/]{train,test}/<class>/<image>``; train and test merged."""
-    from PIL import Image, UnidentifiedImageError
-
-    entries = []
-    for name, read in files:
-        p = Path(name)
-        if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
-            continue
-        label = _class_index(p.parent.name)
-        if label is None:
-            raise CAEError(
-                f"{where}: image {name} is not in a CIFAR-10 class folder; expected "
-                f"{{train,test}}/<class>/<image> with <class> one of {', '.join(CLASSES)} (or 0-9)"
-            )
-        entries.append((tuple(p.parts[:-2]), p.parent.name, p.name, label, read, name))
-    if not entries:
-        raise CAEError(
-            f"{where}: no images found; expected {{train,test}}/<class>/*.png|jpg, "
-            "a cifar-10-batches-py folder or cifar-10-python.tar.gz"
-        )
-    entries.sort(key=lambda e: (e[0], e[1], e[2]))  # a fixed order whatever the listing order
-    images = np.empty((len(entries), *IMAGE_SHAPE), dtype=np.uint8)
-    labels = np.empty(len(entries), dtype=np.uint8)
-    for i, (_, _, _, label, read, name) in enumerate(entries):
-        try:
-            with Image.open(io.BytesIO(read())) as im:
-                if im.size != IMAGE_SHAPE[:2]:
-                    raise CAEError(f"{where}/{name}: expected a 32×32 image, got {im.size[0]}×{im.size[1]}")
-                images[i] = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise CAEError(f"{where}/{name}: unreadable image ({type(err).__name__})") from None
-        labels[i] = label
-    return images, labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,4 +173,21 @@ def make_dataset(
     # AUTOTUNE values fall back to one parallel call per core and the stall is gone (BENCHMARKS.md).
     options = tf.data.Options()
     options.autotune.enabled = False
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def make_labelled_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool, seed: int) -> Any:
+    """``tf.data`` pipeline of (RGB image in [0, 1], class label) batches: for the semantic-check classifier."""
+    import tensorflow as tf
+
+    table, targets = tf.constant(images), tf.constant(labels.astype(np.int32))
+    ds = tf.data.Dataset.range(len(images))
+    if shuffle:
+        ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(
+        lambda i: (tf.cast(tf.gather(table, i), tf.float32) / 255.0, tf.gather(targets, i)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    options = tf.data.Options()
+    options.autotune.enabled = False  # see make_dataset
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -1,4 +1,9 @@
-"""The one exception type users see as a one-line message."""
+"""The exceptions users see as one-line messages, and how a failure is named in one line."""
+
+from __future__ import annotations
+
+import errno
+import os
 
 
 class CAEError(Exception):
@@ -7,3 +12,34 @@ class CAEError(Exception):
     The CLI prints ``error: <message>`` and exits with status 2 instead of a traceback, so the
     message must name what was wrong (file, key, value) and what is expected instead.
     """
+
+
+class TrialStopped(Exception):
+    """A trial stopped early for a reason of its own (e.g. its colours collapsed to one).
+
+    Engines record it like a pruned trial (finished, not failed) with the reason.
+    """
+
+
+NO_SPACE = "no space left on "
+
+
+def disk_full(err: BaseException) -> str | None:
+    """``"no space left on <folder>"`` if ``err`` (or its cause) is a full disk, else None."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            where = os.path.dirname(err.filename) if isinstance(err.filename, str) else None
+            return NO_SPACE + (where or "the disk")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def failure_reason(err: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (at most 300 characters) for logs and tags."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    full = disk_full(err)
+    if full:
+        return full
+    first = (str(err).strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first}"[:300] if first else type(err).__name__

@@ -16,10 +16,12 @@ import numpy as np
 import yaml
 
 from cae import plots
-from cae.config import ExperimentConfig, flatten, to_dict
+from cae.config import ExperimentConfig
 from cae.data import CLASSES, TRANSFORMS, Splits, load_splits, to_unit
+from cae.hardware import machine
 from cae.paths import ensure_dir, runs_dir
-from cae.tracking import Run, Tracker, machine
+from cae.schema import flatten, to_dict
+from cae.tracking import Run, Tracker
 from cae.train import TrainResult, predict, train_and_evaluate
 
 
@@ -29,16 +31,9 @@ def grid_indices(labels: np.ndarray) -> np.ndarray:
 
 
 def run_params(config: ExperimentConfig, splits: Splits) -> dict[str, Any]:
-    """The flattened config (dotted keys, as search spaces name them) and the data's identity."""
-    return {**flatten(config), "model.level_filters": list(config.model.level_filters()), **splits.describe()}
-
-
-def code_params(result: TrainResult) -> dict[str, int]:
-    return {
-        "n_params": result.n_params,
-        "latent_values": result.latent_values,
-        "bottleneck_values": result.bottleneck_values,
-    }
+    """The flattened config (dotted keys, as search spaces name them), then derived values
+    (``derived.``: the level widths, the data's identity), which are no config keys."""
+    return {**flatten(config), "derived.level_filters": list(config.model.level_filters()), **splits.describe()}
 
 
 def run_tags(splits: Splits, stage: str) -> dict[str, str]:
@@ -50,9 +45,7 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
 
     Written to ``runs/outputs/<run id>/`` (returned) and logged as artifacts.
     """
-    run.log_metrics({"best_val_loss": result.best_val_loss, **result.test})
-    run.log_metrics({"seconds_per_epoch": result.seconds_per_epoch, "epochs_run": result.epochs_run})
-    run.log_params(code_params(result))
+    run.log_result(result)
     out = ensure_dir(runs_dir() / "outputs" / run.run_id)
     plots.loss_curve(result.history, out / "loss_curve.png", title)
     idx = grid_indices(splits.y_test)
@@ -76,7 +69,7 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
 
 def run_experiment(
     config: ExperimentConfig, tracker: Tracker, *, experiment: str | None = None, run_name: str | None = None,
-    tags: dict[str, str] | None = None, splits: Splits | None = None, model: Any = None,
+    tags: dict[str, str] | None = None, splits: Splits | None = None, model: Any = None, evaluate_test: bool = True,
 ) -> tuple[str, TrainResult, Path]:  # fmt: skip
     """Train ``config`` with MLflow tracking; returns (run id, result, folder of its outputs).
 
@@ -101,7 +94,8 @@ def run_experiment(
         run.log_params(run_params(config, splits))
         id_file.write_text(run.run_id)
     with run:
-        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir, model=model)
+        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir, model=model,
+                                    evaluate_test=evaluate_test)  # fmt: skip
         n_train, n_val, n_test = splits.sizes
         title = f"{run_name or config.name}: {n_train:,}/{n_val:,}/{n_test:,} images ({Path(splits.location).name})"
         out = log_outputs(run, config, splits, result, title)

@@ -53,6 +53,20 @@ def colourfulness_ratio(pred: np.ndarray, target: np.ndarray) -> float:
     return spread(chroma(pred)) / max(spread(chroma(target)), 1e-12)
 
 
+def hasler_colourfulness(rgb: np.ndarray) -> np.ndarray:
+    """Hasler & Süsstrunk (2003) colourfulness of each image (RGB in [0, 1], computed on 0–255).
+
+    M = sqrt(σ_rg² + σ_yb²) + 0.3 · sqrt(μ_rg² + μ_yb²), with rg = R − G and yb = (R + G)/2 − B
+    over the image's pixels: 0 for a gray image, about 20–60 for ordinary photos.
+    """
+    x = np.asarray(rgb, dtype=np.float64).reshape(len(rgb), -1, 3) * 255.0
+    rg = x[..., 0] - x[..., 1]
+    yb = 0.5 * (x[..., 0] + x[..., 1]) - x[..., 2]
+    spread = np.sqrt(rg.std(axis=1) ** 2 + yb.std(axis=1) ** 2)
+    mean = np.sqrt(rg.mean(axis=1) ** 2 + yb.mean(axis=1) ** 2)
+    return spread + 0.3 * mean
+
+
 def image_metrics(pred: np.ndarray, target: np.ndarray, prefix: str = "test_") -> dict[str, float]:
     """``{prefix}mse``, ``{prefix}psnr``, ``{prefix}ssim`` of predictions clipped to [0, 1]."""
     pred = np.clip(pred, 0.0, 1.0)
@@ -62,4 +76,9 @@ def image_metrics(pred: np.ndarray, target: np.ndarray, prefix: str = "test_") -
 
 def per_class_mse(pred: np.ndarray, target: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     err = ((np.clip(pred, 0, 1).astype(np.float64) - target) ** 2).reshape(len(pred), -1).mean(axis=1)
-    return {CLASSES[c]: float(err[labels == c].mean()) for c in np.unique(labels)}
+    return per_class(err, labels)
+
+
+def per_class(values: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The mean of a per-image value within each class present."""
+    return {CLASSES[c]: float(values[labels == c].mean()) for c in np.unique(labels)}

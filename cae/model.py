@@ -12,34 +12,17 @@ UpSampling2D the output convolution replaces level 0's last one, as in the refer
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import keras
-import numpy as np
 from keras import layers
 
+from cae.colour import ChromaToRGB
 from cae.config import ModelConfig
-
-# BT.601 YUV -> RGB, the inverse of tf.image.rgb_to_yuv (rows: Y, U, V contributions).
-_YUV_TO_RGB = np.array(
-    [[1.0, 1.0, 1.0], [0.0, -0.394642334, 2.03206185], [1.13988303, -0.58062185, 0.0]],
-    dtype=np.float32,
-)
-
-
-@keras.saving.register_keras_serializable(package="cae")
-class ChromaToRGB(layers.Layer):
-    """Combine the given luma with predicted chroma (U, V) into RGB (BT.601).
-
-    The chroma colorization variant predicts only U and V, so the output's luma is exactly the
-    input's: the network cannot spend capacity (or error) on brightness it was given.
-    """
-
-    def call(self, inputs: Sequence[keras.KerasTensor]) -> keras.KerasTensor:
-        y, uv = inputs
-        yuv = keras.ops.concatenate([y, uv], axis=-1)
-        return keras.ops.matmul(yuv, keras.ops.convert_to_tensor(_YUV_TO_RGB))
+from cae.errors import CAEError
 
 
 def _conv_block(
@@ -55,90 +38,75 @@ def _conv_block(
 
 
 def build_autoencoder(
-    *,
-    depth: int = 2,
-    filters: int = 8,
-    filter_growth: float = 1.5,
-    latent_filters: int = 16,
-    kernel_size: int = 3,
-    convs_per_level: int = 1,
-    activation: str = "relu",
-    latent_activation: str = "relu",
-    output_activation: str = "sigmoid",
-    downsample: str = "maxpool",
-    upsample: str = "upsampling",
-    batch_norm: bool = False,
-    predict: str = "rgb",
-    skips: bool = False,
-    input_channels: int = 3,
-    input_mean: Sequence[float] | None = None,
-    input_std: Sequence[float] | None = None,
-    image_size: int = 32,
-    name: str = "cae",
-) -> keras.Model:
+    *, input_channels: int = 3, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
+    chroma_classes: int = 0, image_size: int = 32, name: str = "cae", **architecture: Any,
+) -> keras.Model:  # fmt: skip
     """A CAE whose input is ``image_size``² × ``input_channels`` and output RGB in [0, 1] units.
 
-    ``predict="chroma"`` (colorization from luma): the network predicts U and V and a
-    :class:`ChromaToRGB` layer combines them with the 1-channel input. ``skips`` adds U-Net
-    connections from each encoder level to the decoder level of the same resolution. ``input_mean`` /
-    ``input_std`` add a Normalization layer, so the saved model always takes [0, 1] pixels.
+    ``architecture`` takes the fields of :class:`ModelConfig` as plain keyword values (``depth=3,
+    filters=32, downsample="stride"``); omitted ones take ModelConfig's defaults, the reference CAE.
+    An unknown field or mode is a ``ValueError``. ``predict="chroma"`` (colorization from luma): the
+    network predicts U and V and a :class:`ChromaToRGB` layer combines them with the 1-channel
+    input, or, with ``chroma_classes`` > 0, it outputs logits over that many chroma classes
+    (``cae.colour.decoding_model`` adds the decoding). ``skips`` adds U-Net connections from each
+    encoder level to the decoder level of the same resolution. ``input_mean`` / ``input_std`` add a
+    Normalization layer, so the saved model always takes [0, 1] pixels.
     """
-    widths = ModelConfig(depth=depth, filters=filters, filter_growth=filter_growth).level_filters()
-    block = dict(kernel_size=kernel_size, activation=activation, batch_norm=batch_norm)
+    try:
+        arch = ModelConfig(**architecture)
+        arch.validate()
+    except (TypeError, CAEError) as err:
+        raise ValueError(f"build_autoencoder: {err}") from None
+    widths = arch.level_filters()
+    block = dict(kernel_size=arch.kernel_size, activation=arch.activation, batch_norm=arch.batch_norm)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
     if input_mean is not None and input_std is not None:
         x = layers.Normalization(mean=list(input_mean), variance=[s * s for s in input_std], name="standardize")(x)
     skip_tensors = []  # each level's last full-resolution features (used only with skips=True)
     for i, width in enumerate(widths):
-        for j in range(convs_per_level):
-            strided = downsample == "stride" and j == convs_per_level - 1
+        for j in range(arch.convs_per_level):
+            strided = arch.downsample == "stride" and j == arch.convs_per_level - 1
             if strided:
                 skip_tensors.append(x)
             x = _conv_block(x, width, strides=2 if strided else 1, transpose=False, name=f"enc{i}_conv{j}", **block)
-        if downsample != "stride":
+        if arch.downsample != "stride":
             skip_tensors.append(x)
-        if downsample == "maxpool":
+        if arch.downsample == "maxpool":
             x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
-        elif downsample == "avgpool":
+        elif arch.downsample == "avgpool":
             x = layers.AveragePooling2D(2, name=f"enc{i}_pool")(x)
-    x = layers.Conv2D(latent_filters, kernel_size, padding="same", activation=latent_activation, name="latent")(x)
-    for i in reversed(range(depth)):
-        if upsample == "transpose":
+    x = layers.Conv2D(arch.latent_channels(), arch.kernel_size, padding="same", activation=arch.latent_activation,
+                      name="latent")(x)  # fmt: skip
+    for i in reversed(range(arch.depth)):
+        if arch.upsample == "transpose":
             x = _conv_block(x, widths[i], strides=2, transpose=True, name=f"dec{i}_up", **block)
         else:
-            interpolation = "bilinear" if upsample == "bilinear" else "nearest"
+            interpolation = "bilinear" if arch.upsample == "bilinear" else "nearest"
             x = layers.UpSampling2D(interpolation=interpolation, name=f"dec{i}_up")(x)
-        if skips:
+        if arch.skips:
             x = layers.Concatenate(name=f"dec{i}_skip")([x, skip_tensors[i]])
-        if upsample == "transpose":  # the transposed conv is the level's first convolution
-            n_convs = convs_per_level - 1
+        if arch.upsample == "transpose":  # the transposed conv is the level's first convolution
+            n_convs = arch.convs_per_level - 1
         else:  # level 0's last convolution is the output convolution
-            n_convs = convs_per_level if i > 0 else convs_per_level - 1
+            n_convs = arch.convs_per_level if i > 0 else arch.convs_per_level - 1
         for j in range(n_convs):
             x = _conv_block(x, widths[i], strides=1, transpose=False, name=f"dec{i}_conv{j}", **block)
-    if predict == "chroma":
-        uv = layers.Conv2D(2, kernel_size, padding="same", activation="linear", name="output")(x)
+    if arch.predict == "chroma" and chroma_classes:
+        # A 1×1 convolution gives each pixel its distribution over chroma classes (Zhang et al.).
+        outputs = layers.Conv2D(chroma_classes, 1, activation="linear", name="chroma_logits")(x)
+    elif arch.predict == "chroma":
+        uv = layers.Conv2D(2, arch.kernel_size, padding="same", activation="linear", name="output")(x)
         outputs = ChromaToRGB(name="chroma_to_rgb")([inputs, uv])
     else:
-        outputs = layers.Conv2D(3, kernel_size, padding="same", activation=output_activation, name="output")(x)
+        outputs = layers.Conv2D(3, arch.kernel_size, padding="same", activation=arch.output_activation,
+                                name="output")(x)  # fmt: skip
     return keras.Model(inputs, outputs, name=name)
 
 
-def build_from_config(
-    config: ModelConfig, *, input_channels: int = 3,
-    input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
-) -> keras.Model:  # fmt: skip
-    """:func:`build_autoencoder` with the fields of a :class:`ModelConfig` as its arguments."""
-    return build_autoencoder(
-        depth=config.depth, filters=config.filters, filter_growth=config.filter_growth,
-        latent_filters=config.latent_filters, kernel_size=config.kernel_size,
-        convs_per_level=config.convs_per_level, activation=config.activation,
-        latent_activation=config.latent_activation, output_activation=config.output_activation,
-        downsample=config.downsample, upsample=config.upsample, batch_norm=config.batch_norm,
-        predict=config.predict, skips=config.skips, input_channels=input_channels,
-        input_mean=input_mean, input_std=input_std,
-    )  # fmt: skip
+def build_from_config(config: ModelConfig, **inputs: Any) -> keras.Model:
+    """:func:`build_autoencoder` with the fields of a :class:`ModelConfig` (``inputs``: its other arguments)."""
+    return build_autoencoder(**dataclasses.asdict(config), **inputs)
 
 
 def code_sizes(model: keras.Model) -> tuple[int, int]:

@@ -9,20 +9,26 @@ list of choices::
       train.batch_size: {choices: [32, 64, 128, 256]}
 
 The key's type in the config decides the parameter's type; values are checked against it on
-load, so a typo or an impossible range fails before any trial runs.
+load, so a typo or an impossible range fails before any trial runs. A parameter that only matters
+for some values of an earlier one says so with ``if`` and is sampled only then (Optuna's
+define-by-run, keras-tuner's conditional scopes)::
+
+      train.rebalance: {low: 0.0, high: 1.0, if: {train.loss: [classification]}}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from cae.config import ExperimentConfig, coerce, field_type, flatten, read_yaml, with_overrides
+from cae.config import ExperimentConfig
 from cae.errors import CAEError
+from cae.schema import coerce, field_type, flatten, read_yaml, with_overrides
 
-_SPEC_KEYS = {"low", "high", "step", "log", "choices"}
+_SPEC_KEYS = {"low", "high", "step", "log", "choices", "if"}
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,11 @@ class Param:
     step: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    # Sampled only when an earlier parameter has one of these values: (its name, the values).
+    condition: tuple[str, tuple[Any, ...]] | None = None
+
+    def active(self, values: dict[str, Any]) -> bool:
+        return self.condition is None or values.get(self.condition[0]) in self.condition[1]
 
     def contains(self, value: Any) -> bool:
         if self.kind == "categorical":
@@ -53,15 +64,25 @@ class SearchSpace:
     def names(self) -> list[str]:
         return [p.name for p in self.params]
 
+    @property
+    def conditional(self) -> bool:
+        return any(p.condition for p in self.params)
+
     def point(self, config: ExperimentConfig) -> dict[str, Any]:
         """The values ``config`` has for the searched keys (e.g. the reference, for trial 0)."""
         flat = flatten(config)
-        return {name: flat[name] for name in self.names}
+        if flat["model.code_budget"] is None:  # latent given by channels: its size in values
+            flat["model.code_budget"] = config.model.latent_channels() * config.model.latent_side() ** 2
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(out):
+                out[p.name] = flat[p.name]
+        return out
 
     def outside(self, config: ExperimentConfig) -> list[str]:
         """Searched keys whose value in ``config`` is not a point of this space."""
         point = self.point(config)
-        return [f"{p.name}={point[p.name]!r}" for p in self.params if not p.contains(point[p.name])]
+        return [f"{p.name}={point[p.name]!r}" for p in self.params if p.name in point and not p.contains(point[p.name])]
 
     def apply(self, config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
         return with_overrides(config, values, where=f"{self.path} (sampled values)")
@@ -70,6 +91,8 @@ class SearchSpace:
         """Sample every parameter through an ``optuna.Trial``."""
         out: dict[str, Any] = {}
         for p in self.params:
+            if not p.active(out):
+                continue
             if p.kind == "categorical":
                 out[p.name] = trial.suggest_categorical(p.name, list(p.choices))
             elif p.kind == "int":
@@ -82,18 +105,25 @@ class SearchSpace:
         """Sample every parameter through ``keras_tuner.HyperParameters`` (same names)."""
         out: dict[str, Any] = {}
         for p in self.params:
-            sampling = "log" if p.log else "linear"
-            if p.kind == "categorical" and all(isinstance(c, bool) for c in p.choices):
-                out[p.name] = hp.Boolean(p.name, default=p.choices[0])  # Choice would turn bools into 0/1
-            elif p.kind == "categorical":
-                out[p.name] = hp.Choice(p.name, list(p.choices))
-            elif p.kind == "int":
-                out[p.name] = hp.Int(
-                    p.name, int(p.low), int(p.high), step=int(p.step) if p.step else None, sampling=sampling
-                )
+            if p.condition is not None:
+                with hp.conditional_scope(p.condition[0], list(p.condition[1])):
+                    value = self._kt_value(hp, p)
+                if p.active(out):
+                    out[p.name] = value
             else:
-                out[p.name] = hp.Float(p.name, p.low, p.high, step=p.step, sampling=sampling)
+                out[p.name] = self._kt_value(hp, p)
         return out
+
+    @staticmethod
+    def _kt_value(hp: Any, p: Param) -> Any:
+        sampling = "log" if p.log else "linear"
+        if p.kind == "categorical" and all(isinstance(c, bool) for c in p.choices):
+            return hp.Boolean(p.name, default=p.choices[0])  # Choice would turn bools into 0/1
+        if p.kind == "categorical":
+            return hp.Choice(p.name, list(p.choices))
+        if p.kind == "int":
+            return hp.Int(p.name, int(p.low), int(p.high), step=int(p.step) if p.step else None, sampling=sampling)
+        return hp.Float(p.name, p.low, p.high, step=p.step, sampling=sampling)
 
 
 def _scalar_type(tp: Any) -> Any:
@@ -114,7 +144,9 @@ def _param(name: str, spec: Any, where: str) -> Param:
         )
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
-        raise CAEError(f"{where}: {name}: unknown key '{sorted(unknown)[0]}'; allowed: choices, low, high, step, log")
+        raise CAEError(
+            f"{where}: {name}: unknown key '{sorted(unknown)[0]}'; allowed: choices, low, high, step, log, if"
+        )
     if "choices" in spec:
         if set(spec) != {"choices"}:
             raise CAEError(f"{where}: {name}: 'choices' cannot be combined with low/high/step/log")
@@ -145,21 +177,47 @@ def _param(name: str, spec: Any, where: str) -> Param:
     return Param(name, "int" if tp is int else "float", low=low, high=high, step=step, log=log)
 
 
+def _condition(name: str, spec: Any, earlier: dict[str, Param], where: str) -> tuple[str, tuple[Any, ...]]:
+    """``if: {parent.key: [values]}``: the parent is an earlier categorical parameter of the space."""
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise CAEError(f"{where}: {name}.if must name one earlier parameter and its values, e.g. "
+                       "{train.loss: [classification]}")  # fmt: skip
+    (parent, values), = spec.items()
+    if parent not in earlier or earlier[parent].kind != "categorical":
+        raise CAEError(f"{where}: {name}.if: {parent!r} is not a categorical parameter listed before {name}")
+    values = values if isinstance(values, list) else [values]
+    missing = [v for v in values if v not in earlier[parent].choices]
+    if missing or not values:
+        raise CAEError(f"{where}: {name}.if: {missing or values!r} not among {parent}'s choices")
+    return parent, tuple(values)
+
+
+def _check_extremes(p: Param, where: str) -> None:
+    """Each extreme of a range (each choice) must be a valid value of its key on its own."""
+    section, _, key = p.name.partition(".")
+    base = getattr(ExperimentConfig(), section) if key else ExperimentConfig()
+    for value in p.choices if p.kind == "categorical" else (p.low, p.high):
+        try:
+            with_overrides(base, {key or p.name: value}, where=where)
+        except CAEError as err:
+            raise CAEError(f"{err} (from the range of {p.name})") from None
+
+
 def load_space(path: str | Path) -> SearchSpace:
     where = str(path)
     data = read_yaml(path)
     unknown = set(data) - {"params", "description"}
     if unknown:
         raise CAEError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: params, description")
-    params = data.get("params")
-    if not isinstance(params, dict) or not params:
+    specs = data.get("params")
+    if not isinstance(specs, dict) or not specs:
         raise CAEError(f"{where}: 'params' must map config keys to ranges or choices (none given)")
-    space = SearchSpace(tuple(_param(name, spec, where) for name, spec in params.items()), where)
-    # Extremes of the space must build valid models (e.g. depth that keeps the image >= 1×1).
-    for p in space.params:
-        for value in p.choices if p.kind == "categorical" else (p.low, p.high):
-            try:
-                with_overrides(ExperimentConfig(), {p.name: value}, where=where)
-            except CAEError as err:
-                raise CAEError(f"{err} (from the range of {p.name})") from None
-    return space
+    params: dict[str, Param] = {}
+    for name, spec in specs.items():
+        condition = spec.pop("if") if isinstance(spec, dict) and "if" in spec else None
+        param = _param(name, spec, where)
+        if condition is not None:
+            param = dataclasses.replace(param, condition=_condition(name, condition, params, where))
+        _check_extremes(param, where)
+        params[name] = param
+    return SearchSpace(tuple(params.values()), where)

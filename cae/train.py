@@ -2,14 +2,15 @@
 
 `cae train`, the Optuna objective, the keras-tuner adapter, colorization and the benchmark all
 call it; they differ only in the callbacks they pass (tracking, pruning) and whether the test
-split is scored. Nothing here talks to MLflow or Optuna.
+split is scored. :func:`fit` under it is the package's only ``model.fit`` (the semantic-check
+classifier uses it too). Nothing here talks to MLflow or Optuna.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from cae.colour import CHROMA_BINS, DEFAULT_TEMPERATURE, chroma_prior, class_weights, classification_loss
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, make_dataset, to_unit
 from cae.errors import CAEError
@@ -40,6 +42,7 @@ class TrainResult:
     latent_values: int
     bottleneck_values: int
     test: dict[str, float] = field(default_factory=dict)  # test_mse, test_psnr, test_ssim
+    epoch_seconds: list[float] = field(default_factory=list)  # this call's epochs, validation included
 
     @property
     def epochs_run(self) -> int:
@@ -47,39 +50,26 @@ class TrainResult:
 
     @property
     def seconds_per_epoch(self) -> float:
-        return self.seconds / max(1, self.epochs_run)
+        # This call's epochs: after a resume, `seconds` covers only the last segment.
+        return statistics.fmean(self.epoch_seconds) if self.epoch_seconds else self.seconds / max(1, self.epochs_run)
 
     @property
     def code_values(self) -> int:
         """The narrower of latent and bottleneck: the size a no-learning codec is compared at."""
         return min(self.latent_values, self.bottleneck_values)
 
+    def code_params(self) -> dict[str, int]:
+        """The derived size params every run logs (the conventions' names)."""
+        return {"n_params": self.n_params, "latent_values": self.latent_values,
+                "bottleneck_values": self.bottleneck_values}  # fmt: skip
+
+    def final_metrics(self) -> dict[str, float]:
+        """``best_val_loss``, time per epoch, epochs run and the test scores (if scored)."""
+        return {"best_val_loss": self.best_val_loss, "seconds_per_epoch": self.seconds_per_epoch,
+                "epochs_run": self.epochs_run, **self.test}  # fmt: skip
+
     def summary(self) -> dict[str, float]:
-        return {
-            "best_val_loss": self.best_val_loss,
-            "best_epoch": self.best_epoch,
-            "epochs_run": self.epochs_run,
-            "seconds": round(self.seconds, 2),
-            "seconds_per_epoch": round(self.seconds_per_epoch, 3),
-            **self.test,
-        }
-
-
-def configure_threads(threads: int | None = None) -> None:
-    """Give TensorFlow ``threads`` CPU threads (``CAE_THREADS``); must run before any TF op.
-
-    With several worker processes on one host, each gets its share so they do not oversubscribe
-    the cores (which on a 2-core machine costs more than it gains).
-    """
-    threads = threads or int(os.environ.get("CAE_THREADS", "0") or 0)
-    if threads:
-        import tensorflow as tf
-
-        try:
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
-        except RuntimeError:  # already initialised in this process: keep its settings
-            pass
+        return {**self.final_metrics(), "best_epoch": self.best_epoch, "seconds": round(self.seconds, 2)}
 
 
 def input_stats(config: ExperimentConfig, splits: Splits) -> tuple[list[float] | None, list[float] | None]:
@@ -94,14 +84,35 @@ def input_stats(config: ExperimentConfig, splits: Splits) -> tuple[list[float] |
 
 
 def build_model(config: ExperimentConfig, splits: Splits) -> Any:
-    """The configured CAE, seeded, with the input statistics of ``splits`` if standardising."""
+    """The configured CAE, seeded, with the input statistics of ``splits`` if standardising.
+
+    A classification colorizer is built as its class-logits network (what is trained);
+    :func:`train_and_evaluate` returns it wrapped with its decoding.
+    """
     import keras
 
     from cae.model import build_from_config
 
     keras.utils.set_random_seed(config.seed)
+    # The policy is global in Keras and read when layers are created: set it for every model.
+    keras.mixed_precision.set_global_policy(config.train.precision)
     mean, std = input_stats(config, splits)
-    return build_from_config(config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std)
+    classes = len(CHROMA_BINS) if config.train.loss == "classification" else 0
+    return build_from_config(
+        config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std, chroma_classes=classes
+    )
+
+
+def loss_for(config: ExperimentConfig, splits: Splits) -> Any:
+    """The configured loss (a Keras name or, for chroma classes, the rebalanced cross-entropy)."""
+    import keras
+
+    name = config.train.loss
+    if name == "classification":
+        return classification_loss(class_weights(chroma_prior(splits.x_train), config.train.rebalance))
+    if name == "huber":
+        return keras.losses.Huber(delta=0.1)  # pixel units: quadratic within 0.1, L1 beyond
+    return {"mse": "mse", "bce": "binary_crossentropy", "l1": "mae"}[name]
 
 
 def predict(model: Any, images: np.ndarray, input_transform: str = "rgb", batch_size: int = 500) -> np.ndarray:
@@ -129,53 +140,41 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
     }
 
 
-def train_and_evaluate(
-    config: ExperimentConfig,
-    splits: Splits,
-    *,
-    callbacks: Sequence[Any] = (),
-    model: Any = None,
-    epochs: int | None = None,
-    initial_epoch: int = 0,
-    evaluate_test: bool = True,
-    workdir: Path | None = None,
+@dataclass
+class Fitted:
+    history: dict[str, list[float]]  # Keras' names: loss, val_loss, metrics
+    seconds: float
+    epoch_seconds: list[float]  # wall time of each epoch of this call, validation included
+
+
+def fit(
+    model: Any, train_ds: Any, val_ds: Any, *, loss: Any, learning_rate: Any, epochs: int, initial_epoch: int = 0,
+    callbacks: Sequence[Any] = (), metrics: Sequence[Any] = (), jit_compile: bool = False,
+    early_stopping_patience: int | None = None, plateau: bool = False, workdir: Path | None = None,
     verbose: int | None = None,
-) -> TrainResult:
-    """Train the configured CAE with MSE (or BCE) and Adam; restore the best epoch; score it.
+) -> Fitted:  # fmt: skip
+    """The one ``model.fit`` of the package: Adam, NaN guard, best weights restored, resumable.
 
     ``callbacks`` run after the built-in ones, so a tracking callback sees each epoch's
     ``val_loss`` before a pruning callback may stop the trial. ``workdir`` makes training
     resumable (Keras ``BackupAndRestore``) and keeps the full history in ``history.csv``.
-    ``model``/``epochs``/``initial_epoch`` let keras-tuner's Hyperband continue a model.
     """
     import keras
 
-    model = model if model is not None else build_model(config, splits)
-    tc = config.train
-    epochs = epochs or tc.epochs
-    steps = math.ceil(len(splits.x_train) / tc.batch_size)
-    lr: Any = tc.learning_rate
-    if tc.lr_schedule == "cosine":
-        lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=max(1, epochs * steps))
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=lr),
-        loss="binary_crossentropy" if tc.loss == "bce" else "mse",
-    )
-    train_ds = make_dataset(
-        splits.x_train, tc.batch_size, shuffle=True, seed=config.seed, input_transform=config.data.input
-    )
-    val_ds = make_dataset(splits.x_val, 500, shuffle=False, seed=0, input_transform=config.data.input)
-
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=list(metrics),
+                  jit_compile=jit_compile)  # fmt: skip
+    timer = _epoch_timer()
     builtin: list[Any] = [
         keras.callbacks.TerminateOnNaN(),
         # Restores the best epoch's weights at the end whether or not it stops early.
         keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=tc.early_stopping_patience or epochs + 1, restore_best_weights=True
+            monitor="val_loss", patience=early_stopping_patience or epochs + 1, restore_best_weights=True
         ),
+        timer,
     ]
-    if tc.lr_schedule == "plateau":
+    if plateau:
         builtin.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
-    csv_path = best_path = None
+    best_path = None
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
         csv_path, best_path = workdir / "history.csv", workdir / "best.weights.h5"
@@ -192,34 +191,97 @@ def train_and_evaluate(
         ]  # fmt: skip
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in log files
-
     start = time.perf_counter()
-    fit = model.fit(
+    history = model.fit(
         train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,  # tf.data shuffles
         callbacks=[*builtin, *callbacks], verbose=verbose,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     if best_path is not None and best_path.exists():
         model.load_weights(best_path)
+    return Fitted({k: list(v) for k, v in history.history.items()}, seconds, timer.seconds)
 
+
+def _epoch_timer() -> Any:
+    """A Keras callback recording each epoch's wall time in ``.seconds``."""
+    import keras
+
+    class EpochTimer(keras.callbacks.Callback):
+        seconds: list[float]
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            self.seconds = []
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            self.seconds.append(time.perf_counter() - self.start)
+
+    return EpochTimer()
+
+
+def train_and_evaluate(
+    config: ExperimentConfig,
+    splits: Splits,
+    *,
+    callbacks: Sequence[Any] = (),
+    model: Any = None,
+    epochs: int | None = None,
+    initial_epoch: int = 0,
+    evaluate_test: bool = True,
+    workdir: Path | None = None,
+    verbose: int | None = None,
+) -> TrainResult:
+    """Train the configured network with its loss and Adam; restore the best epoch; score it.
+
+    ``callbacks`` see every epoch after the built-in ones (see :func:`fit`). ``workdir`` makes
+    training resumable. ``model``/``epochs``/``initial_epoch`` let keras-tuner's Hyperband
+    continue a model. A classification colorizer is returned wrapped with its decoding
+    (``result.model`` always maps the input to RGB in [0, 1]).
+    """
+    import keras
+
+    model = model if model is not None else build_model(config, splits)
+    tc = config.train
+    epochs = epochs or tc.epochs
+    steps = math.ceil(len(splits.x_train) / tc.batch_size)
+    lr: Any = tc.learning_rate
+    if tc.lr_schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=max(1, epochs * steps))
+    train_ds = make_dataset(
+        splits.x_train, tc.batch_size, shuffle=True, seed=config.seed, input_transform=config.data.input
+    )
+    val_ds = make_dataset(splits.x_val, 500, shuffle=False, seed=0, input_transform=config.data.input)
+    fitted = fit(
+        model, train_ds, val_ds, loss=loss_for(config, splits), learning_rate=lr, epochs=epochs,
+        initial_epoch=initial_epoch, callbacks=callbacks, jit_compile=tc.jit_compile,
+        early_stopping_patience=tc.early_stopping_patience, plateau=tc.lr_schedule == "plateau", workdir=workdir,
+        verbose=verbose,
+    )  # fmt: skip
+    csv_path = workdir / "history.csv" if workdir is not None else None
     if csv_path is not None and csv_path.exists():
         history = _history_from_csv(csv_path)
     else:
-        history = {"train_loss": list(fit.history.get("loss", [])), "val_loss": list(fit.history.get("val_loss", []))}
+        history = {"train_loss": fitted.history.get("loss", []), "val_loss": fitted.history.get("val_loss", [])}
     values = history["train_loss"] + history["val_loss"]
     if not values or not all(math.isfinite(v) for v in values):
         raise TrainingDiverged(
             f"training diverged: the loss became NaN or infinite after {len(history['train_loss'])} "
             f"epoch(s) (learning rate {tc.learning_rate:g}); lower train.learning_rate"
         )
+    if tc.loss == "classification":
+        from cae.colour import decoding_model
+
+        model = decoding_model(model, DEFAULT_TEMPERATURE)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
     from cae.model import code_sizes
 
     latent_values, bottleneck_values = code_sizes(model)
     result = TrainResult(
         model=model, history=history, best_val_loss=float(history["val_loss"][best_epoch - 1]),
-        best_epoch=best_epoch, seconds=seconds, n_params=int(model.count_params()),
-        latent_values=latent_values, bottleneck_values=bottleneck_values,
+        best_epoch=best_epoch, seconds=fitted.seconds, n_params=int(model.count_params()),
+        latent_values=latent_values, bottleneck_values=bottleneck_values, epoch_seconds=fitted.epoch_seconds,
     )  # fmt: skip
     if evaluate_test:
         result.test, _ = evaluate(model, splits.x_test, config.data.input)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from cae.errors import CAEError
 from cae.paths import ensure_dir, runs_dir
-from cae.tracking import Tracker, tracking_uri, with_driver
+from cae.tracking import Tracker, tracking_uri
+from cae.urls import with_driver
 
 
 def server_command(

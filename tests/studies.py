@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny_search(tmp: Path, study: str, trials: int = 4, **overrides) -> SearchConfig:
-    from cae.search import run_search
+    from cae.search.run import run_search
 
     cfg = load_search(REPO / "experiments/search.yaml", {
         "study": study, "trials": trials, "storage": f"sqlite:///{tmp}/optuna.db",

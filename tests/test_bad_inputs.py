@@ -23,7 +23,8 @@ from PIL import Image
 
 from cae import paths
 from cae.cli import main
-from cae.data import SAMPLE_PATH, load_splits
+from cae.data import load_splits
+from cae.sources import SAMPLE_PATH
 from cae.tracking import Tracker
 
 REPO = Path(__file__).resolve().parent.parent

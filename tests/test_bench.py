@@ -1,6 +1,6 @@
 """The benchmark's report: tables and goal verdicts from recorded timings (no timing is asserted)."""
 
-from cae.bench import NOTES_MARKER, QUICK, time_to_target, write_markdown
+from cae.bench.run import NOTES_MARKER, QUICK, time_to_target, write_markdown
 
 DATA = {
     "throughput": {

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from cae.colorize import baselines, colorize, variant_config
-from cae.config import ExperimentConfig, SearchConfig, with_overrides
+from cae.colorize.run import baselines, colorize, variant_config
+from cae.config import ExperimentConfig
 from cae.data import load_splits, luma, to_unit
 from cae.errors import CAEError
-from cae.search import export_trial
+from cae.schema import with_overrides
+from cae.search.best import export_trial, trial_record
 from cae.tracking import Tracker
 from cae.train import predict, train_and_evaluate
 
@@ -20,7 +21,9 @@ def best_json(tracking_uri):
     )
     splits = load_splits("sample", config.seed, 240)
     result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
-    export_trial(SearchConfig(study="col"), 0, result, config, {"model.filters": 8}, "run-0", "optuna", "sample")
+    record = trial_record("col", 0, result, config, {"model.filters": 8}, run_id="run-0", engine="optuna",
+                          data_source="sample", uid=None, objective=("best_val_loss", result.best_val_loss, "minimize"))
+    export_trial(record, result.model)
     return config
 
 
@@ -70,7 +73,7 @@ def test_missing_study_says_run_search_first():
 
 
 def test_chroma_gain_reaches_the_asked_colourfulness_and_keeps_luma():
-    from cae.colorize import calibrate_gain, saturate
+    from cae.colorize.run import calibrate_gain, saturate
     from cae.metrics import colourfulness_ratio
 
     truth = to_unit(load_splits("sample", 0, 240).x_val)
@@ -82,7 +85,7 @@ def test_chroma_gain_reaches_the_asked_colourfulness_and_keeps_luma():
 
 
 def test_a_collapsed_variant_is_named_and_gets_no_gain():
-    from cae.colorize import shortcomings
+    from cae.colorize.run import shortcomings
 
     config = with_overrides(ExperimentConfig(), {"train.learning_rate": 6e-3})
     row = {"test_psnr": 22.5, "colourfulness": 0.01, "luma_psnr": 40.0, "per_class_mse": {"cat": 0.01}}

@@ -26,7 +26,7 @@ def test_top_k_are_the_best_trials_in_order_and_the_csv_matches_mlflow(studies, 
     with csv_path.open() as fh:
         table = list(csv.DictReader(fh))
     for line, run in zip(table, expected, strict=True):
-        assert float(line["best_val_mse"]) == pytest.approx(run.data.metrics["best_val_loss"], rel=1e-5)
+        assert float(line["best_val_loss"]) == pytest.approx(run.data.metrics["best_val_loss"], rel=1e-5)
         assert int(line["trial"]) == int(run.data.tags["trial_number"])
         assert int(line["epochs_run"]) == len(tracker.client.get_metric_history(run.info.run_id, "val_loss"))
         assert line["n_params"] == run.data.params["n_params"]

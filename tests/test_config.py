@@ -2,18 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from cae.config import (
-    ExperimentConfig,
-    SearchConfig,
-    flatten,
-    from_dict,
-    load_experiment,
-    load_search,
-    parse_assignment,
-    to_dict,
-    with_overrides,
-)  # fmt: skip
+from cae.config import ExperimentConfig, SearchConfig, load_experiment, load_search
 from cae.errors import CAEError
+from cae.schema import flatten, from_dict, parse_assignment, to_dict, with_overrides
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +18,7 @@ def test_reference_yaml_is_the_seed_architecture():
 
 @pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_experiment_file_loads(path):
-    from cae.config import read_yaml
+    from cae.schema import read_yaml
 
     data = read_yaml(path)
     cfg = load_search(path) if "study" in data else load_experiment(path)
@@ -86,7 +77,7 @@ def test_overrides_parse_yaml_scalars_and_validate():
 def test_search_config_validation():
     cfg = load_search(REPO / "experiments/search.yaml", {"trials": 3, "experiment.train.epochs": 1})
     assert cfg.trials == 3 and cfg.experiment.train.epochs == 1
-    with pytest.raises(CAEError, match="objectives must start with val_loss"):
+    with pytest.raises(CAEError, match="objectives of a reconstruction study must start with best_val_loss"):
         from_dict(SearchConfig, {"objectives": ["code_values"]})
     with pytest.raises(CAEError, match=r"unknown key 'pruner\.warmup'"):
         from_dict(SearchConfig, {"pruner": {"warmup": 2}})

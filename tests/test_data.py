@@ -87,7 +87,7 @@ def test_decoded_arrays_are_cached_by_content(tmp_path):
 
 
 def test_bundled_sample_is_real_and_small():
-    from cae.data import SAMPLE_PATH
+    from cae.sources import SAMPLE_PATH
 
     assert SAMPLE_PATH.stat().st_size < 2_000_000
     ds = load_cifar10("sample")

@@ -106,8 +106,9 @@ def test_skips_connect_each_encoder_level_to_its_decoder_level():
 
 
 def test_skips_are_refused_for_reconstruction():
-    from cae.config import ExperimentConfig, with_overrides
+    from cae.config import ExperimentConfig
     from cae.errors import CAEError
+    from cae.schema import with_overrides
 
     with pytest.raises(CAEError, match=r"model\.skips bypasses the bottleneck"):
         with_overrides(ExperimentConfig(), {"model.skips": True})

@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from cae.errors import CAEError
-from cae.report import Point, build_report, pareto_front
+from cae.report.build import Point, build_report, pareto_front
 from cae.tracking import Tracker
 
 from .studies import tiny_search
@@ -31,9 +31,9 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
 
 
 def test_a_study_with_only_pruned_trials_gets_a_clear_message(tmp_path_factory, tracking_uri, monkeypatch):
-    import cae.search as search
+    import cae.search.study as study
 
-    monkeypatch.setattr(search, "make_pruner", lambda cfg: AlwaysPrune())
+    monkeypatch.setattr(study, "make_pruner", lambda cfg: AlwaysPrune())
     cfg = tiny_search(tmp_path_factory.mktemp("pruned"), "rep-pruned", trials=2)
     with pytest.raises(CAEError, match=r"study 'rep-pruned' has no completed trial \(2 PRUNED\): nothing to report"):
         build_report(cfg, tracker=Tracker(tracking_uri))
@@ -55,7 +55,7 @@ def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tra
 
     from cae.config import load_search
     from cae.paths import study_dir
-    from cae.search import run_search
+    from cae.search.run import run_search
 
     repo = Path(__file__).resolve().parent.parent
     cfg = load_search(repo / "experiments/pareto.yaml", {
@@ -73,7 +73,7 @@ def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tra
 
 
 def test_front_verdict_names_each_point_below_the_bar():
-    from cae.report import front_verdict
+    from cae.report.build import front_verdict
 
     text = front_verdict({5: 2.23, 7: 2.99, 44: 8.03})
     assert text.startswith("Target missed: 2 of 3")

@@ -10,9 +10,12 @@ from pathlib import Path
 import optuna
 import pytest
 
-import cae.search as search
+import cae.search.workers as workers
 from cae.config import load_search
-from cae.tracking import Tracker, with_driver
+from cae.search.best import best_paths, fetch_best, load_best_model
+from cae.search.run import run_search
+from cae.tracking import Tracker
+from cae.urls import with_driver
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +31,7 @@ def scaled(postgres, mlflow_server):
             "experiment.data.source": "sample", "experiment.data.subset": 160, "experiment.train.epochs": 1,
             "heartbeat_interval": 2, "grace_period": 20,
         })  # fmt: skip
-        summary = search.run_search(cfg)
+        summary = run_search(cfg)
         yield cfg, summary, optuna.load_study(study_name="scale", storage=with_driver(storage))
 
 
@@ -61,12 +64,14 @@ def test_three_workers_share_one_postgres_study_and_one_tracking_server(scaled, 
 
 
 def test_the_best_trial_of_another_host_is_fetched_from_mlflow(scaled, mlflow_server, monkeypatch):
-    cfg, _, study = scaled
-    json_path, model_path = search.best_paths("scale")
+    _, _, study = scaled
+    json_path, model_path = best_paths("scale")
     json_path.unlink()  # this host ran none of the trials: its runs/ has no best.json ...
     model_path.unlink()
-    search.fetch_best(cfg, study, Tracker(mlflow_server.url))  # ... so the study's best comes from MLflow
-    model, record = search.load_best_model("scale")
+    best, uid = study.best_trial, study.user_attrs["uid"]
+    # ... so the study's best comes from MLflow
+    fetch_best("scale", best.number, best.user_attrs["mlflow_run_id"], uid, Tracker(mlflow_server.url))
+    model, record = load_best_model("scale")
     assert record["trial_number"] == study.best_trial.number and model.count_params() == record["n_params"]
 
 
@@ -75,10 +80,10 @@ def test_joining_workers_sample_apart(scaled, mlflow_server, monkeypatch):
     cfg, _, _ = scaled
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     offsets = []
-    monkeypatch.setattr(search, "run_worker", lambda cfg, parent_id, index: offsets.append((parent_id, index)))
+    monkeypatch.setattr(workers, "run_worker", lambda cfg, parent, tracker, index: offsets.append((parent, index)))
     for host in ("host-b", "host-c"):
-        monkeypatch.setattr(search.socket, "gethostname", lambda host=host: host)
-        search.join(cfg)
+        monkeypatch.setattr(workers.socket, "gethostname", lambda host=host: host)
+        workers.join(cfg)
     (parent_b, b), (parent_c, c) = offsets
     assert parent_b == parent_c == scaled[2].user_attrs["mlflow_parent_run_id"]
     assert 0 not in (b, c) and b != c

@@ -7,9 +7,11 @@ import numpy as np
 import optuna
 import pytest
 
-import cae.search as search
+import cae.search.study as study_module
 from cae.config import load_search
 from cae.errors import CAEError
+from cae.search.best import load_best_model
+from cae.search.run import run_search
 from cae.tracking import Tracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +45,7 @@ def db(tmp_path_factory):
 @pytest.fixture(scope="module")
 def three_trials(db, tracking_uri):
     cfg = config(db, "three")
-    summary = search.run_search(cfg)
+    summary = run_search(cfg)
     return cfg, summary
 
 
@@ -76,25 +78,25 @@ def test_trial_zero_is_the_reference_architecture(three_trials, db):
 
 
 def test_best_json_reloads_into_the_logged_model(three_trials, tracking_uri):
-    model, record = search.load_best_model("three")
+    model, record = load_best_model("three")
     run = Tracker(tracking_uri).client.get_run(record["mlflow_run_id"])
     assert model.count_params() == int(run.data.params["n_params"]) == record["n_params"]
     study = optuna.load_study(study_name="three", storage=three_trials[0].storage)
     assert record["trial_number"] == study.best_trial.number
-    assert record["val_loss"] == pytest.approx(study.best_value)
+    assert record["best_val_loss"] == pytest.approx(study.best_value)
     assert record["test"]["test_mse"] > 0
 
 
 def test_rerunning_continues_the_numbering_without_duplicates(three_trials, tracking_uri, db):
     cfg = config(db, "three", trials=5)
-    search.run_search(cfg)
+    run_search(cfg)
     study = optuna.load_study(study_name="three", storage=cfg.storage)
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(finished) == 5 and [t.number for t in study.trials] == list(range(len(study.trials)))
     _, runs = children(tracking_uri, "three")
     numbers = sorted(int(r.data.tags["trial_number"]) for r in runs)
     assert numbers == trained(study)
-    search.run_search(cfg)  # already complete: no new trial, no new run
+    run_search(cfg)  # already complete: no new trial, no new run
     assert len(optuna.load_study(study_name="three", storage=cfg.storage).trials) == len(study.trials)
     assert len(children(tracking_uri, "three")[1]) == len(runs)
 
@@ -105,9 +107,9 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 
 def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monkeypatch):
-    monkeypatch.setattr(search, "make_pruner", lambda cfg: AlwaysPrune())
+    monkeypatch.setattr(study_module, "make_pruner", lambda cfg: AlwaysPrune())
     cfg = config(db, "pruned", trials=2)
-    search.run_search(cfg)
+    run_search(cfg)
     study = optuna.load_study(study_name="pruned", storage=cfg.storage)
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
     client = Tracker(tracking_uri).client
@@ -123,7 +125,7 @@ def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
             kernel.assign(np.full(kernel.shape, np.nan))
 
     cfg = config(db, "nan", trials=2)
-    search.run_search(cfg, extra_callbacks=lambda trial: [Poison()] if trial.number == 1 else [])
+    run_search(cfg, extra_callbacks=lambda trial: [Poison()] if trial.number == 1 else [])
     study = optuna.load_study(study_name="nan", storage=cfg.storage)
     states = [t.state.name for t in study.trials]
     assert states[1] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") == 2
@@ -134,7 +136,7 @@ def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
 
 def test_two_workers_on_one_sqlite_study(db, tracking_uri):
     cfg = config(db, "parallel", trials=4, workers=2)
-    search.run_search(cfg)
+    run_search(cfg)
     study = optuna.load_study(study_name="parallel", storage=cfg.storage)
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 4
     assert len({t.number for t in study.trials}) == len(study.trials)
@@ -148,12 +150,12 @@ def test_two_workers_on_one_sqlite_study(db, tracking_uri):
 )
 def test_bad_storage_fails_before_training(db, storage, message):
     with pytest.raises(CAEError, match=message):
-        search.run_search(config(db, "bad", storage=storage))
+        run_search(config(db, "bad", storage=storage))
 
 
 def test_codes_over_the_limit_are_skipped_without_counting(db, tracking_uri):
     cfg = config(db, "limit", trials=2, max_code_values=300, enqueue_reference=False)
-    search.run_search(cfg)
+    run_search(cfg)
     study = optuna.load_study(study_name="limit", storage=cfg.storage)
     counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(counted) == 2 and all(t.user_attrs["code_values"] <= 300 for t in counted)
@@ -172,11 +174,11 @@ def test_a_new_study_reusing_a_name_gets_its_own_parent_and_best(tmp_path, track
 
     first = config(tmp_path / "a", "reused", trials=1)
     (tmp_path / "a").mkdir()
-    search.run_search(first)
+    run_search(first)
     old_parent = Tracker(tracking_uri).find_study_parent("reused")
     second = config(tmp_path / "b", "reused", trials=1, **{"experiment.train.epochs": 1})
     (tmp_path / "b").mkdir()
-    search.run_search(second)
+    run_search(second)
     new = optuna.load_study(study_name="reused", storage=second.storage)
     new_parent = Tracker(tracking_uri).find_study_parent("reused")
     assert new_parent != old_parent
@@ -194,6 +196,16 @@ def test_a_stopped_search_does_not_leave_its_parent_run_running(db, tracking_uri
 
     cfg = config(db, "all-nan", trials=4)
     with pytest.raises(CAEError, match="3 trials failed in a row"):
-        search.run_search(cfg, extra_callbacks=lambda trial: [Poison()])
+        run_search(cfg, extra_callbacks=lambda trial: [Poison()])
     parent = Tracker(tracking_uri).get_run(Tracker(tracking_uri).find_study_parent("all-nan"))
     assert parent.info.status == "FAILED" and "3 trials failed in a row" in parent.data.tags["error"]
+
+
+def test_child_runs_land_in_the_tracker_given_not_the_environments(db, tracking_uri, tmp_path):
+    """run_search(tracker=...) with MLFLOW_TRACKING_URI pointing elsewhere: parent and children together."""
+    given = Tracker(f"sqlite:///{tmp_path}/given.db")
+    run_search(config(db, "given", trials=2, workers=2), tracker=given)
+    parent = given.find_study_parent("given")
+    assert parent is not None and len(given.child_runs(parent, "given")) >= 2
+    assert all(r.data.tags["trial_state"] in ("COMPLETE", "PRUNED") for r in given.child_runs(parent, "given"))
+    assert Tracker(tracking_uri).experiment_id("given", create=False) is None  # nothing in the environment's store

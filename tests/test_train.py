@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-from cae.config import ExperimentConfig, with_overrides
+from cae.config import ExperimentConfig
 from cae.data import load_splits
 from cae.experiment import run_experiment
+from cae.schema import with_overrides
 from cae.tracking import Tracker
 from cae.train import TrainingDiverged, train_and_evaluate
 
@@ -63,7 +64,7 @@ def test_make_train_run_reads_back_from_mlflow(tracking_uri):
     assert {"test_psnr", "test_ssim", "best_val_loss"} <= set(run.data.metrics)
     assert run.data.params["n_params"] == "4911"
     assert run.data.params["latent_values"] == "1024" and run.data.params["bottleneck_values"] == "768"
-    assert run.data.params["model.filters"] == "8" and run.data.params["data.n_train"] == "480"
+    assert run.data.params["model.filters"] == "8" and run.data.params["derived.n_train"] == "480"
     assert run.data.tags["stage"] == "reconstruction" and run.data.tags["data_source"] == "sample"
     assert "git_commit" in run.data.tags
     artifacts = {a.path for a in client.list_artifacts(run_id)}

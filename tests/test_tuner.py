@@ -3,9 +3,9 @@
 from pathlib import Path
 
 from cae.config import load_search
-from cae.search import load_best_model
+from cae.search.best import load_best_model
+from cae.search.tuner import run_tuner
 from cae.tracking import Tracker
-from cae.tuner import run_tuner
 
 REPO = Path(__file__).resolve().parent.parent
 

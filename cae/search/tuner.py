@@ -15,11 +15,15 @@ from typing import Any
 from cae.config import SearchConfig
 from cae.data import Splits, load_splits
 from cae.errors import CAEError
+from cae.hardware import configure_threads
 from cae.paths import ensure_dir, study_dir
-from cae.search import MAX_SKIPPED_IN_A_ROW, SKIPPED, _parent_tags, export_trial, sampler_seed, score_best
+from cae.search.best import best_paths, export_trial, score_best, trial_record
+from cae.search.tags import SKIPPED, parent_tags
 from cae.space import SearchSpace, load_space
-from cae.tracking import Tracker
-from cae.train import TrainResult, build_model, configure_threads, train_and_evaluate
+from cae.tracking import Tracker, trial_run
+from cae.train import TrainResult, build_model, train_and_evaluate
+
+MAX_FAILED_IN_A_ROW = 50  # skipped trials count as failed in keras-tuner: as many as Optuna skips
 
 
 def _hypermodel(cfg: SearchConfig, space: SearchSpace, splits: Splits) -> Any:
@@ -77,41 +81,25 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
             params = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
             number = int(trial.trial_id)
             start = time.perf_counter()
-            _skip_over_budget(cfg, self.hypermodel.config_for(hp), number)
-            run = tracker.start_run(
-                cfg.study, f"trial-{number}", parent_id=parent_id,
-                tags={"study": cfg.study, "trial_number": number, "engine": "keras-tuner", "trial_state": "RUNNING",
-                      "stage": "reconstruction", "data_source": splits.data_source,
-                      **{f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")}},
-            )  # fmt: skip
-            run.log_params(params)
-            kwargs["callbacks"] = [*kwargs.get("callbacks", []), run.epoch_callback()]
+            config = self.hypermodel.config_for(hp)
+            _skip_over_budget(cfg, config, number)
+            tags = {"engine": "keras-tuner", "stage": "reconstruction", "data_source": splits.data_source,
+                    **{f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")}}  # fmt: skip
             try:
-                out = super().run_trial(trial, *args, **kwargs)
+                with trial_run(tracker, cfg.study, number, parent_id=parent_id, tags=tags, params=params) as run:
+                    kwargs["callbacks"] = [*kwargs.get("callbacks", []), run.epoch_callback()]
+                    out = super().run_trial(trial, *args, **kwargs)
+                    result = self.hypermodel.last_result
+                    run.log_result(result)
+                    record = trial_record(
+                        cfg.study, number, result, config, params, run_id=run.run_id, engine="keras-tuner",
+                        data_source=splits.data_source, uid=None,
+                        objective=("best_val_loss", result.best_val_loss, "minimize"),
+                    )  # fmt: skip
+                    export_trial(record, result.model)
             except Exception as err:
-                run.end_trial("FAIL", f"{type(err).__name__}: {err}")
                 print(f"trial {number:3d} FAIL     {type(err).__name__}: {str(err)[:200]}", flush=True)
                 raise
-            result = self.hypermodel.last_result
-            run.log_params(
-                {
-                    "n_params": result.n_params,
-                    "latent_values": result.latent_values,
-                    "bottleneck_values": result.bottleneck_values,
-                }
-            )
-            run.log_metrics({"best_val_loss": result.best_val_loss}, step=result.epochs_run)
-            export_trial(
-                cfg,
-                number,
-                result,
-                self.hypermodel.config_for(hp),
-                params,
-                run.run_id,
-                "keras-tuner",
-                splits.data_source,
-            )
-            run.end_trial("COMPLETE")
             print(
                 f"trial {number:3d} COMPLETE val={result.best_val_loss:.6g}  {time.perf_counter() - start:6.1f}s  "
                 f"params={result.n_params} code={result.code_values}  "
@@ -121,9 +109,9 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
             return out
 
     tuner = TrackedTuner(
-        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=sampler_seed(cfg),
+        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=_seed(cfg),
         directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False,
-        max_consecutive_failed_trials=MAX_SKIPPED_IN_A_ROW, **budget,  # skipped trials count as failed here
+        max_consecutive_failed_trials=MAX_FAILED_IN_A_ROW, **budget,  # skipped trials count as failed here
     )  # fmt: skip
     if cfg.tuner == "hyperband":
         tuner.oracle.max_trials = cfg.trials  # Hyperband has no max_trials argument; the oracle honours it
@@ -169,30 +157,26 @@ def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
     oracle._random_values = first_is_reference
 
 
+def _seed(cfg: SearchConfig) -> int:
+    return cfg.experiment.seed if cfg.sampler.seed is None else cfg.sampler.seed
+
+
 def run_tuner(cfg: SearchConfig, tracker: Tracker | None = None) -> dict[str, Any]:
     tracker = (tracker or Tracker()).check()
     space = load_space(cfg.space)
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
-    parent = tracker.study_parent(cfg.study, _parent_tags(cfg, splits.data_source, "keras-tuner"))
+    parent = tracker.study_parent(cfg.study, parent_tags(cfg, splits.data_source, "keras-tuner"))
     # keras-tuner runs trials in this process only: any child run still RUNNING was killed.
     tracker.close_orphans(parent.run_id, cfg.study, still_running=set())
     configure_threads()
     tuner = make_tuner(cfg, space, splits, tracker, parent.run_id)
     print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.uri}", flush=True)
-    try:
-        tuner.search(verbose=0)
+    with parent:  # FINISHED, or FAILED / KILLED with the reason
+        try:
+            tuner.search(verbose=0)
+        except RuntimeError as err:  # keras-tuner stops after too many failed trials with a RuntimeError
+            raise CAEError(f"keras-tuner stopped: {(str(err).strip().splitlines() or ['RuntimeError'])[-1]}") from None
         summary: dict[str, Any] = {"study": cfg.study, "trials": len(tuner.oracle.trials)}
-        if (study_dir(cfg.study) / "best.json").exists():
-            summary["best"] = score_best(cfg, parent, step=len(tuner.oracle.trials))
-    except KeyboardInterrupt:
-        parent.end("KILLED")
-        raise
-    except RuntimeError as err:  # keras-tuner stops after too many failed trials with a RuntimeError
-        parent.set_tags({"error": str(err).splitlines()[0][:500] if str(err) else "RuntimeError"})
-        parent.end("FAILED")
-        raise CAEError(f"keras-tuner stopped: {(str(err).strip().splitlines() or ['RuntimeError'])[-1]}") from None
-    except BaseException:
-        parent.end("FAILED")
-        raise
-    parent.end("FINISHED")
+        if best_paths(cfg.study)[0].exists():
+            summary["best"] = score_best(cfg.study, parent, step=len(tuner.oracle.trials))
     return summary

@@ -21,12 +21,14 @@ from typing import Any
 import numpy as np
 
 from cae.codec import BaselinePoint, baseline_curve, baseline_psnr_at, quantized_metrics
-from cae.config import ExperimentConfig, SearchConfig, flatten, from_dict, to_dict, with_overrides
+from cae.config import ExperimentConfig, SearchConfig
 from cae.data import CLASSES, Splits, load_splits, to_unit
 from cae.errors import CAEError
+from cae.hardware import machine
 from cae.metrics import psnr_from_mse
 from cae.paths import ensure_dir, reports_dir, study_dir, write_text_atomic
-from cae.tracking import Run, Tracker, machine
+from cae.schema import flatten, from_dict, to_dict, with_overrides
+from cae.tracking import Run, Tracker
 
 
 @dataclass
@@ -199,15 +201,11 @@ def reconstruction_grid(splits: Splits, models: list[tuple[str, Any]], path: Pat
 
 
 def importance_sentences(study: Any, points: list[Point]) -> list[str]:
-    import warnings
-
-    import optuna
+    from cae.search.study import importances as param_importances
 
     if len(points) < 2:
         return ["(importances need at least two completed trials)"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        importances = optuna.importance.get_param_importances(study, target=lambda t: t.values[0])
+    importances = param_importances(study)
     sentences = []
     for name, share in importances.items():
         values = [p.params.get(name) for p in points]
@@ -278,7 +276,10 @@ def build_report(
     run on a subset can be retrained on the full split.
     """
     from cae.compare import compare
-    from cae.search import _save_optuna_plots, load_existing_study, read_best, shown, state_counts
+    from cae.search.best import read_best
+    from cae.search.figures import save_optuna_plots
+    from cae.search.study import load_existing_study, state_counts
+    from cae.urls import shown
 
     tracker = tracker or Tracker()
     study = load_existing_study(cfg)
@@ -322,7 +323,7 @@ def build_report(
         images["compare"] = png.name
     except CAEError as err:
         print(f"note: no comparison plot ({err})")
-    for p in _save_optuna_plots(study, study_dir(cfg.study) / "plots"):
+    for p in save_optuna_plots(study, study_dir(cfg.study) / "plots", list(cfg.objectives)):
         if p.stem in ("param_importances", "optimization_history", "pareto_front"):
             shutil.copy(p, out / p.name)
             images[p.stem] = p.name
@@ -360,12 +361,12 @@ def build_report(
         "## Study",
         "",
         f"- Trials: {len(trials)} ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}); "
-        f"objectives {list(study.user_attrs.get('objectives', ['val_loss']))}; "
+        f"objectives {list(study.user_attrs.get('objectives', ['best_val_loss']))}; "
         f"{best['config']['train']['epochs']} epochs per trial at most.",
         f"- Wall time: {_duration(wall)} from first start to last finish ({_duration(trial_hours)} of trial time).",
         f"- Search space: `{study.user_attrs.get('space', cfg.space)}`.",
         "",
-        f"## Best trial: #{best['trial_number']} (validation MSE {best['val_loss']:.6f}, "
+        f"## Best trial: #{best['trial_number']} (validation MSE {best['best_val_loss']:.6f}, "
         f"MLflow run `{best['mlflow_run_id']}`)",
         "",
         "| parameter | value |",
@@ -423,7 +424,7 @@ def build_report(
         + (
             "This study caps the code size, so the spread in code size is narrow; the Pareto study "
             "(`make pareto`) varies it on purpose."
-            if study.user_attrs.get("objectives", ["val_loss"]) == ["val_loss"]
+            if len(study.directions) == 1
             else ""
         ),
         "",

@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from cae.config import ExperimentConfig, SearchConfig, from_dict, to_dict, with_overrides
+from cae.config import ExperimentConfig, SearchConfig
 from cae.data import load_splits, make_dataset, to_unit
 from cae.errors import CAEError
 from cae.paths import ensure_dir, project_root, runs_dir, write_text_atomic
+from cae.schema import from_dict, to_dict, with_overrides
 
 
 @dataclass(frozen=True)
@@ -181,8 +182,8 @@ def _trial_timeline(study: str) -> list[tuple[float, float]]:
 
 
 def search_efficiency(plan: Plan, source: str | None, store: Store) -> dict[str, Any]:
-    from cae.search import run_search
-    from cae.tuner import run_tuner
+    from cae.search.run import run_search
+    from cae.search.tuner import run_tuner
 
     strategies: dict[str, Callable[[int], None]] = {}
 
@@ -313,7 +314,7 @@ def overhead(plan: Plan, source: str | None, store: Store) -> dict[str, Any]:
     """Trial wall time through the objective vs the bare build + fit of the same config."""
     import keras
 
-    from cae.search import run_search
+    from cae.search.run import run_search
     from cae.train import build_model
 
     def measure() -> dict[str, Any]:

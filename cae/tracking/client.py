@@ -1,27 +1,17 @@
-"""Everything MLflow: the only module that imports it.
-
-Runs are created through ``MlflowClient`` with explicit run ids (no fluent "active run"), so
-worker processes, threads and resumed searches can each write to their own run safely. Names
-follow the project conventions: per-epoch ``train_loss`` / ``val_loss`` with ``step`` = epoch
-(from 1); final ``best_val_loss``, ``test_mse``, ``test_psnr``, ``test_ssim``; one experiment per
-study with a parent run per study and a child run per trial.
-"""
+"""The tracking store: experiments, runs by id, and the queries the harness needs."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cae.errors import CAEError
 from cae.paths import ensure_dir, project_root, runs_dir
-
-# MLflow run status for each Optuna trial state (the state itself is also the `trial_state` tag).
-RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
-_MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+from cae.tracking.run import Run
+from cae.urls import with_driver
 
 
 def default_tracking_uri() -> str:
@@ -31,15 +21,6 @@ def default_tracking_uri() -> str:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri()
-
-
-def with_driver(url: str) -> str:
-    """``postgresql://`` -> ``postgresql+psycopg2://``, the driver the project installs.
-
-    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed: without
-    this, Optuna, the MLflow client and ``mlflow server`` all fail with "No module named 'psycopg'".
-    """
-    return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
 def _is_remote(uri: str) -> bool:
@@ -54,96 +35,6 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def machine() -> str:
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"GPU x{len(gpus)}" if gpus else f"CPU x{os.cpu_count()}"
-
-
-def _flat_str(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-
-
-class Run:
-    """One MLflow run, written by id. Use as a context manager: an exception ends it FAILED."""
-
-    def __init__(self, tracker: Tracker, run_id: str):
-        self.tracker = tracker
-        self.client = tracker.client
-        self.run_id = run_id
-        self.ended = False
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, _flat_str(v)) for k, v in params.items()]
-        for i in range(0, len(items), _MAX_BATCH):
-            self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        from mlflow.entities import RunTag
-
-        if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
-
-    def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), folder)
-
-    def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
-
-    def end(self, status: str = "FINISHED") -> None:
-        self.client.set_terminated(self.run_id, status)
-        self.ended = True
-
-    def end_trial(self, state: str, reason: str | None = None) -> None:
-        """End a trial's run: ``trial_state`` tag (COMPLETE/PRUNED/FAIL) and matching status."""
-        self.set_tags({"trial_state": state, **({"error": reason[:500]} if reason else {})})
-        self.end(RUN_STATUS[state])
-
-    def epoch_callback(self) -> Any:
-        """A Keras callback that logs ``train_loss`` / ``val_loss`` (and ``lr``) at step = epoch.
-
-        Own callback rather than ``mlflow.keras.MlflowCallback``: that one logs Keras' names
-        (``loss``) and would need the fluent active run, which worker threads cannot share.
-        """
-        import keras
-
-        run = self
-
-        class EpochLogger(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
-                logs = logs or {}
-                metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss")}
-                lr = logs.get("learning_rate")
-                if lr is not None:
-                    metrics["learning_rate"] = lr
-                run.log_metrics({k: v for k, v in metrics.items() if v is not None}, step=epoch + 1)
-
-        return EpochLogger()
-
-    def __enter__(self) -> Run:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if self.ended:
-            return
-        if exc_type is None:
-            self.end("FINISHED")
-        else:
-            self.set_tags({"error": (str(exc).splitlines() or [exc_type.__name__])[0][:500]})
-            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
 
 
 class Tracker:

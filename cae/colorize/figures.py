@@ -1,0 +1,51 @@
+"""The colorization study's figures: the PSNR–colourfulness front and a grid of test images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cae.colorize.final import FinalModel
+from cae.config import SearchConfig
+from cae.data import load_splits
+
+
+def front_figure(m: Any, path: Path) -> Path:
+    """Validation PSNR against colourfulness for every trial; front, finals (test), baselines, aim."""
+    from cae.colorize.report import TARGET_CF, TARGET_PSNR
+    from cae.plots import plt, save
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    done = [t for t in m.trials if t["val_psnr"] is not None]
+    ax.scatter([t["val_colourfulness"] for t in done], [t["val_psnr"] for t in done], alpha=0.5,
+               label="trials (validation)")  # fmt: skip
+    for t in done:
+        ax.annotate(str(t["number"]), (t["val_colourfulness"], t["val_psnr"]), fontsize=7, xytext=(3, 2),
+                    textcoords="offset points")  # fmt: skip
+    first = [t for t in done if t["first"]]
+    ax.scatter([t["val_colourfulness"] for t in first], [t["val_psnr"] for t in first], s=90, facecolors="none",
+               edgecolors="k", label="today's recipes (trials 0–2)")  # fmt: skip
+    for f in m.finals:
+        ax.plot(f.test["test_colourfulness"], f.test["test_psnr"], "*", ms=15,
+                label=f"trial {f.trial} trained {f.epochs} epochs (test)")  # fmt: skip
+        if f.curve:
+            ax.plot([c["colourfulness"] for c in f.curve], [c["psnr"] for c in f.curve], "--", lw=1, alpha=0.7)
+    for name, b in m.baselines.items():
+        ax.plot(b["test_colourfulness"], b["test_psnr"], "s", ms=8, label=f"baseline: {name} (test)")
+    top = max([TARGET_PSNR + 0.5] + [t["val_psnr"] for t in done] + [f.test["test_psnr"] for f in m.finals])
+    ax.fill_between([TARGET_CF, 1.2], TARGET_PSNR, top, color="tab:green", alpha=0.12, label="the aim")
+    ax.set(xlabel="colourfulness (predicted / true chroma spread)", ylabel="PSNR (dB)", xlim=(-0.02, 1.2),
+           title=f"{m.study}: PSNR against colourfulness")  # fmt: skip
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    return save(fig, path)
+
+
+def grid_figure(cfg: SearchConfig, finals: list[FinalModel], path: Path) -> Path:
+    """Fixed test images: gray input, each final model, truth."""
+    from cae.colorize.best import colorization_grid
+
+    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
+    models = [(f"trial {f.trial}\n{f.test['test_psnr']:.1f} dB, cf {f.test['test_colourfulness']:.2f}", f.model,
+               f.config) for f in finals]  # fmt: skip
+    return colorization_grid(splits, models, path, f"{cfg.study}: the front's models on fixed test images")

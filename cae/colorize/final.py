@@ -1,0 +1,179 @@
+"""The colorization study's front, trained to the end and scored on the test split.
+
+The study's trials are short; each front model (chosen on validation) is trained again for
+``final_epochs`` (or its trial's model is kept), its decoding temperature is set on validation,
+and only then is it scored on test: PSNR, SSIM, colourfulness, Hasler–Süsstrunk colourfulness,
+per class, on ordinary photos, and by the semantic-check classifier. Each is saved as a
+self-contained Keras model (1-channel luma in [0, 1] → RGB in [0, 1]) with a JSON of its scores.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cae.colorize.classifier import Classifier, accuracy
+from cae.colorize.photos import photo_tiles
+from cae.colorize.scoring import colour_scores, per_class_colour, predict_rgb, validation_scores
+from cae.config import ExperimentConfig, SearchConfig
+from cae.data import Splits, luma, to_unit
+from cae.metrics import mse, psnr_from_mse
+from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
+from cae.schema import to_dict, with_overrides
+from cae.tracking import Run, Tracker
+
+MAX_FRONT = 4  # front models trained again at most (spread along the front)
+
+
+@dataclass
+class FinalModel:
+    trial: int
+    label: str
+    run_id: str
+    config: ExperimentConfig
+    params: dict[str, Any]
+    epochs: int
+    val: dict[str, float]
+    test: dict[str, float]
+    classifier_acc: float
+    photos_psnr: float
+    per_class: dict[str, dict[str, float]]
+    path: Path
+    seconds: float
+    temperature: float | None = None
+    curve: list[dict[str, float]] = field(default_factory=list)
+    model: Any = None
+
+
+def describe(params: dict[str, Any]) -> str:
+    """A short name for a trial's recipe: ``classification (rebalance 0.5), skips, width ×1.4``."""
+    loss = params.get("train.loss", "mse")
+    parts = [f"{loss}" + (f" (rebalance {params['train.rebalance']:.2f})" if loss == "classification" else "")]
+    if loss != "classification":
+        parts.append(f"predicts {params.get('model.predict', 'chroma')}")
+    if params.get("model.skips"):
+        parts.append("skips")
+    if "model.width_multiplier" in params:
+        parts.append(f"width ×{params['model.width_multiplier']:.2f}")
+    if "model.depth" in params:
+        parts.append(f"depth {params['model.depth']}")
+    return ", ".join(parts)
+
+
+def pick_front(front: list[Any], k: int = MAX_FRONT) -> list[Any]:
+    """Up to ``k`` front trials spread along it (by colourfulness gap), best PSNR first."""
+    ordered = sorted(front, key=lambda t: t.values[1])
+    if len(ordered) > k:
+        ordered = [ordered[round(i * (len(ordered) - 1) / (k - 1))] for i in range(k)]
+    return sorted(ordered, key=lambda t: -t.values[0])
+
+
+def train_final(
+    cfg: SearchConfig, trial: Any, splits: Splits, tracker: Tracker, classifier: Classifier,
+    lineage: dict[str, Any], space: Any,
+) -> FinalModel:  # fmt: skip
+    """One front model: trained for ``cfg.final_epochs`` (or the trial's own), decoded, scored, saved."""
+    import keras
+
+    from cae.experiment import run_experiment
+
+    config = space.apply(cfg.experiment, trial.params)
+    if cfg.final_epochs:
+        config = with_overrides(config, {"train.epochs": cfg.final_epochs, "name": f"{cfg.study}-final"})
+    folder = ensure_dir(study_dir(cfg.study) / "final")
+    cached = load_final(folder / f"trial-{trial.number}.json", config)
+    if cached is not None:
+        return cached
+    keras.backend.clear_session()
+    if cfg.final_epochs:
+        tags = {"stage": "colorization", "cae.role": "final", "source_trial_number": trial.number,
+                **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
+        run_id, result, _ = run_experiment(
+            config, tracker, experiment=cfg.study, run_name=f"final-trial-{trial.number}", splits=splits, tags=tags,
+            evaluate_test=False,
+        )  # fmt: skip
+        model, seconds, epochs = result.model, result.seconds, result.epochs_run
+    else:
+        import cae.colour  # noqa: F401  (registers the custom layers)
+
+        model = keras.models.load_model(study_dir(cfg.study) / "models" / f"trial-{trial.number}.keras", compile=False)
+        run_id, seconds, epochs = trial.user_attrs["mlflow_run_id"], trial.user_attrs.get("seconds", 0.0), None
+    model, val, attrs = validation_scores(model, config, splits, cfg.vivid)
+    truth = to_unit(splits.x_test)
+    pred = predict_rgb(model, splits.x_test, config)
+    test = colour_scores(pred, truth)
+    test["test_classifier_acc"] = accuracy(classifier.model, pred, splits.y_test)
+    tiles, _ = photo_tiles()
+    photos_psnr = psnr_from_mse(mse(predict_rgb(model, tiles, config), to_unit(tiles)))
+    final = FinalModel(
+        trial.number, describe(trial.params), run_id, config, dict(trial.params), epochs or config.train.epochs,
+        val, test, test["test_classifier_acc"], photos_psnr, per_class_colour(pred, truth, splits.y_test),
+        folder / f"trial-{trial.number}.keras", seconds, attrs.get("temperature"), attrs.get("temperature_curve", []),
+        model,
+    )  # fmt: skip
+    save(final)
+    Run(tracker, run_id).log_metrics({**val, **test, "photos_psnr": photos_psnr,
+                                      **({"temperature": final.temperature} if final.temperature else {})})  # fmt: skip
+    return final
+
+
+def save(final: FinalModel) -> None:
+    """The self-contained model and, beside it, what it scores (the conventions' metric names)."""
+    final.model.name = f"colorizer_trial_{final.trial}"
+    with atomic_path(final.path) as tmp:
+        final.model.save(tmp)
+    record = {
+        "trial_number": final.trial, "recipe": final.label, "mlflow_run_id": final.run_id, "epochs": final.epochs,
+        "input": "1-channel BT.601 luma in [0, 1], 32×32", "output": "RGB in [0, 1]",
+        "temperature": final.temperature, **final.val, **final.test, "colourfulness": final.test["test_colourfulness"],
+        "photos_psnr": final.photos_psnr, "config": to_dict(final.config), "params": final.params,
+        "per_class": final.per_class, "temperature_curve": final.curve, "seconds": final.seconds,
+    }  # fmt: skip
+    write_text_atomic(final.path.with_suffix(".json"), json.dumps(record, indent=2))
+
+
+def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
+    """A front model scored by an earlier call with the same config (the rerun resumes, not retrains)."""
+    import keras
+
+    import cae.colour  # noqa: F401  (registers the custom layers)
+
+    try:
+        r = json.loads(path.read_text())
+        if r["config"] != to_dict(config):
+            return None
+        model = keras.models.load_model(path.with_suffix(".keras"), compile=False)
+        val = {k: v for k, v in r.items() if k.startswith("val_")}
+        test = {k: v for k, v in r.items() if k.startswith("test_") or k == "true_hasler_cf"}
+        return FinalModel(
+            r["trial_number"], r["recipe"], r["mlflow_run_id"], config, r["params"], r["epochs"], val, test,
+            r["test_classifier_acc"], r["photos_psnr"], r["per_class"], path.with_suffix(".keras"), r["seconds"],
+            r["temperature"], r["temperature_curve"], model,
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # none yet, or from another config: train it
+
+
+def choose(finals: list[FinalModel], vivid: float) -> FinalModel:
+    """The model closest to the aim, chosen on validation: the best PSNR among those at least
+    ``vivid`` colourful, else the best PSNR."""
+    vivid_enough = [f for f in finals if f.val["val_colourfulness"] >= vivid]
+    return max(vivid_enough or finals, key=lambda f: f.val["val_psnr"])
+
+
+def gray_and_true_accuracy(classifier: Classifier, splits: Splits) -> dict[str, float]:
+    truth = to_unit(splits.x_test)
+    return {
+        "true_classifier_acc": accuracy(classifier.model, truth, splits.y_test),
+        "gray_classifier_acc": accuracy(classifier.model, np.repeat(luma(truth), 3, axis=-1), splits.y_test),
+    }
+
+
+def gray_photos_psnr() -> float:
+    tiles, _ = photo_tiles()
+    truth = to_unit(tiles)
+    return psnr_from_mse(mse(np.repeat(luma(truth), 3, axis=-1), truth))

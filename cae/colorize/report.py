@@ -1,0 +1,242 @@
+"""`reports/<study>/colorization-search.md`: the colorization study's front, measured and written up.
+
+:func:`measure` trains and scores (the front to the end, the baselines, the semantic check);
+:func:`render` writes the Markdown from those numbers alone, so it is tested without training.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cae.colorize.final import FinalModel, choose, gray_and_true_accuracy, gray_photos_psnr, pick_front, train_final
+from cae.colorize.scoring import baselines
+from cae.config import SearchConfig
+from cae.data import CLASSES, load_splits
+from cae.hardware import machine
+from cae.paths import ensure_dir, reports_dir, write_text_atomic
+from cae.tracking import Run, Tracker
+
+TARGET_PSNR, TARGET_CF = 24.5, 0.7  # the project's aim for colorization
+
+
+@dataclass
+class Measured:
+    study: str
+    source: str
+    command: str
+    data: dict[str, Any]  # data_source, sizes, seed, machine, trial and final epochs
+    trials: list[dict[str, Any]]  # every trial: number, state, recipe, val_psnr, val_colourfulness, reason
+    finals: list[FinalModel]
+    chosen: int  # trial number of the chosen model
+    baselines: dict[str, dict[str, float]]
+    semantic: dict[str, Any]  # true/gray accuracy, classifier test accuracy and run id
+    gray_photos_psnr: float
+    parent_run_id: str | None
+    wall_hours: float
+
+
+def measure(cfg: SearchConfig, tracker: Tracker) -> Measured:
+    from cae.colorize.classifier import semantic_classifier
+    from cae.colorize.final import describe
+    from cae.search.study import load_existing_study, state_name
+    from cae.space import load_space
+
+    space = load_space(cfg.space)
+    study = load_existing_study(cfg, conditional=space.conditional)
+    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
+    classifier = semantic_classifier(splits, tracker)
+    lineage = study.user_attrs.get("lineage") or {}
+    front = pick_front([t for t in study.best_trials])
+    finals = [train_final(cfg, t, splits, tracker, classifier, lineage, space) for t in front]
+    trials = [{"number": t.number, "state": state_name(t), "recipe": describe(t.params),
+               "val_psnr": t.user_attrs.get("val_psnr"), "val_colourfulness": t.user_attrs.get("val_colourfulness"),
+               "temperature": t.user_attrs.get("temperature"), "first": t.user_attrs.get("reference", False)
+               or t.user_attrs.get("recipe") == "early",
+               "reason": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason", "")}
+              for t in study.get_trials(deepcopy=False)]  # fmt: skip
+    starts = [t.datetime_start for t in study.trials if t.datetime_start]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
+    return Measured(
+        study=cfg.study, source=cfg.source_study or "", command=command_of(cfg),
+        data={"data_source": splits.data_source, "sizes": splits.sizes, "seed": splits.seed, "machine": machine(),
+              "epochs": cfg.experiment.train.epochs, "final_epochs": cfg.final_epochs},
+        trials=trials, finals=finals, chosen=choose(finals, cfg.vivid).trial if finals else -1,
+        baselines=baselines(splits),
+        semantic={**gray_and_true_accuracy(classifier, splits), "classifier_acc": classifier.test_accuracy,
+                  "classifier_run_id": classifier.run_id},
+        gray_photos_psnr=gray_photos_psnr(), parent_run_id=study.user_attrs.get("mlflow_parent_run_id"),
+        wall_hours=(max(ends) - min(starts)).total_seconds() / 3600 if starts and ends else float("nan"),
+    )  # fmt: skip
+
+
+def command_of(cfg: SearchConfig) -> str:
+    data, subset = cfg.experiment.data.source, cfg.experiment.data.subset
+    parts = [f"STUDY={cfg.source_study}", f"TRIALS={cfg.trials}", f"EPOCHS={cfg.experiment.train.epochs}"]
+    parts += [f"FINAL_EPOCHS={cfg.final_epochs}"] if cfg.final_epochs else []
+    parts += [f"SUBSET={subset}"] if subset else []
+    parts += [f"DATA={data}"] if data else []
+    return "make colorize-search " + " ".join(parts)
+
+
+def write_search_report(cfg: SearchConfig, tracker: Tracker) -> Path:
+    """Measure, draw, render and log ``reports/<source>/colorization-search.md``."""
+    from cae.colorize.figures import front_figure, grid_figure
+
+    m = measure(cfg, tracker)
+    out = ensure_dir(reports_dir() / m.source)
+    if m.finals:
+        front_figure(m, out / "colorization-front.png")
+        grid_figure(cfg, m.finals, out / "colorization-search.png")
+    report = out / "colorization-search.md"
+    write_text_atomic(report, render(m))
+    if m.parent_run_id:
+        for name in ("colorization-search.md", "colorization-front.png", "colorization-search.png"):
+            if (out / name).exists():
+                Run(tracker, m.parent_run_id).log_artifact(out / name, "report")
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _recovered(acc: float, s: dict[str, Any]) -> float:
+    gap = s["true_classifier_acc"] - s["gray_classifier_acc"]
+    return (acc - s["gray_classifier_acc"]) / gap if gap > 0 else float("nan")
+
+
+def targets(m: Measured) -> list[str]:
+    """Each aim of the project, met or missed, with the figure."""
+    gray = m.baselines["gray copied to RGB"]["test_psnr"]
+    c = next(f for f in m.finals if f.trial == m.chosen)
+    psnr, cf = c.test["test_psnr"], c.test["test_colourfulness"]
+    met = psnr >= TARGET_PSNR and cf >= TARGET_CF
+    lines = [
+        f"**{'Met' if met else 'Missed'}**: one model with ≥ {TARGET_PSNR} dB test PSNR and colourfulness ≥ "
+        f"{TARGET_CF}: the chosen model (trial {c.trial}, chosen on validation) scores {psnr:.2f} dB "
+        f"({psnr - TARGET_PSNR:+.2f} dB) at colourfulness {cf:.2f} ({cf - TARGET_CF:+.2f}).",
+    ]
+    recovered = _recovered(c.classifier_acc, m.semantic)
+    lines.append(
+        f"**{'Met' if recovered >= 0.5 else 'Missed'}**: its colorized test images are classified "
+        f"{recovered:.0%} of the way from the gray accuracy ({m.semantic['gray_classifier_acc']:.1%}) to the "
+        f"true-colour accuracy ({m.semantic['true_classifier_acc']:.1%}): {c.classifier_acc:.1%} (aim: ≥ 50 %)."
+    )
+    below = [f for f in m.finals if f.test["test_psnr"] <= gray]
+    below_photos = [f for f in m.finals if f.photos_psnr <= m.gray_photos_psnr]
+    lines.append(
+        f"**{'Met' if not below and not below_photos else 'Missed'}**: every front model above the gray copy in "
+        f"PSNR: on CIFAR-10 test {min(f.test['test_psnr'] for f in m.finals) - gray:+.2f} dB at worst "
+        f"({len(below)} below); on ordinary photos (33 tiles of three photos) "
+        f"{min(f.photos_psnr for f in m.finals) - m.gray_photos_psnr:+.2f} dB at worst ({len(below_photos)} below)."
+    )
+    return lines
+
+
+def render(m: Measured) -> str:
+    """The report's Markdown, from the measured numbers only."""
+    n_train, n_val, n_test = m.data["sizes"]
+    final = f", the front trained again for {m.data['final_epochs']} epochs" if m.data["final_epochs"] else ""
+    lines = [
+        f"# Colorization study: `{m.study}`", "",
+        f"Generated {time.strftime('%Y-%m-%d %H:%M')} by `{m.command}` on {m.data['machine']}. Data "
+        f"`{m.data['data_source']}`, split {n_train:,}/{n_val:,}/{n_test:,} (seed {m.data['seed']}); trials of "
+        f"{m.data['epochs']} epochs{final}; study wall time {m.wall_hours:.2f} h. Starts from study `{m.source}`'s "
+        f"best architecture. MLflow parent run `{m.parent_run_id}` (experiment `{m.study}`). The front and the "
+        f"chosen model are picked on validation; the test split scores only them.", "",
+        "## Targets", "", *[f"- {t}" for t in (targets(m) if m.finals else ["no completed trial yet"])], "",
+        "## The front: PSNR against colourfulness", "",
+        "Every completed trial on validation, the Pareto front, the final models on test (stars), the "
+        "no-learning baselines and the aim (shaded); dashed: a classification model's temperature curve.", "",
+        "![front](colorization-front.png)", "",
+        "## Final models on the test split", "",
+        "| model | epochs | test MSE | PSNR (dB) | SSIM | colourfulness | Hasler–Süsstrunk (true) "
+        "| classifier acc | gap recovered | photos PSNR (dB) | temperature | MLflow run |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name, b in m.baselines.items():
+        lines.append(f"| baseline: {name} | — | {b['test_mse']:.6f} | {b['test_psnr']:.2f} | {b['test_ssim']:.4f} | "
+                     f"{b['test_colourfulness']:.2f} | {b['test_hasler_cf']:.1f} ({b['true_hasler_cf']:.1f}) | "
+                     + (f"{m.semantic['gray_classifier_acc']:.1%} | 0 % | {m.gray_photos_psnr:.2f} |"
+                        if name.startswith("gray copied") else "— | — | — |") + " — | — |")  # fmt: skip
+    for f in m.finals:
+        t = f.test
+        mark = " **(chosen)**" if f.trial == m.chosen else ""
+        lines.append(
+            f"| trial {f.trial}: {f.label}{mark} | {f.epochs} | {t['test_mse']:.6f} | {t['test_psnr']:.2f} | "
+            f"{t['test_ssim']:.4f} | {t['test_colourfulness']:.2f} | {t['test_hasler_cf']:.1f} "
+            f"({t['true_hasler_cf']:.1f}) | {f.classifier_acc:.1%} | {_recovered(f.classifier_acc, m.semantic):.0%} | "
+            f"{f.photos_psnr:.2f} | {f'{f.temperature:g}' if f.temperature else '—'} | `{f.run_id}` |"
+        )
+    lines += [
+        "", f"True colour: classifier accuracy {m.semantic['true_classifier_acc']:.1%} (its own test accuracy "
+        f"{m.semantic['classifier_acc']:.1%}, MLflow run `{m.semantic['classifier_run_id']}`). \"Gap recovered\" is "
+        "(colorized − gray) / (true − gray) accuracy: the semantic check of Zhang et al. Saved models take the "
+        f"1-channel BT.601 luma in [0, 1] and return RGB in [0, 1], decoding included: `runs/{m.study}/final/`.", "",
+        "![colorization grid](colorization-search.png)", "",
+        *per_class_table(m), "", "## Every trial (validation)", "",
+        "| trial | state | recipe | val PSNR (dB) | val colourfulness | temperature | note |",
+        "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for t in m.trials:
+        psnr = f"{t['val_psnr']:.2f}" if t["val_psnr"] is not None else "—"
+        cf = f"{t['val_colourfulness']:.2f}" if t["val_colourfulness"] is not None else "—"
+        note = ("today's recipe" if t["first"] else "") + (f" {t['reason']}" if t["reason"] else "")
+        lines.append(f"| {t['number']} | {t['state']} | {t['recipe']} | {psnr} | {cf} | "
+                     f"{t['temperature'] if t['temperature'] else '—'} | {note.strip()} |")  # fmt: skip
+    lines += ["", "## Shortcomings, measured", "", *[f"- {s}" for s in shortcomings(m)]]
+    return "\n".join(lines) + "\n"
+
+
+def per_class_table(m: Measured) -> list[str]:
+    if not m.finals:
+        return []
+    c = next(f for f in m.finals if f.trial == m.chosen)
+    rows = ["## Per class (chosen model, test)", "",
+            "| class | Hasler–Süsstrunk predicted | true | ratio | MSE |", "|---|---|---|---|---|"]  # fmt: skip
+    for name in CLASSES:
+        if name in c.per_class["hasler_cf"]:
+            pred, true = c.per_class["hasler_cf"][name], c.per_class["true_hasler_cf"][name]
+            rows.append(f"| {name} | {pred:.1f} | {true:.1f} | {pred / true:.2f} | {c.per_class['mse'][name]:.5f} |")
+    return rows
+
+
+def shortcomings(m: Measured) -> list[str]:
+    """Claims about what the models get wrong, each backed by a number measured here."""
+    if not m.finals:
+        return ["nothing measured yet"]
+    out = []
+    c = next(f for f in m.finals if f.trial == m.chosen)
+    ratios = {n: c.per_class["hasler_cf"][n] / c.per_class["true_hasler_cf"][n] for n in c.per_class["hasler_cf"]}
+    dull = sorted(ratios, key=ratios.get)
+    out.append(f"Colour is recovered unevenly across classes (chosen model): the least colourful relative to the "
+               f"truth are {', '.join(f'{n} ({ratios[n]:.2f})' for n in dull[:3])}; the most: "
+               f"{', '.join(f'{n} ({ratios[n]:.2f})' for n in dull[-3:])}.")  # fmt: skip
+    collapsed = [t for t in m.trials if "collapsed" in t["reason"]]
+    if collapsed:
+        out.append(f"{len(collapsed)} trial(s) collapsed to one colour and were stopped early: "
+                   + "; ".join(f"trial {t['number']} ({t['reason']})" for t in collapsed[:3]) + ".")  # fmt: skip
+    regress = [f for f in m.finals if not f.temperature]
+    classify = [f for f in m.finals if f.temperature]
+    if regress and classify:
+        r = max(regress, key=lambda f: f.test["test_psnr"])
+        k = max(classify, key=lambda f: f.test["test_colourfulness"])
+        out.append(f"Regression against classification: the best regression model (trial {r.trial}) scores "
+                   f"{r.test['test_psnr']:.2f} dB at colourfulness {r.test['test_colourfulness']:.2f}; the most "
+                   f"colourful classification model (trial {k.trial}) {k.test['test_psnr']:.2f} dB at "
+                   f"{k.test['test_colourfulness']:.2f}: vivid colours cost PSNR when the hue is wrong.")  # fmt: skip
+    for f in classify:
+        if f.curve:
+            hot, cold = f.curve[0], f.curve[-1]
+            out.append(f"Trial {f.trial}'s decoding temperature trades the two on validation: T={hot['temperature']:g} "
+                       f"gives {hot['psnr']:.2f} dB at colourfulness {hot['colourfulness']:.2f}, "
+                       f"T={cold['temperature']:g} {cold['psnr']:.2f} dB at {cold['colourfulness']:.2f}.")  # fmt: skip
+    gray = m.baselines["gray copied to RGB"]["test_psnr"]
+    out.append(f"Over the gray copy ({gray:.2f} dB) the best model gains "
+               f"{max(f.test['test_psnr'] for f in m.finals) - gray:+.2f} dB; the semantic check says how much of "
+               f"that is recognisable colour: {max(_recovered(f.classifier_acc, m.semantic) for f in m.finals):.0%} "
+               "of the gray→colour accuracy gap at best.")  # fmt: skip
+    return out

@@ -1,0 +1,140 @@
+"""How a colorizer is scored: PSNR/SSIM, colourfulness, the no-learning baselines, decoding choices.
+
+Names follow the conventions: ``<split>_psnr``, ``<split>_ssim``, ``<split>_colourfulness`` (the
+spread of the predicted chroma over the true chroma's, BT.601 U/V over all pixels),
+``<split>_hasler_cf`` / ``true_hasler_cf`` (Hasler & Süsstrunk 2003, mean over images). The
+colourfulness gap a study minimises is |1 − colourfulness|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cae.colour import YUV_TO_RGB, logits_model_of
+from cae.data import Splits, luma, make_dataset, to_unit
+from cae.metrics import colourfulness_ratio, hasler_colourfulness, image_metrics, mse, per_class, psnr_from_mse
+
+# Annealed-mean temperatures tried on validation (Zhang et al. show 1 … 0; 0.38 is their choice).
+TEMPERATURES = (1.0, 0.77, 0.58, 0.38, 0.29, 0.2, 0.14)
+COLLAPSED = 0.05  # colourfulness below this: the network predicts one colour for every pixel
+
+
+def colour_scores(pred: np.ndarray, truth: np.ndarray, split: str = "test") -> dict[str, float]:
+    """MSE, PSNR, SSIM, colourfulness ratio and Hasler–Süsstrunk colourfulness of predictions."""
+    pred = np.clip(pred, 0.0, 1.0)
+    return {
+        **image_metrics(pred, truth, prefix=f"{split}_"),
+        f"{split}_colourfulness": colourfulness_ratio(pred, truth),
+        f"{split}_hasler_cf": float(hasler_colourfulness(pred).mean()),
+        "true_hasler_cf": float(hasler_colourfulness(truth).mean()),
+    }
+
+
+def per_class_colour(pred: np.ndarray, truth: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per class: Hasler–Süsstrunk colourfulness of predictions and truth, and the MSE."""
+    err = ((np.clip(pred, 0, 1).astype(np.float64) - truth) ** 2).reshape(len(pred), -1).mean(axis=1)
+    return {
+        "hasler_cf": per_class(hasler_colourfulness(pred), labels),
+        "true_hasler_cf": per_class(hasler_colourfulness(truth), labels),
+        "mse": per_class(err, labels),
+    }
+
+
+def baselines(splits: Splits) -> dict[str, dict[str, float]]:
+    """No-learning rows: gray copied into RGB; gray plus the training split's mean chroma."""
+    import tensorflow as tf
+
+    truth = to_unit(splits.x_test)
+    gray = luma(truth)
+    train_uv = tf.image.rgb_to_yuv(to_unit(splits.x_train[:10000])).numpy()[..., 1:].reshape(-1, 2).mean(axis=0)
+    yuv = np.concatenate([gray, np.broadcast_to(train_uv, (*gray.shape[:-1], 2))], axis=-1)
+    rows = {}
+    for name, pred in (("gray copied to RGB", np.repeat(gray, 3, axis=-1)),
+                       ("gray + mean training chroma", tf.image.yuv_to_rgb(yuv).numpy())):  # fmt: skip
+        rows[name] = colour_scores(pred, truth)
+    return rows
+
+
+def saturate(rgb: np.ndarray, gain: float) -> np.ndarray:
+    """Scale the chroma (U, V) of RGB images by ``gain``, keeping their luma; clipped to [0, 1]."""
+    import tensorflow as tf
+
+    yuv = tf.image.rgb_to_yuv(rgb).numpy()
+    yuv[..., 1:] *= gain
+    return np.clip(tf.image.yuv_to_rgb(yuv).numpy(), 0.0, 1.0)
+
+
+def calibrate_gain(pred: np.ndarray, truth: np.ndarray, target: float) -> float:
+    """The chroma gain that brings colourfulness to ``target`` on these (validation) images."""
+    gain = target / max(colourfulness_ratio(pred, truth), 1e-6)
+    # Clipping to [0, 1] eats a little of the gain: one correction step gets within ~1 %.
+    return gain * target / max(colourfulness_ratio(saturate(pred, gain), truth), 1e-6)
+
+
+def decode_at(model: Any, images: np.ndarray, input_transform: str, temperatures: Sequence[float],
+              batch_size: int = 250) -> dict[float, np.ndarray]:  # fmt: skip
+    """RGB predictions of a chroma-class model at each annealed-mean temperature (one forward pass)."""
+    from cae.colour import CHROMA_BINS
+
+    logits_model = logits_model_of(model)
+    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform)
+    uv = {t: [] for t in temperatures}
+    for x, _ in ds:
+        logits = np.asarray(logits_model(x, training=False), dtype=np.float32)
+        for t in temperatures:
+            z = logits / t
+            p = np.exp(z - z.max(axis=-1, keepdims=True))
+            uv[t].append((p / p.sum(axis=-1, keepdims=True)) @ CHROMA_BINS)
+    y = luma(to_unit(images))
+    return {t: np.clip(np.concatenate([y, np.concatenate(v)], axis=-1) @ YUV_TO_RGB, 0, 1) for t, v in uv.items()}
+
+
+def temperature_curve(model: Any, images: np.ndarray, input_transform: str,
+                      temperatures: Sequence[float] = TEMPERATURES) -> list[dict[str, float]]:  # fmt: skip
+    """(temperature, PSNR, colourfulness) on these images, hottest first."""
+    truth = to_unit(images)
+    out = []
+    for t, pred in decode_at(model, images, input_transform, temperatures).items():
+        psnr = psnr_from_mse(mse(pred, truth))
+        out.append({"temperature": t, "psnr": psnr, "colourfulness": colourfulness_ratio(pred, truth)})
+    return out
+
+
+def choose_temperature(curve: list[dict[str, float]], vivid: float) -> dict[str, float]:
+    """The best PSNR among temperatures reaching ``vivid`` colourfulness, else the most colourful."""
+    vivid_enough = [c for c in curve if c["colourfulness"] >= vivid]
+    if vivid_enough:
+        return max(vivid_enough, key=lambda c: c["psnr"])
+    return max(curve, key=lambda c: c["colourfulness"])
+
+
+def predict_rgb(model: Any, images: np.ndarray, config: Any) -> np.ndarray:
+    """RGB in [0, 1] from any colorizer: a decoding model, or a chroma-class network at T = 0.38."""
+    from cae.colour import DEFAULT_TEMPERATURE
+    from cae.train import predict
+
+    if config.train.loss == "classification" and "annealed_mean" not in {layer.name for layer in model.layers}:
+        return decode_at(model, images, config.data.input, [DEFAULT_TEMPERATURE])[DEFAULT_TEMPERATURE]
+    return np.clip(predict(model, images, config.data.input), 0.0, 1.0)
+
+
+def validation_scores(model: Any, config: Any, splits: Splits, vivid: float) -> tuple[Any, dict[str, float],
+                                                                                       dict[str, Any]]:  # fmt: skip
+    """(model to keep, ``val_*`` metrics, attrs) of a trained colorizer.
+
+    A chroma-class model is decoded at the temperature chosen here, on validation (the best PSNR
+    among temperatures reaching ``vivid`` colourfulness), and the returned model carries it.
+    """
+    from cae.colour import decoding_model
+
+    attrs: dict[str, Any] = {}
+    if config.train.loss == "classification":
+        curve = temperature_curve(model, splits.x_val, config.data.input)
+        chosen = choose_temperature(curve, vivid)
+        model = decoding_model(logits_model_of(model), chosen["temperature"])
+        attrs = {"temperature": chosen["temperature"], "temperature_curve": curve}
+    scores = colour_scores(predict_rgb(model, splits.x_val, config), to_unit(splits.x_val), split="val")
+    return model, scores, attrs

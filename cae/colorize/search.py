@@ -1,0 +1,98 @@
+"""`cae colorize-search` (`make colorize-search`): the colorization stage, searched by the harness.
+
+An Optuna study ``<study>-colorize`` in the same storage as the reconstruction study it starts
+from, run by the same engine (workers, resume, one MLflow child run per trial). Trial 0 is the
+source's best architecture with today's best recipe (predict chroma, MSE); the space
+(``search_spaces/colorization.yaml``) searches what is predicted, the loss (MSE, L1, Huber,
+classification over chroma classes with rebalancing), skip connections, width and depth around the
+source, learning rate and batch size. Two objectives: validation PSNR (higher) and the
+colourfulness gap |1 − pred/true chroma spread| (lower), so the study returns a Pareto front.
+Then the front is trained to the end, scored on test and written up
+(``reports/<study>/colorization-search.md``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from cae.colorize.variants import capped, source_architecture
+from cae.config import SearchConfig
+from cae.errors import CAEError
+from cae.schema import from_dict, read_yaml, to_dict, with_overrides
+from cae.tracking import Tracker
+
+DEFAULT_CONFIG = "experiments/colorize-search.yaml"
+# Today's best recipe from `make colorize-best` (trial 0), then the two variants the study should
+# see early: skip connections (the most colourful MSE variant) and chroma classes (Zhang et al.).
+RECIPE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": False}
+EARLY = ({"model.skips": True}, {"train.loss": "classification", "train.rebalance": 0.5, "model.skips": True})
+
+
+def colorization_config(path: str | Path | None, source_study: str, overrides: dict[str, Any]) -> tuple[
+        SearchConfig, dict[str, Any]]:  # fmt: skip
+    """(study config, lineage): the YAML's settings on top of the source study's best architecture.
+
+    The YAML's ``experiment:`` block and ``overrides`` (``experiment.*`` keys) change the source's
+    config rather than replace it; the study is named ``<source>-colorize``.
+    """
+    raw = read_yaml(path or DEFAULT_CONFIG)
+    where = str(path or DEFAULT_CONFIG)
+    block = raw.pop("experiment", None) or {}
+    if not isinstance(block, dict):
+        raise CAEError(f"{where}: experiment must be a mapping of config keys, got {block!r}")
+    experiment = flatten_mapping(block)
+    search = {k: v for k, v in overrides.items() if not k.startswith("experiment.")}
+    training = {k.removeprefix("experiment."): v for k, v in overrides.items() if k.startswith("experiment.")}
+    cfg = with_overrides(from_dict(SearchConfig, {**raw, "stage": "colorization"}, where), search)
+    if cfg.engine != "optuna":
+        raise CAEError("colorize-search runs on Optuna only (ENGINE=keras-tuner is for reconstruction)")
+    source, lineage = source_architecture(source_study, None)
+    base = with_overrides(source, {**RECIPE, **experiment, **training, "name": f"{source_study}-colorize"}, where)
+    base = capped(base, lineage, {**experiment, **training})
+    cfg = dataclasses.replace(cfg, study=f"{source_study}-colorize", source_study=source_study, experiment=base)
+    return from_dict(SearchConfig, to_dict(cfg), where), lineage
+
+
+def flatten_mapping(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            out.update(flatten_mapping(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
+    """Trials 1, 2: the source with skip connections, then with chroma classes (when in the space)."""
+    from cae.space import load_space
+
+    space = load_space(cfg.space)
+    points = []
+    for change in EARLY:
+        try:
+            config = with_overrides(cfg.experiment, change)
+        except CAEError:
+            continue
+        if not space.outside(config):
+            points.append({"params": space.point(config), "attrs": {"recipe": "early"}})
+    return points
+
+
+def colorize_search(
+    path: str | Path | None, source_study: str, overrides: dict[str, Any], tracker: Tracker | None = None,
+) -> Path:  # fmt: skip
+    """Run (or resume) the study, train and score its front, write the report; returns the report."""
+    from cae.colorize.report import write_search_report
+    from cae.search.run import run_search
+
+    cfg, lineage = colorization_config(path, source_study, overrides)
+    tracker = (tracker or Tracker()).check()
+    run_search(cfg, tracker=tracker, extra_points=early_points(cfg), study_attrs={"lineage": lineage})
+    return write_search_report(cfg, tracker)
+
+
+__all__ = ["colorization_config", "colorize_search", "early_points"]

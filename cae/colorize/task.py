@@ -1,0 +1,71 @@
+"""The colorization study's trial: train a colorizer, stop it if its colours collapse, score it.
+
+Run by the same engine as the reconstruction search (``cae.search``): the objective samples the
+space, builds the model and tracks the trial; this task trains it and reports validation PSNR
+and the colourfulness gap |1 − pred/true chroma spread| as the study's two objectives.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cae.colorize.scoring import predict_rgb, validation_scores
+from cae.config import ExperimentConfig, SearchConfig
+from cae.data import Splits, to_unit
+from cae.errors import TrialStopped
+from cae.metrics import colourfulness_ratio
+from cae.search.objective import TrialOutcome
+from cae.train import train_and_evaluate
+
+COLLAPSE = 0.02  # predicted chroma spread below 2 % of the truth's: one colour for every pixel
+PROBE_IMAGES = 256  # validation images checked after every epoch
+
+
+def collapse_stop(images: np.ndarray, config: ExperimentConfig) -> Any:
+    """A Keras callback that stops training once the predicted colours collapse to one.
+
+    Seen on the full data: at a learning rate tuned for reconstruction (6e-3) the chroma head died
+    in its first epoch and every later epoch was wasted. ``.reason`` says why it stopped.
+    """
+    import keras
+
+    truth = to_unit(images)
+
+    class CollapseStop(keras.callbacks.Callback):
+        reason: str | None = None
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            ratio = colourfulness_ratio(predict_rgb(self.model, images, config), truth)
+            if ratio < COLLAPSE:
+                self.reason = (
+                    f"colours collapsed: colourfulness {ratio:.3f} after epoch {epoch + 1} "
+                    f"(one colour for every pixel; learning rate {config.train.learning_rate:.3g})"
+                )
+                self.model.stop_training = True
+
+    return CollapseStop()
+
+
+class ColorizationTask:
+    """Gray in, RGB out; scored on validation by PSNR and by how colourful it is."""
+
+    def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: dict[str, Any]):
+        self.base, self.splits, self.vivid = cfg.experiment, splits, cfg.vivid
+        lineage = study_attrs.get("lineage") or {}
+        self.tags = {"stage": "colorization", "data_source": splits.data_source,
+                     **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
+
+    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any]) -> TrialOutcome:
+        stop = collapse_stop(self.splits.x_val[:PROBE_IMAGES], config)
+        result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop],
+                                    evaluate_test=False, verbose=0)  # fmt: skip
+        if stop.reason:
+            raise TrialStopped(stop.reason)
+        result.model, metrics, attrs = validation_scores(result.model, config, self.splits, self.vivid)
+        values = {"val_psnr": metrics["val_psnr"], "colourfulness_gap": abs(1.0 - metrics["val_colourfulness"]),
+                  "best_val_loss": result.best_val_loss}  # fmt: skip
+        if "temperature" in attrs:
+            metrics["temperature"] = attrs["temperature"]
+        return TrialOutcome(result, values, metrics, attrs)

@@ -1,0 +1,88 @@
+"""Colorization recipes: the variants of `make colorize-best` and the source architecture they start from.
+
+- ``rgb``: predict R, G, B with MSE (the assignment's formulation);
+- ``chroma``: keep the given luma, predict only U and V (BT.601), recombined to RGB in the model;
+- ``seed``: the seed notebook's recipe as a comparison row: channel-mean gray input, sigmoid RGB
+  output, binary cross-entropy;
+- ``chroma-warm``: ``chroma`` with the encoder/decoder initialised from the best reconstruction
+  weights (first convolution summed over its RGB inputs, which is exact for a gray image);
+- ``chroma-skips``: ``chroma`` with U-Net skip connections, so detail need not pass the bottleneck;
+- ``all``: rgb, chroma and seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cae.config import ExperimentConfig, SearchConfig, load_experiment
+from cae.errors import CAEError
+from cae.schema import from_dict, with_overrides
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "rgb": {"data.input": "luma", "model.predict": "rgb", "train.loss": "mse"},
+    "chroma": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse"},
+    "seed": {"data.input": "mean", "model.predict": "rgb", "model.output_activation": "sigmoid", "train.loss": "bce"},
+    "chroma-warm": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse"},
+    "chroma-skips": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": True},
+}
+ALL = ("rgb", "chroma", "seed")
+# A rate tuned for reconstruction can be too high for colour: at the main study's 6.07e-3 the chroma
+# head died within the first epoch (constant colour, colourfulness 0.01 on the full split), while
+# 1e-3 trained. The cap applies unless the user sets train.learning_rate explicitly.
+MAX_LEARNING_RATE = 1e-3
+DESCRIPTIONS = {
+    "rgb": "luma in, RGB out, MSE",
+    "chroma": "luma in, U/V out (luma kept), MSE",
+    "seed": "seed recipe: mean-gray in, sigmoid RGB, BCE",
+    "chroma-warm": "chroma, warm-started from the reconstruction weights",
+    "chroma-skips": "chroma with U-Net skip connections around the bottleneck",
+}
+
+
+def source_architecture(study: str | None, config_path: str | None) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """(config, lineage) from a study's best.json, or from an explicit experiment file."""
+    from cae.search.best import read_best
+
+    if config_path:
+        return load_experiment(config_path), {"source_config": config_path}
+    try:
+        record = read_best(study or SearchConfig().study)
+    except CAEError as err:
+        raise CAEError(f"{err}, or pass CONFIG=<experiment yaml> to colorize an explicit architecture") from None
+    lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
+               "source_run_id": record["mlflow_run_id"]}  # fmt: skip
+    return from_dict(ExperimentConfig, record["config"], f"runs/{record['study']}/best.json"), lineage
+
+
+def variant_config(base: ExperimentConfig, variant: str, overrides: dict[str, Any]) -> ExperimentConfig:
+    if variant not in VARIANTS:
+        raise CAEError(f"unknown colorization variant {variant!r}; allowed: {', '.join(VARIANTS)}, all")
+    return with_overrides(base, {**VARIANTS[variant], "name": f"colorize-{variant}", **overrides})
+
+
+def warm_start(model: Any, source: Any) -> int:
+    """Copy matching weights from a reconstruction model; returns how many layers were copied.
+
+    The first convolution saw RGB; for a gray image (R = G = B = Y) its response equals a 1-channel
+    kernel summed over the input channels, so that sum is the exact adaptation.
+    """
+    copied = 0
+    names = {layer.name for layer in source.layers}
+    for layer in model.layers:
+        if layer.name not in names or not layer.weights:
+            continue
+        weights = source.get_layer(layer.name).get_weights()
+        if layer.name == "enc0_conv0" and weights[0].shape[2] == 3 and layer.weights[0].shape[2] == 1:
+            weights[0] = weights[0].sum(axis=2, keepdims=True)
+        if [w.shape for w in weights] == [tuple(w.shape) for w in layer.weights]:
+            layer.set_weights(weights)
+            copied += 1
+    return copied
+
+
+def capped(base: ExperimentConfig, lineage: dict[str, Any], overrides: dict[str, Any]) -> ExperimentConfig:
+    """``base`` with its learning rate capped for colour (unless the user set one); noted in ``lineage``."""
+    if "train.learning_rate" in overrides or base.train.learning_rate <= MAX_LEARNING_RATE:
+        return base
+    lineage["searched_learning_rate"] = base.train.learning_rate
+    return with_overrides(base, {"train.learning_rate": MAX_LEARNING_RATE})

@@ -1,0 +1,142 @@
+"""Colour for colorization models: BT.601 chroma, quantised chroma classes, their loss and decoding.
+
+The classification formulation follows Zhang et al., "Colorful Image Colorization" (ECCV 2016):
+instead of regressing the mean chroma of everything a gray patch could be (sepia), the network
+predicts a distribution over quantised chroma, trained with a class-rebalanced cross-entropy, and
+is decoded by an *annealed mean* (the mean of the distribution sharpened by a temperature T:
+T = 1 is the mean, T → 0 the mode). Chroma here is YUV's U and V (BT.601), as in the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+# BT.601 YUV -> RGB, the inverse of tf.image.rgb_to_yuv (rows: Y, U, V contributions).
+YUV_TO_RGB = np.array(
+    [[1.0, 1.0, 1.0], [0.0, -0.394642334, 2.03206185], [1.13988303, -0.58062185, 0.0]], dtype=np.float32
+)
+RGB_TO_YUV = np.linalg.inv(YUV_TO_RGB).astype(np.float32)
+BIN_STEP = 0.06  # chroma grid spacing; 209 in-gamut classes (Zhang et al. keep 313 on a finer a*b* grid)
+DEFAULT_TEMPERATURE = 0.38  # the paper's choice; the colorization study sets it on validation instead
+
+
+def _in_gamut_bins(step: float = BIN_STEP) -> np.ndarray:
+    """Centres (U, V) of a regular grid that some luma turns into a valid RGB colour.
+
+    Fixed by the colour space, not by data, so a model's number of classes never depends on the
+    images it was trained on.
+    """
+    us = np.arange(-0.45, 0.45 + 1e-9, step)
+    vs = np.arange(-0.62, 0.62 + 1e-9, step)
+    lumas = np.linspace(0.0, 1.0, 101)
+    keep = []
+    for u in us:
+        for v in vs:
+            rgb = np.stack([lumas, np.full_like(lumas, u), np.full_like(lumas, v)], axis=1) @ YUV_TO_RGB
+            if ((rgb >= 0) & (rgb <= 1)).all(axis=1).any():
+                keep.append((u, v))
+    return np.asarray(keep, dtype=np.float32)
+
+
+CHROMA_BINS = _in_gamut_bins()
+
+
+def rgb_to_uv(rgb: Any) -> Any:
+    """U and V of RGB images in [0, 1] (NumPy or tensors), last axis 2."""
+    return keras.ops.matmul(rgb, keras.ops.convert_to_tensor(RGB_TO_YUV[:, 1:]))
+
+
+def chroma_prior(images: np.ndarray, bins: np.ndarray = CHROMA_BINS, max_images: int = 2000) -> np.ndarray:
+    """Empirical frequency of each chroma class over (up to ``max_images``) uint8 training images."""
+    uv = (images[:max_images].reshape(-1, 3).astype(np.float32) / 255.0) @ RGB_TO_YUV[:, 1:]
+    counts = np.zeros(len(bins))
+    for start in range(0, len(uv), 65536):  # pixels × classes distances, a chunk at a time
+        chunk = uv[start : start + 65536]
+        nearest = np.argmin(((chunk[:, None, :] - bins[None]) ** 2).sum(-1), axis=1)
+        counts += np.bincount(nearest, minlength=len(bins))
+    return counts / counts.sum()
+
+
+def class_weights(prior: np.ndarray, rebalance: float) -> np.ndarray:
+    """Zhang et al.'s rebalancing: 1 / (rebalance · p + (1 − rebalance) / Q), normalised to E_p[w] = 1."""
+    weights = 1.0 / (rebalance * prior + (1.0 - rebalance) / len(prior))
+    return (weights / (prior * weights).sum()).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="cae")
+class ChromaToRGB(keras.layers.Layer):
+    """Combine the given luma with predicted chroma (U, V) into RGB (BT.601).
+
+    Predicting only U and V keeps the output's luma exactly the input's: the network cannot spend
+    capacity (or error) on brightness it was given.
+    """
+
+    def call(self, inputs: Sequence[Any]) -> Any:
+        y, uv = inputs
+        yuv = keras.ops.concatenate([y, keras.ops.cast(uv, y.dtype)], axis=-1)
+        return keras.ops.matmul(yuv, keras.ops.convert_to_tensor(YUV_TO_RGB, dtype=y.dtype))
+
+
+@keras.saving.register_keras_serializable(package="cae")
+class AnnealedMean(keras.layers.Layer):
+    """Chroma-class logits -> (U, V): the mean of softmax(logits / T) over the class centres.
+
+    The temperature is part of the layer's config, so a saved model carries the one chosen for it.
+    """
+
+    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, bins: Sequence[Sequence[float]] | None = None,
+                 **kwargs: Any):  # fmt: skip
+        super().__init__(**kwargs)
+        self.temperature = float(temperature)
+        self.bins = np.asarray(CHROMA_BINS if bins is None else bins, dtype=np.float32)
+
+    def call(self, logits: Any) -> Any:
+        probs = keras.ops.softmax(keras.ops.cast(logits, "float32") / self.temperature, axis=-1)
+        return keras.ops.matmul(probs, keras.ops.convert_to_tensor(self.bins))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "temperature": self.temperature, "bins": self.bins.tolist()}
+
+
+def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPERATURE) -> keras.Model:
+    """The self-contained colorizer of a classification network: luma in [0,1] -> RGB in [0,1].
+
+    Shares the trained layers (and weights) of ``logits_model``; only decoding is added.
+    """
+    uv = AnnealedMean(temperature, name="annealed_mean")(logits_model.output)
+    rgb = ChromaToRGB(name="chroma_to_rgb")([logits_model.input, uv])
+    return keras.Model(logits_model.input, rgb, name=logits_model.name)
+
+
+def logits_model_of(model: keras.Model) -> keras.Model:
+    """The class-logits network inside a decoding model (or the model itself)."""
+    try:
+        return keras.Model(model.input, model.get_layer("chroma_logits").output, name=model.name)
+    except ValueError:
+        return model
+
+
+def classification_loss(weights: np.ndarray, bins: np.ndarray = CHROMA_BINS) -> Any:
+    """Rebalanced cross-entropy between predicted class logits and the soft-encoded true chroma.
+
+    ``y_true`` is the RGB target image (the pipeline's target for every model); its chroma is
+    soft-encoded over the classes with a Gaussian kernel of half a bin (Zhang et al.), and each
+    pixel is weighted by the rebalancing weight of its nearest class.
+    """
+    centres = keras.ops.convert_to_tensor(bins)
+    w = keras.ops.convert_to_tensor(weights)
+    sigma2 = (BIN_STEP / 2) ** 2
+
+    def loss(y_true: Any, logits: Any) -> Any:
+        uv = rgb_to_uv(keras.ops.cast(y_true, "float32"))
+        d2 = keras.ops.sum((keras.ops.expand_dims(uv, -2) - centres) ** 2, axis=-1)
+        target = keras.ops.softmax(-d2 / (2 * sigma2), axis=-1)
+        log_p = keras.ops.log_softmax(keras.ops.cast(logits, "float32"), axis=-1)
+        pixel_w = keras.ops.take(w, keras.ops.argmin(d2, axis=-1))
+        return keras.ops.mean(-keras.ops.sum(target * log_p, axis=-1) * pixel_w)
+
+    return loss

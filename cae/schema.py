@@ -1,0 +1,208 @@
+"""Configuration files as validated data: YAML -> nested frozen dataclasses, and back.
+
+Generic over the dataclasses of :mod:`cae.config`: unknown keys, wrong types and values outside a
+``Literal`` fail on load with the file, the key and what is allowed (one line, ``CAEError``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+from cae.errors import CAEError
+from cae.paths import resolve
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a number (YAML 1.1 would make it a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)
+
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None)) + " or null"
+    if origin is tuple:
+        return f"a list of {_type_name(get_args(tp)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where, prefix=f"{key}.")
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None
+        inner = [a for a in get_args(tp) if a is not type(None)]
+        return coerce(value, inner[0], key, where)
+    if origin is Literal:
+        if value in get_args(tp) and not isinstance(value, bool):
+            return value
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)):
+            return tuple(coerce(v, get_args(tp)[0], key, where) for v in value)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise CAEError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise CAEError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a mapping of keys, got {data!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise CAEError(f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(prefix + n for n in names)}")
+    values = {k: coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
+    obj = cls(**values)
+    if hasattr(obj, "validate"):
+        try:
+            obj.validate()
+        except CAEError as err:
+            raise CAEError(f"{where}: {err}") from None
+    return obj
+
+
+T = typing.TypeVar("T")
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "config") -> T:
+    """Build a (nested) config dataclass from plain data; ``where`` names the source in errors."""
+    return _from_dict(cls, data, where)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples as lists) that ``from_dict`` reads back to an equal config."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))
+
+
+def flatten(config: Any) -> dict[str, Any]:
+    """``{"model.depth": 2, ...}``: the dotted keys used in search spaces and MLflow params."""
+    out: dict[str, Any] = {}
+
+    def walk(d: Mapping[str, Any], prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, Mapping):
+                walk(v, f"{prefix}{k}.")
+            else:
+                out[prefix + k] = v
+
+    walk(to_dict(config), "")
+    return out
+
+
+def field_type(cls: type, dotted: str) -> Any:
+    """Type hint of a dotted key (``model.depth`` -> int); CAEError listing the keys if unknown."""
+    tp: Any = cls
+    for part in dotted.split("."):
+        hints = get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
+        if part not in hints:
+            allowed = ", ".join(k for k in flatten(cls()) if "." in k) if dataclasses.is_dataclass(cls) else ""
+            raise CAEError(f"unknown key '{dotted}'; allowed: {allowed}")
+        tp = hints[part]
+    return tp
+
+
+def with_overrides(config: T, overrides: Mapping[str, Any], where: str = "override") -> T:
+    """A copy of ``config`` with dotted keys replaced, validated again as a whole."""
+    if not overrides:
+        return config
+    data = to_dict(config)
+    for dotted, value in overrides.items():
+        field_type(type(config), dotted)  # unknown key -> one-line error
+        node = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = list(value) if isinstance(value, tuple) else value
+    return from_dict(type(config), data, where)
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; values are parsed as YAML scalars."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise CAEError(f"--set expects KEY=VALUE (e.g. train.epochs=3), got {text!r}")
+    return key.strip(), yaml_load(raw) if raw.strip() else None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = resolve(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise CAEError(f"config file {path} does not exist") from None
+    except OSError as err:
+        raise CAEError(f"cannot read config file {path}: {err.strerror}") from None
+    try:
+        data = yaml_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise CAEError(f"{path}:{line} {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise CAEError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def check_choices(config: Any, prefix: str = "") -> None:
+    """Every ``Literal`` field holds one of its values, also in a config built in code.
+
+    ``from_dict`` checks this on load; a dataclass constructed directly (``ModelConfig(downsample=
+    "maxpol")``) would otherwise build a model that silently ignores the unknown mode.
+    """
+    hints = get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        tp, value = hints[f.name], getattr(config, f.name)
+        if get_origin(tp) in (Union, types.UnionType):
+            if value is None:
+                continue
+            tp = next(a for a in get_args(tp) if a is not type(None))
+        if get_origin(tp) is Literal and (value not in get_args(tp) or isinstance(value, bool)):
+            raise CAEError(f"{prefix}{f.name} must be {_type_name(tp)}, got {value!r}")

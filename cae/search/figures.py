@@ -1,0 +1,60 @@
+"""Optuna's own figures (matplotlib backend) for a study: history, curves, importances, front."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cae.paths import atomic_path, ensure_dir
+from cae.search.study import optuna_module
+
+
+def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] = ("best_val_loss",)) -> list[Path]:
+    """Draw what can be drawn yet into ``out``; returns the files written."""
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ov
+
+    optuna = optuna_module()
+    first = objectives[0]
+    target = None if len(study.directions) == 1 else (lambda t: t.values[0])
+    figures: dict[str, Callable[[], Any]] = {
+        "optimization_history": lambda: ov.plot_optimization_history(study, target=target, target_name=first),
+        "intermediate_values": lambda: ov.plot_intermediate_values(study),
+        # fANOVA: "share of the explained variance" is what the report says and what it measures.
+        "param_importances": lambda: ov.plot_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target, target_name=first
+        ),
+        "parallel_coordinate": lambda: ov.plot_parallel_coordinate(study, target=target, target_name=first),
+    }
+    if len(study.directions) > 1:
+        figures["pareto_front"] = lambda: ov.plot_pareto_front(study, target_names=list(objectives))
+    ensure_dir(out)
+    # Optuna switches matplotlib to its ggplot style globally; the context restores ours after.
+    with plt.style.context("ggplot"):
+        return _draw(figures, out)
+
+
+def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    optuna = optuna_module()
+    saved = []
+    for name, draw in figures.items():
+        try:
+            with warnings.catch_warnings():
+                # Optuna marks its matplotlib backend experimental; nothing else is silenced.
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                ax = draw()
+            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
+            fig.set_size_inches(9, 5.5)
+            with atomic_path(out / f"{name}.png") as tmp:
+                fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
+            plt.close(fig)
+            saved.append(out / f"{name}.png")
+        except Exception as err:  # e.g. importances need 2+ completed trials with varied params
+            print(
+                f"note: no {name} plot yet ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+            )
+    return saved

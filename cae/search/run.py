@@ -1,0 +1,136 @@
+"""`cae search`: run or resume an Optuna study, every trial a child run of the study's parent run.
+
+Resumable by construction: ``trials`` is the study's total of finished trials, a killed worker's
+trial is failed by the heartbeat and retried, and MLflow runs it left RUNNING are closed here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from cae.config import SearchConfig
+from cae.data import load_splits
+from cae.hardware import configure_threads
+from cae.paths import ensure_dir, runs_dir, study_dir
+from cae.schema import flatten
+from cae.search.best import fetch_best, score_best
+from cae.search.figures import save_optuna_plots
+from cae.search.study import (
+    FINISHED,
+    count,
+    create_or_load_study,
+    fail_stale_trials,
+    open_storage,
+    state_counts,
+    storage_url,
+)  # fmt: skip
+from cae.search.tags import parent_tags
+from cae.search.workers import run_worker, spawn_workers
+from cae.space import SearchSpace, load_space
+from cae.tracking import Run, Tracker
+from cae.urls import shown
+
+
+def first_points(cfg: SearchConfig, space: SearchSpace, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """What a new study runs first: the base experiment's point (the reference), then ``extra``."""
+    if not cfg.enqueue_reference:
+        return list(extra)
+    outside = space.outside(cfg.experiment)
+    if outside:
+        print(f"note: the base experiment is outside {space.path} ({', '.join(outside)}): not enqueued")
+        return list(extra)
+    # Every study starts with the baseline to beat: the base (reference) architecture.
+    return [{"params": space.point(cfg.experiment), "attrs": {"reference": True}}, *extra]
+
+
+def prepare(
+    cfg: SearchConfig, tracker: Tracker, *, engine: str = "optuna", extra_points: Sequence[dict[str, Any]] = (),
+    study_attrs: dict[str, Any] | None = None,
+) -> tuple[Any, Run]:  # fmt: skip
+    """Everything that must exist before a worker starts: checks, schema, study, parent run.
+
+    Every check of the user's input (space, data, runs/ folder, storage) comes before anything is
+    created: a bad input must not leave an empty study, study folder or MLflow run behind.
+    """
+    space = load_space(cfg.space)
+    source = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset).data_source
+    ensure_dir(runs_dir())
+    storage = open_storage(cfg)
+    ensure_dir(study_dir(cfg.study))
+    study = create_or_load_study(cfg, space, storage, first_points(cfg, space, extra_points), study_attrs)
+    lineage = study.user_attrs.get("lineage")
+    parent = tracker.study_parent(cfg.study, parent_tags(cfg, source, engine, lineage),
+                                  uid=study.user_attrs.get("uid"))  # fmt: skip
+    if not study.user_attrs.get("mlflow_parent_run_id"):
+        study.set_user_attr("mlflow_parent_run_id", parent.run_id)
+        parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})
+    parent.set_tags({"trials_requested": cfg.trials, "storage": shown(storage_url(cfg))})
+    return study, parent
+
+
+def reconcile(study: Any, tracker: Tracker, parent: Run, study_name: str) -> None:
+    """Close MLflow runs that a killed worker left RUNNING (their trials are FAIL by now)."""
+    fail_stale_trials(study)
+    running = {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
+    closed = tracker.close_orphans(parent.run_id, study_name, running)
+    if closed:
+        print(f"closed {closed} MLflow run(s) left RUNNING by a killed worker")
+
+
+def run_search(
+    cfg: SearchConfig, *, tracker: Tracker | None = None, extra_callbacks: Callable[[Any], list[Any]] | None = None,
+    extra_points: Sequence[dict[str, Any]] = (), study_attrs: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run (or resume) the study to ``cfg.trials`` finished trials; returns the summary.
+
+    ``tracker`` (default: ``MLFLOW_TRACKING_URI`` or the local store) receives the parent run and,
+    through every worker, the trials' child runs.
+    """
+    tracker = (tracker or Tracker()).check()
+    study, parent = prepare(cfg, tracker, extra_points=extra_points, study_attrs=study_attrs)
+    print(
+        f"study {cfg.study!r}: {count(study, FINISHED)} finished trial(s) of {cfg.trials}; "
+        f"storage {shown(storage_url(cfg))}; MLflow {tracker.uri}",
+        flush=True,
+    )
+    with parent:  # FINISHED, or FAILED / KILLED with the reason: never left RUNNING
+        reconcile(study, tracker, parent, cfg.study)
+        try:
+            if cfg.workers > 1:
+                spawn_workers(cfg, parent.run_id, tracker)
+            else:
+                configure_threads()
+                run_worker(cfg, parent.run_id, tracker, extra_callbacks=extra_callbacks)
+        except KeyboardInterrupt:
+            reconcile(study, tracker, parent, cfg.study)
+            print(
+                f"\ninterrupted: {count(study, FINISHED)} of {cfg.trials} trials finished; "
+                "run the same command again to resume",
+                file=sys.stderr,
+            )
+            raise
+        reconcile(study, tracker, parent, cfg.study)
+        return finalize_study(cfg, study, parent)
+
+
+def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]:
+    """Optuna's plots and the trial states, then the exported best scored on the test split."""
+    states = state_counts(study)
+    print(f"\nstudy {cfg.study!r}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    for p in save_optuna_plots(study, study_dir(cfg.study) / "plots", list(cfg.objectives)):
+        parent.log_artifact(p, "optuna")
+    summary: dict[str, Any] = {"study": cfg.study, "states": dict(states)}
+    if not states["COMPLETE"]:
+        print("no completed trial yet: nothing to export")
+        return summary
+    if len(study.directions) == 1:
+        best = study.best_trial
+        fetch_best(cfg.study, best.number, best.user_attrs.get("mlflow_run_id", "?"), study.user_attrs.get("uid"),
+                   parent.tracker)  # fmt: skip
+    summary["best"] = score_best(cfg.study, parent, step=states["COMPLETE"] + states["PRUNED"])
+    reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
+    if reference is not None:
+        print(f"reference (trial {reference.number}): {cfg.objectives[0]} {reference.values[0]:.6g}")
+    return summary

@@ -1,0 +1,221 @@
+"""The Optuna study: its storage, sampler and pruner, and counting its trials.
+
+Resumable by construction: the study lives in a database (default
+``sqlite:///<repo>/runs/optuna.db``); a trial whose worker died is failed by the heartbeat and
+retried once with the same parameters.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cae.config import SearchConfig
+from cae.errors import CAEError, TrialStopped
+from cae.paths import ensure_dir, runs_dir
+from cae.search.tags import SKIPPED
+from cae.space import SearchSpace
+from cae.urls import journal_path, shown, with_driver
+
+FINISHED = ("COMPLETE", "PRUNED")
+
+
+class SkippedTrial(Exception):
+    """A trial dropped before training: FAIL with reason "skipped: ...", no MLflow run, not counted.
+
+    Used when another worker took the last trial of the budget first (multi-host race) and when
+    the sampled architecture's code exceeds ``max_code_values``.
+    """
+
+
+def optuna_module() -> Any:
+    """Optuna, imported once with the harness's logging: our one line per trial replaces its INFO."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _KnownFailureFilter) for f in logger.filters):
+        logger.addFilter(_KnownFailureFilter())
+    return optuna
+
+
+class _KnownFailureFilter(logging.Filter):
+    """Optuna logs a failed trial with its traceback; for Ctrl-C or a known failure (NaN loss, a
+    bad sampled config) that is 30 lines of TensorFlow internals above our one-line summary: keep
+    Optuna's line, drop the traceback. Skipped trials are reported by our progress line alone.
+    Unexpected exceptions keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, SkippedTrial):
+            return False
+        if isinstance(error, (KeyboardInterrupt, CAEError, TrialStopped)):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def storage_url(cfg: SearchConfig) -> str:
+    return cfg.storage or f"sqlite:///{runs_dir() / 'optuna.db'}"
+
+
+def open_storage(cfg: SearchConfig) -> Any:
+    """RDB storage with a heartbeat (SQLite default, PostgreSQL across hosts) or a journal file.
+
+    Creating it creates the schema, so the coordinator calls this before any worker starts.
+    """
+    optuna = optuna_module()
+    url = storage_url(cfg)
+    journal = journal_path(url)
+    if journal is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        ensure_dir(journal.absolute().parent)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise CAEError(
+            f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            ensure_dir(Path(parsed.database).absolute().parent)
+        connect_args = {"timeout": 30}  # wait for the other workers' writes instead of "database is locked"
+    else:
+        connect_args = {"connect_timeout": 20}
+    try:
+        with warnings.catch_warnings():
+            # The heartbeat API has been "experimental" since Optuna 2.8; the conventions rely on it.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                with_driver(url),
+                engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                heartbeat_interval=cfg.heartbeat_interval,
+                grace_period=cfg.grace_period,
+                # A trial whose worker died is failed and re-queued with the same parameters, once.
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            )
+    except Exception as err:  # driver missing, host unreachable, bad credentials, bad path
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
+
+
+def sampler_seed(cfg: SearchConfig) -> int:
+    return cfg.experiment.seed if cfg.sampler.seed is None else cfg.sampler.seed
+
+
+def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any:
+    optuna = optuna_module()
+    s = cfg.sampler
+    if s.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if s.name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    # TPE: multivariate with constant_liar by default in Optuna 5, so parallel workers spread out.
+    # A space with conditional parameters needs `group` to keep modelling them jointly.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, group=conditional)
+
+
+def make_pruner(cfg: SearchConfig) -> Any:
+    optuna = optuna_module()
+    p = cfg.pruner
+    if len(cfg.objectives) > 1 or p.name == "none":
+        # Optuna cannot prune multi-objective trials: the budget is kept by epochs and subset.
+        return optuna.pruners.NopPruner()
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.experiment.train.epochs)
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, p.n_warmup_steps))
+    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+
+
+def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int = 0,
+                        conditional: bool = False) -> Any:  # fmt: skip
+    """The study named ``cfg.study``; a one-line error listing the studies that do exist."""
+    optuna = optuna_module()
+    storage = storage or open_storage(cfg)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if cfg.study not in names:
+        raise CAEError(
+            f"no study {cfg.study!r} in {shown(storage_url(cfg))}; existing studies: {', '.join(names) or 'none'} "
+            "(run `make search` first)"
+        )
+    return optuna.load_study(
+        study_name=cfg.study, storage=storage, pruner=make_pruner(cfg),
+        sampler=make_sampler(cfg, sampler_seed(cfg) + seed_offset, conditional),
+    )  # fmt: skip
+
+
+def create_or_load_study(
+    cfg: SearchConfig, space: SearchSpace, storage: Any, first_points: Sequence[dict[str, Any]] = (),
+    attrs: dict[str, Any] | None = None,
+) -> Any:  # fmt: skip
+    """Create the study (or load it to resume); a new one is given ``first_points`` to run first.
+
+    ``attrs`` are stored with a new study (e.g. a colorization study's lineage), so workers on
+    other hosts read them from the storage.
+    """
+    optuna = optuna_module()
+    study = optuna.create_study(
+        storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, sampler_seed(cfg), space.conditional),
+        pruner=make_pruner(cfg), directions=cfg.directions, load_if_exists=True,
+    )  # fmt: skip
+    if [d.name.lower() for d in study.directions] != cfg.directions:
+        raise CAEError(
+            f"study {cfg.study!r} optimises {len(study.directions)} objective(s) in other directions than "
+            f"{list(cfg.objectives)}; use another STUDY name"
+        )
+    if not study.trials and "uid" not in study.user_attrs:
+        study.set_user_attr("uid", uuid.uuid4().hex[:12])  # tells this study from an older one of that name
+    if not study.trials:
+        for key, value in {"space": str(space.path), "objectives": list(cfg.objectives), **(attrs or {})}.items():
+            study.set_user_attr(key, value)
+        for point in first_points:
+            study.enqueue_trial(point["params"], user_attrs=point.get("attrs", {}))
+    return study
+
+
+def state_name(trial: Any) -> str:
+    """COMPLETE / PRUNED / FAIL / RUNNING ..., with skipped trials (FAIL in Optuna) as SKIPPED."""
+    skipped = trial.state.name == "FAIL" and trial.user_attrs.get("fail_reason", "").startswith(SKIPPED)
+    return "SKIPPED" if skipped else trial.state.name
+
+
+def state_counts(study: Any) -> Counter[str]:
+    return Counter(state_name(t) for t in study.get_trials(deepcopy=False))
+
+
+def count(study: Any, states: Sequence[str]) -> int:
+    optuna = optuna_module()
+    wanted = tuple(getattr(optuna.trial.TrialState, s) for s in states)
+    return len(study.get_trials(deepcopy=False, states=wanted))
+
+
+def fail_stale_trials(study: Any) -> None:
+    """Fail (and re-queue once) trials whose worker stopped sending heartbeats."""
+    optuna_module().storages.fail_stale_trials(study)
+
+
+def importances(study: Any, target: Any = None) -> dict[str, float]:
+    """Each parameter's share of the explained variance of the first objective (fANOVA, seeded).
+
+    fANOVA rather than Optuna 5's default PED-ANOVA, because "share of the explained variance" is
+    what the report says and what fANOVA measures.
+    """
+    optuna = optuna_module()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            target=target or (lambda t: t.values[0]),
+        )  # fmt: skip

@@ -1,0 +1,140 @@
+"""One MLflow run written by id, and the seams every run of the harness goes through.
+
+``Run`` is a context manager: leaving it normally ends the run FINISHED, an exception ends it
+FAILED (KILLED for Ctrl-C) with the reason as the ``error`` tag. :func:`trial_run` is the trial's
+lifecycle for both engines (child run → PRUNED / FAIL with reason / COMPLETE); what a finished
+training logs is decided once, in :meth:`Run.log_result`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cae.errors import failure_reason
+
+if TYPE_CHECKING:
+    from cae.tracking.client import Tracker
+
+# MLflow run status for each trial state (the state itself is also the `trial_state` tag).
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+_MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
+
+
+def _flat_str(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+
+class Run:
+    """One MLflow run, written by id. Use as a context manager: an exception ends it FAILED."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.client = tracker.client
+        self.run_id = run_id
+        self.ended = False
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, _flat_str(v)) for k, v in params.items()]
+        for i in range(0, len(items), _MAX_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        if items:
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status)
+        self.ended = True
+
+    def end_trial(self, state: str, reason: str | None = None) -> None:
+        """End a trial's run: ``trial_state`` tag (COMPLETE/PRUNED/FAIL) and matching status."""
+        self.set_tags({"trial_state": state, **({"error": reason[:500]} if reason else {})})
+        self.end(RUN_STATUS[state])
+
+    def epoch_callback(self) -> Any:
+        """A Keras callback that logs ``train_loss`` / ``val_loss`` (and ``lr``) at step = epoch.
+
+        Own callback rather than ``mlflow.keras.MlflowCallback``: that one logs Keras' names
+        (``loss``) and would need the fluent active run, which worker threads cannot share.
+        """
+        import keras
+
+        run = self
+
+        class EpochLogger(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+                logs = logs or {}
+                metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss")}
+                lr = logs.get("learning_rate")
+                if lr is not None:
+                    metrics["learning_rate"] = lr
+                run.log_metrics({k: v for k, v in metrics.items() if v is not None}, step=epoch + 1)
+
+        return EpochLogger()
+
+    def log_result(self, result: Any) -> None:
+        """What every finished training logs: its size params and its final metrics.
+
+        ``result`` is a :class:`cae.train.TrainResult` (duck-typed: this module imports no Keras).
+        """
+        self.log_params(result.code_params())
+        self.log_metrics(result.final_metrics(), step=result.epochs_run)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self.ended:
+            return
+        if exc_type is None:
+            self.end("FINISHED")
+        else:
+            self.set_tags({"error": failure_reason(exc)[:500]})
+            self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+
+
+@contextmanager
+def trial_run(
+    tracker: Tracker, study: str, number: int, *, parent_id: str, tags: Mapping[str, Any],
+    params: Mapping[str, Any], stopped: tuple[type[BaseException], ...] = (),
+) -> Iterator[Run]:  # fmt: skip
+    """A trial's child run, for both engines: COMPLETE when the block finishes, PRUNED when it
+    raises one of ``stopped`` (the engine's pruning exception, or an early stop of the trial's own),
+    FAIL with the reason on any other exception, Ctrl-C included. The exception propagates.
+    """
+    run = tracker.start_run(
+        study, f"trial-{number}", parent_id=parent_id,
+        tags={**tags, "study": study, "trial_number": number, "trial_state": "RUNNING"},
+    )  # fmt: skip
+    run.log_params(params)
+    try:
+        yield run
+    except stopped as err:
+        run.end_trial("PRUNED", str(err) or None)
+        raise
+    except BaseException as err:
+        run.end_trial("FAIL", failure_reason(err))
+        raise
+    run.end_trial("COMPLETE")

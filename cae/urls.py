@@ -1,0 +1,34 @@
+"""Storage and tracking URLs, read the same way by every command (search, dashboard, workers).
+
+Users write ``sqlite:///path.db``, ``postgresql://user@host/db`` or ``journal:///path.log``; what
+Optuna, MLflow and optuna-dashboard need is derived here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+
+def with_driver(url: str) -> str:
+    """``postgresql://`` -> ``postgresql+psycopg2://``, the driver the project installs.
+
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3, which is not installed: without
+    this, Optuna, the MLflow client and ``mlflow server`` all fail with "No module named 'psycopg'".
+    """
+    return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
+
+
+def shown(url: str) -> str:
+    """``url`` without its password, for messages, reports and tags."""
+    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", url)
+
+
+def journal_path(url: str) -> Path | None:
+    """The file of a journal storage (``journal:///abs/x.log``, ``journal:rel.log``, ``x.log``), else None."""
+    if not (url.startswith("journal:") or url.endswith((".log", ".jsonl"))):
+        return None
+    rest = url.removeprefix("journal:")
+    if rest.startswith("///"):
+        return Path("/" + rest[3:].lstrip("/"))
+    return Path(rest.removeprefix("//"))
