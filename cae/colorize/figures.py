@@ -22,9 +22,12 @@ def front_figure(m: Any, path: Path) -> Path:
     for t in done:
         ax.annotate(str(t["number"]), (t["val_colourfulness"], t["val_psnr"]), fontsize=7, xytext=(3, 2),
                     textcoords="offset points")  # fmt: skip
+    front = sorted((t for t in done if t["front"]), key=lambda t: t["val_colourfulness"])
+    ax.plot([t["val_colourfulness"] for t in front], [t["val_psnr"] for t in front], "-", color="tab:red", lw=1.2,
+            label="Pareto front (validation)")  # fmt: skip
     first = [t for t in done if t["first"]]
     ax.scatter([t["val_colourfulness"] for t in first], [t["val_psnr"] for t in first], s=90, facecolors="none",
-               edgecolors="k", label="today's recipes (trials 0–2)")  # fmt: skip
+               edgecolors="k", label="today's recipe and the enqueued variants")  # fmt: skip
     for f in m.finals:
         ax.plot(f.test["test_colourfulness"], f.test["test_psnr"], "*", ms=15,
                 label=f"trial {f.trial} trained {f.epochs} epochs (test)")  # fmt: skip
@@ -33,11 +36,13 @@ def front_figure(m: Any, path: Path) -> Path:
     for name, b in m.baselines.items():
         ax.plot(b["test_colourfulness"], b["test_psnr"], "s", ms=8, label=f"baseline: {name} (test)")
     top = max([TARGET_PSNR + 0.5] + [t["val_psnr"] for t in done] + [f.test["test_psnr"] for f in m.finals])
-    ax.fill_between([TARGET_CF, 1.2], TARGET_PSNR, top, color="tab:green", alpha=0.12, label="the aim")
-    ax.set(xlabel="colourfulness (predicted / true chroma spread)", ylabel="PSNR (dB)", xlim=(-0.02, 1.2),
-           title=f"{m.study}: PSNR against colourfulness")  # fmt: skip
+    right = max([1.2] + [t["val_colourfulness"] + 0.05 for t in done] + [f.test["test_colourfulness"] + 0.05
+                                                                          for f in m.finals])  # fmt: skip
+    ax.fill_between([TARGET_CF, right], TARGET_PSNR, top, color="tab:green", alpha=0.12, label="the aim")
+    ax.set(xlabel="colourfulness (predicted / true chroma spread; 1 = as colourful as the truth)",
+           ylabel="PSNR (dB)", xlim=(-0.02, right), title=f"{m.study}: PSNR against colourfulness")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="best")
     return save(fig, path)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from cae.colorize.classifier import Classifier, accuracy
 from cae.colorize.photos import photo_tiles
-from cae.colorize.scoring import colour_scores, per_class_colour, predict_rgb, validation_scores
+from cae.colorize.scoring import colour_scores, per_class_colour, predict_rgb, validation_scores, vivid_enough
 from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits, luma, to_unit
 from cae.metrics import mse, psnr_from_mse
@@ -159,10 +159,10 @@ def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
 
 
 def choose(finals: list[FinalModel], vivid: float) -> FinalModel:
-    """The model closest to the aim, chosen on validation: the best PSNR among those at least
-    ``vivid`` colourful, else the best PSNR."""
-    vivid_enough = [f for f in finals if f.val["val_colourfulness"] >= vivid]
-    return max(vivid_enough or finals, key=lambda f: f.val["val_psnr"])
+    """The model closest to the aim, chosen on validation: the best PSNR among those vivid enough
+    (colourfulness within 1 − vivid of the truth's), else the best PSNR."""
+    vivid_ones = [f for f in finals if vivid_enough(f.val["val_colourfulness"], vivid)]
+    return max(vivid_ones or finals, key=lambda f: f.val["val_psnr"])
 
 
 def gray_and_true_accuracy(classifier: Classifier, splits: Splits) -> dict[str, float]:

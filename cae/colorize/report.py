@@ -49,12 +49,13 @@ def measure(cfg: SearchConfig, tracker: Tracker) -> Measured:
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     classifier = semantic_classifier(splits, tracker)
     lineage = study.user_attrs.get("lineage") or {}
+    front_numbers = {t.number for t in study.best_trials}
     front = pick_front([t for t in study.best_trials])
     finals = [train_final(cfg, t, splits, tracker, classifier, lineage, space) for t in front]
     trials = [{"number": t.number, "state": state_name(t), "recipe": describe(t.params),
                "val_psnr": t.user_attrs.get("val_psnr"), "val_colourfulness": t.user_attrs.get("val_colourfulness"),
-               "temperature": t.user_attrs.get("temperature"), "first": t.user_attrs.get("reference", False)
-               or t.user_attrs.get("recipe") == "early",
+               "temperature": t.user_attrs.get("temperature"), "front": t.number in front_numbers,
+               "first": "today's best recipe" if t.user_attrs.get("reference") else t.user_attrs.get("recipe", ""),
                "reason": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason", "")}
               for t in study.get_trials(deepcopy=False)]  # fmt: skip
     starts = [t.datetime_start for t in study.trials if t.datetime_start]
@@ -108,6 +109,10 @@ def _recovered(acc: float, s: dict[str, Any]) -> float:
     return (acc - s["gray_classifier_acc"]) / gap if gap > 0 else float("nan")
 
 
+def _pct(x: float) -> str:
+    return f"{x:.0%}" if x == x else "—"  # NaN when colour does not help the classifier at all
+
+
 def targets(m: Measured) -> list[str]:
     """Each aim of the project, met or missed, with the figure."""
     gray = m.baselines["gray copied to RGB"]["test_psnr"]
@@ -122,7 +127,7 @@ def targets(m: Measured) -> list[str]:
     recovered = _recovered(c.classifier_acc, m.semantic)
     lines.append(
         f"**{'Met' if recovered >= 0.5 else 'Missed'}**: its colorized test images are classified "
-        f"{recovered:.0%} of the way from the gray accuracy ({m.semantic['gray_classifier_acc']:.1%}) to the "
+        f"{_pct(recovered)} of the way from the gray accuracy ({m.semantic['gray_classifier_acc']:.1%}) to the "
         f"true-colour accuracy ({m.semantic['true_classifier_acc']:.1%}): {c.classifier_acc:.1%} (aim: ≥ 50 %)."
     )
     below = [f for f in m.finals if f.test["test_psnr"] <= gray]
@@ -165,10 +170,11 @@ def render(m: Measured) -> str:
     for f in m.finals:
         t = f.test
         mark = " **(chosen)**" if f.trial == m.chosen else ""
+        recovered = _pct(_recovered(f.classifier_acc, m.semantic))
         lines.append(
             f"| trial {f.trial}: {f.label}{mark} | {f.epochs} | {t['test_mse']:.6f} | {t['test_psnr']:.2f} | "
             f"{t['test_ssim']:.4f} | {t['test_colourfulness']:.2f} | {t['test_hasler_cf']:.1f} "
-            f"({t['true_hasler_cf']:.1f}) | {f.classifier_acc:.1%} | {_recovered(f.classifier_acc, m.semantic):.0%} | "
+            f"({t['true_hasler_cf']:.1f}) | {f.classifier_acc:.1%} | {recovered} | "
             f"{f.photos_psnr:.2f} | {f'{f.temperature:g}' if f.temperature else '—'} | `{f.run_id}` |"
         )
     lines += [
@@ -184,7 +190,7 @@ def render(m: Measured) -> str:
     for t in m.trials:
         psnr = f"{t['val_psnr']:.2f}" if t["val_psnr"] is not None else "—"
         cf = f"{t['val_colourfulness']:.2f}" if t["val_colourfulness"] is not None else "—"
-        note = ("today's recipe" if t["first"] else "") + (f" {t['reason']}" if t["reason"] else "")
+        note = ", ".join(x for x in (t["first"], t["reason"]) if x)
         lines.append(f"| {t['number']} | {t['state']} | {t['recipe']} | {psnr} | {cf} | "
                      f"{t['temperature'] if t['temperature'] else '—'} | {note.strip()} |")  # fmt: skip
     lines += ["", "## Shortcomings, measured", "", *[f"- {s}" for s in shortcomings(m)]]
@@ -237,6 +243,6 @@ def shortcomings(m: Measured) -> list[str]:
     gray = m.baselines["gray copied to RGB"]["test_psnr"]
     out.append(f"Over the gray copy ({gray:.2f} dB) the best model gains "
                f"{max(f.test['test_psnr'] for f in m.finals) - gray:+.2f} dB; the semantic check says how much of "
-               f"that is recognisable colour: {max(_recovered(f.classifier_acc, m.semantic) for f in m.finals):.0%} "
+               f"that is recognisable colour: {_pct(max(_recovered(f.classifier_acc, m.semantic) for f in m.finals))} "
                "of the gray→colour accuracy gap at best.")  # fmt: skip
     return out

@@ -103,12 +103,18 @@ def temperature_curve(model: Any, images: np.ndarray, input_transform: str,
     return out
 
 
+def vivid_enough(colourfulness: float, vivid: float) -> bool:
+    """Within ``1 − vivid`` of the truth's colour spread (0.7 .. 1.43 for vivid = 0.7): neither dull nor
+    over-saturated noise."""
+    return abs(1.0 - colourfulness) <= 1.0 - vivid
+
+
 def choose_temperature(curve: list[dict[str, float]], vivid: float) -> dict[str, float]:
-    """The best PSNR among temperatures reaching ``vivid`` colourfulness, else the most colourful."""
-    vivid_enough = [c for c in curve if c["colourfulness"] >= vivid]
-    if vivid_enough:
-        return max(vivid_enough, key=lambda c: c["psnr"])
-    return max(curve, key=lambda c: c["colourfulness"])
+    """The best PSNR among temperatures vivid enough, else the one closest to the truth's colour spread."""
+    vivid_ones = [c for c in curve if vivid_enough(c["colourfulness"], vivid)]
+    if vivid_ones:
+        return max(vivid_ones, key=lambda c: c["psnr"])
+    return min(curve, key=lambda c: abs(1.0 - c["colourfulness"]))
 
 
 def predict_rgb(model: Any, images: np.ndarray, config: Any) -> np.ndarray:

@@ -27,7 +27,11 @@ DEFAULT_CONFIG = "experiments/colorize-search.yaml"
 # Today's best recipe from `make colorize-best` (trial 0), then the two variants the study should
 # see early: skip connections (the most colourful MSE variant) and chroma classes (Zhang et al.).
 RECIPE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": False}
-EARLY = ({"model.skips": True}, {"train.loss": "classification", "train.rebalance": 0.5, "model.skips": True})
+EARLY = {
+    "enqueued: today's skips variant": {"model.skips": True},
+    "enqueued: chroma classes (Zhang et al.)": {"train.loss": "classification", "train.rebalance": 0.5,
+                                                "model.skips": True},
+}  # fmt: skip
 
 
 def colorization_config(path: str | Path | None, source_study: str, overrides: dict[str, Any]) -> tuple[
@@ -72,13 +76,13 @@ def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
 
     space = load_space(cfg.space)
     points = []
-    for change in EARLY:
+    for recipe, change in EARLY.items():
         try:
             config = with_overrides(cfg.experiment, change)
         except CAEError:
             continue
         if not space.outside(config):
-            points.append({"params": space.point(config), "attrs": {"recipe": "early"}})
+            points.append({"params": space.point(config), "attrs": {"recipe": recipe}})
     return points
 
 

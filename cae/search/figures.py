@@ -21,7 +21,6 @@ def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] = ("best_
     target = None if len(study.directions) == 1 else (lambda t: t.values[0])
     figures: dict[str, Callable[[], Any]] = {
         "optimization_history": lambda: ov.plot_optimization_history(study, target=target, target_name=first),
-        "intermediate_values": lambda: ov.plot_intermediate_values(study),
         # fANOVA: "share of the explained variance" is what the report says and what it measures.
         "param_importances": lambda: ov.plot_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target, target_name=first
@@ -30,6 +29,8 @@ def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] = ("best_
     }
     if len(study.directions) > 1:
         figures["pareto_front"] = lambda: ov.plot_pareto_front(study, target_names=list(objectives))
+    else:  # per-epoch values exist only where trials report them to a pruner
+        figures["intermediate_values"] = lambda: ov.plot_intermediate_values(study)
     ensure_dir(out)
     # Optuna switches matplotlib to its ggplot style globally; the context restores ours after.
     with plt.style.context("ggplot"):
@@ -44,8 +45,10 @@ def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
     for name, draw in figures.items():
         try:
             with warnings.catch_warnings():
-                # Optuna marks its matplotlib backend experimental; nothing else is silenced.
+                # Optuna marks its matplotlib backend experimental, and matplotlib warns about a
+                # parameter that took a single value (a flat axis); neither is the user's concern.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                warnings.filterwarnings("ignore", message="Attempting to set identical", category=UserWarning)
                 ax = draw()
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
             fig.set_size_inches(9, 5.5)

@@ -123,7 +123,8 @@ def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any
     # A space with conditional parameters needs `group` to keep modelling them jointly.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, group=conditional)
+        grouped = {"multivariate": True, "group": True} if conditional else {}
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, **grouped)
 
 
 def make_pruner(cfg: SearchConfig) -> Any:
@@ -203,7 +204,10 @@ def count(study: Any, states: Sequence[str]) -> int:
 
 def fail_stale_trials(study: Any) -> None:
     """Fail (and re-queue once) trials whose worker stopped sending heartbeats."""
-    optuna_module().storages.fail_stale_trials(study)
+    optuna = optuna_module()
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the heartbeat relies on it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
 
 
 def importances(study: Any, target: Any = None) -> dict[str, float]:
