@@ -26,7 +26,7 @@ from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import to_dict, with_overrides
 from cae.tracking import Run, Tracker
 
-MAX_FRONT = 4  # front models trained again at most (spread along the front)
+MAX_FRONT = 3  # front models trained again at most (spread along the front)
 
 
 @dataclass
