@@ -1,0 +1,102 @@
+"""The report's own figures: size vs error, rate–distortion and the reconstruction grid.
+
+Optuna's figures (history, importances, front) come from ``cae.search.figures``; these draw values
+already computed (points, correlations, the thumbnail curve, retrained scores).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cae.codec import BaselinePoint
+from cae.data import CLASSES, Splits, to_unit
+from cae.report.data import Rank
+from cae.report.points import Point
+
+
+def _plain_log_ticks(axis: Any) -> None:
+    """1,024 rather than 10^3 on a log axis: code sizes and parameter counts are read as numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def plain(v: float, _: Any) -> str:
+        return f"{v:,.0f}" if v >= 100 else f"{v:g}"
+
+    axis.set_major_formatter(FuncFormatter(plain))
+    axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+    axis.set_minor_formatter(FuncFormatter(plain))
+
+
+def plot_size_vs_error(points: list[Point], rho_code: Rank, rho_params: Rank, path: Path) -> Path:
+    """Validation MSE against code size and against parameter count, one panel each, trials labelled."""
+    from cae.plots import plt, save
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), layout="constrained")
+    errs = [p.val_loss for p in points]
+    panels = (
+        (axes[0], [p.code_values for p in points], "code size (values at the narrowest layer)", rho_code, "linear"),
+        (axes[1], [p.n_params for p in points], "parameters", rho_params, "log"),
+    )
+    for ax, x, name, rho, xscale in panels:
+        ax.scatter(x, errs, c="tab:blue", alpha=0.8)
+        for p, xv in zip(points, x, strict=True):
+            ax.annotate(str(p.trial), (xv, p.val_loss), fontsize=7, xytext=(3, 2), textcoords="offset points")
+        ax.set(
+            xscale=xscale,
+            yscale="log",
+            xlabel=name,
+            ylabel="best validation MSE",
+            title=f"Spearman ρ = {rho[0]:.2f} (p = {rho[1]:.2g}, n = {len(points)})",
+        )
+        if xscale == "log":
+            _plain_log_ticks(ax.xaxis)
+        _plain_log_ticks(ax.yaxis)
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("Completed trials: does size predict error?")
+    return save(fig, path)
+
+
+def plot_rate_distortion(points: list[Point], front: list[Point], curve: list[BaselinePoint], path: Path,
+                         scored: list[tuple[str, int, float]]) -> Path:  # fmt: skip
+    """Validation PSNR vs code size with the front and the thumbnail codec; ``scored``: (label, values, test PSNR)."""
+    from cae.plots import plt, save
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    ax.plot(
+        [c.values for c in curve],
+        [c.psnr for c in curve],
+        "-",
+        color="gray",
+        lw=2,
+        label="bicubic thumbnail s×s → 32×32 (no learning)",
+    )
+    for c in curve[::3]:
+        ax.annotate(
+            f"{c.side}²", (c.values, c.psnr), fontsize=7, color="gray", xytext=(0, -11), textcoords="offset points"
+        )
+    ax.scatter([p.code_values for p in points], [p.val_psnr for p in points], alpha=0.55, label="completed trials")
+    ax.plot([p.code_values for p in front], [p.val_psnr for p in front], "o-", color="tab:red", label="Pareto front")
+    for label, values, psnr in scored:
+        ax.plot(values, psnr, "*", ms=14, label=f"{label} (retrained, test split)")
+    ax.set(
+        xscale="log",
+        xlabel="code size (values: the narrower of latent and bottleneck)",
+        ylabel="PSNR (dB; validation unless marked)",
+        title="Rate–distortion: autoencoders vs a thumbnail codec",
+    )
+    _plain_log_ticks(ax.xaxis)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def reconstruction_grid(splits: Splits, models: list[tuple[str, Any]], path: Path, title: str) -> Path:
+    """The originals and each model's reconstruction of the same test images, one per class."""
+    from cae.experiment import grid_indices
+    from cae.plots import image_grid
+    from cae.train import predict
+
+    idx = grid_indices(splits.y_test)
+    rows = [("original", to_unit(splits.x_test[idx]))]
+    rows += [(label, predict(model, splits.x_test[idx])) for label, model in models]
+    return image_grid(rows, path, title, [CLASSES[c] for c in splits.y_test[idx]])

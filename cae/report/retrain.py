@@ -1,0 +1,100 @@
+"""Retraining the reference and the best trial at the same epoch budget, cached per config.
+
+A search trains each trial for few epochs (and maybe on a subset); the report compares the two
+architectures on equal terms. Each retrain is a tracked run in the study's experiment and is
+kept under ``runs/<study>/report/``, so a later report reuses it instead of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from cae.codec import quantized_metrics
+from cae.config import ExperimentConfig
+from cae.data import Splits
+from cae.paths import ensure_dir, study_dir, write_text_atomic
+from cae.schema import flatten, from_dict, to_dict, with_overrides
+from cae.tracking import Tracker
+
+# What report rendering reads from a cached record: a record lacking one is retrained, not trusted.
+RECORD_KEYS = (
+    "label", "run_id", "n_params", "code_values", "latent_values", "seconds_per_epoch", "test_mse", "test_psnr",
+    "test_ssim", "test_q8_psnr",
+)  # fmt: skip
+
+
+def retrain_configs(
+    best: dict[str, Any], reference_params: dict[str, Any] | None, epochs: int | None, data: dict[str, Any] | None
+) -> tuple[int, ExperimentConfig, ExperimentConfig]:
+    """(epoch budget, best config, reference config), both at that budget and on the same data.
+
+    The reference is its trial's parameters (or the defaults of the searched keys) on everything
+    else the study used; ``data`` overrides (``data.source``, ``data.subset``, ``seed``) let a
+    search run on a subset be retrained on the full split.
+    """
+    searched = from_dict(ExperimentConfig, best["config"], "best.json")
+    budget = epochs or searched.train.epochs
+    common = {"train.epochs": budget, **(data or {})}
+    defaults = flatten(ExperimentConfig())
+    point = reference_params if reference_params is not None else {k: defaults[k] for k in best["params"]}
+    return budget, with_overrides(searched, common), with_overrides(searched, {**point, **common})
+
+
+def retrain_pair(
+    best_config: ExperimentConfig, reference_config: ExperimentConfig, best_number: int, study: str,
+    splits: Splits, tracker: Tracker,
+) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    """(reference, best) records with their models; one training when the reference itself won."""
+    ref = retrain(reference_config, "reference", study, splits, tracker)
+    if to_dict(best_config) == to_dict(reference_config):
+        return ref, {**ref, "label": f"best-trial-{best_number} (= reference)"}
+    return ref, retrain(best_config, f"best-trial-{best_number}", study, splits, tracker)
+
+
+def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tracker: Tracker) -> dict[str, Any]:
+    """Train ``config`` once (a tracked run in the study's experiment); reuse it on later reports."""
+    from cae.experiment import run_experiment
+
+    cache = ensure_dir(study_dir(study) / "report")
+    key = hashlib.sha256(json.dumps([to_dict(config), splits.digest], sort_keys=True).encode()).hexdigest()[:10]
+    record_path, model_path = cache / f"{label}-{key}.json", cache / f"{label}-{key}.keras"
+    cached = _read_cached(record_path, model_path)
+    if cached is not None:
+        return cached
+    print(f"retraining {label} for {config.train.epochs} epochs on {splits.sizes[0]:,} images ...", flush=True)
+    run_id, result, out = run_experiment(
+        config, tracker, experiment=study, run_name=f"{label} (report retrain)", splits=splits,
+        tags={"cae.role": "retrain", "study": study, "label": label},
+    )  # fmt: skip
+    record = {
+        "label": label, "run_id": run_id, "epochs": result.epochs_run, "n_params": result.n_params,
+        "latent_values": result.latent_values, "bottleneck_values": result.bottleneck_values,
+        "code_values": result.code_values, "seconds_per_epoch": result.seconds_per_epoch,
+        "best_val_loss": result.best_val_loss, **result.test,
+        **quantized_metrics(result.model, splits, config.data.input),
+        "config": to_dict(config), "loss_curve": str(out / "loss_curve.png"),
+    }  # fmt: skip
+    result.model.save(model_path)
+    write_text_atomic(record_path, json.dumps(record, indent=2))
+    record["model"] = result.model
+    return record
+
+
+def _read_cached(record_path: Path, model_path: Path) -> dict[str, Any] | None:
+    """The cached record with its model, or None (absent, damaged or incomplete: retrain instead)."""
+    if not (record_path.exists() and model_path.exists()):
+        return None
+    try:
+        record = json.loads(record_path.read_text())
+        if not isinstance(record, dict) or any(k not in record for k in RECORD_KEYS):
+            raise ValueError("missing keys")
+        import keras  # only once the record is usable: importing it takes seconds
+
+        record["model"] = keras.models.load_model(model_path, compile=False)
+    except Exception as err:  # a cache: a truncated or hand-edited entry is rebuilt, not fatal
+        print(f"note: ignoring the damaged retrain cache {record_path.name} ({type(err).__name__}); retraining")
+        return None
+    return record
