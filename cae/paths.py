@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
@@ -50,8 +51,21 @@ def ensure_dir(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except (OSError, FileExistsError) as err:
+        if err.errno == errno.ENOSPC:
+            raise  # a full disk, not a bad path: the callers' "no space left on <folder>" handling names it
         raise CAEError(f"cannot create directory {path}: {err.strerror or err}") from None
     return path
+
+
+def _disk_full_at(err: OSError, target: Path) -> OSError | None:
+    """ENOSPC naming ``target`` when ``err`` is a full disk without a file name, else None.
+
+    A write or close that fills the disk raises ENOSPC with no file name (only ``open`` sets one),
+    so the one-line error could not otherwise say which folder is full.
+    """
+    if err.errno == errno.ENOSPC and not err.filename:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+    return None
 
 
 _UMASK = os.umask(0o022)
@@ -74,6 +88,11 @@ def atomic_path(target: Path) -> Iterator[Path]:
         # mkstemp creates the file 0600; give it the permissions a plain open() would have.
         os.chmod(tmp_path, 0o666 & ~_UMASK)
         os.replace(tmp_path, target)
+    except OSError as err:
+        named = _disk_full_at(err, target)
+        if named is None:
+            raise
+        raise named from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
