@@ -4,8 +4,9 @@ Sources, in order: an explicit path (``--data`` / ``DATA=`` / ``CAE_DATA``) to a
 ``cifar-10-batches-py`` directory, the official ``cifar-10-python.tar.gz``, or a class-folder image
 tree ``{train,test}/<class>/*.png|jpg`` (directory or ``.tar.gz``); then the Keras cache; then the
 Keras download; and, when none of those exists, the bundled 2,000-image sample with a loud warning.
-Decoded images are cached as ``.npz`` under ``runs/data-cache/`` keyed by the source's content, so
-a second load of 60,000 JPEGs takes a fraction of a second.
+Decoded images are cached as ``.npz`` under ``runs/data-cache/`` (``CAE_DATA_CACHE`` moves it, e.g.
+one folder shared by a test session) keyed by the source's content, so a second load of 60,000 JPEGs
+takes a fraction of a second. A cache read back is checked; a damaged one is rebuilt with a note.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pickle
 import socket
 import sys
 import tarfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -80,9 +82,14 @@ def load_cifar10(source: str | None = None, cache_dir: Path | None = None) -> Da
     ``source``: a path, ``"keras"``, ``"sample"`` or None (then ``CAE_DATA``, the Keras cache, the
     Keras download and finally the bundled sample, in that order).
     """
-    cache_dir = cache_dir or runs_dir() / "data-cache"
+    cache_dir = cache_dir or default_cache_dir()
     path, data_source = resolve_source(source or os.environ.get("CAE_DATA") or None)
     return _load_path(path, data_source, cache_dir)
+
+
+def default_cache_dir() -> Path:
+    """``CAE_DATA_CACHE``, else ``runs/data-cache``: the decoded arrays outlive a runs/ folder moved for tests."""
+    return Path(os.environ.get("CAE_DATA_CACHE") or runs_dir() / "data-cache")
 
 
 @functools.lru_cache(maxsize=8)
@@ -167,14 +174,28 @@ def _load_path(path: Path, data_source: str, cache_dir: Path) -> Dataset:
 _LOADED: dict[tuple[str, str], Dataset] = {}
 
 
+def read_cache(cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a cache file, checked; CAEError naming the file if it is damaged."""
+    try:
+        with np.load(cache, allow_pickle=False) as z:
+            images, labels = z["images"], z["labels"]
+    except (OSError, EOFError, ValueError, KeyError, zlib.error, zipfile.BadZipFile) as err:
+        raise CAEError(f"{cache} is damaged ({type(err).__name__})") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+        raise CAEError(f"{cache} is damaged (images are {images.dtype} {images.shape}, not uint8 N×32×32×3)")
+    if labels.dtype != np.uint8 or labels.shape != (len(images),) or (labels >= len(CLASSES)).any():
+        raise CAEError(f"{cache} is damaged (labels are not {len(images)} class indices 0-9)")
+    return images, labels
+
+
 def _load_cached(path: Path, data_source: str, cache_dir: Path, digest: str) -> Dataset:
     cache = cache_dir / f"cifar10-{digest}.npz"
     if cache.exists():
         try:
-            with np.load(cache) as z:
-                return Dataset(z["images"], z["labels"], data_source, str(path), digest)
-        except (OSError, ValueError, KeyError, zlib.error):
-            cache.unlink(missing_ok=True)  # a damaged cache is rebuilt from the source
+            return Dataset(*read_cache(cache), data_source, str(path), digest)
+        except CAEError as err:  # the source is still there: decode it again instead of failing
+            print(f"note: {err}; rebuilding it from {path}", file=sys.stderr)
+            cache.unlink(missing_ok=True)
     images, labels = _decode(path)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)

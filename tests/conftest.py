@@ -35,6 +35,10 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     os.environ["CAE_RUNS_DIR"] = str(path)
     os.environ["CAE_REPORTS_DIR"] = str(path / "reports")  # never write into the checkout's reports/
     os.environ.pop("CAE_DATA", None)  # tests name their data explicitly
+    # One decoded-data cache for the whole session, also for tests (and the CLI processes they
+    # start, which inherit it) that move CAE_RUNS_DIR: the real archive is decoded once (~15 s), not
+    # once per runs/ folder. A CAE_DATA_CACHE set by the caller is kept (reuse across sessions).
+    os.environ.setdefault("CAE_DATA_CACHE", str(tmp_path_factory.mktemp("data-cache")))
     return path
 
 
