@@ -8,6 +8,7 @@ no new file under runs/ (or the reports folder).
 from __future__ import annotations
 
 import io
+import json
 import re
 import socket
 import tarfile
@@ -95,6 +96,25 @@ def wrong_size_tarball(case: Case) -> str:
 def under_a_file(case: Case) -> str:
     (case.tmp / "a-file").write_text("not a folder")
     return str(case.tmp / "a-file" / "runs")
+
+
+COMMITTED_BEST = REPO / "results" / "cae-search" / "best.json"  # a real export, to damage
+
+
+def damaged_best(case: Case, damage: str) -> str:
+    """The row's study with a best.json as a reader may find it: cut off, or edited by hand."""
+    text = COMMITTED_BEST.read_text()
+    if damage == "truncated":  # an export copied while being written, or a full disk
+        text = text[: len(text) // 2]
+    elif damage == "value as text":  # edited by hand: the number pasted in quotes
+        record = json.loads(text)
+        text = json.dumps({**record, "best_val_loss": str(record["best_val_loss"])}, indent=2)
+    elif damage == "key removed":
+        text = json.dumps({k: v for k, v in json.loads(text).items() if k != "trial_number"}, indent=2)
+    path = paths.study_dir(case.study) / "best.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return case.study
 
 
 def experiment_yaml(case: Case, text: str) -> str:
@@ -203,6 +223,25 @@ ROWS: list[Row] = [
         r"run `make search STUDY=nope-best` first$",
         None,
     ),
+]
+# A damaged best.json is one line naming the file and how to regenerate it, for each reader.
+REGENERATE = r"; rerun the study \(`make search STUDY=bad-[^`]+`\) to regenerate it"
+OR_CONFIG = ", or pass CONFIG=<experiment yaml> to colorize an explicit architecture"
+ROWS += [
+    (
+        f"{damage} best.json: {command}",
+        lambda c, damage=damage, command=command: [command, "--study", damaged_best(c, damage)],
+        rf"/bad-[^/]+/best\.json is damaged \({why}\){REGENERATE}"
+        + (re.escape(OR_CONFIG) if command != "best" else "")
+        + "$",
+        None,
+    )
+    for damage, why in (
+        ("truncated", "JSONDecodeError"),
+        ("value as text", "key 'best_val_loss' missing or not float"),
+        ("key removed", "key 'trial_number' missing or not int"),
+    )
+    for command in ("best", "colorize")
 ]
 ROWS += [
     (
