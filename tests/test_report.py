@@ -141,10 +141,10 @@ def test_rendered_markdown_states_front_verdict_importances_and_links():
     assert "Target missed: 1 of 2 front points beat the thumbnail of equal size by less than 3 dB: " \
            "trial 2 (+1.48 dB, 1.52 dB short)." in text  # fmt: skip
     # fANOVA's meaning, not "the explained variance" of another evaluator.
-    assert ("- `model.filters` has a 62% share of the variance of validation MSE explained by single parameters "
+    assert ("- `model.filters`: 62% share of the variance of validation MSE explained by single parameters "
             "(fANOVA); higher values went with lower error (Spearman ρ = -0.80).") in text  # fmt: skip
     assert (
-        "- `model.latent_activation` has a 38% share of the variance of validation MSE explained by single "
+        "- `model.latent_activation`: 38% share of the variance of validation MSE explained by single "
         "parameters (fANOVA); mean val MSE by choice: linear 0.00110 (n=2), relu 0.00300 (n=1)."
     ) in text
     assert "code size vs validation MSE has Spearman ρ = -0.71 (p = 0.01): a clear negative rank correlation" in text
@@ -160,6 +160,7 @@ def test_rendered_markdown_without_optional_parts():
                         single_objective=False, front=[FrontPoint(2, 12_000, 5_000, 0.004, None)])  # fmt: skip
     text = render(data)
     assert "- (importances need at least two completed trials)" in text
+    assert "ρ = 0.10 (p = 0.7): no clear monotonic relation.\n" in text  # no code-size-cap sentence, no trailing space
     assert "## Loss curves" not in text and "## Colorization" not in text and "caps the code size" not in text
     assert "No front point has a code size inside the thumbnail curve's range" in text
     assert text.rstrip().endswith("![pareto front](pareto_front.png)")

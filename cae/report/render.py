@@ -138,8 +138,8 @@ def importance_sentence(imp: Importance) -> str:
         )  # fmt: skip
         detail = f"{trend} (Spearman ρ = {imp.rho:.2f})"
     return (
-        f"`{imp.name}` has a {imp.share:.0%} share of the variance of validation MSE explained by single "
-        f"parameters (fANOVA); {detail}."
+        f"`{imp.name}`: {imp.share:.0%} share of the variance of validation MSE explained by single parameters "
+        f"(fANOVA); {detail}."
     )
 
 
@@ -180,7 +180,7 @@ def _size_vs_error(data: ReportData) -> list[str]:
         "",
         f"Across {data.n_completed} completed trials: code size vs validation MSE has Spearman ρ = {rc:.2f} "
         f"(p = {pc:.2g}): {rank_verdict(data.rho_code)}; parameter count vs validation MSE ρ = {rp:.2f} "
-        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. " + capped,
+        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. {capped}".rstrip(),
         "",
         "![size vs error](size_vs_error.png)",
         "",
