@@ -1,7 +1,13 @@
+import json
+from pathlib import Path
+
 import pytest
+import yaml
 
 from cae.errors import CAEError
-from cae.paths import atomic_path, ensure_dir, write_text_atomic
+from cae.paths import atomic_path, ensure_dir, resolve, write_text_atomic
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_a_failed_write_leaves_the_old_file_whole_and_no_temp_behind(tmp_path):
@@ -33,3 +39,31 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     write_text_atomic(tmp_path / "a.md", "x")
     (tmp_path / "b.md").write_text("x")
     assert os.stat(tmp_path / "a.md").st_mode == os.stat(tmp_path / "b.md").st_mode
+
+
+def test_checkout_files_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # `make` and the CLI may start elsewhere; shipped files are still found
+    assert resolve("search_spaces/reconstruction.yaml") == REPO / "search_spaces" / "reconstruction.yaml"
+    (tmp_path / "mine.yaml").write_text("{}")
+    assert resolve("mine.yaml") == Path("mine.yaml")  # a file of the working directory wins
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def test_committed_results_name_no_path_of_the_machine_they_were_made_on():
+    """results/ is read on other checkouts: every path in it is repository-relative (CONVENTIONS.md)."""
+    files = sorted((REPO / "results").rglob("*.json")) + sorted((REPO / "results").rglob("*.yaml"))
+    assert len(files) >= 4  # the main search's records and the reference run's config are there
+    for path in files:
+        data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
+        for text in _strings(data):
+            assert not text.startswith(("/", "~")), f"{path.relative_to(REPO)}: absolute path {text!r}"
