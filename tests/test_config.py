@@ -1,12 +1,16 @@
+"""cae.config and cae.schema: defaults once, YAML → frozen dataclasses, one-line errors; every shipped file builds."""
+
 from pathlib import Path
 
 import pytest
+import yaml
 
-from cae.config import ExperimentConfig, SearchConfig, load_experiment, load_search
+from cae.config import ExperimentConfig, ModelConfig, SearchConfig, TrainConfig, load_experiment, load_search
 from cae.errors import CAEError
-from cae.schema import flatten, from_dict, parse_assignment, to_dict, with_overrides
+from cae.schema import field_type, flatten, from_dict, parse_assignment, read_yaml, to_dict, with_overrides, yaml_load
 
 REPO = Path(__file__).resolve().parent.parent
+EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 
 
 def test_reference_yaml_is_the_seed_architecture():
@@ -14,15 +18,48 @@ def test_reference_yaml_is_the_seed_architecture():
     assert cfg.model.level_filters() == (8, 12)
     assert cfg.model.latent_filters == 16 and cfg.model.depth == 2
     assert cfg.train.batch_size == 32 and cfg.train.learning_rate == 1e-3
+    assert cfg == ExperimentConfig()  # it restates the defaults: they are the seed architecture
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "experiments").glob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_experiment_file_loads(path):
-    from cae.schema import read_yaml
+def shipped_experiment(path: Path) -> ExperimentConfig:
+    """What a shipped file trains: an experiment, a search's shared experiment, or a colorization base.
 
+    A colorization search's ``experiment:`` block changes the source study's best architecture
+    (cae.colorize.search.colorization_config); here the source is the reference architecture.
+    """
     data = read_yaml(path)
-    cfg = load_search(path) if "study" in data else load_experiment(path)
-    assert to_dict(cfg)  # round-trips to plain data
+    if "experiment" not in data and "space" not in data:
+        return load_experiment(path)
+    if data.get("objectives", ["best_val_loss"])[0] == "best_val_loss":
+        return load_search(path).experiment
+    from cae.colorize.search import RECIPE, flatten_mapping
+
+    settings = {k: v for k, v in data.items() if k != "experiment"}
+    cfg = from_dict(SearchConfig, {**settings, "stage": "colorization"}, str(path))
+    assert cfg.stage == "colorization" and cfg.objectives[0] == "val_psnr"
+    return with_overrides(ExperimentConfig(), {**RECIPE, **flatten_mapping(data.get("experiment") or {})}, str(path))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_every_shipped_experiment_file_loads_and_builds_its_model(path):
+    from cae.model import code_sizes
+    from cae.train import build_model
+
+    config = shipped_experiment(path)
+    model = build_model(config, splits=None)  # unit inputs need no split statistics
+    side = config.model.latent_side()
+    assert tuple(model.input.shape[1:]) == (32, 32, config.data.input_channels)
+    assert tuple(model.output.shape[1:]) == (32, 32, 3)
+    assert tuple(model.get_layer("latent").output.shape[1:]) == (side, side, config.model.latent_channels())
+    assert code_sizes(model)[0] == side * side * config.model.latent_channels()
+    assert from_dict(ExperimentConfig, to_dict(config)) == config  # what MLflow and best.json store reads back
+
+
+def test_the_colorization_file_changes_the_source_instead_of_replacing_it():
+    config = shipped_experiment(REPO / "experiments/colorize-search.yaml")
+    assert config.model.depth == ModelConfig().depth and config.model.filters == ModelConfig().filters
+    assert config.data.input == "luma" and config.model.predict == "chroma"  # the recipe of trial 0
+    assert config.train.epochs == read_yaml(REPO / "experiments/colorize-search.yaml")["experiment"]["train"]["epochs"]
 
 
 def test_round_trip_and_flatten():
@@ -30,6 +67,8 @@ def test_round_trip_and_flatten():
     assert from_dict(ExperimentConfig, to_dict(cfg)) == cfg
     flat = flatten(cfg)
     assert flat["model.depth"] == 3 and flat["train.learning_rate"] == 3e-4
+    assert set(flat) == {f"{section}.{k}" for section in ("data", "model", "train")
+                         for k in to_dict(cfg)[section]} | {"name", "seed"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -41,14 +80,18 @@ def test_round_trip_and_flatten():
         ({"model": {"depth": 6}}, "model.depth=6 would shrink the 32×32 image below 1×1"),
         ({"model": {"filters": 0}}, "model.filters must be a positive integer"),
         ({"model": {"activation": "sigmoidal"}}, "model.activation must be one of 'relu'"),
+        ({"model": {"downsample": "maxpol"}}, "model.downsample must be one of 'maxpool', 'avgpool', 'stride'"),
         ({"model": {"batch_norm": "yes"}}, "model.batch_norm must be true or false"),
+        ({"model": {"code_budget": 0}}, "model.code_budget must be a positive integer or null"),
+        ({"model": {"width_multiplier": 0}}, "model.width_multiplier must be > 0"),
         ({"train": {"learning_rate": -1.0}}, "train.learning_rate must be > 0"),
+        ({"train": {"rebalance": 2}}, "train.rebalance must be between 0 and 1, got 2"),
+        ({"train": {"precision": "fp8"}}, "train.precision must be one of 'float32'"),
+        ({"train": {"loss": "classification"}}, "train.loss: classification classifies chroma"),
         ({"data": {"subset": 4}}, "data.subset must be at least 8"),
     ],
 )
 def test_bad_experiment_values_fail_with_the_key(tmp_path, data, message):
-    import yaml
-
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CAEError) as err:
@@ -58,6 +101,37 @@ def test_bad_experiment_values_fail_with_the_key(tmp_path, data, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (ModelConfig(downsample="bad"), "model.downsample must be one of 'maxpool', 'avgpool', 'stride', got 'bad'"),
+        (ModelConfig(upsample="nearest"), "model.upsample must be one of 'upsampling'"),
+        (ModelConfig(predict=True), "model.predict must be one of 'rgb', 'chroma', got True"),  # a bool is no choice
+        (TrainConfig(lr_schedule="step"), "train.lr_schedule must be one of 'constant', 'cosine', 'plateau'"),
+    ],
+    ids=["downsample", "upsample", "bool", "schedule"],
+)
+def test_configs_built_in_code_are_checked_like_loaded_ones(config, message):
+    """A dataclass constructed directly never passed from_dict: validate() must still refuse the mode."""
+    with pytest.raises(CAEError, match=message.replace("(", r"\(")):
+        config.validate()
+
+
+def test_width_multiplier_scales_every_level_but_not_the_latent():
+    wide = ModelConfig(width_multiplier=2.0)
+    assert wide.level_filters() == (16, 24)
+    assert ModelConfig(width_multiplier=0.5).level_filters() == (4, 6)
+    assert ModelConfig(filters=2, width_multiplier=0.1).level_filters() == (1, 1)  # never a level of 0 filters
+    assert wide.latent_channels() == ModelConfig().latent_channels() == 16
+
+
+@pytest.mark.parametrize(("depth", "channels"), [(1, 3), (2, 12), (3, 50), (4, 200)])
+def test_code_budget_is_the_latent_in_values_at_each_depth(depth, channels):
+    cfg = ModelConfig(depth=depth, code_budget=800, latent_filters=5)
+    assert cfg.latent_channels() == channels  # 800 // side², latent_filters ignored
+    assert cfg.latent_channels() * cfg.latent_side() ** 2 <= 800
+
+
 def test_invalid_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("model:\n  depth: [1, 2\n")
@@ -65,19 +139,50 @@ def test_invalid_yaml_names_file_and_line(tmp_path):
         load_experiment(path)
 
 
+def test_yaml_files_that_are_not_mappings(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# only a comment\n")
+    assert load_experiment(tmp_path / "empty.yaml") == ExperimentConfig()  # the defaults
+    (tmp_path / "list.yaml").write_text("- model\n")
+    with pytest.raises(CAEError, match=r"list\.yaml: expected a mapping of keys at the top level, got list"):
+        load_experiment(tmp_path / "list.yaml")
+    with pytest.raises(CAEError, match=r"config file .*nope\.yaml does not exist"):
+        load_experiment(tmp_path / "nope.yaml")
+
+
+def test_exponent_numbers_are_numbers():
+    # Plain YAML 1.1 reads 1e-4 (no dot) as the string "1e-4": a learning rate would fail to load.
+    assert yaml.safe_load("lr: 1e-4")["lr"] == "1e-4"
+    assert yaml_load("lr: 1e-4")["lr"] == 1e-4
+    assert load_experiment(None, {"train.learning_rate": yaml_load("1e-4")}).train.learning_rate == 1e-4
+
+
 def test_overrides_parse_yaml_scalars_and_validate():
     assert parse_assignment("train.learning_rate=1e-4") == ("train.learning_rate", 1e-4)
     assert parse_assignment("model.batch_norm=true") == ("model.batch_norm", True)
+    assert parse_assignment("data.subset=") == ("data.subset", None)
     with pytest.raises(CAEError, match=r"unknown key 'train\.epoch'"):
         with_overrides(ExperimentConfig(), {"train.epoch": 3})
     with pytest.raises(CAEError, match="KEY=VALUE"):
         parse_assignment("epochs")
 
 
+def test_field_type_follows_dotted_keys():
+    assert field_type(ExperimentConfig, "model.depth") is int
+    assert field_type(SearchConfig, "experiment.train.learning_rate") is float
+    with pytest.raises(CAEError, match=r"unknown key 'model\.dpth'; allowed: .*model\.depth"):
+        field_type(ExperimentConfig, "model.dpth")
+
+
 def test_search_config_validation():
     cfg = load_search(REPO / "experiments/search.yaml", {"trials": 3, "experiment.train.epochs": 1})
     assert cfg.trials == 3 and cfg.experiment.train.epochs == 1
+    assert cfg.directions == ["minimize"]
+    assert from_dict(SearchConfig, {"objectives": ["best_val_loss", "code_values"]}).directions == ["minimize"] * 2
     with pytest.raises(CAEError, match="objectives of a reconstruction study must start with best_val_loss"):
         from_dict(SearchConfig, {"objectives": ["code_values"]})
+    with pytest.raises(CAEError, match="objectives of a colorization study must start with val_psnr"):
+        from_dict(SearchConfig, {"stage": "colorization"})
     with pytest.raises(CAEError, match=r"unknown key 'pruner\.warmup'"):
         from_dict(SearchConfig, {"pruner": {"warmup": 2}})
+    with pytest.raises(CAEError, match="study must be a plain name"):
+        from_dict(SearchConfig, {"study": "../elsewhere"})
