@@ -5,8 +5,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-done
-# tf = `tensorflow` (uses a GPU when present); tf-cpu = the smaller CPU-only wheel (CI).
-TF_EXTRA ?= tf
+# TensorFlow variant (an extra of pyproject.toml): gpu = TensorFlow with its CUDA wheels; tf-cpu = the
+# CPU-only wheel (Linux x86-64, a third of the download); tf = plain `tensorflow` (macOS, other CPUs).
+# Unset, `make setup` picks gpu when `nvidia-smi -L` lists a GPU, else tf-cpu on Linux x86-64, else tf.
+TF_EXTRA ?=
+PY_MIN := 3.11
 
 opt = $(if $($(1)),--$(2) $($(1)))
 TRAIN_ARGS = $(call opt,DATA,data) $(call opt,SUBSET,subset) $(call opt,EPOCHS,epochs) $(call opt,SEED,seed)
@@ -14,18 +17,46 @@ STUDY_ARGS = $(call opt,STUDY,study) $(call opt,STORAGE,storage)
 SEARCH_ARGS = $(TRAIN_ARGS) $(STUDY_ARGS) $(call opt,TRIALS,trials) $(call opt,ENGINE,engine) \
 	$(call opt,WORKERS,workers) $(call opt,TIMEOUT,timeout)
 
-.PHONY: help setup test test-fast lint train search pareto worker best compare report ui dashboard colorize-best \
+.PHONY: FORCE help setup test test-fast lint train search pareto worker best compare report ui dashboard colorize-best \
 	colorize-search bench
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv with the pinned stack (other targets do this on first use)
-$(STAMP): pyproject.toml constraints.txt
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e ".[$(TF_EXTRA),dev]"
-	touch $@
+setup: $(STAMP) ## create .venv with the pinned stack (other targets do this on first use); TF_EXTRA=gpu|tf-cpu|tf forces one
+
+# The stamp holds the installed variant: asking for another one reinstalls.
+STAMP_DEPS := pyproject.toml constraints.txt
+ifneq ($(TF_EXTRA),)
+ifneq ($(TF_EXTRA),$(shell cat $(STAMP) 2>/dev/null))
+STAMP_DEPS += FORCE
+endif
+endif
+FORCE:
+
+# One script: the interpreter is checked and the TensorFlow variant chosen before anything is created.
+# Switching variants uninstalls the other TensorFlow distribution first (tensorflow and tensorflow-cpu
+# both provide the `tensorflow` module and would overwrite each other's files).
+$(STAMP): $(STAMP_DEPS)
+	@set -e; \
+	info="$$($(PYTHON) -c 'import sys; v = sys.version_info; print(v[0], v[1], sys.version.split()[0])' 2>/dev/null)" \
+	  || { echo "error: $(PYTHON) not found; cae-search needs Python $(PY_MIN)+ (make setup PYTHON=python3.11)" >&2; exit 1; }; \
+	read -r major minor full <<< "$$info"; \
+	if [ "$$major" -lt 3 ] || { [ "$$major" -eq 3 ] && [ "$$minor" -lt $(word 2,$(subst ., ,$(PY_MIN))) ]; }; then \
+	  echo "error: $(PYTHON) is Python $$full; cae-search needs Python $(PY_MIN)+ (make setup PYTHON=python3.11)" >&2; exit 1; fi; \
+	extra="$(TF_EXTRA)"; why="TF_EXTRA=$(TF_EXTRA)"; \
+	if [ -z "$$extra" ]; then \
+	  if gpu="$$(nvidia-smi -L 2>/dev/null | head -n 1)" && [ -n "$$gpu" ]; then extra=gpu; why="nvidia-smi -L: $$gpu"; \
+	  elif [ "$$(uname -sm)" = "Linux x86_64" ]; then extra=tf-cpu; why="no NVIDIA GPU: nvidia-smi -L found none"; \
+	  else extra=tf; why="no NVIDIA GPU on $$(uname -sm)"; fi; fi; \
+	case "$$extra" in gpu|tf) other=tensorflow-cpu;; tf-cpu) other=tensorflow;; \
+	  *) echo "error: TF_EXTRA=$$extra is not one of gpu, tf-cpu, tf" >&2; exit 1;; esac; \
+	echo "setup: Python $$full, TensorFlow extra '$$extra' ($$why); force one with TF_EXTRA=gpu|tf-cpu|tf"; \
+	$(PYTHON) -m venv $(VENV); \
+	$(PY) -m pip install -q --upgrade pip; \
+	if $(PY) -m pip show -q "$$other" >/dev/null 2>&1; then $(PY) -m pip uninstall -q -y "$$other"; fi; \
+	$(PY) -m pip install -q -c constraints.txt -e ".[$$extra,dev]"; \
+	echo "$$extra" > $@
 
 test: $(STAMP) ## lint, then the test suite (exactly what CI runs)
 	$(PY) -m ruff check cae tests scripts
@@ -55,10 +86,10 @@ worker: $(STAMP) ## join an existing study from another host (same STORAGE, MLFL
 best: $(STAMP) ## print the best trial of STUDY (best.json)
 	$(PY) -m cae best $(STUDY_ARGS)
 
-ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY
-	$(PY) -m cae ui $(call opt,STUDY,study) $(call opt,HOST,host) $(call opt,PORT,port)
+ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY AUTH=1 (basic auth; always on for a HOST other than localhost)
+	$(PY) -m cae ui $(call opt,STUDY,study) $(call opt,HOST,host) $(call opt,PORT,port) $(if $(AUTH),--auth)
 
-dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); STORAGE HOST PORT
+dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); STORAGE (sqlite, postgresql, journal) HOST PORT
 	$(PY) -m cae dashboard $(call opt,STORAGE,storage) $(call opt,HOST,host) $(call opt,PORT,port)
 
 compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<ids> STATES=COMPLETE,PRUNED LINEAR=1

@@ -119,7 +119,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from cae.ui import serve
 
-    return serve(args.study, args.host, args.port)
+    return serve(args.study, args.host, args.port, auth=args.auth)
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", default=SearchConfig().study, help="print the address of this study's runs table")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--auth", action="store_true",
+                   help="MLflow's basic-auth app also on localhost (always on for any other HOST)")  # fmt: skip
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage (any STORAGE form)")

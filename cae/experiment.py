@@ -92,6 +92,7 @@ def run_experiment(
             experiment or config.name, run_name or config.name, tags={**run_tags(splits, stage), **(tags or {})}
         )
         run.log_params(run_params(config, splits))
+        run.log_datasets(splits)
         id_file.write_text(run.run_id)
     with run:
         result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir, model=model,

@@ -32,3 +32,8 @@ def journal_path(url: str) -> Path | None:
     if rest.startswith("///"):
         return Path("/" + rest[3:].lstrip("/"))
     return Path(rest.removeprefix("//"))
+
+
+def has_password(url: str) -> bool:
+    """Whether ``url`` carries a password (``scheme://user:secret@host``)."""
+    return shown(url) != url

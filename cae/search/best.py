@@ -169,6 +169,19 @@ def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
     return model, record
 
 
+def _register(study: str, record: dict[str, Any], model: Any, splits: Any, config: Any, tracker: Any) -> int | None:
+    """The best model in the MLflow Model Registry as ``study``; a failure is a warning, not a lost search."""
+    from cae.data import TRANSFORMS, to_unit
+    from cae.tracking.registry import register_model
+
+    example = TRANSFORMS[config.data.input](to_unit(splits.x_test[:2]))
+    try:
+        return register_model(tracker, run_id=record["mlflow_run_id"], name=study, model=model, example=example)
+    except CAEError as err:
+        print(f"warning: {err}; run the same command again to retry")
+        return None
+
+
 def score_best(study: str, parent: Any, step: int) -> dict[str, Any]:
     """Score the exported best trial once on the test split; log it to the study's parent run."""
     from cae.config import ExperimentConfig
@@ -181,6 +194,9 @@ def score_best(study: str, parent: Any, step: int) -> dict[str, Any]:
     splits = load_splits(config.data.source, config.seed, config.data.subset)
     test, _ = evaluate(model, splits.x_test, config.data.input)
     record["test"] = test
+    version = _register(study, record, model, splits, config, parent.tracker)
+    if version is not None:  # `models:/<study>/<version>` (and `/latest`) loads it
+        record["registered_model"] = {"name": study, "version": version}
     json_path = best_paths(study)[0]
     with _locked(study):
         if json.loads(json_path.read_text())["trial_number"] == record["trial_number"]:
@@ -192,5 +208,6 @@ def score_best(study: str, parent: Any, step: int) -> dict[str, Any]:
         f"best: trial {record['trial_number']}  {record['objective']['name']} {record['objective']['value']:.6g}  "
         f"test MSE {test['test_mse']:.6f}  PSNR {test['test_psnr']:.2f} dB  "
         f"({record['n_params']:,} params, code {record['code_values']} values)\nexported to {json_path}"
+        + (f"; registered as models:/{study}/{version}" if version is not None else "")
     )
     return record

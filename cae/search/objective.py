@@ -131,6 +131,7 @@ class Objective:
             with trial_run(
                 self.tracker, self.cfg.study, trial.number, parent_id=self.parent_id, params=params,
                 tags={**self.task.tags, "engine": self.engine}, stopped=(optuna.TrialPruned, TrialStopped),
+                splits=self.splits,
             ) as run:  # fmt: skip
                 trial.set_user_attr("mlflow_run_id", run.run_id)
                 progress = progress_callback(f"{self.prefix}trial {trial.number:3d} ", config.train.epochs)

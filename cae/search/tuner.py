@@ -86,7 +86,8 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
             tags = {"engine": "keras-tuner", "stage": "reconstruction", "data_source": splits.data_source,
                     **{f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")}}  # fmt: skip
             try:
-                with trial_run(tracker, cfg.study, number, parent_id=parent_id, tags=tags, params=params) as run:
+                with trial_run(tracker, cfg.study, number, parent_id=parent_id, tags=tags, params=params,
+                               splits=splits) as run:  # fmt: skip
                     kwargs["callbacks"] = [*kwargs.get("callbacks", []), run.epoch_callback()]
                     out = super().run_trial(trial, *args, **kwargs)
                     result = self.hypermodel.last_result

@@ -26,7 +26,7 @@ import yaml
 from cae.config import SearchConfig
 from cae.data import load_splits
 from cae.errors import NO_SPACE, CAEError
-from cae.hardware import configure_threads
+from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
 from cae.search.objective import Objective, make_task
@@ -182,9 +182,11 @@ def spawn_workers(cfg: SearchConfig, parent_id: str, tracker: Tracker) -> None:
         yaml.safe_dump(to_dict(cfg), fh)
     threads = max(1, (os.cpu_count() or 1) // cfg.workers)
     env = {**os.environ, "CAE_THREADS": str(threads)}
+    gpus = gpu_ids()  # one visible GPU per worker, round-robin; none on a CPU host
     argv = [sys.executable, "-m", "cae", "search-worker", path, "--parent-run-id", parent_id,
             "--tracking-uri", tracker.uri]  # fmt: skip
-    procs = [subprocess.Popen([*argv, "--index", str(i)], env=env) for i in range(cfg.workers)]
+    procs = [subprocess.Popen([*argv, "--index", str(i)], env={**env, **worker_gpu_env(i, gpus)})
+             for i in range(cfg.workers)]  # fmt: skip
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: let the workers end their trials cleanly

@@ -10,8 +10,10 @@ from typing import Any
 
 from cae.errors import CAEError
 from cae.paths import ensure_dir, project_root, runs_dir
+from cae.tracking.auth import read_credentials
 from cae.tracking.run import Run
-from cae.urls import with_driver
+from cae.tracking.system import check_system_metrics
+from cae.urls import has_password, with_driver
 
 
 def default_tracking_uri() -> str:
@@ -44,6 +46,12 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or tracking_uri()
+        if _is_remote(self.uri) and has_password(self.uri):
+            # It would be printed, passed to worker command lines and shown in process lists.
+            raise CAEError(
+                "the MLflow tracking URI contains a password: put it in MLFLOW_TRACKING_USERNAME / "
+                "MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials (mode 600) instead"
+            )
         if self.uri.startswith("sqlite:///"):
             ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
         try:
@@ -51,8 +59,17 @@ class Tracker:
         except Exception as err:
             raise CAEError(f"invalid MLflow tracking URI {self.uri!r}: {str(err).splitlines()[0]}") from None
 
+    @property
+    def driver_uri(self) -> str:
+        """The URI as SQLAlchemy and MLflow's global functions need it (``postgresql+psycopg2://``)."""
+        return with_driver(self.uri)
+
     def check(self) -> Tracker:
-        """Fail fast (one line, before any training) if the store cannot be reached."""
+        """Fail fast (one line, before any training or run) on a store that cannot be reached or
+        refuses the credentials, a too widely readable credentials file, or a bad system-metrics flag."""
+        check_system_metrics()
+        if _is_remote(self.uri):
+            read_credentials()
         saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
         os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
         os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
@@ -60,6 +77,11 @@ class Tracker:
             self.client.search_experiments(max_results=1)
         except Exception as err:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            if "401" in first or "403" in first or "Unauthorized" in first:
+                raise CAEError(
+                    f"MLflow tracking server {self.uri} refused the credentials ({first}); set "
+                    "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials (mode 600)"
+                ) from None
             raise CAEError(
                 f"MLflow tracking store {self.uri} is unreachable ({first}); start the server or fix "
                 "MLFLOW_TRACKING_URI (unset it to use the local runs/mlflow.db)"
@@ -102,12 +124,15 @@ class Tracker:
         tags.setdefault("git_commit", git_commit())
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id
-        run = self.client.create_run(self.experiment_id(experiment), tags=tags, run_name=name)
-        return Run(self, run.info.run_id)
+        run = Run(self, self.client.create_run(self.experiment_id(experiment), tags=tags, run_name=name).info.run_id)
+        run.start_system_metrics()
+        return run
 
     def resume_run(self, run_id: str) -> Run:
         self.client.update_run(run_id, status="RUNNING")
-        return Run(self, run_id)
+        run = Run(self, run_id)
+        run.start_system_metrics()
+        return run
 
     def run_exists(self, run_id: str) -> bool:
         try:

@@ -4,10 +4,17 @@
 FAILED (KILLED for Ctrl-C) with the reason as the ``error`` tag. :func:`trial_run` is the trial's
 lifecycle for both engines (child run → PRUNED / FAIL with reason / COMPLETE); what a finished
 training logs is decided once, in :meth:`Run.log_result`.
+
+Per-epoch metrics are queued (MLflow's asynchronous logging) so that a slow or stalled tracking
+server does not stall training: the queue is drained when the run ends and, for runs that never
+end normally, when the process exits. Everything else is logged synchronously (it is what later
+steps read back).
 """
 
 from __future__ import annotations
 
+import atexit
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -15,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.errors import failure_reason
+from cae.tracking.system import start_system_metrics
 
 if TYPE_CHECKING:
     from cae.tracking.client import Tracker
@@ -36,6 +44,12 @@ class Run:
         self.client = tracker.client
         self.run_id = run_id
         self.ended = False
+        self._pending: list[Any] = []  # queued per-epoch metric batches (MLflow RunOperations)
+        self._monitor: Any = None  # system metrics (CAE_SYSTEM_METRICS=1)
+
+    def start_system_metrics(self) -> None:
+        """CPU, memory, disk, network (and GPU) as ``system/*`` metrics, if ``CAE_SYSTEM_METRICS=1``."""
+        self._monitor = start_system_metrics(self.run_id, self.tracker.driver_uri)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
@@ -44,13 +58,42 @@ class Run:
         for i in range(0, len(items), _MAX_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0, *, queued: bool = False) -> None:
+        """Log ``metrics`` at ``step``; ``queued``: return at once, sent in the background (see :meth:`flush`)."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-        if items:
+        if not items:
+            return
+        if queued:
+            self._pending.append(self.client.log_batch(self.run_id, metrics=items, synchronous=False))
+            _UNFLUSHED.add(self)
+        else:
             self.client.log_batch(self.run_id, metrics=items)
+
+    def flush(self) -> None:
+        """Wait until the queued metrics are stored; a failure is one warning line, never an exception.
+
+        A run must still be ended when its curve could not be stored (the server gave up).
+        """
+        pending, self._pending = self._pending, []
+        _UNFLUSHED.discard(self)
+        lost, reason = 0, ""
+        for operation in pending:
+            try:
+                operation.wait()
+            except Exception as err:
+                lost, reason = lost + 1, failure_reason(err)
+        if lost:
+            print(f"warning: {lost} batch(es) of per-epoch metrics of MLflow run {self.run_id} were not stored "
+                  f"({reason})", file=sys.stderr, flush=True)  # fmt: skip
+
+    def log_datasets(self, splits: Any) -> None:
+        """The train/val/test splits as MLflow dataset inputs (``cifar10-train`` ..., the split's digest)."""
+        from cae.tracking.datasets import dataset_inputs
+
+        self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -65,6 +108,10 @@ class Run:
         self.client.log_text(self.run_id, text, name)
 
     def end(self, status: str = "FINISHED") -> None:
+        self.flush()
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
         self.client.set_terminated(self.run_id, status)
         self.ended = True
 
@@ -90,7 +137,8 @@ class Run:
                 lr = logs.get("learning_rate")
                 if lr is not None:
                     metrics["learning_rate"] = lr
-                run.log_metrics({k: v for k, v in metrics.items() if v is not None}, step=epoch + 1)
+                # Queued: a slow tracking server must not hold up the next epoch.
+                run.log_metrics({k: v for k, v in metrics.items() if v is not None}, step=epoch + 1, queued=True)
 
         return EpochLogger()
 
@@ -115,20 +163,34 @@ class Run:
             self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
 
 
+_UNFLUSHED: set[Run] = set()  # runs with queued metrics, drained at exit if never ended
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for run in list(_UNFLUSHED):
+        run.flush()
+
+
 @contextmanager
 def trial_run(
     tracker: Tracker, study: str, number: int, *, parent_id: str, tags: Mapping[str, Any],
-    params: Mapping[str, Any], stopped: tuple[type[BaseException], ...] = (),
+    params: Mapping[str, Any], stopped: tuple[type[BaseException], ...] = (), splits: Any = None,
 ) -> Iterator[Run]:  # fmt: skip
     """A trial's child run, for both engines: COMPLETE when the block finishes, PRUNED when it
     raises one of ``stopped`` (the engine's pruning exception, or an early stop of the trial's own),
     FAIL with the reason on any other exception, Ctrl-C included. The exception propagates.
+    ``splits`` (a :class:`cae.data.Splits`) is logged as the run's dataset inputs.
     """
+    from cae.hardware import machine
+
     run = tracker.start_run(
         study, f"trial-{number}", parent_id=parent_id,
-        tags={**tags, "study": study, "trial_number": number, "trial_state": "RUNNING"},
+        tags={"machine": machine(), **tags, "study": study, "trial_number": number, "trial_state": "RUNNING"},
     )  # fmt: skip
     run.log_params(params)
+    if splits is not None:
+        run.log_datasets(splits)
     try:
         yield run
     except stopped as err:
