@@ -1,3 +1,5 @@
+"""cae.model: the CAE built from plain values (ModelConfig's fields), its code sizes and its halves."""
+
 import numpy as np
 import pytest
 
@@ -53,20 +55,73 @@ def test_hand_design_is_about_150k_params():
     assert model.count_params() == 149_587  # measured for that design in the issue's table (150k)
 
 
+def _types(model) -> set[str]:
+    return {layer.__class__.__name__ for layer in model.layers}
+
+
 @pytest.mark.parametrize(
-    "options",
+    ("options", "check"),
     [
-        {"batch_norm": True},
-        {"upsample": "bilinear"},
-        {"downsample": "avgpool"},
-        {"kernel_size": 5},
-        {"activation": "gelu"},
-        {"depth": 5, "filters": 4},
+        (
+            {"batch_norm": True},
+            lambda m: "BatchNormalization" in _types(m) and not m.get_layer("enc0_conv0").use_bias,
+        ),
+        ({"upsample": "bilinear"}, lambda m: m.get_layer("dec0_up").interpolation == "bilinear"),
+        (
+            {"downsample": "avgpool"},
+            lambda m: "AveragePooling2D" in _types(m) and "MaxPooling2D" not in _types(m),
+        ),
+        (
+            {"downsample": "stride"},
+            lambda m: m.get_layer("enc0_conv0").strides == (2, 2) and "MaxPooling2D" not in _types(m),
+        ),
+        ({"kernel_size": 5}, lambda m: m.get_layer("latent").kernel_size == (5, 5)),
+        ({"activation": "gelu"}, lambda m: m.get_layer("enc1_conv0").activation.__name__ == "gelu"),
+        ({"depth": 5, "filters": 4}, lambda m: tuple(m.get_layer("latent").output.shape[1:]) == (1, 1, 16)),
     ],
+    ids=["batch_norm", "bilinear", "avgpool", "stride", "kernel_size", "activation", "depth 5"],
 )
-def test_variants_build_and_keep_shapes(options):
+def test_each_option_changes_the_model_and_keeps_its_shapes(options, check):
     model = build_autoencoder(**options)
     assert tuple(model.output.shape[1:]) == (32, 32, 3)
+    assert check(model), options
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"downsample": "maxpol"}, "build_autoencoder: model.downsample must be one of 'maxpool', 'avgpool', 'stride'"),
+        ({"upsample": "nearest"}, "build_autoencoder: model.upsample must be one of 'upsampling'"),
+        ({"dpth": 3}, "unexpected keyword argument 'dpth'"),
+        ({"depth": 6}, "model.depth=6 would shrink the 32×32 image below 1×1"),
+    ],
+    ids=["unknown downsample", "unknown upsample", "unknown field", "too deep"],
+)
+def test_unknown_fields_and_modes_are_a_value_error(kwargs, message):
+    # Before, an unknown mode silently built a model without pooling.
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        build_autoencoder(**kwargs)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("budget", [256, 700, 1024])
+def test_code_budget_keeps_the_latent_within_it_at_every_depth(depth, budget):
+    latent, _ = code_sizes(build_autoencoder(depth=depth, code_budget=budget, latent_filters=64))
+    side2 = (32 // 2**depth) ** 2
+    assert latent <= budget
+    assert latent == budget // side2 * side2  # the most whole channels that fit, not fewer
+
+
+def test_a_budget_below_one_channel_gets_one_channel():
+    # depth 1 leaves 16×16: one channel is 256 values, the smallest latent this depth can have.
+    assert code_sizes(build_autoencoder(depth=1, code_budget=64))[0] == 256
+
+
+def test_width_multiplier_widens_every_level_and_keeps_the_latent():
+    wide = build_autoencoder(width_multiplier=2.0)
+    assert [wide.get_layer(n).filters for n in ("enc0_conv0", "enc1_conv0", "dec1_conv0")] == [16, 24, 24]
+    assert tuple(wide.get_layer("latent").output.shape[1:]) == (8, 8, 16)
+    assert wide.count_params() > 4911
 
 
 def test_standardisation_layer_is_inside_the_model():
