@@ -101,7 +101,8 @@ def _retrained(label: str, psnr: float, mse: float, thumb: float | None) -> Retr
 
 def _report_data(**changes) -> ReportData:
     values = dict(
-        study="hand", generated="2026-01-02 03:04", epochs_given=30, machine="CPU x2", data_source="path",
+        study="hand", generated="2026-01-02 03:04", command="make report STUDY=hand EPOCHS=30", machine="CPU x2",
+        data_source="path",
         data_location="../shared/data/cifar10-jpeg.tar.gz", split=(48_000, 6_000, 6_000), seed=42,
         parent_run_id="parent123", storage="runs/optuna.db", states={"COMPLETE": 3, "PRUNED": 1},
         objectives=["best_val_loss"], epochs_per_trial=5, wall_seconds=5400.0, trial_seconds=3000.0,
@@ -195,3 +196,12 @@ def test_a_damaged_retrain_cache_is_retrained_not_fatal(tmp_path, capsys):
     record.write_text('{"label": "reference"}')  # keys missing
     assert _read_cached(record, model) is None
     assert "ignoring the damaged retrain cache reference-abc.json" in capsys.readouterr().out
+
+
+def test_the_report_names_the_command_with_its_data_settings():
+    from cae.report.build import report_command
+
+    assert report_command("s", 30, {"data.source": "../x.tar.gz", "data.subset": None, "seed": 3}) == (
+        "make report STUDY=s EPOCHS=30 DATA=../x.tar.gz SUBSET=0 SEED=3"
+    )
+    assert report_command("s", None, {}) == "make report STUDY=s"

@@ -61,7 +61,7 @@ def build_report(
         test_curve=baseline_curve(splits.x_test), val_curve=baseline_curve(splits.x_val), parent_run_id=parent_id,
         colorization=COLORIZATION if (out / COLORIZATION).exists() else None,
     )  # fmt: skip
-    numbers = measure(inputs, epochs)
+    numbers = measure(inputs, report_command(cfg.study, epochs, data or {}))
     numbers = replace(numbers, images=_figures(inputs, numbers, out, tracker))
     report = out / "search.md"
     write_text_atomic(report, render(numbers))
@@ -117,3 +117,11 @@ def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker) -
                          scored)  # fmt: skip
     images["rate_distortion"] = "rate_distortion.png"
     return images
+
+
+def report_command(study: str, epochs: int | None, data: dict[str, Any]) -> str:
+    """The `make report` call that reproduces this report (its make variables, as given)."""
+    names = {"data.source": "DATA", "data.subset": "SUBSET", "seed": "SEED"}
+    args = [f"EPOCHS={epochs}"] if epochs else []
+    args += [f"{names[k]}={0 if k == 'data.subset' and v is None else v}" for k, v in data.items() if k in names]
+    return " ".join(["make report", f"STUDY={study}", *args])

@@ -80,7 +80,7 @@ class BestTrial:
 class ReportData:
     study: str
     generated: str  # "YYYY-MM-DD HH:MM"
-    epochs_given: int | None  # EPOCHS= of the `make report` command, if any
+    command: str  # the `make report ...` command that wrote it, with its data settings
     machine: str
     data_source: str  # "path", "keras" or "sample"
     data_location: str  # repository-relative

@@ -37,14 +37,14 @@ class Inputs:
     colorization: str | None = None
 
 
-def measure(inputs: Inputs, epochs_given: int | None) -> ReportData:
+def measure(inputs: Inputs, command: str) -> ReportData:
     """Every number and name the Markdown states, but the figures (``build`` adds those drawn); no side effects."""
     cfg, study, best = inputs.cfg, inputs.study, inputs.best
     trials = study.get_trials(deepcopy=False)
     wall, trial_seconds = study_times(trials)
     rho_code, rho_params = size_correlations(inputs.points)
     return ReportData(
-        study=cfg.study, generated=time.strftime("%Y-%m-%d %H:%M"), epochs_given=epochs_given, machine=machine(),
+        study=cfg.study, generated=time.strftime("%Y-%m-%d %H:%M"), command=command, machine=machine(),
         data_source=inputs.splits.data_source, data_location=repo_relative(inputs.splits.location),
         split=inputs.splits.sizes, seed=inputs.splits.seed, parent_run_id=inputs.parent_run_id,
         storage=shown_storage(cfg.storage), states=dict(sorted(_state_counts(study).items())),

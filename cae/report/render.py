@@ -39,11 +39,10 @@ def _duration(seconds: float) -> str:
 
 def _header(data: ReportData) -> list[str]:
     n_train, n_val, n_test = data.split
-    epochs = f" EPOCHS={data.epochs_given}" if data.epochs_given else ""
     return [
         f"# Search report: `{data.study}`",
         "",
-        f"Generated {data.generated} by `make report STUDY={data.study}{epochs}` on {data.machine}. "
+        f"Generated {data.generated} by `{data.command}` on {data.machine}. "
         f"Data: `{data.data_source}` ({data.data_location}), split {n_train:,}/{n_val:,}/{n_test:,} "
         f"(seed {data.seed}). MLflow parent run `{data.parent_run_id}` (experiment `{data.study}`); "
         f"Optuna storage `{data.storage}`.",
