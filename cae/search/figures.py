@@ -21,7 +21,7 @@ def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] = ("best_
     target = None if len(study.directions) == 1 else (lambda t: t.values[0])
     figures: dict[str, Callable[[], Any]] = {
         "optimization_history": lambda: ov.plot_optimization_history(study, target=target, target_name=first),
-        # fANOVA: "share of the explained variance" is what the report says and what it measures.
+        # fANOVA: each parameter's share of the variance explained by single parameters, as the report says.
         "param_importances": lambda: ov.plot_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target, target_name=first
         ),
