@@ -1,30 +1,68 @@
+"""cae.space: search spaces as data, one parser for Optuna and keras-tuner, conditional parameters."""
+
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 
-from cae.config import ExperimentConfig, load_experiment
+from cae.config import ExperimentConfig, load_experiment, load_search
 from cae.errors import CAEError
+from cae.schema import with_overrides
 from cae.space import load_space
 
 REPO = Path(__file__).resolve().parent.parent
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
+# What each space's points are applied to: the colorization space searches around a luma-input model.
+COLOUR_BASE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse"}
+
+
+def base_for(path: Path) -> ExperimentConfig:
+    return with_overrides(ExperimentConfig(), COLOUR_BASE if path.stem == "colorization" else {})
+
+
+def random_points(space, n: int, seed: int = 0):
+    """``n`` points drawn by Optuna's RandomSampler on a throwaway in-memory study: (values, trial)."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(n):
+        trial = study.ask()
+        values = space.sample_optuna(trial)
+        study.tell(trial, 0.0)
+        yield values, study.trials[-1]
 
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
-def test_sampled_values_stay_inside_the_declared_bounds(path):
+def test_sampled_points_are_inside_the_space_and_read_back_from_the_config(path):
     space = load_space(path)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(60):
-        trial = study.ask()
-        values = space.sample_optuna(trial)
-        assert set(values) == set(space.names)
+    base = base_for(path)
+    for values, trial in random_points(space, 60):
+        assert set(values) == {p.name for p in space.params if p.active(values)}
+        assert trial.params == values  # Optuna records exactly the sampled names, nothing inactive
         for p in space.params:
-            assert p.contains(values[p.name]), (p.name, values[p.name])
-        config = space.apply(ExperimentConfig(), values)  # every point is a valid config
-        study.tell(trial, 0.0)
-        assert config.model.depth == values.get("model.depth", config.model.depth)
+            assert p.name not in values or p.contains(values[p.name]), (p.name, values[p.name])
+        config = space.apply(base, values)  # every point is a valid config ...
+        assert space.point(config) == values  # ... that holds exactly the sampled values
+        assert space.outside(config) == []
+
+
+@pytest.mark.parametrize("search", ["search.yaml", "pareto.yaml"])
+def test_the_space_never_draws_a_code_over_the_studys_budget(search):
+    """Spaces sample model.code_budget, so no draw is wasted on a code the objective would skip."""
+    from cae.model import build_from_config, code_sizes
+
+    cfg = load_search(REPO / "experiments" / search)
+    space = load_space(REPO / cfg.space)
+    assert "model.code_budget" in space.names and cfg.max_code_values is not None
+    latents = []
+    for i, (values, _) in enumerate(random_points(space, 200)):
+        model_cfg = space.apply(cfg.experiment, values).model
+        latent = model_cfg.latent_side() ** 2 * model_cfg.latent_channels()  # arithmetic: 200 builds take minutes
+        if i < 4:  # ... checked against the built model on a few points
+            assert code_sizes(build_from_config(model_cfg))[0] == latent
+        latents.append(latent)
+    # The code the objective compares is min(latent, bottleneck) <= latent.
+    assert max(latents) <= cfg.max_code_values
+    assert len(set(latents)) > 10  # the draws spread over the budget range, not one value
 
 
 def test_keras_tuner_reads_the_same_space_with_the_same_names():
@@ -38,11 +76,90 @@ def test_keras_tuner_reads_the_same_space_with_the_same_names():
     assert (lr.min_value, lr.max_value, lr.sampling) == (1e-4, 1e-2, "log")
 
 
-def test_the_reference_architecture_is_a_point_of_the_default_space():
+def test_the_reference_is_a_point_that_rebuilds_the_reference():
+    """Trial 0 is the reference's point, applied to the study's base: it must be the reference again."""
+    from cae.model import build_from_config, code_sizes
+
     space = load_space(REPO / "search_spaces/reconstruction.yaml")
     reference = load_experiment(REPO / "experiments/reference.yaml")
     assert space.outside(reference) == []
-    assert space.point(reference)["model.filters"] == 8
+    point = space.point(reference)
+    assert point["model.code_budget"] == 1024  # the latent's 8×8×16 in values, as the space samples it
+    elsewhere = with_overrides(ExperimentConfig(), {"model.depth": 3, "model.filters": 32, "model.batch_norm": True})
+    model = build_from_config(space.apply(elsewhere, point).model)
+    assert model.count_params() == 4911 and code_sizes(model) == (1024, 768)
+
+
+# ---- conditional parameters (`if:`) ----------------------------------------------------------
+
+
+def test_conditional_parameters_are_sampled_only_when_their_condition_holds():
+    space = load_space(REPO / "search_spaces/colorization.yaml")
+    assert space.conditional
+    seen = set()
+    for values, _ in random_points(space, 80):
+        loss = values["train.loss"]
+        seen.add(loss)
+        assert ("train.rebalance" in values) == (loss == "classification")
+        assert ("model.predict" in values) == (loss in ("mse", "l1", "huber"))
+    assert seen == {"mse", "l1", "huber", "classification"}  # both branches were exercised
+
+
+def test_point_skips_inactive_parameters():
+    space = load_space(REPO / "search_spaces/colorization.yaml")
+    regression = with_overrides(ExperimentConfig(), COLOUR_BASE)
+    assert "model.predict" in space.point(regression) and "train.rebalance" not in space.point(regression)
+    classes = with_overrides(regression, {"train.loss": "classification", "train.rebalance": 0.25})
+    point = space.point(classes)
+    assert point["train.rebalance"] == 0.25 and "model.predict" not in point
+
+
+def test_keras_tuner_sees_conditional_parameters_in_conditional_scopes():
+    import keras_tuner
+
+    space = load_space(REPO / "search_spaces/colorization.yaml")
+    hp = keras_tuner.HyperParameters()
+    values = space.sample_keras_tuner(hp)
+    assert values["train.loss"] == "mse"  # keras-tuner's default: the first choice
+    assert "model.predict" in values and "train.rebalance" not in values
+    assert "train.rebalance" in hp._hps  # declared (in its scope) so a later trial can sample it
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (
+            {"train.rebalance": {"low": 0.0, "high": 1.0, "if": {"train.loss": ["classification"]}},
+             "train.loss": {"choices": ["mse", "classification"]}},
+            "train.rebalance.if: 'train.loss' is not a categorical parameter listed before train.rebalance",
+        ),
+        (
+            {"train.learning_rate": {"low": 1.0e-4, "high": 1.0e-2},
+             "train.rebalance": {"low": 0.0, "high": 1.0, "if": {"train.learning_rate": [1.0e-3]}}},
+            "train.rebalance.if: 'train.learning_rate' is not a categorical parameter",
+        ),
+        (
+            {"train.loss": {"choices": ["mse", "l1"]},
+             "train.rebalance": {"low": 0.0, "high": 1.0, "if": {"train.loss": ["classification"]}}},
+            "train.rebalance.if: ['classification'] not among train.loss's choices",
+        ),
+        (
+            {"train.loss": {"choices": ["mse", "l1"]}, "model.skips": {"choices": [False, True]},
+             "train.rebalance": {"low": 0.0, "high": 1.0, "if": {"train.loss": ["mse"], "model.skips": [True]}}},
+            "train.rebalance.if must name one earlier parameter and its values",
+        ),
+    ],
+    ids=["parent listed later", "numeric parent", "value not a choice", "two parents"],
+)  # fmt: skip
+def test_bad_conditions_fail_with_file_and_key(tmp_path, params, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"params": params}, sort_keys=False))
+    with pytest.raises(CAEError) as err:
+        load_space(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+# ---- bad space files -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -51,10 +168,12 @@ def test_the_reference_architecture_is_a_point_of_the_default_space():
         ({"model.depht": {"low": 1, "high": 3}}, "unknown key 'model.depht'"),
         ({"model.depth": {"low": 3, "high": 1}}, "model.depth: low (3) is greater than high (1)"),
         ({"train.batch_size": {"choices": []}}, "train.batch_size: choices must be a non-empty list"),
+        ({"train.batch_size": {"choices": [32, 32]}}, "train.batch_size: choices repeat a value"),
         ({"model.depth": {"low": 1.5, "high": 3}}, "model.depth.low must be an integer, got 1.5"),
         ({"model.downsample": {"choices": ["maxpool", "unpool"]}}, "model.downsample choice must be one of"),
         ({"model.activation": {"low": 1, "high": 2}}, "model.activation is not numeric"),
         ({"train.learning_rate": {"low": 0.0, "high": 0.1, "log": True}}, "a log range needs low > 0"),
+        ({"train.learning_rate": {"low": 0.1, "high": 0.2, "log": True, "step": 0.05}}, "use either log or step"),
         ({"model.depth": {"low": 1, "hi": 3}}, "model.depth: unknown key 'hi'"),
         ({"model.depth": {"low": 1, "high": 6}}, "model.depth=6 would shrink the 32×32 image below 1×1"),
         ({"model.depth": 3}, "model.depth must be a mapping like {low: 1, high: 4}"),
