@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -25,8 +26,11 @@ def ssim(pred: np.ndarray, target: np.ndarray, batch: int = 2000) -> float:
     """Mean SSIM (``tf.image.ssim``, 11×11 Gaussian window) over the images."""
     import tensorflow as tf
 
+    def as_tensor(images: np.ndarray) -> Any:  # float32: tf.image.ssim refuses float64 against float32
+        return tf.constant(images, tf.float32)
+
     values = [
-        tf.image.ssim(tf.constant(pred[i : i + batch]), tf.constant(target[i : i + batch]), max_val=1.0)
+        tf.image.ssim(as_tensor(pred[i : i + batch]), as_tensor(target[i : i + batch]), max_val=1.0)
         for i in range(0, len(pred), batch)
     ]
     return float(tf.reduce_mean(tf.concat(values, axis=0)))
