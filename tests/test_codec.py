@@ -1,8 +1,10 @@
+"""cae.codec: the bicubic-thumbnail baseline and the latent stored as few-bit integers."""
+
 import numpy as np
 import pytest
 from PIL import Image
 
-from cae.codec import baseline_curve, baseline_psnr_at, bicubic_thumbnail, quantize_codes
+from cae.codec import baseline_curve, baseline_psnr_at, bicubic_thumbnail, quantize_codes, quantized_metrics
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +43,34 @@ def test_8_bit_quantisation_error_is_bounded_by_half_a_step():
     step = (high - low) / 255
     assert np.all(np.abs(q - codes) <= step / 2 + 1e-6)
     assert len(np.unique(q[..., 0])) <= 256
+
+
+def test_a_constant_channel_survives_quantisation():
+    codes = np.zeros((3, 4, 4, 2), np.float32)
+    codes[..., 0] = 0.7  # a dead unit: one value everywhere, no range to divide by
+    codes[..., 1] = np.linspace(-1, 1, 48).reshape(3, 4, 4)
+    low, high = codes.min(axis=(0, 1, 2)), codes.max(axis=(0, 1, 2))
+    q = quantize_codes(codes, low, high)
+    assert np.isfinite(q).all()
+    np.testing.assert_allclose(q[..., 0], 0.7, atol=1e-6)
+
+
+def test_a_thumbnail_as_large_as_the_image_loses_nothing(images):
+    assert baseline_curve(images, sides=[32])[0].mse == 0.0
+
+
+def test_quantised_latents_score_close_to_the_float_model_and_fewer_bits_cost_more(sample_splits):
+    import keras
+
+    from cae.metrics import image_metrics
+    from cae.model import build_autoencoder
+    from cae.train import predict
+
+    keras.utils.set_random_seed(0)  # an untrained reference CAE: what matters is the code's rounding
+    model = build_autoencoder()
+    exact = image_metrics(predict(model, sample_splits.x_test), sample_splits.x_test / 255.0)["test_mse"]
+    q8 = quantized_metrics(model, sample_splits)
+    q2 = quantized_metrics(model, sample_splits, bits=2)
+    assert set(q8) == {"test_q8_mse", "test_q8_psnr", "test_q8_ssim"}
+    assert abs(q8["test_q8_mse"] - exact) < 0.01 * exact
+    assert abs(q2["test_q2_mse"] - exact) > abs(q8["test_q8_mse"] - exact)
