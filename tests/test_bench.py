@@ -1,46 +1,175 @@
-"""The benchmark's report: tables and goal verdicts from recorded timings (no timing is asserted)."""
+"""The benchmark's report and raw-data handling, from recorded numbers only (nothing is trained or timed)."""
 
-from cae.bench.run import NOTES_MARKER, QUICK, time_to_target, write_markdown
+import json
+import math
 
-DATA = {
-    "throughput": {
-        "images": 1000,
-        "data_source": "sample",
-        # seconds per timed epoch, per pipeline; harness 2 s vs bare 1.6 s -> ratio 0.80
-        "bs32": {"harness": [2.0, 2.0, 3.0], "tf.data element shuffle": [2.5], "harness + XLA": [4.0],
-                 "bare fit": [1.6, 1.6, 1.0]},
-    },
-    "search": {
-        "random": {"0": [(60.0, 0.004), (600.0, 0.002)], "1": [(60.0, 0.003), (600.0, 0.002)]},
-        "tpe+pruning": {"0": [(60.0, 0.003), (120.0, 0.0019)], "1": [(30.0, 0.0015)]},
-    },
-    "scaling": {"1": [3600.0, 3600.0], "2": [2000.0, 2000.0]},  # 4 trials/h -> 7.2 trials/h: 1.80x
-    "overhead": {"rows": [{"trial_seconds": 10.0, "bare_fit_seconds": 9.0, "build_seconds": 0.2}]},
+import pytest
+
+from cae.bench import analysis as an
+from cae.bench.fidelity import draw_points
+from cae.bench.plan import QUICK
+from cae.bench.render import NOTES_MARKER, write_report
+from cae.bench.store import VERSION, Store, read_raw
+from cae.errors import CAEError
+from cae.space import load_space
+
+
+def trials(*points):
+    """(end, value) per COMPLETE trial; value None = PRUNED. Trials run back to back from 0."""
+    out, start = [], 0.0
+    for end, value in points:
+        out.append(
+            {
+                "start": start,
+                "end": float(end),
+                "state": "COMPLETE" if value is not None else "PRUNED",
+                "value": value,
+                "epochs": 2,
+                "train_seconds": (end - start) * 0.9 if value else None,
+            }
+        )
+        start = float(end)
+    return out
+
+
+def search(*points):
+    return {"study": "s", "trials": trials(*points), "wall_seconds": 1.0}
+
+
+# random's finals 0.006 / 0.005 / 0.004 -> target 0.005, reached at never / 500 / 700 s -> median 700 s
+MEASUREMENTS = {
+    "search/random/seed0": search((100, 0.010), (300, 0.008), (600, 0.006)),
+    "search/random/seed1": search((100, 0.009), (500, 0.005), (600, 0.02)),
+    "search/random/seed2": search((200, 0.007), (700, 0.004)),
+    # TPE + median reaches it at 100 / 140 / 70 s: 14 % (10–20 %) of random's 700 s
+    "search/tpe+median/seed0": search((100, 0.005), (200, None), (300, 0.01)),
+    "search/tpe+median/seed1": search((140, 0.004), (300, 0.02)),
+    "search/tpe+median/seed2": search((70, 0.003), (300, 0.02)),
+    "search/kt-hyperband/seed0": search((1400, 0.005)),
+    # the same study with 2 workers: 3 trials in 150 s = 72/h vs 3 in 300 s = 36/h, target at 50 s vs 100 s
+    "workers/w2/seed0": search((50, 0.005), (100, None), (150, 0.02)) | {"threads": 1},
+    # harness 500 img/s vs bare fit 625 img/s (medians) -> 0.80
+    "throughput/bs32/harness": {"epoch_seconds": [2.0, 2.0, 3.0], "images": 1000},
+    "throughput/bs32/bare fit": {"epoch_seconds": [1.6, 1.6, 1.0], "images": 1000},
+    # short ranks 1 2 3 4, long ranks 1 3 2 4: Spearman 1 - 6·2 / (4·15) = 0.8
+    **{f"fidelity/config{i}": {"params": {"model.depth": 2}, "short": s, "long": lg, "short_seconds": 1.0,
+                               "long_seconds": 4.0} for i, (s, lg) in enumerate([(1, 1), (2, 3), (3, 2), (4, 4)])},
 }  # fmt: skip
 
 
-def test_report_computes_ratios_and_goal_verdicts(tmp_path):
-    out = write_markdown(QUICK, DATA, tmp_path / "B.md", "make bench", 60.0, figures=tmp_path)
+def raw(measurements=MEASUREMENTS, **meta):
+    return {
+        "version": VERSION, "mode": "quick", "plan": QUICK.as_dict(),
+        "meta": {"command": "make bench QUICK=1", "cores": 2, "default_pruner": "median", "split": [200, 25, 25],
+                 "space": "search_spaces/reconstruction.yaml", "data": "sample", **meta},
+        "attempts": {},
+        "measurements": {k: {"result": v, "seconds": 10.0, "at": "2026-11-30 10:00", "host": "test CPU"}
+                         for k, v in measurements.items()},
+    }  # fmt: skip
+
+
+def write_raw(tmp_path, data=None, name="quick.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data or raw()))
+    return path
+
+
+def test_report_states_ratios_verdicts_and_recommendation(tmp_path):
+    out = write_report(write_raw(tmp_path), tmp_path / "B.md")
     text = out.read_text()
-    assert "| 0.80 |" in text  # harness/bare of the medians, 500 img/s vs 625 img/s
-    # target = random's median best 0.002; TPE reaches it at 2 min and 0.5 min -> median 1.25 vs 10 min
-    assert "Target: validation MSE 0.002000" in text
-    assert "TPE + pruning needed 12% of random search's time to the target (goal ≤ 25 %: met)" in text
-    assert "| 2 | 7 (7–7) | 1.80 |" in text and "Goal ≥ 1.6×: met." in text
-    assert "Median overhead 10.0% of trial time" in text
-    assert (tmp_path / "search_progress-quick.png").stat().st_size > 1000
+    assert "Target: validation MSE 0.005000" in text and "after 11.7 min" in text  # random's median 700 s
+    assert "| TPE + median | 14% [10%–20%] | 3/3 | 0.00400 |" in text  # best at 25 % of 600 s = 150 s
+    assert "| keras-tuner Hyperband | 200% [200%–200%] | 1/1 |" in text
+    assert "reaches random search's final best in ≤ 25% of random's time — met**: it needed 14%" in text
+    assert "| random, no pruning | 100% [71%–never] | 2/3 |" in text
+    assert "Recommendation for a 2-core machine like this one: `WORKERS=2` (1 thread each)" in text
+    assert "2.00× the trials per hour" in text and "| 1 worker | 36 [36–36] |" in text
+    assert "| 0.80 | 96.0 |" in text and "every batch size — missed (lowest 0.80)" in text
+    assert "Spearman ρ = 0.80" in text and "agree strongly" in text
+    assert "Not measured: TensorFlow saw no GPU" in text
+    assert "![best so far against wall time](search_progress-quick.png)" in text
+    assert (tmp_path / "search_progress-quick.png").stat().st_size > 10_000
+    assert str(tmp_path) not in text  # committed text carries no machine paths
+
+
+def test_missed_goal_and_one_worker_recommendation(tmp_path):
+    slow = {
+        **MEASUREMENTS,
+        "search/tpe+median/seed0": search((600, 0.005)),  # 1 trial in 600 s = 6/h, target at 600 s
+        "search/tpe+median/seed1": search((650, 0.004)),
+        "workers/w2/seed0": search((2000, 0.02), (4000, 0.01)) | {"threads": 1},  # 2 in 4000 s = 1.8/h, never
+    }
+    text = write_report(write_raw(tmp_path, raw(slow)), tmp_path / "B.md").read_text()
+    assert "— missed**: it needed 86%" in text  # 600 / 700 s
+    assert (
+        "Recommendation for a 2-core machine like this one: one worker (the default); two workers finished only "
+        "0.30× the trials per hour (time to target never vs 10.0 min)." in text
+    )
 
 
 def test_hand_written_notes_survive_a_rewrite(tmp_path):
-    out = tmp_path / "B.md"
-    write_markdown(QUICK, DATA, out, "make bench", 60.0, figures=tmp_path)
-    out.write_text(out.read_text() + f"\n{NOTES_MARKER}\n\n## Why the harness is slower\n\nMeasured reason.\n")
-    write_markdown(QUICK, {"overhead": DATA["overhead"]}, out, "make bench", 60.0, figures=tmp_path)
+    out, path = tmp_path / "B.md", write_raw(tmp_path)
+    write_report(path, out)
+    out.write_text(out.read_text() + f"\n{NOTES_MARKER}\n\n## Why the goal was missed\n\nMeasured reason.\n")
+    write_report(write_raw(tmp_path, raw({"throughput/bs32/harness": MEASUREMENTS["throughput/bs32/harness"]})), out)
     text = out.read_text()
     assert text.count(NOTES_MARKER) == 1 and text.endswith("Measured reason.\n")
-    assert "## 1. Training throughput" not in text  # the tables are regenerated, not appended
+    assert "## 1. Search efficiency" in text and "Spearman" not in text  # regenerated, not appended
 
 
-def test_time_to_target_is_the_first_finish_at_or_below_it():
-    assert time_to_target([(10.0, 0.5), (20.0, 0.2), (30.0, 0.1)], 0.2) == 20.0
-    assert time_to_target([(10.0, 0.5)], 0.2) == float("inf")
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ('{"version": 2, "mode": "qu', "not valid JSON"),
+        (json.dumps({"throughput/bs32": {"harness": [1.0]}}), "written by another version of the benchmark"),
+        (json.dumps(raw({"search/random/seed0": {"study": "s", "trials": [{"start": 0}], "wall_seconds": 1.0}})),
+         "trial 0 lacks start/end/state"),
+        (json.dumps(raw({"throughput/bs32/harness": {"epoch_seconds": [], "images": 10}})), "epoch_seconds"),
+        (json.dumps(raw({"search/random": {}})), "unknown measurement 'search/random'"),
+    ],
+)  # fmt: skip
+def test_damaged_raw_json_is_a_one_line_error_naming_the_file_and_the_fix(tmp_path, content, what):
+    for name, fix in [("quick.json", "run `make bench QUICK=1` again"), ("full.json", "git checkout -- ")]:
+        path = tmp_path / name
+        path.write_text(content)
+        with pytest.raises(CAEError) as err:
+            write_report(path, tmp_path / "B.md")
+        message = str(err.value)
+        assert "\n" not in message and message.startswith(f"{name}: ") and what in message and fix in message
+    assert not (tmp_path / "B.md").exists()
+
+
+def test_store_resumes_without_measuring_again_and_counts_attempts(tmp_path):
+    path = tmp_path / "quick.json"
+    store = Store(path, "quick", QUICK.as_dict())
+    assert store.new_attempt("search/random/seed0") == 1
+    store.get_or_measure("throughput/bs32/harness", lambda: {"epoch_seconds": [1.0], "images": 8}, "cpu")
+    again = Store(path, "quick", QUICK.as_dict())  # a new process after a kill
+    assert again.new_attempt("search/random/seed0") == 2
+    assert again.get_or_measure("throughput/bs32/harness", lambda: pytest.fail("measured twice"), "cpu")["images"] == 8
+    assert read_raw(path)["attempts"] == {"search/random/seed0": 2}
+    with pytest.raises(CAEError, match="other settings than this plan"):
+        Store(path, "quick", {**QUICK.as_dict(), "trials": 99})
+
+
+def test_time_to_target_and_best_so_far_count_complete_trials_only():
+    run = trials((10, 0.5), (20, None), (30, 0.1))
+    assert an.time_to_target(run, 0.2) == 30.0 and an.time_to_target(run, 0.05) == math.inf
+    assert an.best_so_far(run, 25) == 0.5 and an.best_so_far(run) == 0.1
+    assert an.target_of([trials((1, 0.3)), trials((1, 0.1))]) == 0.3  # even count: the worse middle value
+    assert an.trials_per_hour(run) == 360.0
+
+
+def test_spearman_and_ranks_with_ties():
+    assert an.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+    assert an.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert an.spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert math.isnan(an.spearman([1, 2], [1, 2]))
+
+
+def test_fidelity_points_are_seeded_points_of_the_default_space():
+    space = load_space("search_spaces/reconstruction.yaml")
+    points = draw_points(space, 20)
+    assert points == draw_points(space, 20)  # a resumed benchmark trains the same configurations
+    assert all(p.contains(point[p.name]) for point in points for p in space.params if p.name in point)
+    assert len({point["train.batch_size"] for point in points}) > 1

@@ -1,0 +1,64 @@
+"""What `make bench` measures: the full run's settings, the quick smoke run's, and the strategies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Strategy:
+    label: str  # as the report names it
+    overrides: dict[str, Any]  # SearchConfig keys on top of experiments/search.yaml
+
+
+# The same space, budget and proxy task for all; only the sampler / pruner / engine differ.
+STRATEGIES: dict[str, Strategy] = {
+    "random": Strategy("random, no pruning", {"sampler.name": "random", "pruner.name": "none"}),
+    "tpe": Strategy("TPE, no pruning", {"sampler.name": "tpe", "pruner.name": "none"}),
+    "tpe+median": Strategy("TPE + median", {"sampler.name": "tpe", "pruner.name": "median"}),
+    "tpe+sha": Strategy("TPE + successive halving", {"sampler.name": "tpe", "pruner.name": "successive_halving"}),
+    "tpe+hyperband": Strategy("TPE + Hyperband", {"sampler.name": "tpe", "pruner.name": "hyperband"}),
+    "kt-hyperband": Strategy("keras-tuner Hyperband", {"engine": "keras-tuner", "tuner": "hyperband"}),
+}
+PRUNER_STRATEGY = {"median": "tpe+median", "successive_halving": "tpe+sha", "hyperband": "tpe+hyperband",
+                   "none": "tpe"}  # fmt: skip
+VARIANTS: dict[str, dict[str, Any]] = {  # throughput: config keys of each timed variant
+    "harness": {},
+    "harness + XLA": {"train.jit_compile": True},
+    "harness + mixed_float16": {"train.precision": "mixed_float16"},
+    "harness + mixed_bfloat16": {"train.precision": "mixed_bfloat16"},
+}
+BARE = "bare fit"  # model.fit on NumPy arrays, the seed notebook's way: the comparison
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # "full" or "quick": names results/bench/<mode>.json
+    # Throughput: training images per timed epoch, batch sizes, timed epochs after the warm-up one.
+    images: int
+    batch_sizes: tuple[int, ...]
+    repeats: int
+    # The proxy task every search runs: a training subset (and N/8 validation images), epochs per
+    # trial, finished trials per run, sampler seeds per strategy.
+    subset: int
+    epochs: int
+    trials: int
+    seeds: tuple[int, ...]
+    # Fidelity: configurations drawn from the space, trained for `epochs` and `epochs * factor`.
+    fidelity_configs: int
+    fidelity_factor: int
+    # Workers: the first `worker_seeds` seeds run again with 2 worker processes.
+    worker_seeds: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
+
+
+# Sized from QUICK measurements to about 4–4.5 hours on an otherwise idle 2-core CPU (BENCHMARKS.md
+# says how): 6 strategies × 5 seeds × 30 trials of 5 epochs on 1,000 images (trials of ~10–30 s).
+FULL = Plan("full", images=12000, batch_sizes=(32, 128, 512), repeats=3, subset=1000, epochs=5, trials=30,
+            seeds=(0, 1, 2, 3, 4), fidelity_configs=8, fidelity_factor=4, worker_seeds=3)  # fmt: skip
+# Every section with tiny settings, in minutes: a smoke test of the code, not a measurement.
+QUICK = Plan("quick", images=1000, batch_sizes=(128,), repeats=1, subset=200, epochs=2, trials=3,
+             seeds=(0, 1), fidelity_configs=3, fidelity_factor=2, worker_seeds=1)  # fmt: skip
