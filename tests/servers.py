@@ -137,3 +137,59 @@ class MlflowServer:
                 self.process.wait(timeout=30)
         if self.log is not None:
             self.log.close()
+
+
+class SlowProxy:
+    """An HTTP proxy on a free 127.0.0.1 port that holds every request ``delay`` seconds, then forwards it.
+
+    Stands in for a slow or stalled tracking server (a busy host, a far network) in front of a real one.
+    ``delay`` may be changed while it runs; ``requests`` counts what it forwarded.
+    """
+
+    def __init__(self, target: str, delay: float):
+        import http.server
+        import threading
+        import urllib.error
+        import urllib.request
+
+        proxy = self
+        self.target, self.delay, self.requests = target.rstrip("/"), delay, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                time.sleep(proxy.delay)
+                proxy.requests += 1
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+                request = urllib.request.Request(proxy.target + self.path, data=body, headers=headers,
+                                                 method=self.command)  # fmt: skip
+                try:
+                    with urllib.request.urlopen(request, timeout=60) as response:
+                        status, reply, content = response.status, response.headers, response.read()
+                except urllib.error.HTTPError as err:
+                    status, reply, content = err.code, err.headers, err.read()
+                self.send_response(status)
+                for key, value in reply.items():
+                    if key.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> SlowProxy:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

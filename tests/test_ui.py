@@ -1,13 +1,28 @@
-"""`make ui`: a real MLflow server on a free port lists the study's parent and child runs."""
+"""The viewers and the tracking server: `make ui` (plain and secured), `make dashboard` on every storage
+form, and what a slow tracking server costs training (nothing but the logging it needs)."""
 
 import json
+import os
+import signal
 import socket
+import stat
 import subprocess
+import sys
+import threading
+import time
+import urllib.error
 import urllib.request
 
-from cae.tracking import Tracker
-from cae.ui import server_command, wait_until_up
+import optuna
+import pytest
 
+from cae.dashboard import make_dashboard
+from cae.errors import CAEError
+from cae.tracking import Tracker
+from cae.ui import needs_auth, server_command, wait_until_up
+from cae.urls import with_driver
+
+from .servers import SlowProxy
 from .studies import tiny_search
 
 
@@ -43,3 +58,146 @@ def test_ui_serves_the_study_runs(tmp_path_factory, tracking_uri):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---- the secured server (make ui HOST=0.0.0.0) -------------------------------------------------
+
+PASSWORD = "a-test-password-1234"
+
+
+@pytest.mark.slow
+def test_a_network_server_refuses_anonymous_clients_and_logs_an_authenticated_worker(tmp_path_factory, monkeypatch):
+    root = tmp_path_factory.mktemp("secured")
+    monkeypatch.setenv("HOME", str(root))  # no ~/.mlflow/credentials of the machine
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "cae-admin")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+    assert needs_auth("0.0.0.0") and not needs_auth("127.0.0.1")
+    port = free_port()
+    argv, env = server_command(f"sqlite:///{root}/mlflow.db", "127.0.0.1", port, root / "artifacts", auth=True,
+                               auth_dir=root / "auth")  # fmt: skip
+    assert PASSWORD not in " ".join(argv) and "basic-auth" in argv
+    assert stat.S_IMODE((root / "auth").stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "auth" / "flask-secret").stat().st_mode) == 0o600
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, server, timeout=180)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=5", timeout=30)
+        assert refused.value.code == 401
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "not-the-password")
+        with pytest.raises(CAEError, match="refused the credentials"):
+            Tracker(url).check()
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        tiny_search(root, "secured", trials=2)
+        tracker = Tracker(url)
+        runs = tracker.child_runs(tracker.find_study_parent("secured"), "secured")
+        assert len(runs) == 2 and all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+        assert all(PASSWORD not in v for r in runs for v in r.data.tags.values())
+        from cae.search.best import read_best
+
+        assert read_best("secured")["registered_model"] == {"name": "secured", "version": 1}  # through the server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+# ---- optuna-dashboard on every storage form ----------------------------------------------------
+
+
+def tiny_optuna_study(storage, name: str) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=name, storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1) ** 2, n_trials=2)
+
+
+def study_names(url: str, deadline: float) -> list[str]:
+    """``/api/studies`` of a dashboard, polled until it answers."""
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/api/studies", timeout=10) as response:
+                return [s["study_name"] for s in json.load(response)["study_summaries"]]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_make_dashboard_answers_on_a_journal_storage(tmp_path):
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = tmp_path / "study.log"
+    tiny_optuna_study(optuna.storages.JournalStorage(JournalFileBackend(str(journal))), "journaled")
+    port = free_port()
+    argv = [sys.executable, "-m", "cae", "dashboard", "--storage", f"journal:///{journal}", "--port", str(port)]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert study_names(f"http://127.0.0.1:{port}", time.monotonic() + 120) == ["journaled"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_dashboard_answers_on_a_postgresql_storage_and_refuses_an_empty_one(postgres):
+    url = postgres.create_database("dashboard")  # postgresql://: the driver is added by cae.urls
+    tiny_optuna_study(with_driver(url), "on-postgres")
+    server = make_dashboard(url, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        names = study_names(f"http://127.0.0.1:{server.server_address[1]}", time.monotonic() + 60)
+        assert names == ["on-postgres"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(CAEError, match="cannot read Optuna storage"):
+        make_dashboard(postgres.create_database("no_study_here"), "127.0.0.1", 0)
+
+
+def test_dashboard_on_a_missing_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(CAEError, match="no study storage at"):
+        make_dashboard(f"sqlite:///{tmp_path}/none.db", "127.0.0.1", 0)
+    assert not (tmp_path / "none.db").exists()
+    with pytest.raises(CAEError, match="does not exist"):
+        make_dashboard(f"journal:///{tmp_path}/none.log", "127.0.0.1", 0)
+
+
+# ---- a slow tracking server (issue 18) ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_slow_tracking_server_holds_up_no_epoch_and_every_run_ends(mlflow_server):
+    proxy = SlowProxy(mlflow_server.url, delay=0.0).start()
+    try:
+        tracker = Tracker(proxy.url)
+        run = tracker.start_run("slow-server", "slow")
+        callback = run.epoch_callback()
+        proxy.delay = 1.0  # every request now takes a second
+        started = time.monotonic()
+        for epoch in range(5):
+            callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_loss": 2.0 / (epoch + 1)})
+        assert time.monotonic() - started < 0.5  # 5 s if each epoch waited for its request
+        run.end()  # waits for the queued points, then ends the run
+        proxy.delay = 0.0
+        assert tracker.client.get_run(run.run_id).info.status == "FINISHED"
+        assert [s for s, _ in tracker.metric_history(run.run_id, "val_loss")] == [1, 2, 3, 4, 5]
+
+        # A process that exits without ending its run still stores what it queued.
+        proxy.delay = 0.5
+        script = (
+            "from cae.tracking import Tracker\n"
+            f"run = Tracker({proxy.url!r}).start_run('slow-server', 'exits')\n"
+            "for step in range(1, 4):\n"
+            "    run.log_metrics({'val_loss': 1.0 / step}, step=step, queued=True)\n"
+            "print(run.run_id)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        proxy.delay = 0.0
+        assert [s for s, _ in tracker.metric_history(out.stdout.split()[-1], "val_loss")] == [1, 2, 3]
+    finally:
+        proxy.stop()
