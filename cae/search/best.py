@@ -170,10 +170,16 @@ def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
 
 
 def _register(study: str, record: dict[str, Any], model: Any, splits: Any, config: Any, tracker: Any) -> int | None:
-    """The best model in the MLflow Model Registry as ``study``; a failure is a warning, not a lost search."""
+    """The best model in the MLflow Model Registry as ``study``; a failure is a warning, not a lost search.
+
+    Reconstruction studies only: a colorization study registers the model it chooses (``<study>-colorize``,
+    from its own final scoring), not its best trial by the first objective.
+    """
     from cae.data import TRANSFORMS, to_unit
     from cae.tracking.registry import register_model
 
+    if config.data.input != "rgb":
+        return None
     example = TRANSFORMS[config.data.input](to_unit(splits.x_test[:2]))
     try:
         return register_model(tracker, run_id=record["mlflow_run_id"], name=study, model=model, example=example)
