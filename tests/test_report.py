@@ -139,8 +139,9 @@ def test_rendered_markdown_states_front_verdict_importances_and_links():
     assert "| 2 | 192 | 5,000 | 0.004000 | 23.98 | 22.50 | +1.48 |" in text
     assert "| 7 | 768 | 99,000 | 0.000417 | 33.80 | 26.00 | +7.80 |" in text
     assert "| 9 | 6,000 | 150,000 | 0.000300 | 35.23 | n/a | n/a |" in text
-    assert "Target missed: 1 of 2 front points beat the thumbnail of equal size by less than 3 dB: " \
+    assert "On validation: Target missed: 1 of 2 front points beat the thumbnail of equal size by less than 3 dB: " \
            "trial 2 (+1.48 dB, 1.52 dB short)." in text  # fmt: skip
+    assert "On test" not in text  # no front model was scored on test
     # fANOVA's meaning, not "the explained variance" of another evaluator.
     assert ("- `model.filters`: 62% share of the variance of validation MSE explained by single parameters "
             "(fANOVA); higher values went with lower error (Spearman ρ = -0.80).") in text  # fmt: skip
@@ -205,3 +206,12 @@ def test_the_report_names_the_command_with_its_data_settings():
         "make report STUDY=s EPOCHS=30 DATA=../x.tar.gz SUBSET=0 SEED=3"
     )
     assert report_command("s", None, {}) == "make report STUDY=s"
+
+
+def test_front_points_scored_on_test_get_their_own_columns_and_verdict():
+    front = [FrontPoint(2, 192, 5_000, 0.004, 22.5, test_psnr=26.0, test_thumb=22.4),
+             FrontPoint(7, 768, 99_000, 0.000417, 26.0, test_psnr=27.5, test_thumb=25.9)]  # fmt: skip
+    text = render(_report_data(front=front))
+    assert "| 2 | 192 | 5,000 | 0.004000 | 23.98 | 22.50 | +1.48 | 26.00 | 22.40 | +3.60 |" in text
+    assert ("On test (each front trial's own model): Target missed: 1 of 2 front points beat the thumbnail of "
+            "equal size by less than 3 dB: trial 7 (+1.60 dB, 1.40 dB short).") in text  # fmt: skip

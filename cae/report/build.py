@@ -19,7 +19,7 @@ from typing import Any
 
 from cae.codec import baseline_curve
 from cae.config import SearchConfig
-from cae.data import load_splits
+from cae.data import Splits, load_splits
 from cae.errors import CAEError
 from cae.paths import ensure_dir, reports_dir, study_dir, write_text_atomic
 from cae.report.data import ReportData
@@ -60,6 +60,7 @@ def build_report(
         cfg=cfg, study=study, points=points, best=best, budget=budget, splits=splits, reference=ref, top=top,
         test_curve=baseline_curve(splits.x_test), val_curve=baseline_curve(splits.x_val), parent_run_id=parent_id,
         colorization=COLORIZATION if (out / COLORIZATION).exists() else None,
+        front_test=front_test_psnr(cfg.study, pareto_front(points), splits),
     )  # fmt: skip
     numbers = measure(inputs, report_command(cfg.study, epochs, data or {}))
     numbers = replace(numbers, images=_figures(inputs, numbers, out, tracker))
@@ -125,3 +126,20 @@ def report_command(study: str, epochs: int | None, data: dict[str, Any]) -> str:
     args = [f"EPOCHS={epochs}"] if epochs else []
     args += [f"{names[k]}={0 if k == 'data.subset' and v is None else v}" for k, v in data.items() if k in names]
     return " ".join(["make report", f"STUDY={study}", *args])
+
+
+def front_test_psnr(study: str, front: list[Point], splits: Splits) -> dict[int, float]:
+    """Each front trial's own model (kept by a two-objective study) scored once on the test split."""
+    import keras
+
+    import cae.colour  # noqa: F401  (registers the custom layers)
+    from cae.train import evaluate
+
+    out = {}
+    for p in front:
+        path = study_dir(study) / "models" / f"trial-{p.trial}.keras"
+        if path.exists():
+            keras.backend.clear_session()
+            scores, _ = evaluate(keras.models.load_model(path, compile=False), splits.x_test)
+            out[p.trial] = scores["test_psnr"]
+    return out

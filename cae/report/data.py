@@ -45,6 +45,10 @@ class FrontPoint:
     n_params: int
     val_loss: float
     thumb: float | None  # thumbnail codec PSNR on the validation images (None: outside its curve)
+    # The trial's own model scored on the test split, beside the thumbnail on the test images (a
+    # two-objective study keeps every trial's model); None where it was not scored.
+    test_psnr: float | None = None
+    test_thumb: float | None = None
 
     @property
     def val_psnr(self) -> float:
@@ -53,6 +57,10 @@ class FrontPoint:
     @property
     def margin(self) -> float | None:
         return None if self.thumb is None else self.val_psnr - self.thumb
+
+    @property
+    def test_margin(self) -> float | None:
+        return None if self.test_thumb is None or self.test_psnr is None else self.test_psnr - self.test_thumb
 
 
 @dataclass(frozen=True)

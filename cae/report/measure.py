@@ -35,6 +35,7 @@ class Inputs:
     val_curve: list[BaselinePoint]
     parent_run_id: str | None
     colorization: str | None = None
+    front_test: dict[int, float] | None = None  # front trial -> its own model's test PSNR
 
 
 def measure(inputs: Inputs, command: str) -> ReportData:
@@ -57,7 +58,8 @@ def measure(inputs: Inputs, command: str) -> ReportData:
         reference=retrained(inputs.reference, inputs.test_curve), top=retrained(inputs.top, inputs.test_curve),
         rho_code=rho_code, rho_params=rho_params, n_completed=len(inputs.points),
         single_objective=len(study.directions) == 1,
-        front=front_points(pareto_front(inputs.points), inputs.val_curve),
+        front=front_points(pareto_front(inputs.points), inputs.val_curve, inputs.front_test or {},
+                           inputs.test_curve),
         importances=importances(study, inputs.points),
         colorization=inputs.colorization,
     )  # fmt: skip

@@ -72,8 +72,13 @@ def thumbnail_psnr(curve: list[BaselinePoint], values: int) -> float | None:
         return None
 
 
-def front_points(front: list[Point], val_curve: list[BaselinePoint]) -> list[FrontPoint]:
-    return [FrontPoint(p.trial, p.code_values, p.n_params, p.val_loss, thumbnail_psnr(val_curve, p.code_values))
+def front_points(front: list[Point], val_curve: list[BaselinePoint], test_psnr: dict[int, float] | None = None,
+                 test_curve: list[BaselinePoint] | None = None) -> list[FrontPoint]:  # fmt: skip
+    """Front rows beside the thumbnail on validation and, where a trial's model was scored, on test."""
+    test_psnr = test_psnr or {}
+    return [FrontPoint(p.trial, p.code_values, p.n_params, p.val_loss, thumbnail_psnr(val_curve, p.code_values),
+                       test_psnr.get(p.trial),
+                       thumbnail_psnr(test_curve, p.code_values) if test_curve and p.trial in test_psnr else None)
             for p in front]  # fmt: skip
 
 

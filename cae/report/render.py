@@ -186,14 +186,16 @@ def _size_vs_error(data: ReportData) -> list[str]:
     ]
 
 
-def _front_row(p: FrontPoint) -> str:
+def _front_row(p: FrontPoint, with_test: bool) -> str:
+    test = f" {_db(p.test_psnr)} | {_db(p.test_thumb)} | {_db(p.test_margin, signed=True)} |" if with_test else ""
     return (
         f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
-        f"{_db(p.thumb)} | {_db(p.margin, signed=True)} |"
+        f"{_db(p.thumb)} | {_db(p.margin, signed=True)} |{test}"
     )
 
 
 def _rate_distortion(data: ReportData) -> list[str]:
+    with_test = any(p.test_psnr is not None for p in data.front)
     lines = [
         "## Rate–distortion",
         "",
@@ -203,12 +205,16 @@ def _rate_distortion(data: ReportData) -> list[str]:
         "",
         "![rate-distortion](rate_distortion.png)",
         "",
-        "| trial | code values | params | val MSE | val PSNR (dB) | thumbnail at equal size (dB) | margin (dB) |",
-        "|---|---|---|---|---|---|---|",
-        *[_front_row(p) for p in data.front],
+        "| trial | code values | params | val MSE | val PSNR (dB) | thumbnail at equal size (dB) | margin (dB) |"
+        + (" test PSNR (dB) | thumbnail, test (dB) | test margin (dB) |" if with_test else ""),
+        "|---|---|---|---|---|---|---|" + ("---|---|---|" if with_test else ""),
+        *[_front_row(p, with_test) for p in data.front],
         "",
-        front_verdict(front_margins(data.front)),
+        "On validation: " + front_verdict(front_margins(data.front)),
     ]
+    if with_test:
+        test = {p.trial: p.test_margin for p in data.front if p.test_margin is not None}
+        lines += ["", "On test (each front trial's own model): " + front_verdict(test)]
     if "pareto_front" in data.images:
         lines += ["", f"![pareto front]({data.images['pareto_front']})"]
     return lines
