@@ -87,6 +87,9 @@ def write_search_report(cfg: SearchConfig, tracker: Tracker) -> Path:
     from cae.colorize.figures import front_figure, grid_figure
 
     m = measure(cfg, tracker)
+    accuracies = {k: m.semantic[k] for k in ("gray_classifier_acc", "true_classifier_acc")}
+    for run_id in {f.run_id for f in m.finals} | ({m.parent_run_id} if m.parent_run_id else set()):
+        Run(tracker, run_id).log_metrics(accuracies)  # the semantic check's reference points, beside each model
     out = ensure_dir(reports_dir() / m.source)
     if m.finals:
         front_figure(m, out / "colorization-front.png")
