@@ -160,3 +160,18 @@ def test_every_trial_carries_its_dataset_inputs(study, tracker, sample_splits):
         inputs = inputs_of(tracker, run.info.run_id)
         assert sorted(inputs) == ["cifar10-test", "cifar10-train", "cifar10-val"]
         assert {digest for _, digest, _ in inputs.values()} == {sample_splits.digest}
+
+
+def test_a_training_run_carries_its_dataset_inputs(tracker, sample_splits):
+    from cae.config import ExperimentConfig
+    from cae.experiment import run_experiment
+    from cae.schema import with_overrides
+
+    config = with_overrides(ExperimentConfig(), {"data.source": "sample", "data.subset": 240, "train.epochs": 1,
+                                                 "name": "tracking-train"})  # fmt: skip
+    run_id, _, _ = run_experiment(config, tracker)
+    inputs = inputs_of(tracker, run_id)
+    assert {name: context for name, (context, _, _) in inputs.items()} == {
+        "cifar10-train": "training", "cifar10-val": "validation", "cifar10-test": "testing"
+    }  # fmt: skip
+    assert {digest for _, digest, _ in inputs.values()} == {sample_splits.digest}
