@@ -102,6 +102,21 @@ class AnnealedMean(keras.layers.Layer):
         return {**super().get_config(), "temperature": self.temperature, "bins": self.bins.tolist()}
 
 
+@keras.saving.register_keras_serializable(package="cae")
+class UnitClip(keras.layers.Layer):
+    """Clips to [0, 1]: luma plus predicted chroma can leave the RGB cube; saved colorizers never do."""
+
+    def call(self, x: Any) -> Any:
+        return keras.ops.clip(x, 0.0, 1.0)
+
+
+def self_contained(model: keras.Model) -> keras.Model:
+    """``model`` ending in a [0, 1] clip (once), for saving: what users load needs no post-processing."""
+    if isinstance(model.layers[-1], UnitClip):
+        return model
+    return keras.Model(model.input, UnitClip(name="unit_clip")(model.output), name=model.name)
+
+
 def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPERATURE) -> keras.Model:
     """The self-contained colorizer of a classification network: luma in [0,1] -> RGB in [0,1].
 
@@ -109,7 +124,7 @@ def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPE
     """
     uv = AnnealedMean(temperature, name="annealed_mean")(logits_model.output)
     rgb = ChromaToRGB(name="chroma_to_rgb")([logits_model.input, uv])
-    return keras.Model(logits_model.input, rgb, name=logits_model.name)
+    return keras.Model(logits_model.input, UnitClip(name="unit_clip")(rgb), name=logits_model.name)
 
 
 def logits_model_of(model: keras.Model) -> keras.Model:

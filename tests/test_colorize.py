@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from cae.colorize.run import baselines, colorize, variant_config
+from cae.colorize.best import colorize
+from cae.colorize.scoring import baselines
+from cae.colorize.variants import variant_config
 from cae.config import ExperimentConfig
 from cae.data import load_splits, luma, to_unit
 from cae.errors import CAEError
@@ -46,7 +48,8 @@ def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
         tags = run.data.tags
         assert tags["stage"] == "colorization"
         assert (tags["source_study"], tags["source_trial"], tags["source_run_id"]) == ("col", "0", "run-0")
-        assert {"test_mse", "test_psnr", "test_ssim", "colourfulness", "luma_psnr"} <= set(run.data.metrics)
+        metrics = {"test_mse", "test_psnr", "test_ssim", "test_colourfulness", "test_hasler_cf", "luma_psnr"}
+        assert metrics <= set(run.data.metrics)
         assert "reconstructions.png" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
@@ -63,7 +66,8 @@ def test_shapes_and_the_chroma_variant_keeps_the_input_luma(best_json):
 def test_baselines_are_scored_like_the_models():
     splits = load_splits("sample", 0, 240)
     rows = baselines(splits)
-    assert rows["gray copied to RGB"]["colourfulness"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["gray copied to RGB"]["test_colourfulness"] == pytest.approx(0.0, abs=1e-6)
+    assert rows["gray copied to RGB"]["test_hasler_cf"] == pytest.approx(0.0, abs=1e-6)
     assert 15 < rows["gray copied to RGB"]["test_psnr"] < 30
 
 
@@ -73,7 +77,7 @@ def test_missing_study_says_run_search_first():
 
 
 def test_chroma_gain_reaches_the_asked_colourfulness_and_keeps_luma():
-    from cae.colorize.run import calibrate_gain, saturate
+    from cae.colorize.scoring import calibrate_gain, saturate
     from cae.metrics import colourfulness_ratio
 
     truth = to_unit(load_splits("sample", 0, 240).x_val)
@@ -85,10 +89,10 @@ def test_chroma_gain_reaches_the_asked_colourfulness_and_keeps_luma():
 
 
 def test_a_collapsed_variant_is_named_and_gets_no_gain():
-    from cae.colorize.run import shortcomings
+    from cae.colorize.render import shortcomings
 
     config = with_overrides(ExperimentConfig(), {"train.learning_rate": 6e-3})
-    row = {"test_psnr": 22.5, "colourfulness": 0.01, "luma_psnr": 40.0, "per_class_mse": {"cat": 0.01}}
+    row = {"test_psnr": 22.5, "test_colourfulness": 0.01, "luma_psnr": 40.0, "per_class_mse": {"cat": 0.01}}
     row["config"] = config
     base = {"gray copied to RGB": {"test_psnr": 22.2}, "gray + mean training chroma": {"test_psnr": 22.4}}
     text = " ".join(shortcomings({"chroma": row}, base))

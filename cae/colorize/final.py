@@ -123,6 +123,9 @@ def train_final(
 
 def save(final: FinalModel) -> None:
     """The self-contained model and, beside it, what it scores (the conventions' metric names)."""
+    from cae.colour import self_contained
+
+    final.model = self_contained(final.model)
     final.model.name = f"colorizer_trial_{final.trial}"
     with atomic_path(final.path) as tmp:
         final.model.save(tmp)

@@ -1,0 +1,219 @@
+"""The searched colorization stage: a real (tiny) study on sample data, its front, report and models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import optuna
+import pytest
+
+from cae.colorize.report import Measured, render, write_search_report
+from cae.colorize.scoring import TEMPERATURES, predict_rgb, validation_scores
+from cae.colorize.search import colorization_config, early_points
+from cae.colorize.task import ColorizationTask
+from cae.config import ExperimentConfig, SearchConfig
+from cae.data import load_splits, to_unit
+from cae.errors import CAEError, TrialStopped
+from cae.schema import with_overrides
+from cae.search.best import export_trial, trial_record
+from cae.search.run import run_search
+from cae.tracking import Tracker
+from cae.train import train_and_evaluate
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE_FILTERS = 12  # the source "study"'s best architecture differs from the defaults here
+
+
+class Collapse(keras.callbacks.Callback):
+    """Forces one colour everywhere: the chroma head's weights and bias are zeroed after each batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        for name in ("output", "chroma_logits"):
+            try:
+                layer = self.model.get_layer(name)
+            except ValueError:
+                continue
+            for w in layer.weights:
+                w.assign(np.zeros(w.shape, dtype="float32"))
+
+
+@pytest.fixture(scope="module")
+def source(tracking_uri):
+    """runs/colsrc/best.json: a 1-epoch reconstruction trial with its own width, as a search exports it."""
+    config = with_overrides(ExperimentConfig(), {
+        "data.source": "sample", "data.subset": 240, "train.epochs": 1, "model.filters": SOURCE_FILTERS,
+        "train.learning_rate": 6e-3,
+    })  # fmt: skip
+    result = train_and_evaluate(config, load_splits("sample", config.seed, 240), evaluate_test=False, verbose=0)
+    record = trial_record("colsrc", 7, result, config, {"model.filters": SOURCE_FILTERS}, run_id="src-run",
+                          engine="optuna", data_source="sample", uid=None,
+                          objective=("best_val_loss", result.best_val_loss, "minimize"))  # fmt: skip
+    export_trial(record, result.model)
+    return config
+
+
+def study_config(tmp: Path, **overrides) -> tuple[SearchConfig, dict]:
+    return colorization_config(REPO / "experiments/colorize-search.yaml", "colsrc", {
+        "trials": 4, "final_epochs": 1, "storage": f"sqlite:///{tmp}/optuna.db", "experiment.data.subset": 240,
+        "experiment.train.epochs": 1, **overrides,
+    })  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(source, tracking_uri, tmp_path_factory):
+    """4 trials (the last forced to collapse), then the front trained, scored and written up."""
+    cfg, lineage = study_config(tmp_path_factory.mktemp("colstudy"))
+    run_search(cfg, extra_points=early_points(cfg), study_attrs={"lineage": lineage},
+               extra_callbacks=lambda trial: [Collapse()] if trial.number == 3 else [])  # fmt: skip
+    report = write_search_report(cfg, Tracker(tracking_uri))
+    return cfg, optuna.load_study(study_name=cfg.study, storage=cfg.storage), report
+
+
+def test_the_config_starts_from_the_source_architecture_with_the_chroma_recipe(source, tmp_path):
+    cfg, lineage = study_config(tmp_path)
+    assert cfg.study == "colsrc-colorize" and cfg.stage == "colorization" and cfg.source_study == "colsrc"
+    model = cfg.experiment.model
+    assert model.filters == SOURCE_FILTERS and model.predict == "chroma" and cfg.experiment.data.input == "luma"
+    assert cfg.experiment.train.learning_rate == 1e-3 and lineage["searched_learning_rate"] == 6e-3  # capped
+    assert (lineage["source_study"], lineage["source_trial"], lineage["source_run_id"]) == ("colsrc", 7, "src-run")
+    with pytest.raises(CAEError, match="Optuna only"):
+        study_config(tmp_path, engine="keras-tuner")
+
+
+def test_trial_zero_is_the_source_architecture_and_the_front_is_written(study, tracking_uri):
+    _cfg, st, report = study
+    first = st.trials[0]
+    assert first.user_attrs["reference"] is True
+    assert first.params["train.loss"] == "mse" and first.params["model.predict"] == "chroma"
+    assert first.params["model.width_multiplier"] == 1.0 and "train.rebalance" not in first.params
+    assert st.trials[2].params["train.loss"] == "classification" and "model.predict" not in st.trials[2].params
+    assert len(st.directions) == 2 and st.best_trials
+    text = report.read_text()
+    for section in ("## Targets", "## The front", "## Final models on the test split", "## Every trial",
+                    "## Shortcomings, measured"):  # fmt: skip
+        assert section in text
+    assert (report.parent / "colorization-front.png").stat().st_size > 5000
+    assert (report.parent / "colorization-search.png").stat().st_size > 5000
+
+
+def test_a_collapsed_trial_is_stopped_with_its_reason(study, tracking_uri):
+    _cfg, st, _ = study
+    stopped = st.trials[3]
+    assert stopped.state.name == "PRUNED" and stopped.user_attrs["stop_reason"].startswith("colours collapsed")
+    run = Tracker(tracking_uri).get_run(stopped.user_attrs["mlflow_run_id"])
+    assert run.data.tags["trial_state"] == "PRUNED" and run.data.tags["error"].startswith("colours collapsed")
+    assert f"| {stopped.number} | PRUNED |" in study[2].read_text() and "colours collapsed" in study[2].read_text()
+
+
+def test_child_runs_carry_lineage_and_curves(study, tracking_uri):
+    cfg, st, _ = study
+    tracker = Tracker(tracking_uri)
+    runs = tracker.child_runs(tracker.find_study_parent(cfg.study), cfg.study)
+    assert len(runs) == len(st.trials) == 4
+    for run in runs:
+        tags = run.data.tags
+        assert tags["stage"] == "colorization" and tags["engine"] == "optuna"
+        assert (tags["source_study"], tags["source_trial"], tags["source_run_id"]) == ("colsrc", "7", "src-run")
+        assert [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")] == [1]
+    complete = [r for r in runs if r.data.tags["trial_state"] == "COMPLETE"]
+    assert all({"val_psnr", "val_colourfulness", "val_hasler_cf"} <= set(r.data.metrics) for r in complete)
+
+
+def test_final_models_are_self_contained_and_record_their_scores(study, tracking_uri):
+    from cae.paths import study_dir
+
+    cfg, st, _ = study
+    models = sorted((study_dir(cfg.study) / "final").glob("trial-*.keras"))
+    assert models and {int(p.stem.split("-")[1]) for p in models} <= {t.number for t in st.best_trials}
+    splits = load_splits("sample", 42, 240)
+    for path in models:
+        record = json.loads(path.with_suffix(".json").read_text())
+        assert {"test_psnr", "colourfulness", "test_classifier_acc", "test_hasler_cf"} <= set(record)
+        model = keras.models.load_model(path, compile=False)  # plain Keras: the layers are registered by cae
+        assert tuple(model.input.shape[1:]) == (32, 32, 1) and tuple(model.output.shape[1:]) == (32, 32, 3)
+        gray = (to_unit(splits.x_test) @ np.array([0.299, 0.587, 0.114], dtype="float32"))[..., None]
+        out = model.predict(gray, verbose=0)
+        assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    classifier = Tracker(tracking_uri).client.get_experiment_by_name("cifar10-classifier")
+    runs = Tracker(tracking_uri).client.search_runs([classifier.experiment_id])
+    assert runs and "test_accuracy" in runs[0].data.metrics
+
+
+@pytest.mark.parametrize("loss", ["mse", "l1", "huber", "classification"])
+def test_each_loss_family_trains_and_decodes(loss):
+    config = with_overrides(ExperimentConfig(), {
+        "data.source": "sample", "data.subset": 160, "data.input": "luma", "model.predict": "chroma",
+        "model.skips": True, "train.loss": loss, "train.epochs": 1,
+    })  # fmt: skip
+    splits = load_splits("sample", config.seed, 160)
+    result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+    model, scores, attrs = validation_scores(result.model, config, splits, vivid=0.7)
+    assert 5 < scores["val_psnr"] < 40 and scores["val_colourfulness"] >= 0
+    rgb = predict_rgb(model, splits.x_val[:4], config)
+    assert rgb.shape == (4, 32, 32, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    if loss == "classification":
+        assert attrs["temperature"] in TEMPERATURES and len(attrs["temperature_curve"]) == len(TEMPERATURES)
+        assert model.get_layer("annealed_mean").temperature == attrs["temperature"]
+
+
+def test_a_collapse_stops_the_task_with_its_reason():
+    cfg = SearchConfig(stage="colorization", objectives=("val_psnr", "colourfulness_gap"), experiment=with_overrides(
+        ExperimentConfig(), {"data.input": "luma", "model.predict": "chroma", "train.epochs": 2}))  # fmt: skip
+    splits = load_splits("sample", 42, 160)
+    task = ColorizationTask(cfg, splits, {"lineage": {"source_study": "x"}})
+    from cae.train import build_model
+
+    with pytest.raises(TrialStopped, match=r"colours collapsed: colourfulness 0\.000 after epoch 1"):
+        task.train(cfg.experiment, build_model(cfg.experiment, splits), [Collapse()])
+    assert task.tags["stage"] == "colorization" and task.tags["source_study"] == "x"
+
+
+def _measured(**changes) -> Measured:
+    from cae.colorize.final import FinalModel
+
+    test = {"test_mse": 0.004, "test_psnr": 24.0, "test_ssim": 0.95, "test_colourfulness": 0.72,
+            "test_hasler_cf": 20.0, "true_hasler_cf": 30.0}  # fmt: skip
+    per_class = {"hasler_cf": {"cat": 10.0, "ship": 25.0}, "true_hasler_cf": {"cat": 20.0, "ship": 25.0},
+                 "mse": {"cat": 0.005, "ship": 0.003}}  # fmt: skip
+    final = FinalModel(5, "classification (rebalance 0.50), skips", "run5", ExperimentConfig(), {}, 12,
+                       {"val_psnr": 24.1, "val_colourfulness": 0.7}, test, 0.55, 21.0, per_class, Path("m.keras"),
+                       600.0, 0.38, [{"temperature": 1.0, "psnr": 24.5, "colourfulness": 0.4},
+                                     {"temperature": 0.38, "psnr": 24.1, "colourfulness": 0.7}])  # fmt: skip
+    gray = {"test_mse": 0.006, "test_psnr": 22.15, "test_ssim": 0.95, "test_colourfulness": 0.0,
+            "test_hasler_cf": 0.0, "true_hasler_cf": 30.0}  # fmt: skip
+    base = dict(
+        study="s-colorize", source="s", command="make colorize-search STUDY=s",
+        data={"data_source": "path", "sizes": (48000, 6000, 6000), "seed": 42, "machine": "CPU x2", "epochs": 2,
+              "final_epochs": 12},
+        trials=[{"number": 5, "state": "COMPLETE", "recipe": "classification", "val_psnr": 23.0,
+                 "val_colourfulness": 0.6, "temperature": 0.38, "front": True, "first": "", "reason": ""}],
+        finals=[final], chosen=5, baselines={"gray copied to RGB": gray, "gray + mean training chroma": gray},
+        semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.5, "classifier_acc": 0.8,
+                  "classifier_run_id": "clf"},
+        gray_photos_psnr=20.0, parent_run_id="parent", wall_hours=1.5,
+    )  # fmt: skip
+    return Measured(**{**base, **changes})
+
+
+def test_the_report_states_each_target_with_its_figure_without_training():
+    text = render(_measured())
+    assert "**Missed**: one model with ≥ 24.5 dB test PSNR and colourfulness ≥ 0.7" in text
+    assert "24.00 dB (-0.50 dB) at colourfulness 0.72 (+0.02)" in text
+    assert "**Missed**: its colorized test images are classified 17% of the way" in text  # (0.55-0.5)/(0.8-0.5)
+    assert "**Met**: every front model above the gray copy in PSNR" in text
+    assert "| trial 5: classification (rebalance 0.50), skips **(chosen)** | 12 | 0.004000 | 24.00 |" in text
+    assert "least colourful relative to the truth are cat (0.50)" in text
+    assert "T=1 gives 24.50 dB at colourfulness 0.40" in text
+    halfway = render(_measured(semantic={"true_classifier_acc": 0.6, "gray_classifier_acc": 0.5,
+                                         "classifier_acc": 0.8, "classifier_run_id": "clf"}))  # fmt: skip
+    assert "**Met**: its colorized test images are classified 50% of the way" in halfway  # (0.55-0.5)/(0.6-0.5)
+
+
+def test_early_points_are_in_the_space(source, tmp_path):
+    cfg, _ = study_config(tmp_path)
+    points = early_points(cfg)
+    assert [p["params"]["model.skips"] for p in points] == [True, True]
+    assert points[1]["params"]["train.loss"] == "classification" and "model.predict" not in points[1]["params"]
