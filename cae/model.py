@@ -92,16 +92,18 @@ def build_autoencoder(
             n_convs = arch.convs_per_level if i > 0 else arch.convs_per_level - 1
         for j in range(n_convs):
             x = _conv_block(x, widths[i], strides=1, transpose=False, name=f"dec{i}_conv{j}", **block)
+    return keras.Model(inputs, _head(x, inputs, arch, chroma_classes), name=name)
+
+
+def _head(x: keras.KerasTensor, inputs: keras.KerasTensor, arch: ModelConfig, chroma_classes: int) -> keras.KerasTensor:
+    """The output: RGB, chroma combined with the input luma, or logits over chroma classes."""
     if arch.predict == "chroma" and chroma_classes:
         # A 1×1 convolution gives each pixel its distribution over chroma classes (Zhang et al.).
-        outputs = layers.Conv2D(chroma_classes, 1, activation="linear", name="chroma_logits")(x)
-    elif arch.predict == "chroma":
+        return layers.Conv2D(chroma_classes, 1, activation="linear", name="chroma_logits")(x)
+    if arch.predict == "chroma":
         uv = layers.Conv2D(2, arch.kernel_size, padding="same", activation="linear", name="output")(x)
-        outputs = ChromaToRGB(name="chroma_to_rgb")([inputs, uv])
-    else:
-        outputs = layers.Conv2D(3, arch.kernel_size, padding="same", activation=arch.output_activation,
-                                name="output")(x)  # fmt: skip
-    return keras.Model(inputs, outputs, name=name)
+        return ChromaToRGB(name="chroma_to_rgb")([inputs, uv])
+    return layers.Conv2D(3, arch.kernel_size, padding="same", activation=arch.output_activation, name="output")(x)
 
 
 def build_from_config(config: ModelConfig, **inputs: Any) -> keras.Model:

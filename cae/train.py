@@ -140,6 +140,22 @@ def _history_from_csv(path: Path) -> dict[str, list[float]]:
     }
 
 
+def _checked_history(fitted: Fitted, workdir: Path | None, learning_rate: float) -> dict[str, list[float]]:
+    """The run's per-epoch losses (all resumed segments when ``workdir`` kept them); diverged -> error."""
+    csv_path = workdir / "history.csv" if workdir is not None else None
+    if csv_path is not None and csv_path.exists():
+        history = _history_from_csv(csv_path)
+    else:
+        history = {"train_loss": fitted.history.get("loss", []), "val_loss": fitted.history.get("val_loss", [])}
+    values = history["train_loss"] + history["val_loss"]
+    if not values or not all(math.isfinite(v) for v in values):
+        raise TrainingDiverged(
+            f"training diverged: the loss became NaN or infinite after {len(history['train_loss'])} "
+            f"epoch(s) (learning rate {learning_rate:g}); lower train.learning_rate"
+        )
+    return history
+
+
 @dataclass
 class Fitted:
     history: dict[str, list[float]]  # Keras' names: loss, val_loss, metrics
@@ -259,17 +275,7 @@ def train_and_evaluate(
         early_stopping_patience=tc.early_stopping_patience, plateau=tc.lr_schedule == "plateau", workdir=workdir,
         verbose=verbose,
     )  # fmt: skip
-    csv_path = workdir / "history.csv" if workdir is not None else None
-    if csv_path is not None and csv_path.exists():
-        history = _history_from_csv(csv_path)
-    else:
-        history = {"train_loss": fitted.history.get("loss", []), "val_loss": fitted.history.get("val_loss", [])}
-    values = history["train_loss"] + history["val_loss"]
-    if not values or not all(math.isfinite(v) for v in values):
-        raise TrainingDiverged(
-            f"training diverged: the loss became NaN or infinite after {len(history['train_loss'])} "
-            f"epoch(s) (learning rate {tc.learning_rate:g}); lower train.learning_rate"
-        )
+    history = _checked_history(fitted, workdir, tc.learning_rate)
     if tc.loss == "classification":
         from cae.colour import decoding_model
 

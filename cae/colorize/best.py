@@ -72,10 +72,6 @@ def colorize(
     overrides: dict[str, Any] | None = None, tracker: Tracker | None = None, vivid: float | None = 0.7,
 ) -> Path:  # fmt: skip
     """Train the variants, score them against the baselines, write the report."""
-    import keras
-
-    from cae.experiment import run_experiment
-
     tracker = (tracker or Tracker()).check()
     base, lineage = source_architecture(study, config_path)
     base = capped(base, lineage, overrides or {})
@@ -83,37 +79,7 @@ def colorize(
     configs = {v: variant_config(base, v, overrides or {}) for v in variants}
     first = next(iter(configs.values()))
     splits = load_splits(first.data.source, first.seed, first.data.subset)
-    results: dict[str, dict[str, Any]] = {}
-    for variant, config in configs.items():
-        keras.backend.clear_session()
-        model = None
-        if variant == "chroma-warm":
-            from cae.search.best import load_best_model
-            from cae.train import build_model
-
-            if "source_study" not in lineage:
-                raise CAEError("chroma-warm needs a study's best.keras (STUDY=), not CONFIG=")
-            model = build_model(config, splits)
-            warm_start(model, load_best_model(lineage["source_study"])[0])
-        run_id, result, out = run_experiment(
-            config, tracker, experiment=study_name, run_name=f"colorize-{variant}", splits=splits, model=model,
-            tags={"variant": variant, **{k: str(v) for k, v in lineage.items()}},
-        )  # fmt: skip
-        scores = evaluate_variant(result.model, config, splits, vivid)
-        Run(tracker, run_id).log_metrics({k: v for k, v in scores.items() if isinstance(v, float)})
-        if "vivid" in scores:
-            Run(tracker, run_id).log_metrics({f"vivid_{k}": v for k, v in scores["vivid"].items()})
-        Run(tracker, run_id).log_text(json.dumps(scores["per_class_mse"], indent=2), "per_class_mse.json")
-        results[variant] = {
-            **scores, "run_id": run_id, "n_params": result.n_params, "epochs": result.epochs_run,
-            "seconds_per_epoch": result.seconds_per_epoch, "seconds": result.seconds, "model": result.model,
-            "config": config, "loss_curve": out / "loss_curve.png",
-        }  # fmt: skip
-        print(
-            f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['test_colourfulness']:.2f} "
-            f"(MLflow run {run_id})",
-            flush=True,
-        )
+    results = {v: train_variant(v, c, splits, tracker, study_name, lineage, vivid) for v, c in configs.items()}
     command = "make colorize-best " + " ".join(
         f"{k}={v}" for k, v in (
             ("STUDY", lineage.get("source_study")), ("CONFIG", config_path), ("VARIANT", ",".join(variants)),
@@ -130,6 +96,44 @@ def colorize(
     for r in results.values():
         Run(tracker, r["run_id"]).log_artifact(report, "report")
     return report
+
+
+def train_variant(
+    variant: str, config: ExperimentConfig, splits: Splits, tracker: Tracker, experiment: str,
+    lineage: dict[str, Any], vivid: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One variant trained as a tracked run, scored on test (and with a vivid chroma gain)."""
+    import keras
+
+    from cae.experiment import run_experiment
+
+    keras.backend.clear_session()
+    model = None
+    if variant == "chroma-warm":
+        from cae.search.best import load_best_model
+        from cae.train import build_model
+
+        if "source_study" not in lineage:
+            raise CAEError("chroma-warm needs a study's best.keras (STUDY=), not CONFIG=")
+        model = build_model(config, splits)
+        warm_start(model, load_best_model(lineage["source_study"])[0])
+    run_id, result, out = run_experiment(
+        config, tracker, experiment=experiment, run_name=f"colorize-{variant}", splits=splits, model=model,
+        tags={"variant": variant, **{k: str(v) for k, v in lineage.items()}},
+    )  # fmt: skip
+    scores = evaluate_variant(result.model, config, splits, vivid)
+    run = Run(tracker, run_id)
+    run.log_metrics({k: v for k, v in scores.items() if isinstance(v, float)})
+    if "vivid" in scores:
+        run.log_metrics({f"vivid_{k}": v for k, v in scores["vivid"].items()})
+    run.log_text(json.dumps(scores["per_class_mse"], indent=2), "per_class_mse.json")
+    print(f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['test_colourfulness']:.2f} "
+          f"(MLflow run {run_id})", flush=True)  # fmt: skip
+    return {
+        **scores, "run_id": run_id, "n_params": result.n_params, "epochs": result.epochs_run,
+        "seconds_per_epoch": result.seconds_per_epoch, "seconds": result.seconds, "model": result.model,
+        "config": config, "loss_curve": out / "loss_curve.png",
+    }  # fmt: skip
 
 
 def colorization_grid(splits: Splits, models: list[tuple[str, Any, ExperimentConfig]], path: Path, title: str) -> Path:

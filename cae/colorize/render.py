@@ -47,6 +47,20 @@ def render(
         f"{any_config.train.epochs} epochs; every figure is on the {n_test:,}-image test split. Hardware: "
         f"{data['machine']}; training time {total_minutes:.1f} min ({per_epoch}). Command: `{command}`.",
         "",
+        *_table(results, baseline_rows),
+    ]
+    lines += ["", "![colorization grid](colorization.png)", "", "## Per-class test MSE", "",
+              "| class | " + " | ".join(f"`{v}`" for v in results) + " |",
+              "|---|" + "---|" * len(results)]  # fmt: skip
+    for c in CLASSES:
+        if all(c in r["per_class_mse"] for r in results.values()):
+            lines.append(f"| {c} | " + " | ".join(f"{r['per_class_mse'][c]:.5f}" for r in results.values()) + " |")
+    lines += ["", "## Shortcomings, measured", ""] + [f"- {s}" for s in shortcomings(results, baseline_rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _table(results: dict[str, dict[str, Any]], baseline_rows: dict[str, dict[str, float]]) -> list[str]:
+    lines = [
         "| model | test MSE | PSNR (dB) | SSIM | colourfulness (pred/true chroma std) | luma PSNR (dB) | MLflow run |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -67,18 +81,15 @@ def render(
                 f"{g['test_psnr']:.2f} | {g['test_ssim']:.4f} | {g['test_colourfulness']:.2f} | "
                 f"{r['luma_psnr']:.2f} | `{r['run_id']}` |"
             )
-    lines += ["", "![colorization grid](colorization.png)", "", "## Per-class test MSE", "",
-              "| class | " + " | ".join(f"`{v}`" for v in results) + " |",
-              "|---|" + "---|" * len(results)]  # fmt: skip
-    for c in CLASSES:
-        if all(c in r["per_class_mse"] for r in results.values()):
-            lines.append(f"| {c} | " + " | ".join(f"{r['per_class_mse'][c]:.5f}" for r in results.values()) + " |")
-    lines += ["", "## Shortcomings, measured", ""] + [f"- {s}" for s in shortcomings(results, baseline_rows)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def shortcomings(results: dict[str, dict[str, Any]], baseline_rows: dict[str, dict[str, float]]) -> list[str]:
     """Claims about the network's weaknesses, each backed by a number from this run."""
+    return [*_against_baselines(results, baseline_rows), *_between_variants(results), _what_would_help(results)]
+
+
+def _against_baselines(results: dict[str, dict[str, Any]], baseline_rows: dict[str, dict[str, float]]) -> list[str]:
     gray = baseline_rows["gray copied to RGB"]["test_psnr"]
     mean_chroma = baseline_rows["gray + mean training chroma"]["test_psnr"]
     best_baseline = max(gray, mean_chroma)
@@ -103,6 +114,11 @@ def shortcomings(results: dict[str, dict[str, Any]], baseline_rows: dict[str, di
         f"predictions are desaturated (colourfulness ratios {', '.join(dull)}; 1.0 would match the truth). "
         "Brownish/sepia tones are that average."
     )
+    return out
+
+
+def _between_variants(results: dict[str, dict[str, Any]]) -> list[str]:
+    out = []
     if "rgb" in results:
         r = results["rgb"]
         out.append(
@@ -144,12 +160,16 @@ def shortcomings(results: dict[str, dict[str, Any]], baseline_rows: dict[str, di
             f"Skip connections around the bottleneck: {a['test_psnr'] - b['test_psnr']:+.2f} dB and "
             f"colourfulness {b['test_colourfulness']:.2f} → {a['test_colourfulness']:.2f} against plain `chroma`."
         )
+    return out
+
+
+def _what_would_help(results: dict[str, dict[str, Any]]) -> str:
     tried = ["predicting chroma around the given luma (`chroma` vs `rgb`)"]
     tried += ["warm-starting the encoder"] if "chroma-warm" in results else []
     tried += ["skip connections (`chroma-skips`)"] if "chroma-skips" in results else []
-    out.append(
+    return (
         "What would help: a classification loss over quantised chroma (multimodal colours instead of their "
         "mean), skip connections around the bottleneck (detail), a larger receptive field or a pretrained "
-        f"encoder (semantics). Tried here, with the numbers above: {'; '.join(tried)}."
+        f"encoder (semantics). Tried here, with the numbers above: {'; '.join(tried)}. `make colorize-search` "
+        "searches these (chroma classes with rebalancing, skips, width, depth) and reports the trade-off."
     )
-    return out
