@@ -21,28 +21,31 @@ YUV_TO_RGB = np.array(
 )
 RGB_TO_YUV = np.linalg.inv(YUV_TO_RGB).astype(np.float32)
 BIN_STEP = 0.06  # chroma grid spacing; 209 in-gamut classes (Zhang et al. keep 313 on a finer a*b* grid)
+U_GRID = np.arange(-0.45, 0.45 + 1e-9, BIN_STEP)  # U spans ±0.436 in BT.601
+V_GRID = np.arange(-0.62, 0.62 + 1e-9, BIN_STEP)  # V spans ±0.615
 DEFAULT_TEMPERATURE = 0.38  # the paper's choice; the colorization study sets it on validation instead
 
 
-def _in_gamut_bins(step: float = BIN_STEP) -> np.ndarray:
-    """Centres (U, V) of a regular grid that some luma turns into a valid RGB colour.
+def _in_gamut(u: float, v: float) -> bool:
+    lumas = np.linspace(0.0, 1.0, 101)
+    rgb = np.stack([lumas, np.full_like(lumas, u), np.full_like(lumas, v)], axis=1) @ YUV_TO_RGB
+    return bool(((rgb >= 0) & (rgb <= 1)).all(axis=1).any())
+
+
+def _classes() -> tuple[np.ndarray, np.ndarray]:
+    """(centres of the grid cells some luma turns into a valid RGB colour, grid cell -> nearest such class).
 
     Fixed by the colour space, not by data, so a model's number of classes never depends on the
-    images it was trained on.
+    images it was trained on. The lookup table lets the loss find a pixel's classes by arithmetic
+    on the regular grid instead of measuring its distance to every class.
     """
-    us = np.arange(-0.45, 0.45 + 1e-9, step)
-    vs = np.arange(-0.62, 0.62 + 1e-9, step)
-    lumas = np.linspace(0.0, 1.0, 101)
-    keep = []
-    for u in us:
-        for v in vs:
-            rgb = np.stack([lumas, np.full_like(lumas, u), np.full_like(lumas, v)], axis=1) @ YUV_TO_RGB
-            if ((rgb >= 0) & (rgb <= 1)).all(axis=1).any():
-                keep.append((u, v))
-    return np.asarray(keep, dtype=np.float32)
+    grid = np.array([(u, v) for u in U_GRID for v in V_GRID], dtype=np.float32)
+    bins = np.array([c for c in grid if _in_gamut(*c)], dtype=np.float32)
+    nearest = np.argmin(((grid[:, None, :] - bins[None]) ** 2).sum(-1), axis=1).astype(np.int32)
+    return bins, nearest
 
 
-CHROMA_BINS = _in_gamut_bins()
+CHROMA_BINS, CELL_CLASS = _classes()
 
 
 def rgb_to_uv(rgb: Any) -> Any:
@@ -50,14 +53,25 @@ def rgb_to_uv(rgb: Any) -> Any:
     return keras.ops.matmul(rgb, keras.ops.convert_to_tensor(RGB_TO_YUV[:, 1:]))
 
 
-def chroma_prior(images: np.ndarray, bins: np.ndarray = CHROMA_BINS, max_images: int = 2000) -> np.ndarray:
+def _cells(uv: Any, ops: Any) -> tuple[Any, Any, Any, Any]:
+    """Fractional grid coordinates of chroma ``uv`` (clipped to the grid), for NumPy or Keras ops."""
+    fu = ops.clip((uv[..., 0] - U_GRID[0]) / BIN_STEP, 0.0, len(U_GRID) - 1.0)
+    fv = ops.clip((uv[..., 1] - V_GRID[0]) / BIN_STEP, 0.0, len(V_GRID) - 1.0)
+    iu = ops.minimum(ops.floor(fu), len(U_GRID) - 2.0)
+    iv = ops.minimum(ops.floor(fv), len(V_GRID) - 2.0)
+    return fu, fv, iu, iv
+
+
+def nearest_class(uv: np.ndarray) -> np.ndarray:
+    """The class of each chroma value (NumPy), through the grid's lookup table."""
+    fu, fv, _, _ = _cells(uv, np)
+    return CELL_CLASS[(np.round(fu) * len(V_GRID) + np.round(fv)).astype(np.int32)]
+
+
+def chroma_prior(images: np.ndarray, max_images: int = 5000) -> np.ndarray:
     """Empirical frequency of each chroma class over (up to ``max_images``) uint8 training images."""
     uv = (images[:max_images].reshape(-1, 3).astype(np.float32) / 255.0) @ RGB_TO_YUV[:, 1:]
-    counts = np.zeros(len(bins))
-    for start in range(0, len(uv), 65536):  # pixels × classes distances, a chunk at a time
-        chunk = uv[start : start + 65536]
-        nearest = np.argmin(((chunk[:, None, :] - bins[None]) ** 2).sum(-1), axis=1)
-        counts += np.bincount(nearest, minlength=len(bins))
+    counts = np.bincount(nearest_class(uv), minlength=len(CHROMA_BINS)).astype(np.float64)
     return counts / counts.sum()
 
 
@@ -135,23 +149,29 @@ def logits_model_of(model: keras.Model) -> keras.Model:
         return model
 
 
-def classification_loss(weights: np.ndarray, bins: np.ndarray = CHROMA_BINS) -> Any:
+def classification_loss(weights: np.ndarray) -> Any:
     """Rebalanced cross-entropy between predicted class logits and the soft-encoded true chroma.
 
-    ``y_true`` is the RGB target image (the pipeline's target for every model); its chroma is
-    soft-encoded over the classes with a Gaussian kernel of half a bin (Zhang et al.), and each
-    pixel is weighted by the rebalancing weight of its nearest class.
+    ``y_true`` is the RGB target image (the pipeline's target for every model). Its chroma is
+    soft-encoded bilinearly over the four surrounding grid cells (their classes; Zhang et al. use a
+    Gaussian over the 5 nearest, which needs a distance to every class for every pixel), and each
+    pixel is weighted by the rebalancing weight of its nearest class. Dense one-hot targets: on a
+    CPU, 3× faster per step than gathering the four log-probabilities (measured).
     """
-    centres = keras.ops.convert_to_tensor(bins)
+    table = keras.ops.convert_to_tensor(CELL_CLASS)
     w = keras.ops.convert_to_tensor(weights)
-    sigma2 = (BIN_STEP / 2) ** 2
+    nv, classes = len(V_GRID), len(CHROMA_BINS)
 
     def loss(y_true: Any, logits: Any) -> Any:
-        uv = rgb_to_uv(keras.ops.cast(y_true, "float32"))
-        d2 = keras.ops.sum((keras.ops.expand_dims(uv, -2) - centres) ** 2, axis=-1)
-        target = keras.ops.softmax(-d2 / (2 * sigma2), axis=-1)
-        log_p = keras.ops.log_softmax(keras.ops.cast(logits, "float32"), axis=-1)
-        pixel_w = keras.ops.take(w, keras.ops.argmin(d2, axis=-1))
-        return keras.ops.mean(-keras.ops.sum(target * log_p, axis=-1) * pixel_w)
+        ops = keras.ops
+        fu, fv, iu, iv = _cells(rgb_to_uv(ops.cast(y_true, "float32")), ops)
+        a, b = fu - iu, fv - iv
+        target = 0.0
+        for du, dv, share in ((0, 0, (1 - a) * (1 - b)), (1, 0, a * (1 - b)), (0, 1, (1 - a) * b), (1, 1, a * b)):
+            cls = ops.take(table, ops.cast((iu + du) * nv + iv + dv, "int32"))
+            target = target + ops.one_hot(cls, classes) * ops.expand_dims(share, -1)
+        cross_entropy = -ops.sum(target * ops.log_softmax(ops.cast(logits, "float32"), axis=-1), axis=-1)
+        nearest = ops.take(table, ops.cast(ops.round(fu) * nv + ops.round(fv), "int32"))
+        return ops.mean(cross_entropy * ops.take(w, nearest))
 
     return loss
