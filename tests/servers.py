@@ -72,11 +72,23 @@ class Postgres:
 
     def start(self) -> Postgres:
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
+        self._pg_ctl_start()
+        return self
+
+    def _pg_ctl_start(self) -> None:
         # Throwaway data: no fsync; the socket file stays in our directory, not /var/run/postgresql.
         options = (f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
                    "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=200")  # fmt: skip
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
-        return self
+
+    def stop_server(self) -> None:
+        """Stop the server as a routine restart does (``-m fast``: clients are disconnected), keeping
+        its data; connections are refused until :meth:`start_again`."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", timeout=90)
+
+    def start_again(self) -> None:
+        """Start the stopped server on the same port and data; returns once it accepts connections."""
+        self._pg_ctl_start()
 
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -112,9 +124,9 @@ class MlflowServer:
         self.process: subprocess.Popen | None = None
         self.log: Any = None
 
-    def start(self, timeout: float = 180) -> MlflowServer:
+    def start(self, timeout: float = 180, append_log: bool = False) -> MlflowServer:
         argv, env = server_command(self.backend_uri, "127.0.0.1", self.port, self.artifacts)
-        self.log = self.log_path.open("w")
+        self.log = self.log_path.open("a" if append_log else "w")
         self.process = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         start_new_session=True)  # fmt: skip
         started = time.monotonic()
@@ -137,6 +149,10 @@ class MlflowServer:
                 self.process.wait(timeout=30)
         if self.log is not None:
             self.log.close()
+
+    def start_again(self, timeout: float = 180) -> MlflowServer:
+        """After :meth:`stop`: the same server (port, store, artifacts) again, its log appended to."""
+        return self.start(timeout=timeout, append_log=True)
 
 
 class SlowProxy:

@@ -19,6 +19,8 @@ import yaml
 
 from cae.tracking import Tracker
 
+pytestmark = pytest.mark.slow  # every test starts `cae search` processes
+
 REPO = Path(__file__).resolve().parent.parent
 FINISHED = ("COMPLETE", "PRUNED")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cae.config import SearchConfig
-from cae.errors import CAEError, TrialStopped
+from cae.errors import CAEError, TrialStopped, disk_full
 from cae.paths import ensure_dir, runs_dir
 from cae.search.tags import SKIPPED
 from cae.space import SearchSpace
@@ -46,7 +46,7 @@ def optuna_module() -> Any:
 
 class _KnownFailureFilter(logging.Filter):
     """Optuna logs a failed trial with its traceback; for Ctrl-C or a known failure (NaN loss, a
-    bad sampled config) that is 30 lines of TensorFlow internals above our one-line summary: keep
+    bad sampled config, a full disk) that is 30 lines of TensorFlow internals above our one-line summary: keep
     Optuna's line, drop the traceback. Skipped trials are reported by our progress line alone.
     Unexpected exceptions keep their traceback."""
 
@@ -54,7 +54,7 @@ class _KnownFailureFilter(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, SkippedTrial):
             return False
-        if isinstance(error, (KeyboardInterrupt, CAEError, TrialStopped)):
+        if isinstance(error, (KeyboardInterrupt, CAEError, TrialStopped)) or (error and disk_full(error)):
             record.exc_info, record.exc_text = None, None
         return True
 
@@ -66,7 +66,10 @@ def storage_url(cfg: SearchConfig) -> str:
 def open_storage(cfg: SearchConfig) -> Any:
     """RDB storage with a heartbeat (SQLite default, PostgreSQL across hosts) or a journal file.
 
-    Creating it creates the schema, so the coordinator calls this before any worker starts.
+    Creating it creates the schema, so the coordinator calls this before any worker starts. An RDB
+    storage comes wrapped in :class:`~cae.search.resilient.ResilientStorage`: a database that goes
+    away later (restart, failover) is waited for, up to ``CAE_STORAGE_PATIENCE`` seconds. At the
+    start it must answer: a storage that cannot be opened is a one-line error at once.
     """
     optuna = optuna_module()
     url = storage_url(cfg)
@@ -85,27 +88,40 @@ def open_storage(cfg: SearchConfig) -> Any:
         raise CAEError(
             f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
         ) from None
+    sqlite_file = None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
-            ensure_dir(Path(parsed.database).absolute().parent)
+            sqlite_file = Path(parsed.database).absolute()
+            ensure_dir(sqlite_file.parent)
         connect_args = {"timeout": 30}  # wait for the other workers' writes instead of "database is locked"
     else:
         connect_args = {"connect_timeout": 20}
+    from cae.search.outage import patience, sqlite_disk_full
+
+    wait = patience()  # a bad CAE_STORAGE_PATIENCE fails here, before anything is created
     try:
         with warnings.catch_warnings():
             # The heartbeat API has been "experimental" since Optuna 2.8; the conventions rely on it.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            backend = optuna.storages.RDBStorage(
                 with_driver(url),
+                # pool_pre_ping: a pooled connection that died with a database restart is replaced
+                # before use instead of failing the next call.
                 engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                 heartbeat_interval=cfg.heartbeat_interval,
                 grace_period=cfg.grace_period,
                 # A trial whose worker died is failed and re-queued with the same parameters, once.
                 heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
             )
-    except Exception as err:  # driver missing, host unreachable, bad credentials, bad path
+    except Exception as err:  # driver missing, host unreachable, bad credentials, bad path, full disk
+        full = sqlite_disk_full(err, sqlite_file)
+        if full is not None:
+            raise full from None
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
+    from cae.search.resilient import ResilientStorage
+
+    return ResilientStorage(backend, shown(url), wait, sqlite_file)
 
 
 def sampler_seed(cfg: SearchConfig) -> int:

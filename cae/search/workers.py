@@ -30,6 +30,7 @@ from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
 from cae.search.objective import Objective, make_task
+from cae.search.outage import storage_errors
 from cae.search.study import (
     FINISHED,
     count,
@@ -131,9 +132,11 @@ def run_worker(
                 time.sleep(min(5, cfg.heartbeat_interval))
                 continue
             remaining = None if deadline == math.inf else max(1.0, deadline - time.monotonic())
-            study.optimize(
-                objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,), gc_after_trial=True
-            )
+            with storage_errors():  # the storage's one-line error, not Optuna's follow-up errors
+                study.optimize(
+                    objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,),
+                    gc_after_trial=True,
+                )  # fmt: skip
         finally:
             lock.release()
         guard.check(outcomes[-1] if outcomes else None)

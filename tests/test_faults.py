@@ -1,0 +1,223 @@
+"""Service faults a long study meets, each ridden out by the same `cae search` call or ended by one
+line and resumed by running it again: a PostgreSQL restart mid-trial, a full runs/ disk, an MLflow
+server restart. Real services and real CLI processes throughout (no mocks).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from cae.tracking import Tracker
+from cae.urls import with_driver
+
+from .conftest import require
+from .servers import Postgres, postgres_bin_dir
+
+pytestmark = pytest.mark.slow  # every test starts `cae search` processes (and services)
+
+REPO = Path(__file__).resolve().parent.parent
+OUTAGE_SECONDS = 20
+
+
+def search_yaml(path: Path, study: str, trials: int, epochs: int, **extra: object) -> Path:
+    path.write_text(yaml.safe_dump({
+        "study": study, "space": "search_spaces/reconstruction.yaml", "trials": trials,
+        "heartbeat_interval": 1, "grace_period": 5,
+        "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window for the fault
+        "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}}, **extra,
+    }))  # fmt: skip
+    return path
+
+
+def start(config: Path, log: Path, runs: Path, tracking: str, **env: str) -> subprocess.Popen:
+    """`python -m cae search <config>`, its output (stdout and stderr) in ``log``."""
+    environ = {**os.environ, "CAE_RUNS_DIR": str(runs), "MLFLOW_TRACKING_URI": tracking, "CAE_OFFLINE": "1",
+               "PYTHONUNBUFFERED": "1", **env}  # fmt: skip
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "cae", "search", str(config)], cwd=REPO, env=environ,
+                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> str:
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        pytest.fail(f"`cae search` still running after {timeout} s:\n{log.read_text()[-3000:]}")
+    return log.read_text()
+
+
+def trials_of(url: str, study: str) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials read afresh (a new storage each time: the server may have restarted)."""
+    storage = optuna.storages.RDBStorage(with_driver(url), engine_kwargs={"pool_pre_ping": True})
+    try:
+        return storage.get_all_trials(storage.get_study_id_from_name(study))
+    except KeyError:
+        return []
+    finally:
+        storage.engine.dispose()
+
+
+def wait_until(ready: Callable[[], bool], process: subprocess.Popen, log: Path, what: str, timeout: float = 240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        assert process.poll() is None, f"`cae search` exited ({process.returncode}) before {what}:\n{log.read_text()}"
+        time.sleep(0.3)
+    process.kill()
+    pytest.fail(f"not {what} within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def running(url: str, study: str, number: int) -> bool:
+    """Trial ``number`` is running (trial 0 finished: the search is past its start-up)."""
+    return any(t.number == number and t.state.name == "RUNNING" for t in trials_of(url, study))
+
+
+def assert_runs_closed(tracking: str, study: str, trials: list[optuna.trial.FrozenTrial]) -> None:
+    """One child run per trial, ended with the trial's state; the parent run FINISHED."""
+    tracker = Tracker(tracking)
+    parent = tracker.find_study_parent(study)
+    runs = tracker.child_runs(parent, study)
+    assert sorted(int(r.data.tags["trial_number"]) for r in runs) == sorted(t.number for t in trials)
+    states = {t.number: t.state.name for t in trials}
+    for run in runs:
+        assert run.info.status != "RUNNING", run.data.tags
+        assert run.data.tags["trial_state"] == states[int(run.data.tags["trial_number"])]
+    assert tracker.client.get_run(parent).info.status == "FINISHED"
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL stopped for 20 s while a trial trains
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[Postgres]:
+    """A cluster of this test's own: stopping the session's would stop its `mlflow server` too."""
+    bin_dir = postgres_bin_dir()
+    require(bin_dir is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    server = Postgres(bin_dir).start()
+    yield server
+    server.stop()
+
+
+def test_postgres_restart_mid_trial_is_waited_out(own_postgres, tmp_path):
+    url = own_postgres.create_database("faults")
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    config = search_yaml(tmp_path / "search.yaml", "pg-restart", trials=3, epochs=6, storage=url)
+    log = tmp_path / "search.log"
+    assert trials_of(url, "pg-restart") == []  # creates the schema first: the CLI never races this test for it
+    process = start(config, log, tmp_path / "runs", tracking, CAE_STORAGE_PATIENCE="120")
+    wait_until(lambda: running(url, "pg-restart", 1), process, log, "trial 1 running")
+
+    own_postgres.stop_server()
+    time.sleep(OUTAGE_SECONDS)
+    assert process.poll() is None, f"the search exited during the outage:\n{log.read_text()}"
+    own_postgres.start_again()
+    output = finish(process, log)
+
+    assert process.returncode == 0, output[-3000:]
+    assert "Traceback" not in output, output
+    assert "unreachable (connection" in output and "the running trial keeps training" in output, output
+    assert f"storage {url} is back after" in output, output
+    trials = trials_of(url, "pg-restart")
+    # Nothing lost, nothing run twice: trials 0..2, every one COMPLETE (none failed, none retried),
+    # the one in flight with all its epochs reported.
+    assert [(t.number, t.state.name) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
+    assert sorted(trials[1].intermediate_values) == list(range(6))
+    assert_runs_closed(tracking, "pg-restart", trials)
+
+
+# --------------------------------------------------------------------------------------------
+# runs/ on a 4 MB tmpfs that fills up mid-search
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    mount = tmp_path / "runs"
+    mount.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
+                         text=True)  # fmt: skip
+    require(out.returncode == 0, f"cannot mount a 4 MB tmpfs as the runs folder (needs root): {out.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def fill(disk: Path) -> Path:
+    """Another program takes every free byte of ``disk``."""
+    ballast = disk / "ballast"
+    with ballast.open("wb") as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 65536)
+                fh.flush()
+        except OSError:  # ENOSPC: full
+            pass
+    return ballast
+
+
+def test_full_runs_disk_stops_with_one_line_and_a_rerun_resumes(small_disk, tmp_path):
+    # The MLflow store lives elsewhere: this test is about the study's own files under runs/.
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    storage = f"sqlite:///{small_disk}/optuna.db"
+    config = search_yaml(tmp_path / "search.yaml", "full-disk", trials=3, epochs=2)
+    first_log = tmp_path / "first.log"
+    assert trials_of(storage, "full-disk") == []  # the schema, before the CLI starts
+    first = start(config, first_log, small_disk, tracking)
+    wait_until(lambda: running(storage, "full-disk", 1), first, first_log, "trial 1 running")
+    ballast = fill(small_disk)
+    output = finish(first, first_log)
+
+    assert first.returncode == 2, output[-3000:]
+    assert "Traceback" not in output, output
+    errors = [line for line in output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: no space left on {small_disk}"), errors
+    assert "run the same command again" in errors[0], errors
+    study_files = small_disk / "full-disk"
+    assert not [p.name for p in study_files.glob(".best.*") if not p.name.endswith(".lock")]  # no half-written file
+
+    ballast.unlink()  # space freed: the same command resumes the study
+    second_log = tmp_path / "second.log"
+    output = finish(start(config, second_log, small_disk, tracking), second_log)
+    assert "Traceback" not in output, output
+    trials = trials_of(storage, "full-disk")
+    states = Counter(t.state.name for t in trials)
+    assert states["COMPLETE"] == 3 and states["RUNNING"] == states["WAITING"] == 0, states
+    assert (study_files / "best.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The tracking server stopped and started again mid-search
+
+
+def test_mlflow_server_restart_mid_search_leaves_every_run_closed(mlflow_server, tmp_path):
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    config = search_yaml(tmp_path / "search.yaml", "mlflow-restart", trials=3, epochs=2, storage=storage)
+    log = tmp_path / "search.log"
+    assert trials_of(storage, "mlflow-restart") == []  # the schema, before the CLI starts
+    process = start(config, log, tmp_path / "runs", mlflow_server.url)
+    wait_until(lambda: running(storage, "mlflow-restart", 1), process, log, "trial 1 running")
+    mlflow_server.stop()
+    try:
+        time.sleep(5)
+        assert process.poll() is None, f"the search exited while MLflow was down:\n{log.read_text()}"
+    finally:
+        mlflow_server.start_again()
+    output = finish(process, log)
+
+    assert process.returncode == 0, output[-3000:]
+    assert "Traceback" not in output, output
+    trials = trials_of(storage, "mlflow-restart")
+    assert Counter(t.state.name for t in trials) == {"COMPLETE": 3}
+    assert_runs_closed(mlflow_server.url, "mlflow-restart", trials)
