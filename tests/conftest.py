@@ -29,6 +29,20 @@ def shared_archive() -> Path:
     return SHARED_ARCHIVE
 
 
+# `slow` (kept out of `make test-fast`; `make test` and CI run them): every test that needs a
+# server fixture, wherever it lives, and these tests that start processes themselves, until their
+# own files mark them.
+SERVER_FIXTURES = {"postgres", "mlflow_server"}
+SLOW_TESTS = {"test_ui.py::test_ui_serves_the_study_runs": "starts an `mlflow server`"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        named = f"{item.path.name}::{item.name}" in SLOW_TESTS
+        if named or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("runs")

@@ -18,6 +18,7 @@ from cae.tracking import Tracker
 from cae.urls import with_driver
 
 REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # PostgreSQL, an `mlflow server` and three worker processes
 
 
 @pytest.fixture(scope="module")
