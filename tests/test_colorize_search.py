@@ -137,6 +137,13 @@ def test_final_models_are_self_contained_and_record_their_scores(study, tracking
         gray = (to_unit(splits.x_test) @ np.array([0.299, 0.587, 0.114], dtype="float32"))[..., None]
         out = model.predict(gray, verbose=0)
         assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    registered = [json.loads(p.with_suffix(".json").read_text()).get("registered_model") for p in models]
+    chosen = [r for r in registered if r]
+    assert len(chosen) == 1 and chosen[0]["name"] == cfg.study  # the chosen model, in the registry
+    from cae.tracking.registry import load_registered
+
+    loaded = load_registered(Tracker(tracking_uri), cfg.study)
+    assert tuple(loaded.input.shape[1:]) == (32, 32, 1)
     classifier = Tracker(tracking_uri).client.get_experiment_by_name("cifar10-classifier")
     runs = Tracker(tracking_uri).client.search_runs([classifier.experiment_id])
     assert runs and "test_accuracy" in runs[0].data.metrics

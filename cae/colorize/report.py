@@ -36,6 +36,7 @@ class Measured:
     gray_photos_psnr: float
     parent_run_id: str | None
     wall_hours: float
+    registered: str | None = None  # "models:/<study>/<version>" of the chosen model
 
 
 def measure(cfg: SearchConfig, tracker: Tracker) -> Measured:
@@ -87,6 +88,8 @@ def write_search_report(cfg: SearchConfig, tracker: Tracker) -> Path:
     from cae.colorize.figures import front_figure, grid_figure
 
     m = measure(cfg, tracker)
+    if m.finals:
+        m.registered = register_chosen(cfg.study, next(f for f in m.finals if f.trial == m.chosen), tracker)
     accuracies = {k: m.semantic[k] for k in ("gray_classifier_acc", "true_classifier_acc")}
     for run_id in {f.run_id for f in m.finals} | ({m.parent_run_id} if m.parent_run_id else set()):
         Run(tracker, run_id).log_metrics(accuracies)  # the semantic check's reference points, beside each model
@@ -101,6 +104,27 @@ def write_search_report(cfg: SearchConfig, tracker: Tracker) -> Path:
             if (out / name).exists():
                 Run(tracker, m.parent_run_id).log_artifact(out / name, "report")
     return report
+
+
+def register_chosen(study: str, chosen: FinalModel, tracker: Tracker) -> str | None:
+    """The chosen model in the MLflow Model Registry as ``<study>``; the version goes into its JSON."""
+    import json
+
+    from cae.data import TRANSFORMS, to_unit
+    from cae.tracking.registry import register_model
+
+    splits = load_splits(chosen.config.data.source, chosen.config.seed, chosen.config.data.subset)
+    example = TRANSFORMS[chosen.config.data.input](to_unit(splits.x_test[:2]))
+    try:
+        version = register_model(tracker, run_id=chosen.run_id, name=study, model=chosen.model, example=example)
+    except Exception as err:  # a registry problem must not lose the study's report
+        print(f"note: the chosen model was not registered ({type(err).__name__}: {str(err)[:200]})")
+        return None
+    record_path = chosen.path.with_suffix(".json")
+    record = json.loads(record_path.read_text())
+    write_text_atomic(record_path, json.dumps({**record, "registered_model": {"name": study, "version": version}},
+                                              indent=2))  # fmt: skip
+    return f"models:/{study}/{version}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +208,8 @@ def render(m: Measured) -> str:
         "", f"True colour: classifier accuracy {m.semantic['true_classifier_acc']:.1%} (its own test accuracy "
         f"{m.semantic['classifier_acc']:.1%}, MLflow run `{m.semantic['classifier_run_id']}`). \"Gap recovered\" is "
         "(colorized − gray) / (true − gray) accuracy: the semantic check of Zhang et al. Saved models take the "
-        f"1-channel BT.601 luma in [0, 1] and return RGB in [0, 1], decoding included: `runs/{m.study}/final/`.", "",
+        f"1-channel BT.601 luma in [0, 1] and return RGB in [0, 1], decoding included: `runs/{m.study}/final/`"
+        + (f"; the chosen one is registered as `{m.registered}`." if m.registered else "."), "",
         "![colorization grid](colorization-search.png)", "",
         *per_class_table(m), "", "## Every trial (validation)", "",
         "| trial | state | recipe | val PSNR (dB) | val colourfulness | temperature | note |",
