@@ -1,0 +1,167 @@
+"""What each `cae` command does: read the flags into config, call one function, print the outcome.
+
+The command line itself (flags, help) is :mod:`cae.cli`; these functions are what it dispatches to.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cae.config import SearchConfig
+
+
+def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """Make variables / flags -> dotted config keys (``prefix`` = "experiment." for searches)."""
+    from cae.schema import parse_assignment
+
+    out: dict[str, Any] = {}
+    for flag, key in (("data", "data.source"), ("subset", "data.subset"), ("epochs", "train.epochs"), ("seed", "seed")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out[prefix + key] = None if flag == "subset" and value == 0 else value  # SUBSET=0: the full split
+    for text in getattr(args, "set", None) or []:
+        key, value = parse_assignment(text)
+        out[key] = value
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from cae.config import load_experiment
+    from cae.experiment import run_experiment
+    from cae.hardware import configure_threads
+    from cae.tracking import Tracker
+
+    config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
+    tracker = Tracker().check()
+    configure_threads()
+    run_id, result, out = run_experiment(config, tracker)
+    print(
+        f"\n{config.name}: {result.n_params:,} params, latent {result.latent_values} values "
+        f"(narrowest {result.bottleneck_values}), best val MSE {result.best_val_loss:.6f} at epoch {result.best_epoch}"
+    )
+    print(
+        f"test MSE {result.test['test_mse']:.6f}  PSNR {result.test['test_psnr']:.2f} dB  "
+        f"SSIM {result.test['test_ssim']:.4f}  ({result.seconds_per_epoch:.1f} s/epoch)"
+    )
+    print(f"MLflow run {run_id} in {tracker.uri}; outputs in {out}")
+    return 0
+
+
+def _search_config(args: argparse.Namespace) -> Any:
+    from cae.config import load_search
+
+    overrides = _overrides(args, prefix="experiment.")
+    for flag in ("trials", "study", "storage", "engine", "workers", "timeout"):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
+    cfg = load_search(args.config, overrides)
+    if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
+        # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
+        cfg = type(cfg)(**{**cfg.__dict__, "study": f"{cfg.study}-kt"})
+    return cfg
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    cfg = _search_config(args)
+    if cfg.engine == "keras-tuner":
+        from cae.search.tuner import run_tuner
+
+        run_tuner(cfg)
+    elif args.join:
+        from cae.search.workers import join
+
+        join(cfg, index=args.index)
+    else:
+        from cae.search.run import run_search
+
+        run_search(cfg)
+    return 0
+
+
+def cmd_search_worker(args: argparse.Namespace) -> int:
+    from cae.search.workers import worker_main
+
+    worker_main(args.config, args.index, args.parent_run_id, args.tracking_uri)
+    return 0
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import json
+
+    from cae.search.best import read_best
+
+    print(json.dumps(read_best(args.study or _search_config(args).study), indent=2))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from cae.ui import serve
+
+    return serve(args.study, args.host, args.port, auth=args.auth)
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from cae.dashboard import serve
+
+    return serve(args.storage, args.host, args.port)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from cae.compare import compare, format_table
+
+    def split(text: str | None) -> list[str]:
+        return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+    try:
+        trial_ids = [int(t) for t in split(args.trial_ids)]
+    except ValueError:
+        from cae.errors import CAEError
+
+        raise CAEError(f"TRIAL_IDS must be comma-separated trial numbers, got {args.trial_ids!r}") from None
+    rows, png, csv_path = compare(
+        split(args.study) or [SearchConfig().study], top=args.top, trial_ids=trial_ids, run_ids=split(args.runs),
+        states=[s.upper() for s in split(args.states)] or ["COMPLETE", "PRUNED"], log_y=not args.linear,
+    )  # fmt: skip
+    print(format_table(rows))
+    print(f"\nplot: {png}\ntable: {csv_path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from cae.report.build import build_report
+
+    cfg = _search_config(args)
+    data = {k: v for k, v in _overrides(args).items() if k in ("data.source", "data.subset", "seed")}
+    print(f"wrote {build_report(cfg, epochs=args.epochs, data=data)}")
+    return 0
+
+
+def cmd_colorize(args: argparse.Namespace) -> int:
+    from cae.colorize.best import colorize
+    from cae.colorize.variants import ALL
+
+    variants = list(ALL) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]
+    report = colorize(
+        args.study, config_path=args.config, variants=variants, overrides=_overrides(args), vivid=args.vivid or None
+    )
+    print(f"wrote {report}")
+    return 0
+
+
+def cmd_colorize_search(args: argparse.Namespace) -> int:
+    from cae.colorize.search import colorize_search
+
+    overrides = _overrides(args, prefix="experiment.")
+    for flag in ("trials", "storage", "engine", "workers", "timeout", "final_epochs"):
+        if getattr(args, flag, None) is not None:
+            overrides[flag] = getattr(args, flag)
+    print(f"wrote {colorize_search(args.config, args.study or SearchConfig().study, overrides)}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from cae.bench.run import run_bench
+
+    print(f"wrote {run_bench(args.quick, args.data)}")
+    return 0
