@@ -1,6 +1,7 @@
 """Service faults a long study meets, each ridden out by the same `cae search` call or ended by one
 line and resumed by running it again: a PostgreSQL restart mid-trial, a full runs/ disk, an MLflow
-server restart. Real services and real CLI processes throughout (no mocks).
+server restart. Real services and real CLI processes throughout (no mocks); the storage proxy's
+own behaviour is tested in-process in tests/test_resilient.py.
 """
 
 from __future__ import annotations
@@ -102,9 +103,9 @@ def assert_runs_closed(tracking: str, study: str, trials: list[optuna.trial.Froz
 # PostgreSQL stopped for 20 s while a trial trains
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def own_postgres() -> Iterator[Postgres]:
-    """A cluster of this test's own: stopping the session's would stop its `mlflow server` too."""
+    """A cluster of this module's own: stopping the session's would stop its `mlflow server` too."""
     bin_dir = postgres_bin_dir()
     require(bin_dir is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     server = Postgres(bin_dir).start()
@@ -113,7 +114,7 @@ def own_postgres() -> Iterator[Postgres]:
 
 
 def test_postgres_restart_mid_trial_is_waited_out(own_postgres, tmp_path):
-    url = own_postgres.create_database("faults")
+    url = own_postgres.create_database("cli")
     tracking = f"sqlite:///{tmp_path}/mlflow.db"
     config = search_yaml(tmp_path / "search.yaml", "pg-restart", trials=3, epochs=6, storage=url)
     log = tmp_path / "search.log"
@@ -195,6 +196,7 @@ def test_full_runs_disk_stops_with_one_line_and_a_rerun_resumes(small_disk, tmp_
     states = Counter(t.state.name for t in trials)
     assert states["COMPLETE"] == 3 and states["RUNNING"] == states["WAITING"] == 0, states
     assert (study_files / "best.json").exists()
+    assert_runs_closed(tracking, "full-disk", trials)
 
 
 # --------------------------------------------------------------------------------------------
