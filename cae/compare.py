@@ -38,8 +38,12 @@ class TrialRow:
 
     @property
     def sampled(self) -> dict[str, str]:
-        """The trial's sampled keys, as its search space names them (every key of the space)."""
-        return {k: v for k, v in self.params.items() if k not in DERIVED}
+        """The trial's sampled keys, as its search space names them (every key of the space).
+
+        Values computed from them (``n_params``, ``derived.*`` of a `cae train` run compared by
+        run id) are not sampled keys: they get their own columns or none.
+        """
+        return {k: v for k, v in self.params.items() if k not in DERIVED and not k.startswith("derived.")}
 
     def label(self, with_study: bool) -> str:
         short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.sampled.items())
@@ -68,8 +72,15 @@ def _short(value: str) -> str:
 
 
 def columns(rows: Sequence[TrialRow]) -> list[str]:
-    """Every key any row has, in first-seen order: a key new to a space shows up without code changes."""
-    return list(dict.fromkeys(k for r in rows for k in r.row()))
+    """Every key any row has: a key new to a space shows up without code changes.
+
+    The sampled keys (first-seen order, across rows that may come from different spaces) stay
+    together between the trial's identity and its scores.
+    """
+    head = ["study", "trial", "state"]
+    sampled = list(dict.fromkeys(k for r in rows for k in r.sampled))
+    tail = [k for k in dict.fromkeys(k for r in rows for k in r.row()) if k not in head and k not in sampled]
+    return head + sampled + tail
 
 
 def _row(run: Any, tracker: Tracker, study: str) -> TrialRow:

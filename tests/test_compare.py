@@ -1,9 +1,12 @@
+"""cae compare: trials selected from MLflow, their curves overlaid, their table as CSV."""
+
 import csv
 
 import pytest
 
-from cae.compare import compare, select
+from cae.compare import TrialRow, columns, compare, select
 from cae.errors import CAEError
+from cae.space import load_space
 from cae.tracking import Tracker
 
 from .studies import tiny_search
@@ -12,15 +15,17 @@ from .studies import tiny_search
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory, tracking_uri):
     tmp = tmp_path_factory.mktemp("compare")
-    return tiny_search(tmp, "cmp-a", trials=4), tiny_search(tmp, "cmp-b", trials=2)
+    # Trials cost ~10 s each (tracing): three in one study (a top 2 that leaves one out), one in the other.
+    return tiny_search(tmp, "cmp-a", trials=3), tiny_search(tmp, "cmp-b", trials=1)
 
 
 def test_top_k_are_the_best_trials_in_order_and_the_csv_matches_mlflow(studies, tracking_uri, tmp_path):
     tracker = Tracker(tracking_uri)
-    rows, png, csv_path = compare(["cmp-a"], top=3, out_dir=tmp_path, tracker=tracker)
+    rows, png, csv_path = compare(["cmp-a"], top=2, out_dir=tmp_path, tracker=tracker)
     parent = tracker.find_study_parent("cmp-a")
     runs = [r for r in tracker.child_runs(parent, "cmp-a") if "best_val_loss" in r.data.metrics]
-    expected = sorted(runs, key=lambda r: r.data.metrics["best_val_loss"])[:3]
+    assert len(runs) == 3
+    expected = sorted(runs, key=lambda r: r.data.metrics["best_val_loss"])[:2]
     assert [r.run_id for r in rows] == [r.info.run_id for r in expected]
     assert png.read_bytes()[:4] == b"\x89PNG"
     with csv_path.open() as fh:
@@ -32,6 +37,25 @@ def test_top_k_are_the_best_trials_in_order_and_the_csv_matches_mlflow(studies, 
         assert line["n_params"] == run.data.params["n_params"]
     logged = {a.path for a in tracker.client.list_artifacts(parent, "compare")}
     assert logged == {"compare/compare.png", "compare/compare.csv"}
+    space = load_space(studies[0].space)
+    assert set(space.names) <= set(table[0])  # one column per key of the space the study sampled
+
+
+def _row(trial: int, params: dict[str, str]) -> TrialRow:
+    return TrialRow("s", trial, "COMPLETE", f"run-{trial}", params, 0.01 * (trial + 1), 1.0,
+                    {"val_loss": [(1, 0.02), (2, 0.01)]})  # fmt: skip
+
+
+def test_csv_columns_come_from_the_runs_sampled_keys():
+    """A key new to a space shows up without a code change; derived values are not sampled keys."""
+    old = _row(0, {"model.depth": "2", "n_params": "4911", "latent_values": "1024", "bottleneck_values": "768"})
+    new = _row(1, {"model.depth": "3", "model.width_multiplier": "1.5", "derived.n_train": "480"})
+    cols = columns([old, new])
+    assert cols[:4] == ["study", "trial", "state", "model.depth"]
+    assert "model.width_multiplier" in cols and "derived.n_train" not in cols and "latent_values" not in cols
+    assert cols.index("model.width_multiplier") < cols.index("best_val_loss")  # sampled keys before scores
+    assert old.row()["code_values"] == 768 and new.row()["code_values"] == ""  # the narrower layer, if logged
+    assert old.label(with_study=False) == "#0 depth=2 (0.01000)"
 
 
 def numbers(tracking_uri: str, study: str) -> list[int]:
