@@ -1,8 +1,10 @@
-"""Telling a database outage from other storage errors, and the one line said at each end of one.
+"""Telling a database outage from other storage errors, the one line said at each end of one, and
+the one-line errors a worker ends with (the patience spent, a full disk under a SQLite study).
 
-Used by :mod:`cae.search.resilient`. An outage is a connection-level failure: the server is down
-or restarting, the network dropped, a pooled connection died with the server. Everything else (a
-bad value, a missing table, SQLite's "database is locked") is an error to report, not to wait out.
+Used by :mod:`cae.search.resilient` and the workers. An outage is a connection-level failure: the
+server is down or restarting, the network dropped, a pooled connection died with the server.
+Everything else (a bad value, a missing table, SQLite's "database is locked") is an error to
+report, not to wait out. ``CAE_STORAGE_PATIENCE`` (seconds, default 300) bounds the wait.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def is_outage(err: BaseException) -> bool:
     """True if ``err`` (or the SQLAlchemy error Optuna wrapped it around) is a lost connection."""
     import sqlalchemy.exc as sa
 
-    if isinstance(err, OSError):  # a full disk (see ResilientStorage._disk_full) is not waited out
+    if isinstance(err, OSError):  # a full disk (see sqlite_disk_full) is not waited out
         return False
     cause: BaseException | None = err
     for _ in range(8):  # Optuna raises StorageInternalError from the SQLAlchemy error

@@ -88,6 +88,12 @@ def open_storage(cfg: SearchConfig) -> Any:
         raise CAEError(
             f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
         ) from None
+    return _rdb_storage(cfg, url, parsed)
+
+
+def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
+    """``RDBStorage`` with the heartbeat, in the proxy that waits out database outages."""
+    optuna = optuna_module()
     sqlite_file = None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
