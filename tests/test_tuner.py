@@ -5,6 +5,7 @@ from pathlib import Path
 from cae.config import load_search
 from cae.search.best import load_best_model
 from cae.search.tuner import run_tuner
+from cae.space import load_space
 from cae.tracking import Tracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -16,6 +17,7 @@ def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
         "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 3,
     })  # fmt: skip
     summary = run_tuner(cfg)
+    space = load_space(REPO / cfg.space)
     tracker = Tracker(tracking_uri)
     parent = tracker.find_study_parent("kt")
     runs = tracker.child_runs(parent, "kt")
@@ -26,8 +28,9 @@ def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
         steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")]
         first = int(run.data.tags["kt.initial_epoch"]) + 1  # Hyperband continues models between rounds
         assert steps == list(range(first, int(run.data.tags["kt.epochs"]) + 1)) and steps
-        assert not any(k.startswith("tuner/") for k in run.data.params)  # Hyperband's own keys filtered
-        assert "kt.epochs" in run.data.tags  # ... and kept as tags
+        assert not any(k.startswith("tuner/") for k in run.data.params)  # Hyperband's own keys: tags only
+        # The same names as the Optuna engine: the space's keys, then the size params every trial logs.
+        assert set(run.data.params) == set(space.names) | {"n_params", "latent_values", "bottleneck_values"}
     first = next(r for r in runs if r.data.tags["trial_number"] == "0")
     assert first.data.params["n_params"] == "4911"  # the reference goes first, as with Optuna
     model, record = load_best_model("kt")
