@@ -80,6 +80,7 @@ def test_report_states_ratios_verdicts_and_recommendation(tmp_path):
     assert "Target: validation MSE 0.005000" in text and "after 11.7 min" in text  # random's median 700 s
     assert "| TPE + median | 14% [10%–20%] | 3/3 | 0.00400 |" in text  # best at 25 % of 600 s = 150 s
     assert "| keras-tuner Hyperband | 200% [200%–200%] | 1/1 |" in text
+    assert "Fewer than 3 finished trials per run: TPE + median, keras-tuner Hyperband" in text  # 3/2/2 and 1
     assert "reaches random search's final best in ≤ 25% of random's time — met**: it needed 14%" in text
     assert "| random, no pruning | 100% [71%–never] | 2/3 |" in text
     assert "Recommendation for a 2-core machine like this one: `WORKERS=2` (1 thread each)" in text

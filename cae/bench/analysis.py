@@ -63,6 +63,7 @@ class StrategyRow:
     final: float  # median final best
     wall: float  # median wall time of a run, seconds
     pruned: float  # median share of pruned trials
+    trials: float  # median finished trials per run
 
     @property
     def ratio(self) -> float:
@@ -77,6 +78,7 @@ def strategy_row(runs: Sequence[Trials], target: float, random_ttt: float, rando
         best_at=[median([best_so_far(r, f * random_wall) for r in runs]) for f in FRACTIONS],
         final=median([best_so_far(r) for r in runs]), wall=median([wall_time(r) for r in runs]),
         pruned=median([sum(t["state"] == "PRUNED" for t in r) / max(1, len(r)) for r in runs]),
+        trials=median([finished(r) for r in runs]),
     )  # fmt: skip
 
 

@@ -28,7 +28,11 @@ def run_study(plan: Plan, env: BenchEnv, source: str | None, strategy: str, seed
     else:
         run_search(cfg, tracker=env.tracker)
     wall = time.perf_counter() - start  # includes loading data, the study's plots and scoring its best
-    return {"study": study, "attempt": attempt, "trials": timeline(env.tracker, study), "wall_seconds": wall}
+    trials = timeline(env.tracker, study)
+    done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
+    if done < plan.trials:  # the report shows each strategy's count; say it here too, while it runs
+        print(f"[bench] warning: {study} ended with {done} finished trials, fewer than {plan.trials}", flush=True)
+    return {"study": study, "attempt": attempt, "trials": trials, "wall_seconds": wall}
 
 
 def measure_efficiency(plan: Plan, env: BenchEnv, source: str | None, store: Store, host: str) -> None:

@@ -33,24 +33,27 @@ def plot_progress(runs: Mapping[str, Sequence[Trials]], labels: Mapping[str, str
     from cae.plots import plt, save
 
     end = max(wall_time(r) for rs in runs.values() for r in rs)
-    grid = np.linspace(0.0, end, 400)
-    fig, ax = plt.subplots(figsize=(9.5, 5.5))
+    grid = np.linspace(0.0, end, 600)
+    fig, ax = plt.subplots(figsize=(11, 5.5))
     colours = plt.get_cmap("tab10")
     for i, (name, rs) in enumerate(runs.items()):
         if not rs:
             continue
-        med, low, high = progress_bands(rs, grid)
-        minutes = grid / 60
+        # Up to the strategy's last run's end: beyond it there is nothing measured to show.
+        upto = grid <= max(wall_time(r) for r in rs)
+        med, low, high = progress_bands(rs, grid[upto])
+        minutes = grid[upto] / 60
         ax.fill_between(minutes, low, high, step="post", color=colours(i), alpha=0.15, linewidth=0)
-        ax.step(minutes, med, where="post", color=colours(i), lw=2, label=f"{labels.get(name, name)} ({len(rs)} seeds)")
+        seeds = f"{len(rs)} seed{'s' if len(rs) != 1 else ''}"
+        ax.step(minutes, med, where="post", color=colours(i), lw=2, label=f"{labels.get(name, name)} ({seeds})")
     if math.isfinite(eff.target):
         ax.axhline(eff.target, color="k", ls=":", lw=1.2, label=f"target {eff.target:.5f} (random's final best)")
     for f in FRACTIONS:
         ax.axvline(f * eff.random_wall / 60, color="grey", ls="--", lw=0.8)
-        ax.annotate(f"{f:.0%}", (f * eff.random_wall / 60, 1.0), xycoords=("data", "axes fraction"),
-                    ha="center", va="bottom", fontsize=8, color="grey")  # fmt: skip
+        ax.text(f * eff.random_wall / 60, 0.01, f" {f:.0%} of random's time", transform=ax.get_xaxis_transform(),
+                rotation=90, ha="right", va="bottom", fontsize=8, color="grey")  # fmt: skip
     ax.set(xlabel="wall time since the first trial started (minutes)", ylabel="best validation MSE so far (log)",
            yscale="log", title=title)  # fmt: skip
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, path)

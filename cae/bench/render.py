@@ -89,15 +89,19 @@ def efficiency_section(data: dict[str, Any], out: Path, figures: Path) -> tuple[
         f"seeds). Random's runs took {eff.random_wall / 60:.1f} min (median) and reached the target after "
         f"{eff.random_ttt / 60:.1f} min. Best so far counts COMPLETE trials (what a search returns).", "",
         "| strategy | time to target, % of random's | reached | best at 25 % | at 50 % | at 100 % of random's time "
-        "| final best | run wall time, min | pruned |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| final best | run wall time, min | finished trials | pruned |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for name, row in eff.rows.items():
         lines.append(
             f"| {STRATEGIES[name].label} | {span(row.ratios, pct)} | {row.reached}/{row.seeds} | "
             + " | ".join(mse(b) for b in row.best_at)
-            + f" | {mse(row.final)} | {row.wall / 60:.1f} | {row.pruned:.0%} |"
+            + f" | {mse(row.final)} | {row.wall / 60:.1f} | {row.trials:g} | {row.pruned:.0%} |"
         )
+    short = [STRATEGIES[n].label for n, row in eff.rows.items() if row.trials < plan["trials"]]
+    if short:
+        lines += ["", f"Fewer than {plan['trials']} finished trials per run: {', '.join(short)} (the engine stopped "
+                      "earlier; the comparison is not on an equal budget)."]  # fmt: skip
     lines += ["", *verdicts(eff, meta.get("default_pruner", "median")), *overhead(runs)]
     png = plot_progress(runs, {n: s.label for n, s in STRATEGIES.items()}, eff,
                         figures / f"search_progress-{data['mode']}.png",
@@ -112,10 +116,12 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
     label = STRATEGIES[default].label
     if row is None:
         return [f"**Goal** ({label}, the default, ≤ {an.GOAL_RATIO:.0%} of random's time): not measured yet."]
+    needed = (f"it needed {pct(row.ratio)} of random's time" if math.isfinite(row.ratio)
+              else "it did not reach the target in most seeds")  # fmt: skip
     out = [
         f"**Goal: {label} (the default pruner) reaches random search's final best in ≤ {an.GOAL_RATIO:.0%} of random's "
-        f"time — {an.goal_verdict(row)}**: it needed {pct(row.ratio)} of random's time (median over {row.seeds} "
-        f"seeds; {pct(min(row.ratios))}–{pct(max(row.ratios))}), reaching the target in {row.reached} of {row.seeds}.",
+        f"time — {an.goal_verdict(row)}**: {needed} (median over {row.seeds} seed(s); {pct(min(row.ratios))}–"
+        f"{pct(max(row.ratios))}), reaching the target in {row.reached} of {row.seeds}.",
     ]  # fmt: skip
     best = an.fastest(eff, [n for n in PRUNER_STRATEGY.values() if n != "tpe"])
     if best is not None:
