@@ -31,6 +31,7 @@ from optuna.storages import BaseStorage, _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
+from cae.errors import disk_full
 from cae.search.outage import Outage, is_outage, sqlite_disk_full
 
 _MAX_BACKOFF = 4.0  # seconds between two tries at most: a returning database is noticed quickly
@@ -232,7 +233,7 @@ class ResilientStorage:
             with self._lock:
                 if is_outage(err):
                     self._outage.begin(err, True)
-                elif not self._heartbeat_noted:
+                elif not self._heartbeat_noted and not disk_full(err):  # a full disk: the trial reports it
                     self._heartbeat_noted = True
                     first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
                     print(f"note: a heartbeat of trial id {trial_id} was not recorded ({first})", flush=True)
