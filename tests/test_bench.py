@@ -149,6 +149,7 @@ def test_store_resumes_without_measuring_again_and_counts_attempts(tmp_path):
     assert again.new_attempt("search/random/seed0") == 2
     assert again.get_or_measure("throughput/bs32/harness", lambda: pytest.fail("measured twice"), "cpu")["images"] == 8
     assert read_raw(path)["attempts"] == {"search/random/seed0": 2}
+    assert read_raw(path)["meta"]["segments"] == 1  # the second process measured nothing new
     with pytest.raises(CAEError, match="other settings than this plan"):
         Store(path, "quick", {**QUICK.as_dict(), "trials": 99})
 

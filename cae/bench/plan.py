@@ -55,8 +55,9 @@ class Plan:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
-# Sized from QUICK measurements to about 4–4.5 hours on an otherwise idle 2-core CPU (BENCHMARKS.md
-# says how): 6 strategies × 5 seeds × 30 trials of 5 epochs on 1,000 images (trials of ~10–30 s).
+# Sized from a QUICK run and a 10-trial calibration of this proxy (mean ~29 s per trial at a load average
+# of 4–6, ~17 CPU-seconds): 6 strategies × 5 seeds × 30 trials of 5 epochs on 1,000 images is ~3.5–4 h
+# on an otherwise idle 2-core CPU (~7 h at that load). Epochs match the default study's 5.
 FULL = Plan("full", images=12000, batch_sizes=(32, 128, 512), repeats=3, subset=1000, epochs=5, trials=30,
             seeds=(0, 1, 2, 3, 4), fidelity_configs=8, fidelity_factor=4, worker_seeds=3)  # fmt: skip
 # Every section with tiny settings, in minutes: a smoke test of the code, not a measurement.

@@ -56,7 +56,8 @@ def header(data: dict[str, Any], json_path: Path) -> list[str]:
         "# Benchmarks", "",
         f"Generated from `{shown_path(json_path)}` ({data['mode']} settings, `cae/bench/plan.py`), measured with "
         f"`{meta.get('command', 'make bench')}` " + (f"from {dates[0]} to {dates[-1]} " if dates else "")
-        + f"in {meta.get('segments', 1)} resumed segment(s), {hours:.1f} h of measuring in all.",
+        + f"over {meta.get('segments', 1)} run(s) of the command (each resumes the last), {hours:.1f} h of measuring "
+        "in all.",
         f"Machine: {'; '.join(hosts) or meta.get('machine', '?')}.",
         "Every figure is a median over repeats or sampler seeds, with the range in brackets; ratios compare numbers "
         "of the same file.", "",

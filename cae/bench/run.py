@@ -62,7 +62,6 @@ def record_meta(store: Store, plan: Plan, source: str | None, host: str) -> None
         "machine": host, "cores": os.cpu_count() or 1, "data": splits.data_source,
         "data_file": Path(splits.location).name, "split": list(splits.sizes), "space": cfg.space,
         "default_pruner": cfg.pruner.name, "default_strategy": default_strategy(),
-        "segments": int(meta.get("segments", 0)) + 1,
     })  # fmt: skip
     store.save()
 

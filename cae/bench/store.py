@@ -109,6 +109,7 @@ class Store:
 
     def __init__(self, path: Path, mode: str, plan: dict[str, Any]):
         self.path = path
+        self.counted = False  # this process's segment is counted once it measures something
         if path.exists():
             self.data = read_raw(path)
             if self.data["plan"] != plan:
@@ -134,6 +135,9 @@ class Store:
     def get_or_measure(self, key: str, measure: Callable[[], Any], host: str) -> Any:
         if key not in self.data["measurements"]:
             print(f"[bench] measuring {key} ...", flush=True)
+            if not self.counted:  # a segment: one run of the command that measured something
+                self.counted = True
+                self.data["meta"]["segments"] = int(self.data["meta"].get("segments", 0)) + 1
             start = time.perf_counter()
             result = measure()
             self.data["measurements"][key] = {
