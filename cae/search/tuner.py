@@ -68,7 +68,8 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
     base = {"hyperband": keras_tuner.Hyperband, "bayesian": keras_tuner.BayesianOptimization,
             "random": keras_tuner.RandomSearch}[cfg.tuner]  # fmt: skip
     budget = (
-        {"max_epochs": cfg.experiment.train.epochs, "factor": 3}
+        # One Hyperband iteration is ~10 trials at 5 epochs; unlimited iterations let TRIALS decide.
+        {"max_epochs": cfg.experiment.train.epochs, "factor": 3, "hyperband_iterations": None}
         if cfg.tuner == "hyperband"
         else {"max_trials": cfg.trials}
     )
