@@ -92,14 +92,27 @@ def split(dataset: Dataset, seed: int, subset: int | None = None) -> Splits:
     if min(len(train), len(val), len(test)) == 0:
         raise CAEError(f"{dataset.location}: {n} images are too few for an 80/10/10 split")
     x_train = dataset.images[train]
-    flat = x_train.reshape(-1, 3).astype(np.float64) / 255.0
-    mean = tuple(float(v) for v in flat.mean(axis=0))
-    std = tuple(float(v) for v in np.maximum(flat.std(axis=0), 1e-6))
+    mean, std = channel_stats(x_train)
     return Splits(
         x_train, dataset.labels[train], dataset.images[val], dataset.labels[val],
         dataset.images[test], dataset.labels[test],
         dataset.data_source, dataset.location, dataset.digest, seed, mean, std,
     )  # fmt: skip
+
+
+def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std in [0, 1] of uint8 images, summed a chunk at a time: a float64 copy
+    of the whole training split would be 1.2 GB and ~20 s on a loaded machine."""
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    for start in range(0, len(images), chunk):
+        block = images[start : start + chunk].reshape(-1, 3).astype(np.float64)
+        total += block.sum(axis=0)
+        squares += (block * block).sum(axis=0)
+    count = images.size / 3
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean * mean, 0.0))
+    return tuple(float(v) for v in mean / 255.0), tuple(float(v) for v in np.maximum(std / 255.0, 1e-6))
 
 
 def load_splits(source: str | None, seed: int, subset: int | None = None) -> Splits:

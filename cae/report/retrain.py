@@ -16,6 +16,7 @@ from cae.codec import quantized_metrics
 from cae.config import ExperimentConfig
 from cae.data import Splits
 from cae.paths import ensure_dir, study_dir, write_text_atomic
+from cae.report.locations import repo_relative
 from cae.schema import flatten, from_dict, to_dict, with_overrides
 from cae.tracking import Tracker
 
@@ -75,7 +76,7 @@ def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tr
         "code_values": result.code_values, "seconds_per_epoch": result.seconds_per_epoch,
         "best_val_loss": result.best_val_loss, **result.test,
         **quantized_metrics(result.model, splits, config.data.input),
-        "config": to_dict(config), "loss_curve": str(out / "loss_curve.png"),
+        "config": to_dict(config), "loss_curve": repo_relative(str(out / "loss_curve.png")),
     }  # fmt: skip
     result.model.save(model_path)
     write_text_atomic(record_path, json.dumps(record, indent=2))

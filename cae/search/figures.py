@@ -49,6 +49,8 @@ def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
                 # parameter that took a single value (a flat axis); neither is the user's concern.
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 warnings.filterwarnings("ignore", message="Attempting to set identical", category=UserWarning)
+                # ... and its legend() finds no labelled line when every trial was pruned.
+                warnings.filterwarnings("ignore", message="No artists with labels found", category=UserWarning)
                 ax = draw()
             fig = (ax.flat[0] if hasattr(ax, "flat") else ax).get_figure()
             fig.set_size_inches(9, 5.5)
