@@ -170,3 +170,30 @@ def test_a_full_disk_under_optuna_is_what_surfaces(tmp_path):
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "optuna.db")
     with pytest.raises(ValueError), storage_errors():  # anything else passes through untouched
         raise ValueError("not a storage problem")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")  # fail_stale_trials
+def test_a_running_trial_that_never_sent_a_heartbeat_is_failed_after_the_grace_period(tmp_path, monkeypatch):
+    """Its worker died (or its disk filled) before the first heartbeat: Optuna alone keeps it RUNNING
+    for ever, and a rerun would wait for it."""
+    from optuna.storages import fail_stale_trials
+
+    from cae.config import SearchConfig
+    from cae.search.study import open_storage
+
+    monkeypatch.setenv("CAE_STORAGE_PATIENCE", "5")
+    config = SearchConfig(storage=f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=1)
+    storage = open_storage(config)
+    study = optuna.create_study(study_name="s", storage=storage)
+    silent = study.ask()  # no heartbeat thread: like a worker killed right after creating its trial
+    beating = study.ask()
+    fail_stale_trials(study)
+    assert [t.state.name for t in study.trials] == ["RUNNING", "RUNNING"]  # within the grace period
+    time.sleep(1.5)
+    storage.record_heartbeat(beating._trial_id)
+    fail_stale_trials(study)
+    states = {t.number: t.state.name for t in study.trials}
+    assert states[silent.number] == "FAIL" and states[beating.number] == "RUNNING"
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == silent.number]
+    assert [t.state.name for t in retried] == ["WAITING"]  # re-queued with its parameters, as for any stale trial

@@ -54,7 +54,8 @@ class ResilientStorage:
 
     def __init__(self, backend: Any, label: str, patience: float, sqlite_file: Path | None = None):
         self._inner = _CachedStorage(backend)
-        self._grace = backend.grace_period or 0
+        self._backend = backend
+        self._grace = backend.grace_period or 2 * (backend.heartbeat_interval or 0)  # Optuna's own default
         self._sqlite_file = sqlite_file
         self._outage = Outage(label, patience)
         self._lock = threading.RLock()  # the heartbeat thread and the trial share the queue
@@ -239,11 +240,34 @@ class ResilientStorage:
                     print(f"note: a heartbeat of trial id {trial_id} was not recorded ({first})", flush=True)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        stale = self._call("_get_stale_trial_ids", study_id)
+        stale = self._retry(lambda: self._inner._get_stale_trial_ids(study_id) + self._never_beat(study_id))
         # Right after an outage nobody's heartbeat could be written: give the other workers one
         # grace period (and their own retry's backoff) to send theirs before their trials count
         # as dead. A worker that really died is failed a little later.
         return [] if self._outage.ended_within(self._grace + 2 * _MAX_BACKOFF) else stale
+
+    def _never_beat(self, study_id: int) -> list[int]:
+        """RUNNING trials started over a grace period ago without a single heartbeat.
+
+        Optuna never counts them stale, so they would stay RUNNING for ever (and a rerun wait for
+        them): their worker died, or its disk filled, or its database went away for good, between
+        creating the trial and its first heartbeat. The start is the creating host's clock; a
+        healthy trial has no heartbeat only for the milliseconds before its first one.
+        """
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        trial, beat = models.TrialModel, models.TrialHeartbeatModel
+        # Optuna 5 stores the start as naive UTC (the column behind TrialModel.datetime_start).
+        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+        with _create_scoped_session(self._backend.scoped_session) as session:
+            rows = (
+                session.query(trial.trial_id).outerjoin(beat, beat.trial_id == trial.trial_id)
+                .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING, beat.trial_id.is_(None),
+                        trial._datetime_start_utc < now - datetime.timedelta(seconds=self._grace))
+                .all()
+            )  # fmt: skip
+        return [row[0] for row in rows]
 
     def get_failed_trial_callback(self) -> Any:  # the name before Optuna 4.9, for older callers
         return self._inner.get_heartbeat_stale_trial_callback()
