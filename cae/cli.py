@@ -32,7 +32,7 @@ from cae.commands import (  # noqa: E402
     cmd_ui,
 )  # fmt: skip
 from cae.config import SearchConfig  # noqa: E402
-from cae.errors import CAEError, disk_full  # noqa: E402
+from cae.errors import CAEError, disk_full_message, no_space  # noqa: E402
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
@@ -159,10 +159,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk while writing outputs: one line, the folder named
-        full = disk_full(err)
+        full = no_space(err)
         if full is None:
             raise
-        print(f"error: {full}; free some space, then run the same command again (it resumes)", file=sys.stderr)
+        print(f"error: {disk_full_message(full)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -34,11 +34,26 @@ def disk_full(err: BaseException) -> str | None:
     return None
 
 
+def no_space(err: BaseException) -> str | None:
+    """Like :func:`disk_full`, also when a library only says so in words (SQLite, MLflow's store)."""
+    found = disk_full(err)
+    while found is None and err is not None:
+        if any(words in str(err) for words in ("database or disk is full", "No space left on device")):
+            found = NO_SPACE + "the disk"
+        err = err.__cause__ or err.__context__
+    return found
+
+
+def disk_full_message(full: str) -> str:
+    """The one wording of a full disk's error, wherever it is noticed."""
+    return f"{full}; free some space, then run the same command again (it resumes)"
+
+
 def failure_reason(err: BaseException) -> str:
     """``"TypeName: first line of the message"`` (at most 300 characters) for logs and tags."""
     if isinstance(err, KeyboardInterrupt):
         return "interrupted (Ctrl-C)"
-    full = disk_full(err)
+    full = no_space(err)
     if full:
         return full
     first = (str(err).strip().splitlines() or [""])[0]

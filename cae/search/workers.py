@@ -25,7 +25,7 @@ import yaml
 
 from cae.config import SearchConfig
 from cae.data import load_splits
-from cae.errors import NO_SPACE, CAEError
+from cae.errors import NO_SPACE, CAEError, disk_full_message
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
@@ -152,7 +152,7 @@ class _Guard:
     def check(self, last: Any) -> None:
         reason = last.user_attrs.get("fail_reason", "") if last is not None else ""
         if reason.startswith(NO_SPACE):  # every further trial would fail the same way
-            raise CAEError(f"{reason}: free some space, then run the same command again to resume")
+            raise CAEError(disk_full_message(reason))
         self.skipped = self.skipped + 1 if reason.startswith(SKIPPED) else 0
         if self.skipped >= MAX_SKIPPED_IN_A_ROW:
             raise CAEError(

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cae.errors import CAEError
+from cae.errors import CAEError, disk_full_message, no_space
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
 from cae.tracking.run import Run
@@ -57,6 +57,9 @@ class Tracker:
         try:
             self.client = MlflowClient(tracking_uri=with_driver(self.uri))
         except Exception as err:
+            full = no_space(err)
+            if full:  # creating the store's tables on a full disk is no bad URI
+                raise CAEError(f"MLflow store {self.uri}: {disk_full_message(full)}") from None
             raise CAEError(f"invalid MLflow tracking URI {self.uri!r}: {str(err).splitlines()[0]}") from None
 
     @property

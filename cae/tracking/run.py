@@ -93,7 +93,16 @@ class Run:
         """The train/val/test splits as MLflow dataset inputs (``cifar10-train`` ..., the split's digest)."""
         from cae.tracking.datasets import dataset_inputs
 
-        self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits))
+        for attempt in range(3):
+            try:
+                self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits))
+                return
+            except Exception as err:
+                # Two workers logging the same new dataset at once: one insert loses the race on
+                # the store's unique key; the dataset exists now, so linking it again succeeds.
+                if attempt == 2 or not any(w in str(err) for w in ("UNIQUE constraint", "duplicate key")):
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -119,6 +128,15 @@ class Run:
         """End a trial's run: ``trial_state`` tag (COMPLETE/PRUNED/FAIL) and matching status."""
         self.set_tags({"trial_state": state, **({"error": reason[:500]} if reason else {})})
         self.end(RUN_STATUS[state])
+
+    def end_quietly(self, state: str, reason: str | None) -> None:
+        """End the run while an error is on its way out: if the store fails too (e.g. the same full
+        disk), say so in one line and let the original error through instead of this one."""
+        try:
+            self.end_trial(state, reason)
+        except Exception as err:
+            print(f"note: MLflow run {self.run_id} could not be closed ({failure_reason(err)}); the next "
+                  "search closes it", file=sys.stderr)  # fmt: skip
 
     def epoch_callback(self) -> Any:
         """A Keras callback that logs ``train_loss`` / ``val_loss`` (and ``lr``) at step = epoch.
@@ -158,9 +176,12 @@ class Run:
             return
         if exc_type is None:
             self.end("FINISHED")
-        else:
+            return
+        try:
             self.set_tags({"error": failure_reason(exc)[:500]})
             self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+        except Exception as err:  # the store failed too: the original error is the one to see
+            print(f"note: MLflow run {self.run_id} could not be closed ({failure_reason(err)})", file=sys.stderr)
 
 
 _UNFLUSHED: set[Run] = set()  # runs with queued metrics, drained at exit if never ended
@@ -194,9 +215,9 @@ def trial_run(
     try:
         yield run
     except stopped as err:
-        run.end_trial("PRUNED", str(err) or None)
+        run.end_quietly("PRUNED", str(err) or None)
         raise
     except BaseException as err:
-        run.end_trial("FAIL", failure_reason(err))
+        run.end_quietly("FAIL", failure_reason(err))
         raise
     run.end_trial("COMPLETE")
