@@ -62,7 +62,7 @@ test: $(STAMP) ## lint, then the test suite (exactly what CI runs)
 	$(PY) -m ruff check cae tests scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: $(STAMP) ## the suite without the slow tests (subprocesses, servers): minutes, for development
+test-fast: $(STAMP) ## the suite without the slow tests (studies end to end, subprocesses, servers), for development
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff

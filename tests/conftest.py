@@ -30,16 +30,16 @@ def shared_archive() -> Path:
 
 
 # `slow` (kept out of `make test-fast`; `make test` and CI run them): every test that needs a
-# server fixture, wherever it lives, and these tests that start processes themselves, until their
-# own files mark them.
-SERVER_FIXTURES = {"postgres", "mlflow_server"}
+# server fixture or one of the module fixtures that run a real study end to end, wherever it
+# lives, and these tests that start processes themselves, until their own files mark them.
+SLOW_FIXTURES = {"postgres", "mlflow_server", "three_trials", "studies", "study"}
 SLOW_TESTS = {"test_ui.py::test_ui_serves_the_study_runs": "starts an `mlflow server`"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         named = f"{item.path.name}::{item.name}" in SLOW_TESTS
-        if named or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if named or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

@@ -29,6 +29,7 @@ def best_json(tracking_uri):
     return config
 
 
+@pytest.mark.slow  # three variants trained and reported end to end
 def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
     report = colorize(
         "col", variants=["rgb", "chroma", "seed"], overrides={"train.epochs": 1}, tracker=Tracker(tracking_uri)

@@ -66,6 +66,7 @@ def test_pipeline_yields_unit_range_input_target_pairs():
     np.testing.assert_allclose(y.numpy(), images[:4] / 255.0, atol=1e-6)
 
 
+@pytest.mark.slow  # decodes and splits all 60,000 real images
 def test_the_real_archive_splits_48k_6k_6k_and_subsets_stay_balanced():
     # Read from the session's shared cache (test_sources decoded it), whatever CAE_RUNS_DIR is.
     full = load_splits(str(shared_archive()), seed=42)

@@ -21,6 +21,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
+@pytest.mark.slow  # a real study end to end
 def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factory, tracking_uri):
     cfg = tiny_search(tmp_path_factory.mktemp("report"), "rep", trials=3)
     report = build_report(cfg, epochs=1, tracker=Tracker(tracking_uri))
@@ -41,6 +42,7 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
     assert "report/search.md" in {a.path for a in Tracker(tracking_uri).client.list_artifacts(parent, "report")}
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_study_with_only_pruned_trials_gets_a_clear_message(tmp_path_factory, tracking_uri, monkeypatch):
     import cae.search.study as study
 
@@ -61,6 +63,7 @@ def test_pareto_front_keeps_only_undominated_points():
     assert [p.trial for p in pareto_front(pts)] == [1, 0, 3]
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tracking_uri):
     from pathlib import Path
 

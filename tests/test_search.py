@@ -111,6 +111,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monkeypatch):
     monkeypatch.setattr(study_module, "make_pruner", lambda cfg: AlwaysPrune())
     cfg = config(db, "pruned", trials=2)
@@ -123,6 +124,7 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monk
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1]  # its curve
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
     class Poison(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -159,6 +161,7 @@ def test_bad_storage_fails_before_training(db, storage, message):
         run_search(config(db, "bad", storage=storage))
 
 
+@pytest.mark.slow  # a real study end to end
 def test_codes_over_the_limit_are_skipped_without_counting(db, tracking_uri):
     # Trial 0 is the enqueued reference, whose code (768 values) is over the limit: skipped for sure.
     cfg = config(db, "limit", trials=1, max_code_values=300)
@@ -174,6 +177,7 @@ def test_codes_over_the_limit_are_skipped_without_counting(db, tracking_uri):
     assert sorted(int(r.data.tags["trial_number"]) for r in children(tracking_uri, "limit")[1]) == trained(study)
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_new_study_reusing_a_name_gets_its_own_parent_and_best(tmp_path, tracking_uri):
     """Same STUDY, another storage (or a deleted database): nothing of the old study is reused."""
     import json
@@ -196,6 +200,7 @@ def test_a_new_study_reusing_a_name_gets_its_own_parent_and_best(tmp_path, track
     assert record["study_uid"] == new.user_attrs["uid"]  # replaced, although the old best may score better
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_stopped_search_does_not_leave_its_parent_run_running(db, tracking_uri):
     class Poison(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):

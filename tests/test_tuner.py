@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from cae.config import load_search
 from cae.search.best import load_best_model
 from cae.search.tuner import run_tuner
@@ -11,6 +13,7 @@ from cae.tracking import Tracker
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # a real keras-tuner study end to end
 def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
     cfg = load_search(REPO / "experiments/search.yaml", {
         "study": "kt", "engine": "keras-tuner", "tuner": "hyperband", "trials": 3,
