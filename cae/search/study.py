@@ -79,16 +79,47 @@ def open_storage(cfg: SearchConfig) -> Any:
 
         ensure_dir(journal.absolute().parent)
         return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    return _rdb_storage(cfg, url, _parsed(url))
+
+
+def _parsed(url: str) -> Any:
+    """The SQLAlchemy URL of an RDB storage; a one-line error naming the forms that work."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
     try:
-        parsed = make_url(url)
+        return make_url(url)
     except ArgumentError:
         raise CAEError(
             f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
         ) from None
-    return _rdb_storage(cfg, url, parsed)
+
+
+def open_existing_storage(url: str) -> Any:
+    """The storage behind ``url`` for reading (the dashboard): nothing is created if it is missing,
+    and a database without Optuna's tables is a one-line error rather than a new schema."""
+    optuna = optuna_module()
+    journal = journal_path(url)
+    if journal is not None:
+        if not journal.is_file():
+            raise CAEError(f"journal storage {journal} does not exist (run `make search STORAGE={url}` first)")
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    parsed = _parsed(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and not (parsed.database and Path(parsed.database).is_file()):
+        raise CAEError(f"no study storage at {url} (run `make search` first, or pass STORAGE=)")
+    try:
+        storage = optuna.storages.RDBStorage(
+            with_driver(url), skip_compatibility_check=True, skip_table_creation=True,
+            engine_kwargs={"connect_args": {"timeout": 30} if sqlite else {"connect_timeout": 20}},
+        )  # fmt: skip
+        storage.get_all_studies()
+    except Exception as err:  # driver, host, credentials, or a database without Optuna's tables
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CAEError(f"cannot read Optuna storage {shown(url)}: {first}") from None
+    return storage
 
 
 def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
