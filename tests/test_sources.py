@@ -90,7 +90,7 @@ def test_decoded_arrays_are_cached_by_content(tmp_path, fresh_memory, monkeypatc
     # The second load must come from the file: decoding is made impossible and memory emptied.
     monkeypatch.setattr(sources, "_LOADED", {})
     with monkeypatch.context() as m:
-        m.setattr(sources, "_decode", lambda path: pytest.fail("decoded again despite the cache"))
+        m.setattr(sources, "decode", lambda path: pytest.fail("decoded again despite the cache"))
         second = load_cifar10(str(root), cache_dir=cache)
     np.testing.assert_array_equal(first.images, second.images)
     np.testing.assert_array_equal(first.labels, second.labels)
