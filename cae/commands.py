@@ -26,6 +26,11 @@ def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _given(args: argparse.Namespace, *flags: str) -> dict[str, Any]:
+    """The search-level flags the user set (search config keys of the same names)."""
+    return {flag: getattr(args, flag) for flag in flags if getattr(args, flag, None) is not None}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from cae.config import load_experiment
     from cae.experiment import run_experiment
@@ -51,10 +56,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _search_config(args: argparse.Namespace) -> Any:
     from cae.config import load_search
 
-    overrides = _overrides(args, prefix="experiment.")
-    for flag in ("trials", "study", "storage", "engine", "workers", "timeout"):
-        if getattr(args, flag, None) is not None:
-            overrides[flag] = getattr(args, flag)
+    overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "study", "storage", "engine",
+                                                                    "workers", "timeout")}  # fmt: skip
     cfg = load_search(args.config, overrides)
     if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
         # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
@@ -152,10 +155,8 @@ def cmd_colorize(args: argparse.Namespace) -> int:
 def cmd_colorize_search(args: argparse.Namespace) -> int:
     from cae.colorize.search import colorize_search
 
-    overrides = _overrides(args, prefix="experiment.")
-    for flag in ("trials", "storage", "engine", "workers", "timeout", "final_epochs"):
-        if getattr(args, flag, None) is not None:
-            overrides[flag] = getattr(args, flag)
+    overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "storage", "engine", "workers",
+                                                                    "timeout", "final_epochs")}  # fmt: skip
     print(f"wrote {colorize_search(args.config, args.study or SearchConfig().study, overrides)}")
     return 0
 

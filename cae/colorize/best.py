@@ -2,16 +2,7 @@
 
 The best trial's architecture, learning rate and batch size (``runs/<study>/best.json``, or an
 explicit experiment ``--config``) are rebuilt with a 1-channel BT.601 luma input and trained on
-the same split. Variants (``--variant``):
-
-- ``rgb``: predict R, G, B with MSE (the assignment's formulation);
-- ``chroma``: keep the given luma, predict only U and V (BT.601), recombined to RGB in the model;
-- ``seed``: the seed notebook's recipe as a comparison row: channel-mean gray input, sigmoid RGB
-  output, binary cross-entropy;
-- ``chroma-warm``: ``chroma`` with the encoder/decoder initialised from the best reconstruction
-  weights (first convolution summed over its RGB inputs, which is exact for a gray image);
-- ``chroma-skips``: ``chroma`` with U-Net skip connections, so detail need not pass the bottleneck;
-- ``all``: rgb, chroma and seed.
+the same split, once per variant (``--variant``: see :mod:`cae.colorize.variants`).
 
 Every variant is an MLflow run tagged ``stage=colorization`` with lineage tags back to the
 reconstruction trial; ``reports/<study>/colorization.md`` compares them with two no-learning
