@@ -82,7 +82,6 @@ def _training_commands(sub: Any) -> None:
     p.add_argument("config")
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--parent-run-id", required=True)
-    p.add_argument("--tracking-uri", required=True)
     p.set_defaults(func=cmd_search_worker)
 
     p = sub.add_parser("colorize", help="colorization from a study's best architecture, with a report")
@@ -126,7 +125,7 @@ def _viewing_commands(sub: Any) -> None:
 
     p = sub.add_parser("compare", help="overlay trial loss curves (from MLflow) and tabulate them")
     p.add_argument("--study", help="study name, or several comma-separated (default cae-search)")
-    p.add_argument("--top", type=int, default=5, help="the k best trials by best validation MSE")
+    p.add_argument("--top", type=int, default=5, help="the k best trials (val MSE; colorization: val PSNR)")
     p.add_argument("--trial-ids", help="explicit trial numbers, comma-separated")
     p.add_argument("--runs", help="explicit MLflow run ids, comma-separated")
     p.add_argument("--states", help="trial states to consider (default COMPLETE,PRUNED)")

@@ -49,19 +49,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"test MSE {result.test['test_mse']:.6f}  PSNR {result.test['test_psnr']:.2f} dB  "
         f"SSIM {result.test['test_ssim']:.4f}  ({result.seconds_per_epoch:.1f} s/epoch)"
     )
-    print(f"MLflow run {run_id} in {tracker.uri}; outputs in {out}")
+    print(f"MLflow run {run_id} in {tracker.shown}; outputs in {out}")
     return 0
 
 
 def _search_config(args: argparse.Namespace) -> Any:
     from cae.config import load_search
+    from cae.schema import with_overrides
 
     overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "study", "storage", "engine",
                                                                     "workers", "timeout")}  # fmt: skip
     cfg = load_search(args.config, overrides)
     if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
         # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
-        cfg = type(cfg)(**{**cfg.__dict__, "study": f"{cfg.study}-kt"})
+        cfg = with_overrides(cfg, {"study": f"{cfg.study}-kt"})
     return cfg
 
 
@@ -85,7 +86,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_search_worker(args: argparse.Namespace) -> int:
     from cae.search.workers import worker_main
 
-    worker_main(args.config, args.index, args.parent_run_id, args.tracking_uri)
+    worker_main(args.config, args.index, args.parent_run_id)
     return 0
 
 

@@ -1,8 +1,8 @@
 """`cae compare`: trial loss curves side by side, read from MLflow (any tracking server).
 
-Selects the top k trials of one or more studies by best validation MSE, explicit trial
-numbers, or explicit run ids; overlays their per-epoch curves in one PNG and writes the table as
-CSV; both are logged to the study's parent run and written under ``reports/<study>/``.
+Selects the top k trials of one or more studies by best validation MSE (a colorization study:
+validation PSNR), explicit trial numbers, or explicit run ids; overlays their per-epoch curves in
+one PNG and writes the table as CSV; both are logged to the study's parent run and written under ``reports/<study>/``.
 """
 
 from __future__ import annotations
@@ -109,11 +109,21 @@ def study_runs(tracker: Tracker, study: str) -> tuple[str, list[Any]]:
     parent = tracker.find_study_parent(study)
     if parent is None:
         names = [n for n in tracker.experiment_names() if n != "Default"]
-        raise CAEError(f"no study {study!r} in MLflow store {tracker.uri}; studies there: {', '.join(names) or 'none'}")
+        there = ", ".join(names) or "none"
+        raise CAEError(f"no study {study!r} in MLflow store {tracker.shown}; studies there: {there}")
     runs = tracker.child_runs(parent, study)
     if not runs:
-        raise CAEError(f"study {study!r} has no trial runs yet in {tracker.uri}; run `make search STUDY={study}`")
+        raise CAEError(f"study {study!r} has no trial runs yet in {tracker.shown}; run `make search STUDY={study}`")
     return parent, runs
+
+
+def rank_key(run: Any) -> float:
+    """Lower is better. A colorization study's trials train different losses (MSE, L1, Huber,
+    cross-entropy), so they are ranked by validation PSNR; a reconstruction's by best_val_loss."""
+    metrics = run.data.metrics
+    if run.data.tags.get("stage") == "colorization" and "val_psnr" in metrics:
+        return -metrics["val_psnr"]
+    return metrics["best_val_loss"]
 
 
 def select(
@@ -141,7 +151,7 @@ def select(
             rows += [_row(by_number[t], tracker, study) for t in trial_ids if t in by_number]
             continue
         eligible = [r for r in runs if r.data.tags.get("trial_state") in states and r.data.metrics.get("best_val_loss")]
-        eligible.sort(key=lambda r: r.data.metrics["best_val_loss"])
+        eligible.sort(key=rank_key)
         if not eligible:
             found = sorted({r.data.tags.get("trial_state", "?") for r in runs})
             raise CAEError(

@@ -232,6 +232,11 @@ class SearchConfig:
     def directions(self) -> list[str]:
         return [DIRECTIONS[o] for o in self.objectives]
 
+    @property
+    def sampler_seed(self) -> int:
+        """The sampler's seed: its own if set, else the experiment's (one per engine and study)."""
+        return self.experiment.seed if self.sampler.seed is None else self.sampler.seed
+
     def validate(self) -> None:
         if self.trials < 1:
             raise CAEError(f"trials must be >= 1, got {self.trials}")

@@ -116,7 +116,17 @@ def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, .
 
 
 def load_splits(source: str | None, seed: int, subset: int | None = None) -> Splits:
-    return split(load_cifar10(source), seed, subset)
+    """The split of ``source``; computed once per process for each (data, seed, subset): a search
+    asks for it in several places (checks, workers, scoring the best)."""
+    dataset = load_cifar10(source)
+    key = (dataset.digest, dataset.data_source, seed, subset)
+    if key not in _SPLITS:
+        _SPLITS.clear()  # the arrays of one split at a time (up to ~180 MB)
+        _SPLITS[key] = split(dataset, seed, subset)
+    return _SPLITS[key]
+
+
+_SPLITS: dict[tuple[Any, ...], Splits] = {}
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:

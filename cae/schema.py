@@ -121,16 +121,17 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def flatten(config: Any) -> dict[str, Any]:
     """``{"model.depth": 2, ...}``: the dotted keys used in search spaces and MLflow params."""
+    return flatten_mapping(to_dict(config))
+
+
+def flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested plain data (e.g. a YAML block) as dotted keys: ``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``."""
     out: dict[str, Any] = {}
-
-    def walk(d: Mapping[str, Any], prefix: str) -> None:
-        for k, v in d.items():
-            if isinstance(v, Mapping):
-                walk(v, f"{prefix}{k}.")
-            else:
-                out[prefix + k] = v
-
-    walk(to_dict(config), "")
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            out.update(flatten_mapping(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
     return out
 
 

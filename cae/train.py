@@ -179,7 +179,7 @@ def fit(
 
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=list(metrics),
                   jit_compile=jit_compile)  # fmt: skip
-    timer = _epoch_timer()
+    timer = epoch_timer()
     builtin: list[Any] = [
         keras.callbacks.TerminateOnNaN(),
         # Restores the best epoch's weights at the end whether or not it stops early.
@@ -218,7 +218,7 @@ def fit(
     return Fitted({k: list(v) for k, v in history.history.items()}, seconds, timer.seconds)
 
 
-def _epoch_timer() -> Any:
+def epoch_timer() -> Any:
     """A Keras callback recording each epoch's wall time in ``.seconds``."""
     import keras
 

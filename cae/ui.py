@@ -44,10 +44,12 @@ def server_command(
         raise CAEError("the `mlflow` command is not installed in this environment; run `make setup`")
     artifacts = artifacts or ensure_dir(runs_dir() / "mlartifacts")
     argv = [
-        mlflow, "server", "--backend-store-uri", with_driver(backend_uri),
-        "--artifacts-destination", artifacts.as_uri(), "--host", host, "--port", str(port), "--workers", "1",
+        mlflow, "server", "--artifacts-destination", artifacts.as_uri(), "--host", host, "--port", str(port),
+        "--workers", "1",
     ]  # fmt: skip
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # The store's URI (a database URL may hold a password) goes in the environment, not in argv.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+           "MLFLOW_BACKEND_STORE_URI": with_driver(backend_uri)}  # fmt: skip
     if auth:
         argv += ["--app-name", "basic-auth"]
         env.update(auth_server_env(auth_dir))

@@ -32,12 +32,11 @@ def shipped_experiment(path: Path) -> ExperimentConfig:
         return load_experiment(path)
     if data.get("objectives", ["best_val_loss"])[0] == "best_val_loss":
         return load_search(path).experiment
-    from cae.colorize.search import RECIPE, flatten_mapping
+    from cae.colorize.search import colorization_config
 
-    settings = {k: v for k, v in data.items() if k != "experiment"}
-    cfg = from_dict(SearchConfig, {**settings, "stage": "colorization"}, str(path))
-    assert cfg.stage == "colorization" and cfg.objectives[0] == "val_psnr"
-    return with_overrides(ExperimentConfig(), {**RECIPE, **flatten_mapping(data.get("experiment") or {})}, str(path))
+    cfg, _ = colorization_config(path, "reference", {}, source=(ExperimentConfig(), {}))
+    assert cfg.stage == "colorization" and cfg.objectives[0] == "val_psnr" and cfg.study == "reference-colorize"
+    return cfg.experiment
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)

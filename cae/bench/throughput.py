@@ -9,15 +9,12 @@ NumPy arrays with validation data, timed per epoch the same way.
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from cae.bench.plan import BARE, VARIANTS, Plan
 from cae.bench.store import Store
 from cae.config import ExperimentConfig
 from cae.data import Splits, load_splits, to_unit
 from cae.schema import with_overrides
-from cae.train import build_model, train_and_evaluate
+from cae.train import build_model, epoch_timer, train_and_evaluate
 
 
 def harness_epochs(config: ExperimentConfig, splits: Splits, repeats: int) -> list[float]:
@@ -41,24 +38,6 @@ def bare_fit_epochs(config: ExperimentConfig, splits: Splits, repeats: int) -> l
     model.fit(x, x, batch_size=config.train.batch_size, epochs=1 + repeats, validation_data=(v, v), shuffle=True,
               verbose=0, callbacks=[timer])  # fmt: skip
     return timer.seconds[1:]
-
-
-def epoch_timer() -> Any:
-    """A Keras callback recording each epoch's wall time in ``.seconds``."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.seconds.append(time.perf_counter() - self.start)
-
-    return EpochTimer()
 
 
 def measure_throughput(plan: Plan, source: str | None, store: Store, host: str) -> None:

@@ -110,7 +110,7 @@ def train_variant(
         warm_start(model, load_best_model(lineage["source_study"])[0])
     run_id, result, out = run_experiment(
         config, tracker, experiment=experiment, run_name=f"colorize-{variant}", splits=splits, model=model,
-        tags={"variant": variant, **{k: str(v) for k, v in lineage.items()}},
+        tags={"variant": variant, **{k: str(v) for k, v in lineage.items()}}, evaluate_test=False,
     )  # fmt: skip
     scores = evaluate_variant(result.model, config, splits, vivid)
     run = Run(tracker, run_id)

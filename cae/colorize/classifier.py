@@ -33,6 +33,7 @@ def build_classifier() -> Any:
     import keras
     from keras import layers
 
+    keras.mixed_precision.set_global_policy("float32")  # not whatever the last colorizer used
     inputs = keras.Input((32, 32, 3), name="image")
     x = layers.RandomFlip("horizontal")(inputs)
     x = layers.RandomTranslation(0.1, 0.1)(x)
@@ -74,8 +75,8 @@ def semantic_classifier(splits: Splits, tracker: Tracker, epochs: int = EPOCHS) 
     print(f"training the semantic-check classifier ({n_train:,} images, {epochs} epochs) ...", flush=True)
     keras.utils.set_random_seed(splits.seed)
     model = build_classifier()
-    tags = {"stage": "classifier", "data_source": splits.data_source, "machine": machine(),
-            "data_digest": splits.digest}  # fmt: skip
+    tags = {"stage": "colorization", "cae.role": "classifier", "data_source": splits.data_source,
+            "machine": machine(), "data_digest": splits.digest}  # fmt: skip
     with tracker.start_run(EXPERIMENT, key, tags=tags) as run:
         run.log_params({"epochs": epochs, "n_train": n_train, "n_params": model.count_params()})
         fitted = fit(

@@ -65,8 +65,11 @@ def describe(params: dict[str, Any]) -> str:
 
 
 def pick_front(front: list[Any], k: int = MAX_FRONT) -> list[Any]:
-    """Up to ``k`` front trials spread along it (by colourfulness gap), best PSNR first."""
-    ordered = sorted(front, key=lambda t: t.values[1])
+    """Up to ``k`` front trials spread along it (by colourfulness gap), best PSNR first.
+
+    A study of validation PSNR alone has a front of one trial: its best.
+    """
+    ordered = sorted(front, key=lambda t: t.values[-1] if len(t.values) > 1 else -t.values[0])
     if len(ordered) > k:
         ordered = [ordered[round(i * (len(ordered) - 1) / (k - 1))] for i in range(k)]
     return sorted(ordered, key=lambda t: -t.values[0])

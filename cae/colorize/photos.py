@@ -6,6 +6,7 @@ The photos ship with the project's own dependencies (scikit-learn's ``china.jpg`
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ def photo_paths() -> list[Path]:
     return [p for p in (sk / "china.jpg", sk / "flower.jpg", mpl / "grace_hopper.jpg") if p.exists()]
 
 
+@functools.cache
 def photo_tiles() -> tuple[np.ndarray, list[str]]:
     """uint8 tiles (N, 32, 32, 3) and the photo each came from."""
     tiles, names = [], []

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from cae.colorize.variants import capped, source_architecture
-from cae.config import SearchConfig
+from cae.config import ExperimentConfig, SearchConfig
 from cae.errors import CAEError
-from cae.schema import from_dict, read_yaml, to_dict, with_overrides
+from cae.schema import flatten_mapping, from_dict, read_yaml, to_dict, with_overrides
 from cae.tracking import Tracker
 
 DEFAULT_CONFIG = "experiments/colorize-search.yaml"
@@ -34,12 +34,15 @@ EARLY = {
 }  # fmt: skip
 
 
-def colorization_config(path: str | Path | None, source_study: str, overrides: dict[str, Any]) -> tuple[
-        SearchConfig, dict[str, Any]]:  # fmt: skip
+def colorization_config(
+    path: str | Path | None, source_study: str, overrides: dict[str, Any],
+    source: tuple[ExperimentConfig, dict[str, Any]] | None = None,
+) -> tuple[SearchConfig, dict[str, Any]]:  # fmt: skip
     """(study config, lineage): the YAML's settings on top of the source study's best architecture.
 
     The YAML's ``experiment:`` block and ``overrides`` (``experiment.*`` keys) change the source's
-    config rather than replace it; the study is named ``<source>-colorize``.
+    config rather than replace it; the study is named ``<source>-colorize``. ``source``: (config,
+    lineage) to start from instead of ``source_study``'s best.json.
     """
     raw = read_yaml(path or DEFAULT_CONFIG)
     where = str(path or DEFAULT_CONFIG)
@@ -52,22 +55,12 @@ def colorization_config(path: str | Path | None, source_study: str, overrides: d
     cfg = with_overrides(from_dict(SearchConfig, {**raw, "stage": "colorization"}, where), search)
     if cfg.engine != "optuna":
         raise CAEError("colorize-search runs on Optuna only (ENGINE=keras-tuner is for reconstruction)")
-    source, lineage = source_architecture(source_study, None)
-    base = with_overrides(source, {**RECIPE, **experiment, **training, "name": f"{source_study}-colorize"}, where)
+    start, lineage = source or source_architecture(source_study, None)
+    lineage = dict(lineage)
+    base = with_overrides(start, {**RECIPE, **experiment, **training, "name": f"{source_study}-colorize"}, where)
     base = capped(base, lineage, {**experiment, **training})
     cfg = dataclasses.replace(cfg, study=f"{source_study}-colorize", source_study=source_study, experiment=base)
     return from_dict(SearchConfig, to_dict(cfg), where), lineage
-
-
-def flatten_mapping(mapping: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"epochs": 3}}`` -> ``{"train.epochs": 3}``."""
-    out: dict[str, Any] = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict):
-            out.update(flatten_mapping(value, f"{prefix}{key}."))
-        else:
-            out[prefix + key] = value
-    return out
 
 
 def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.colorize.scoring import predict_rgb, validation_scores
+from cae.colorize.scoring import COLLAPSED, predict_rgb, validation_scores
 from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
@@ -19,7 +19,6 @@ from cae.metrics import colourfulness_ratio
 from cae.search.objective import TrialOutcome
 from cae.train import train_and_evaluate
 
-COLLAPSE = 0.02  # predicted chroma spread below 2 % of the truth's: one colour for every pixel
 PROBE_IMAGES = 256  # validation images checked after every epoch
 
 
@@ -38,7 +37,7 @@ def collapse_stop(images: np.ndarray, config: ExperimentConfig) -> Any:
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             ratio = colourfulness_ratio(predict_rgb(self.model, images, config), truth)
-            if ratio < COLLAPSE:
+            if ratio < COLLAPSED:
                 self.reason = (
                     f"colours collapsed: colourfulness {ratio:.3f} after epoch {epoch + 1} "
                     f"(one colour for every pixel; learning rate {config.train.learning_rate:.3g})"

@@ -15,7 +15,7 @@ from typing import Any
 from cae.codec import quantized_metrics
 from cae.config import ExperimentConfig
 from cae.data import Splits
-from cae.paths import ensure_dir, study_dir, write_text_atomic
+from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.report.locations import repo_relative
 from cae.schema import flatten, from_dict, to_dict, with_overrides
 from cae.tracking import Tracker
@@ -78,7 +78,8 @@ def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tr
         **quantized_metrics(result.model, splits, config.data.input),
         "config": to_dict(config), "loss_curve": repo_relative(str(out / "loss_curve.png")),
     }  # fmt: skip
-    result.model.save(model_path)
+    with atomic_path(model_path) as tmp:  # a killed report never leaves half a model in the cache
+        result.model.save(tmp)
     write_text_atomic(record_path, json.dumps(record, indent=2))
     record["model"] = result.model
     return record

@@ -82,16 +82,19 @@ def progress_callback(prefix: str, epochs: int) -> Any:
     return Progress()
 
 
+ENGINE = "optuna"  # the `engine` tag of this objective's trials (keras-tuner's are "keras-tuner")
+
+
 class Objective:
     """Builds, trains and logs one trial; the data (and the task) is loaded once per worker."""
 
     def __init__(
         self, cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits, tracker: Tracker, parent_id: str,
-        *, engine: str = "optuna", prefix: str = "", before_trial: Callable[[], None] | None = None,
+        *, prefix: str = "", before_trial: Callable[[], None] | None = None,
         extra_callbacks: Callable[[Any], list[Any]] | None = None,
     ):  # fmt: skip
         self.cfg, self.space, self.task, self.splits = cfg, space, task, splits
-        self.tracker, self.parent_id, self.engine, self.prefix = tracker, parent_id, engine, prefix
+        self.tracker, self.parent_id, self.prefix = tracker, parent_id, prefix
         self.before_trial = before_trial  # e.g. release the workers' ask lock: the trial exists now
         self.extra_callbacks = extra_callbacks  # tests inject e.g. a NaN-making callback
 
@@ -113,8 +116,12 @@ class Objective:
 
         keras.backend.clear_session()  # free the previous trial's graph and layer names
         params = self.space.sample_optuna(trial)
-        config = self.space.apply(self.task.base, params)
-        model = build_model(config, self.splits)
+        try:
+            config = self.space.apply(self.task.base, params)
+            model = build_model(config, self.splits)
+        except Exception as err:  # a sampled point the config or the builder refuses: say which
+            trial.set_user_attr("fail_reason", failure_reason(err))
+            raise
         latent, bottleneck = code_sizes(model)
         info = {"n_params": int(model.count_params()), "latent_values": latent, "bottleneck_values": bottleneck}
         for k, v in {**info, "code_values": min(latent, bottleneck)}.items():
@@ -130,7 +137,7 @@ class Objective:
         try:
             with trial_run(
                 self.tracker, self.cfg.study, trial.number, parent_id=self.parent_id, params=params,
-                tags={**self.task.tags, "engine": self.engine}, stopped=(optuna.TrialPruned, TrialStopped),
+                tags={**self.task.tags, "engine": ENGINE}, stopped=(optuna.TrialPruned, TrialStopped),
                 splits=self.splits,
             ) as run:  # fmt: skip
                 trial.set_user_attr("mlflow_run_id", run.run_id)
@@ -170,12 +177,14 @@ class Objective:
             trial.set_user_attr(k, v)
         first = self.cfg.objectives[0]
         record = trial_record(
-            self.cfg.study, trial.number, outcome.result, config, params, run_id=run.run_id, engine=self.engine,
+            self.cfg.study, trial.number, outcome.result, config, params, run_id=run.run_id, engine=ENGINE,
             data_source=self.splits.data_source, uid=trial.study.user_attrs.get("uid"),
             objective=(first, outcome.values[first], self.cfg.directions[0]),
         )  # fmt: skip
         record.update(outcome.attrs)
-        export_trial(record, outcome.result.model, keep_all=len(self.cfg.objectives) > 1, run=run)
+        # A front is scored (and a colorization front retrained) from every trial's own model.
+        keep_all = len(self.cfg.objectives) > 1 or self.cfg.stage == "colorization"
+        export_trial(record, outcome.result.model, keep_all=keep_all, run=run)
 
 
 def keras_history() -> Any:

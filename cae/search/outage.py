@@ -62,9 +62,22 @@ def is_outage(err: BaseException) -> bool:
         if isinstance(cause, (sa.OperationalError, sa.InterfaceError)):
             if isinstance(cause.orig, sqlite3.Error):
                 return any(text in str(cause.orig) for text in _SQLITE_UNREACHABLE)
-            return True
+            return _server_away(cause.orig)
         cause = cause.__cause__
     return False
+
+
+# A database server that answers to refuse (wrong login, no such database, its own disk full) is no
+# outage to wait out: PostgreSQL's SQLSTATE classes 08 (connection) and 57P0x (shutting down,
+# starting up) are; without a code, the driver failed to reach the server at all.
+_REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry", "permission denied")
+
+
+def _server_away(orig: BaseException | None) -> bool:
+    code = getattr(orig, "pgcode", None)
+    if code:
+        return code.startswith("08") or code in ("57P01", "57P02", "57P03")
+    return not any(text in str(orig) for text in _REFUSALS)
 
 
 def reason(err: BaseException) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 from cae.config import SearchConfig
@@ -63,18 +64,22 @@ def prepare(
     lineage = study.user_attrs.get("lineage")
     parent = tracker.study_parent(cfg.study, parent_tags(cfg, source, engine, lineage),
                                   uid=study.user_attrs.get("uid"))  # fmt: skip
-    if not study.user_attrs.get("mlflow_parent_run_id"):
-        study.set_user_attr("mlflow_parent_run_id", parent.run_id)
-        parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})
-    parent.set_tags({"trials_requested": cfg.trials, "storage": shown(storage_url(cfg))})
+    with ExitStack() as guard:
+        guard.push(parent)  # a failure from here on ends the parent run FAILED, not RUNNING
+        if not study.user_attrs.get("mlflow_parent_run_id"):
+            study.set_user_attr("mlflow_parent_run_id", parent.run_id)
+            parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})
+        parent.set_tags({"trials_requested": cfg.trials, "storage": shown(storage_url(cfg))})
+        guard.pop_all()
     return study, parent
 
 
 def reconcile(study: Any, tracker: Tracker, parent: Run, study_name: str) -> None:
     """Close MLflow runs that a killed worker left RUNNING (their trials are FAIL by now)."""
+    runs = tracker.child_runs(parent.run_id, study_name)  # before the states: see close_orphans
     fail_stale_trials(study)
     running = {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
-    closed = tracker.close_orphans(parent.run_id, study_name, running)
+    closed = tracker.close_orphans(parent.run_id, study_name, running, runs)
     if closed:
         print(f"closed {closed} MLflow run(s) left RUNNING by a killed worker")
 
@@ -92,7 +97,7 @@ def run_search(
     study, parent = prepare(cfg, tracker, extra_points=extra_points, study_attrs=study_attrs)
     print(
         f"study {cfg.study!r}: {count(study, FINISHED)} finished trial(s) of {cfg.trials}; "
-        f"storage {shown(storage_url(cfg))}; MLflow {tracker.uri}",
+        f"storage {shown(storage_url(cfg))}; MLflow {tracker.shown}",
         flush=True,
     )
     with parent:  # FINISHED, or FAILED / KILLED with the reason: never left RUNNING
@@ -129,6 +134,8 @@ def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]
         best = study.best_trial
         fetch_best(cfg.study, best.number, best.user_attrs.get("mlflow_run_id", "?"), study.user_attrs.get("uid"),
                    parent.tracker)  # fmt: skip
+    if cfg.stage == "colorization":  # its report scores the chosen front models on test, trained to the end
+        return summary
     summary["best"] = score_best(cfg.study, parent, step=states["COMPLETE"] + states["PRUNED"])
     reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
     if reference is not None:

@@ -78,7 +78,7 @@ def open_storage(cfg: SearchConfig) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         ensure_dir(journal.absolute().parent)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal.absolute())))
     return _rdb_storage(cfg, url, _parsed(url))
 
 
@@ -161,10 +161,6 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
     return ResilientStorage(backend, shown(url), wait, sqlite_file)
 
 
-def sampler_seed(cfg: SearchConfig) -> int:
-    return cfg.experiment.seed if cfg.sampler.seed is None else cfg.sampler.seed
-
-
 def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any:
     optuna = optuna_module()
     s = cfg.sampler
@@ -206,7 +202,7 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
         )
     return optuna.load_study(
         study_name=cfg.study, storage=storage, pruner=make_pruner(cfg),
-        sampler=make_sampler(cfg, sampler_seed(cfg) + seed_offset, conditional),
+        sampler=make_sampler(cfg, cfg.sampler_seed + seed_offset, conditional),
     )  # fmt: skip
 
 
@@ -221,7 +217,7 @@ def create_or_load_study(
     """
     optuna = optuna_module()
     study = optuna.create_study(
-        storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, sampler_seed(cfg), space.conditional),
+        storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, cfg.sampler_seed, space.conditional),
         pruner=make_pruner(cfg), directions=cfg.directions, load_if_exists=True,
     )  # fmt: skip
     if [d.name.lower() for d in study.directions] != cfg.directions:

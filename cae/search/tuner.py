@@ -111,7 +111,7 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
             return out
 
     tuner = TrackedTuner(
-        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=_seed(cfg),
+        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=cfg.sampler_seed,
         directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False,
         max_consecutive_failed_trials=MAX_FAILED_IN_A_ROW, **budget,  # skipped trials count as failed here
     )  # fmt: skip
@@ -146,7 +146,7 @@ def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
     keras-tuner has no enqueue: its oracles draw new points through ``_random_values`` (a
     private method), so the very first draw of a fresh project is replaced.
     """
-    if len(oracle.trials) > 1:  # a resumed project already has its first trial
+    if oracle.trials:  # a resumed project already has its first trial
         return
     draw = oracle._random_values
 
@@ -159,21 +159,18 @@ def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
     oracle._random_values = first_is_reference
 
 
-def _seed(cfg: SearchConfig) -> int:
-    return cfg.experiment.seed if cfg.sampler.seed is None else cfg.sampler.seed
-
-
 def run_tuner(cfg: SearchConfig, tracker: Tracker | None = None) -> dict[str, Any]:
     tracker = (tracker or Tracker()).check()
     space = load_space(cfg.space)
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     parent = tracker.study_parent(cfg.study, parent_tags(cfg, splits.data_source, "keras-tuner"))
-    # keras-tuner runs trials in this process only: any child run still RUNNING was killed.
-    tracker.close_orphans(parent.run_id, cfg.study, still_running=set())
-    configure_threads()
-    tuner = make_tuner(cfg, space, splits, tracker, parent.run_id)
-    print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.uri}", flush=True)
-    with parent:  # FINISHED, or FAILED / KILLED with the reason
+    with parent:  # FINISHED, or FAILED / KILLED with the reason, whatever fails from here on
+        # keras-tuner runs trials in this process only: any child run still RUNNING was killed.
+        tracker.close_orphans(parent.run_id, cfg.study, still_running=set())
+        configure_threads()
+        tuner = make_tuner(cfg, space, splits, tracker, parent.run_id)
+        print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.shown}",
+              flush=True)  # fmt: skip
         try:
             tuner.search(verbose=0)
         except RuntimeError as err:  # keras-tuner stops after too many failed trials with a RuntimeError

@@ -36,7 +36,6 @@ from cae.search.study import (
     count,
     fail_stale_trials,
     load_existing_study,
-    optuna_module,
     state_name,
     storage_url,
 )
@@ -98,7 +97,6 @@ def run_worker(
     extra_callbacks: Callable[[Any], list[Any]] | None = None,
 ) -> None:  # fmt: skip
     """Run trials until the study holds ``cfg.trials`` finished ones (or the timeout passes)."""
-    optuna = optuna_module()
     space = load_space(cfg.space)
     study = load_existing_study(cfg, seed_offset=index, conditional=space.conditional)
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
@@ -109,9 +107,9 @@ def run_worker(
         before_trial=lock.release, extra_callbacks=extra_callbacks,
     )  # fmt: skip
     outcomes: list[Any] = []  # this worker's own trials, in order
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    # One trial per optimize() call: the loop below keeps the study's budget (MaxTrialsCallback would
+    # only ever see the trial it was called after).
     callbacks = [
-        optuna.study.MaxTrialsCallback(cfg.trials, states=finished),
         trial_line(prefix),
         lambda study, trial: outcomes.append(trial),
     ]
@@ -184,10 +182,11 @@ def spawn_workers(cfg: SearchConfig, parent_id: str, tracker: Tracker) -> None:
     with os.fdopen(fd, "w") as fh:
         yaml.safe_dump(to_dict(cfg), fh)
     threads = max(1, (os.cpu_count() or 1) // cfg.workers)
-    env = {**os.environ, "CAE_THREADS": str(threads)}
+    # The tracking URI travels in the environment: a database URI may hold a password, and argv
+    # is visible to every user in a process list.
+    env = {**os.environ, "CAE_THREADS": str(threads), "MLFLOW_TRACKING_URI": tracker.uri}
     gpus = gpu_ids()  # one visible GPU per worker, round-robin; none on a CPU host
-    argv = [sys.executable, "-m", "cae", "search-worker", path, "--parent-run-id", parent_id,
-            "--tracking-uri", tracker.uri]  # fmt: skip
+    argv = [sys.executable, "-m", "cae", "search-worker", path, "--parent-run-id", parent_id]
     procs = [subprocess.Popen([*argv, "--index", str(i)], env={**env, **worker_gpu_env(i, gpus)})
              for i in range(cfg.workers)]  # fmt: skip
     try:
@@ -232,8 +231,9 @@ def join(cfg: SearchConfig, index: int = 0, tracker: Tracker | None = None) -> N
         raise
 
 
-def worker_main(config_path: str, index: int, parent_id: str, tracking_uri: str) -> None:
-    """Entry point of a spawned worker process (``cae search-worker``)."""
+def worker_main(config_path: str, index: int, parent_id: str) -> None:
+    """Entry point of a spawned worker process (``cae search-worker``); its coordinator set its
+    ``MLFLOW_TRACKING_URI`` to the coordinator's own tracker."""
     cfg = from_dict(SearchConfig, yaml.safe_load(Path(config_path).read_text()), config_path)
     configure_threads()
-    run_worker(cfg, parent_id, Tracker(tracking_uri), index=index)
+    run_worker(cfg, parent_id, Tracker(), index=index)

@@ -13,7 +13,7 @@ from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
-from cae.urls import has_password, with_driver
+from cae.urls import has_password, shown, with_driver
 
 
 def default_tracking_uri() -> str:
@@ -55,12 +55,20 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
         try:
+            # A database store connects (and creates its tables) right here.
             self.client = MlflowClient(tracking_uri=with_driver(self.uri))
         except Exception as err:
             full = no_space(err)
             if full:  # creating the store's tables on a full disk is no bad URI
-                raise CAEError(f"MLflow store {self.uri}: {disk_full_message(full)}") from None
-            raise CAEError(f"invalid MLflow tracking URI {self.uri!r}: {str(err).splitlines()[0]}") from None
+                raise CAEError(f"MLflow store {self.shown}: {disk_full_message(full)}") from None
+            first = shown((str(err).strip().splitlines() or [type(err).__name__])[0][:200])
+            what = "unreachable or refused the login" if "OperationalError" in repr(err) else "invalid"
+            raise CAEError(f"MLflow tracking store {self.shown} is {what}: {first}") from None
+
+    @property
+    def shown(self) -> str:
+        """The URI without a password, for every message and tag (a database URI may hold one)."""
+        return shown(self.uri)
 
     @property
     def driver_uri(self) -> str:
@@ -82,11 +90,11 @@ class Tracker:
             first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
             if "401" in first or "403" in first or "Unauthorized" in first:
                 raise CAEError(
-                    f"MLflow tracking server {self.uri} refused the credentials ({first}); set "
+                    f"MLflow tracking server {self.shown} refused the credentials ({first}); set "
                     "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials (mode 600)"
                 ) from None
             raise CAEError(
-                f"MLflow tracking store {self.uri} is unreachable ({first}); start the server or fix "
+                f"MLflow tracking store {self.shown} is unreachable ({shown(first)}); start the server or fix "
                 "MLFLOW_TRACKING_URI (unset it to use the local runs/mlflow.db)"
             ) from None
         finally:
@@ -138,11 +146,17 @@ class Tracker:
         return run
 
     def run_exists(self, run_id: str) -> bool:
+        """Whether the store has the run; any other failure (the store away) is raised, not "no":
+        a caller would otherwise discard the run's checkpoint and start again."""
+        from mlflow.exceptions import MlflowException
+
         try:
             self.client.get_run(run_id)
             return True
-        except Exception:
-            return False
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
 
     def study_parent(self, study: str, tags: Mapping[str, Any], uid: str | None = None) -> Run:
         """The study's parent run, reused when a search resumes (status back to RUNNING).
@@ -184,14 +198,16 @@ class Tracker:
             if not token:
                 return out
 
-    def close_orphans(self, parent_id: str, experiment: str, still_running: set[int]) -> int:
+    def close_orphans(self, parent_id: str, experiment: str, still_running: set[int],
+                      runs: list[Any] | None = None) -> int:  # fmt: skip
         """End child runs left RUNNING by a killed worker whose trial is no longer running.
 
-        Returns how many were closed. They end KILLED with ``trial_state=FAIL``, keeping the
-        curve they had.
+        ``runs``: the child runs as listed *before* the trial states were read (default: listed
+        now), so a trial another host starts meanwhile is not taken for a dead one. Returns how
+        many were closed. They end KILLED with ``trial_state=FAIL``, keeping the curve they had.
         """
         closed = 0
-        for run in self.child_runs(parent_id, experiment):
+        for run in runs if runs is not None else self.child_runs(parent_id, experiment):
             number = run.data.tags.get("trial_number")
             if run.info.status == "RUNNING" and number is not None and int(number) not in still_running:
                 Run(self, run.info.run_id).set_tags(
@@ -220,7 +236,7 @@ class Tracker:
         try:
             return self.client.get_run(run_id)
         except Exception:
-            raise CAEError(f"no MLflow run {run_id!r} in {self.uri}") from None
+            raise CAEError(f"no MLflow run {run_id!r} in {self.shown}") from None
 
     def experiment_names(self) -> list[str]:
         return [e.name for e in self.client.search_experiments()]

@@ -209,10 +209,10 @@ def trial_run(
         study, f"trial-{number}", parent_id=parent_id,
         tags={"machine": machine(), **tags, "study": study, "trial_number": number, "trial_state": "RUNNING"},
     )  # fmt: skip
-    run.log_params(params)
-    if splits is not None:
-        run.log_datasets(splits)
-    try:
+    try:  # from here on the run ends with a state whatever fails, its own logging included
+        run.log_params(params)
+        if splits is not None:
+            run.log_datasets(splits)
         yield run
     except stopped as err:
         run.end_quietly("PRUNED", str(err) or None)
