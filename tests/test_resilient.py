@@ -197,3 +197,24 @@ def test_a_running_trial_that_never_sent_a_heartbeat_is_failed_after_the_grace_p
     assert states[silent.number] == "FAIL" and states[beating.number] == "RUNNING"
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == silent.number]
     assert [t.state.name for t in retried] == ["WAITING"]  # re-queued with its parameters, as for any stale trial
+
+
+def test_a_database_that_answers_to_refuse_is_no_outage():
+    """Wrong login or no such database: a one-line error at once, not minutes of waiting."""
+    import sqlalchemy.exc as sa
+
+    from cae.search.outage import is_outage
+
+    class DriverError(Exception):
+        def __init__(self, text: str, pgcode: str | None = None):
+            super().__init__(text)
+            self.pgcode = pgcode
+
+    def wrapped(text: str, pgcode: str | None = None) -> BaseException:
+        return sa.OperationalError("SELECT 1", {}, DriverError(text, pgcode))
+
+    assert is_outage(wrapped('connection to server at "db" (10.0.0.2), port 5432 failed: Connection refused'))
+    assert is_outage(wrapped("terminating connection due to administrator command", "57P01"))
+    assert not is_outage(wrapped('FATAL:  password authentication failed for user "cae"'))
+    assert not is_outage(wrapped('FATAL:  database "optuna" does not exist'))
+    assert not is_outage(wrapped("could not extend file: No space left on device", "53100"))

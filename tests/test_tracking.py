@@ -175,3 +175,12 @@ def test_a_training_run_carries_its_dataset_inputs(tracker, sample_splits):
         "cifar10-train": "training", "cifar10-val": "validation", "cifar10-test": "testing"
     }  # fmt: skip
     assert {digest for _, digest, _ in inputs.values()} == {sample_splits.digest}
+
+
+def test_a_password_in_a_database_tracking_uri_is_never_shown(tmp_path):
+    """A store that cannot be opened: the one-line error names it, without its password."""
+    with pytest.raises(CAEError) as err:
+        Tracker("mysql+nodriver://cae:s3cret-pass-word@127.0.0.1:9/mlflow").check()
+    message = str(err.value)
+    assert "s3cret-pass-word" not in message and "cae:***@127.0.0.1:9/mlflow" in message
+    assert "\n" not in message
