@@ -182,7 +182,7 @@ def _condition(name: str, spec: Any, earlier: dict[str, Param], where: str) -> t
     if not isinstance(spec, dict) or len(spec) != 1:
         raise CAEError(f"{where}: {name}.if must name one earlier parameter and its values, e.g. "
                        "{train.loss: [classification]}")  # fmt: skip
-    (parent, values), = spec.items()
+    ((parent, values),) = spec.items()
     if parent not in earlier or earlier[parent].kind != "categorical":
         raise CAEError(f"{where}: {name}.if: {parent!r} is not a categorical parameter listed before {name}")
     values = values if isinstance(values, list) else [values]

@@ -23,8 +23,18 @@ def best_json(tracking_uri):
     )
     splits = load_splits("sample", config.seed, 240)
     result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
-    record = trial_record("col", 0, result, config, {"model.filters": 8}, run_id="run-0", engine="optuna",
-                          data_source="sample", uid=None, objective=("best_val_loss", result.best_val_loss, "minimize"))
+    record = trial_record(
+        "col",
+        0,
+        result,
+        config,
+        {"model.filters": 8},
+        run_id="run-0",
+        engine="optuna",
+        data_source="sample",
+        uid=None,
+        objective=("best_val_loss", result.best_val_loss, "minimize"),
+    )
     export_trial(record, result.model)
     return config
 

@@ -32,6 +32,10 @@ def fake_bin(tmp_path, monkeypatch):
     folder.mkdir()
     script(folder / "nvidia-smi", "exit 9")
     monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    # CI exports TF_EXTRA, and a `make test` run passes its own variables down in MAKEFLAGS: either
+    # would force the choice these tests watch `make setup` make by itself.
+    for name in ("TF_EXTRA", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"):
+        monkeypatch.delenv(name, raising=False)
     return folder
 
 

@@ -172,8 +172,10 @@ class _Guard:
                 "; with a journal storage a killed worker's trial stays RUNNING: fail it with "
                 "optuna.load_study(...).tell(<number>, state=optuna.trial.TrialState.FAIL)"
             )
-            print(f"waiting for {running} trial(s) running in other workers to finish{hint if journal else ''}",
-                  flush=True)
+            print(
+                f"waiting for {running} trial(s) running in other workers to finish{hint if journal else ''}",
+                flush=True,
+            )
 
 
 def spawn_workers(cfg: SearchConfig, parent_id: str, tracker: Tracker) -> None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import atexit
 import sys
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,7 @@ class Run:
         if queued:
             self._pending.append(self.client.log_batch(self.run_id, metrics=items, synchronous=False))
             _UNFLUSHED.add(self)
+            _drain_before_thread_pools_stop()
         else:
             self.client.log_batch(self.run_id, metrics=items)
 
@@ -185,12 +187,29 @@ class Run:
 
 
 _UNFLUSHED: set[Run] = set()  # runs with queued metrics, drained at exit if never ended
+_DRAIN_REGISTERED = False
 
 
-@atexit.register
 def _flush_at_exit() -> None:
     for run in list(_UNFLUSHED):
         run.flush()
+
+
+def _drain_before_thread_pools_stop() -> None:
+    """Drain the queue at exit *before* the interpreter stops its thread pools.
+
+    MLflow's queue hands batches to a ``ThreadPoolExecutor``; once interpreter shutdown begins,
+    the executor refuses new work, so a plain ``atexit`` hook runs too late and loses what is still
+    queued. Callbacks registered with ``threading._register_atexit`` run first (last registered,
+    first run), and this one is registered after MLflow created its pools.
+    """
+    global _DRAIN_REGISTERED
+    if _DRAIN_REGISTERED:
+        return
+    _DRAIN_REGISTERED = True
+    register = getattr(threading, "_register_atexit", None)
+    with suppress(RuntimeError):  # already shutting down: nothing can be scheduled any more
+        (register or atexit.register)(_flush_at_exit)
 
 
 @contextmanager
