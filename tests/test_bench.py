@@ -7,7 +7,7 @@ import pytest
 
 from cae.bench import analysis as an
 from cae.bench.fidelity import draw_points
-from cae.bench.plan import QUICK
+from cae.bench.plan import QUICK, STRATEGIES
 from cae.bench.render import NOTES_MARKER, write_report
 from cae.bench.store import VERSION, Store, read_raw
 from cae.errors import CAEError
@@ -106,6 +106,15 @@ def test_missed_goal_and_one_worker_recommendation(tmp_path):
         "Recommendation for a 2-core machine like this one: one worker (the default); two workers finished only "
         "0.30× the trials per hour (time to target never vs 10.0 min)." in text
     )
+
+
+def test_a_partial_run_says_what_is_not_measured_yet(tmp_path):
+    # QUICK plans 6 strategies x seed 0; MEASUREMENTS has seed 0 of random, tpe+median, kt-hyperband
+    assert QUICK.seeds == (0,) and len(STRATEGIES) == 6
+    text = write_report(write_raw(tmp_path), tmp_path / "B.md").read_text()
+    assert "**Partial**: 3 of 6 search runs not measured yet; `make bench QUICK=1` resumes" in text
+    complete = {**MEASUREMENTS, **{f"search/{name}/seed0": search((100, 0.005)) for name in STRATEGIES}}
+    assert "Partial" not in write_report(write_raw(tmp_path, raw(complete)), tmp_path / "C.md").read_text()
 
 
 def test_hand_written_notes_survive_a_rewrite(tmp_path):

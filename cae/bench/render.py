@@ -64,7 +64,24 @@ def header(data: dict[str, Any], json_path: Path) -> list[str]:
     ]  # fmt: skip
     if len(hosts) > 1:
         lines += ["**Measured on more than one machine**: ratios across sections are not comparable.", ""]
+    missing = missing_measurements(data)
+    if missing:
+        lines += [f"**Partial**: {', '.join(missing)} not measured yet; `{meta.get('command', 'make bench')}` "
+                  "resumes where the last run stopped and rewrites this file.", ""]  # fmt: skip
     return lines
+
+
+def missing_measurements(data: dict[str, Any]) -> list[str]:
+    """What the plan asks for and the JSON does not hold yet, counted per section."""
+    plan, keys = data["plan"], set(data["measurements"])
+    seeds = plan["seeds"]
+    planned = {
+        "search runs": [f"search/{s}/seed{n}" for s in STRATEGIES for n in seeds],
+        "fidelity configurations": [f"fidelity/config{i}" for i in range(plan["fidelity_configs"])],
+        "2-worker runs": [f"workers/w2/seed{n}" for n in seeds[: plan["worker_seeds"]]],
+    }
+    return [f"{sum(k not in keys for k in want)} of {len(want)} {what}" for what, want in planned.items()
+            if any(k not in keys for k in want)]  # fmt: skip
 
 
 def efficiency_section(data: dict[str, Any], out: Path, figures: Path) -> tuple[list[str], an.Efficiency | None]:
