@@ -102,7 +102,7 @@ def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker) -
         images["compare"] = png.name
     except CAEError as err:
         print(f"note: no comparison plot ({err})")
-    for p in save_optuna_plots(inputs.study, study_dir(cfg.study) / "plots", list(cfg.objectives)):
+    for p in save_optuna_plots(inputs.study, study_dir(cfg.study) / "plots"):
         if p.stem in OPTUNA_FIGURES:
             shutil.copy(p, out / p.name)
             images[p.stem] = p.name

@@ -11,12 +11,22 @@ from cae.paths import atomic_path, ensure_dir
 from cae.search.study import optuna_module
 
 
-def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] = ("best_val_loss",)) -> list[Path]:
-    """Draw what can be drawn yet into ``out``; returns the files written."""
+def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] | None = None) -> list[Path]:
+    """Draw what can be drawn yet into ``out``; returns the files written.
+
+    The objectives' names are the ones the study recorded when it was created (a report may be
+    asked for with another experiment's config); ``objectives`` only names those of a study that
+    recorded none.
+    """
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ov
 
     optuna = optuna_module()
+    recorded = study.user_attrs.get("objectives")
+    if recorded and len(recorded) == len(study.directions):
+        objectives = recorded
+    elif not objectives or len(objectives) != len(study.directions):
+        objectives = [f"objective {i}" for i in range(len(study.directions))]
     first = objectives[0]
     target = None if len(study.directions) == 1 else (lambda t: t.values[0])
     figures: dict[str, Callable[[], Any]] = {
