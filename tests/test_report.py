@@ -9,7 +9,7 @@ from cae.report.build import build_report
 from cae.report.data import BestTrial, FrontPoint, Importance, ReportData, Retrained
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import Point, importance, pareto_front
-from cae.report.render import front_verdict, render
+from cae.report.render import front_reach, front_verdict, render
 from cae.report.retrain import _read_cached
 from cae.tracking import Tracker
 
@@ -92,6 +92,15 @@ def test_front_verdict_names_each_point_below_the_bar():
     assert "trial 5 (+2.23 dB, 0.77 dB short)" in text and "trial 7" in text and "trial 44" not in text
     assert front_verdict({44: 8.03, 4: 3.8}).startswith("Every front point") and "+3.80" in front_verdict({4: 3.8})
     assert "no margin" in front_verdict({})
+
+
+def test_a_front_that_stops_short_of_the_largest_size_says_what_it_leaves_uncovered():
+    front = [FrontPoint(16, 256, 8_272, 0.005835, 21.24), FrontPoint(20, 512, 7_637, 0.001983, 23.62)]
+    text = front_reach(front, (2_028, 31.50))
+    assert text.startswith("The front ends at 512 values") and "trial 20" in text
+    assert "from 512 to 2,028 values the best this study offers is that trial's 27.03 dB" in text
+    assert "against 31.50 dB for the thumbnail at 2,028 values (-7.47 dB from the 3 dB bar there)" in text
+    assert front_reach(front, (512, 23.62)) == "" and front_reach([], (2_028, 31.5)) == ""
 
 
 # --------------------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class ReportData:
     importances: list[Importance] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # figure key -> file name next to search.md
     colorization: str | None = None  # the colorization report's file name, when it exists
+    thumb_largest: tuple[int, float] | None = None  # the thumbnail curve's largest size and its val PSNR
 
     @property
     def n_trials(self) -> int:

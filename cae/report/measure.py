@@ -62,6 +62,7 @@ def measure(inputs: Inputs, command: str) -> ReportData:
                            inputs.test_curve),
         importances=importances(study, inputs.points),
         colorization=inputs.colorization,
+        thumb_largest=(inputs.val_curve[-1].values, inputs.val_curve[-1].psnr) if inputs.val_curve else None,
     )  # fmt: skip
 
 

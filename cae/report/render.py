@@ -212,12 +212,28 @@ def _rate_distortion(data: ReportData) -> list[str]:
         "",
         "On validation: " + front_verdict(front_margins(data.front)),
     ]
+    reach = front_reach(data.front, data.thumb_largest)
+    if reach:
+        lines += ["", reach]
     if with_test:
         test = {p.trial: p.test_margin for p in data.front if p.test_margin is not None}
         lines += ["", "On test (each front trial's own model): " + front_verdict(test)]
     if "pareto_front" in data.images:
         lines += ["", f"![pareto front]({data.images['pareto_front']})"]
     return lines
+
+
+def front_reach(front: list[FrontPoint], thumb_largest: tuple[int, float] | None) -> str:
+    """Where the front stops short of the thumbnail curve's largest size: what a larger code would need."""
+    if not front or thumb_largest is None or front[-1].code_values >= thumb_largest[0]:
+        return ""
+    last, (size, psnr) = front[-1], thumb_largest
+    return (
+        f"The front ends at {last.code_values:,} values: no completed trial with a larger code reached a lower "
+        f"validation MSE than trial {last.trial}, so from {last.code_values:,} to {size:,} values the best this study "
+        f"offers is that trial's {last.val_psnr:.2f} dB, against {psnr:.2f} dB for the thumbnail at {size:,} values "
+        f"({last.val_psnr - psnr - FRONT_MARGIN_DB:+.2f} dB from the {FRONT_MARGIN_DB:g} dB bar there)."
+    )
 
 
 def front_verdict(margins: dict[int, float], bar: float = FRONT_MARGIN_DB) -> str:
