@@ -125,10 +125,44 @@ class UnitClip(keras.layers.Layer):
 
 
 def self_contained(model: keras.Model) -> keras.Model:
-    """``model`` ending in a [0, 1] clip (once), for saving: what users load needs no post-processing."""
-    if isinstance(model.layers[-1], UnitClip):
-        return model
-    return keras.Model(model.input, UnitClip(name="unit_clip")(model.output), name=model.name)
+    """``model`` for saving: luma in [0, 1] -> RGB in [0, 1], decoding included, in built-in layers only.
+
+    Training and scoring decode with this module's layers (:class:`AnnealedMean`, :class:`ChromaToRGB`,
+    :class:`UnitClip`), which ``keras.models.load_model`` can rebuild only after ``import cae``. A saved
+    colorizer is for anyone with Keras, so its decoding is rebuilt from their built-in equivalents,
+    the same arithmetic on the same trained layers: Rescaling(1/T) + Softmax + a fixed Dense onto
+    the class centres (the annealed mean), Concatenate + a fixed Dense (BT.601 YUV -> RGB), and
+    ReLU(max_value=1) (the clip).
+    """
+    layers = {layer.name: layer for layer in model.layers}
+    if "annealed_mean" in layers:
+        mean = layers["annealed_mean"]
+        uv = _fixed_dense(_softmax_at(mean.input, mean.temperature), mean.bins, "decode_mean")
+        rgb = _yuv_to_rgb(model.input, uv)
+    elif "chroma_to_rgb" in layers:
+        rgb = _yuv_to_rgb(model.input, layers["chroma_to_rgb"].input[1])
+    else:  # predicts RGB itself
+        rgb = model.layers[-1].input if isinstance(model.layers[-1], UnitClip) else model.output
+    clipped = keras.layers.ReLU(max_value=1.0, dtype="float32", name="clip_to_unit")(rgb)
+    return keras.Model(model.input, clipped, name=model.name)
+
+
+def _softmax_at(logits: Any, temperature: float) -> Any:
+    scaled = keras.layers.Rescaling(1.0 / temperature, dtype="float32", name="decode_temperature")(logits)
+    return keras.layers.Softmax(axis=-1, dtype="float32", name="decode_softmax")(scaled)
+
+
+def _fixed_dense(x: Any, kernel: np.ndarray, name: str) -> Any:
+    """``x @ kernel`` as a frozen bias-free Dense layer (saved with its weights, loaded by plain Keras)."""
+    layer = keras.layers.Dense(kernel.shape[1], use_bias=False, trainable=False, dtype="float32", name=name)
+    out = layer(x)
+    layer.set_weights([np.asarray(kernel, dtype=np.float32)])
+    return out
+
+
+def _yuv_to_rgb(luma: Any, uv: Any) -> Any:
+    yuv = keras.layers.Concatenate(axis=-1, dtype="float32", name="decode_yuv")([luma, uv])
+    return _fixed_dense(yuv, YUV_TO_RGB, "decode_yuv_to_rgb")
 
 
 def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPERATURE) -> keras.Model:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -132,11 +134,22 @@ def test_final_models_are_self_contained_and_record_their_scores(study, tracking
     for path in models:
         record = json.loads(path.with_suffix(".json").read_text())
         assert {"test_psnr", "colourfulness", "test_classifier_acc", "test_hasler_cf"} <= set(record)
-        model = keras.models.load_model(path, compile=False)  # plain Keras: the layers are registered by cae
+        model = keras.models.load_model(path, compile=False)
         assert tuple(model.input.shape[1:]) == (32, 32, 1) and tuple(model.output.shape[1:]) == (32, 32, 3)
         gray = (to_unit(splits.x_test) @ np.array([0.299, 0.587, 0.114], dtype="float32"))[..., None]
         out = model.predict(gray, verbose=0)
         assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    # Plain Keras, in a process that never imports cae: the decoding is made of built-in layers.
+    script = (
+        "import sys, keras, numpy as np\n"
+        "for path in sys.argv[1:]:\n"
+        "    out = keras.models.load_model(path, compile=False).predict(np.full((1, 32, 32, 1), 0.5, 'float32'))\n"
+        "    assert out.shape == (1, 32, 32, 3) and 0 <= out.min() and out.max() <= 1, out\n"
+        "assert not any(m == 'cae' or m.startswith('cae.') for m in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *map(str, models)], capture_output=True, text=True,
+                          timeout=300, cwd=models[0].parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
     registered = [json.loads(p.with_suffix(".json").read_text()).get("registered_model") for p in models]
     chosen = [r for r in registered if r]
     assert len(chosen) == 1 and chosen[0]["name"] == cfg.study  # the chosen model, in the registry
