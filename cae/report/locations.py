@@ -1,6 +1,6 @@
 """Files and stores as a committed report names them: relative to the repository, never absolute.
 
-A report is committed and read on other machines, where ``/work/shared/data/...`` means nothing;
+A report is committed and read on other machines, where an absolute ``/home/alice/shared/data/...`` means nothing;
 ``../shared/data/...`` from the checkout still says where the file sat beside it.
 """
 
