@@ -212,12 +212,12 @@ def _rate_distortion(data: ReportData) -> list[str]:
         "",
         "On validation: " + front_verdict(front_margins(data.front)),
     ]
-    reach = front_reach(data.front, data.thumb_largest)
-    if reach:
-        lines += ["", reach]
     if with_test:
         test = {p.trial: p.test_margin for p in data.front if p.test_margin is not None}
         lines += ["", "On test (each front trial's own model): " + front_verdict(test)]
+    reach = front_reach(data.front, data.thumb_largest)
+    if reach:
+        lines += ["", reach]
     if "pareto_front" in data.images:
         lines += ["", f"![pareto front]({data.images['pareto_front']})"]
     return lines
