@@ -108,6 +108,16 @@ def test_missed_goal_and_one_worker_recommendation(tmp_path):
     )
 
 
+def test_workers_compare_with_the_strategy_the_two_worker_runs_ran(tmp_path):
+    # The default pruner changed to Hyperband after the 2-worker runs of TPE + median: the 1-worker arm stays
+    # TPE + median (72 vs 36 trials per hour), not the new default's runs.
+    data = raw({**MEASUREMENTS, "workers/w2/seed0": MEASUREMENTS["workers/w2/seed0"] | {"strategy": "tpe+median"},
+                "search/tpe+hyperband/seed0": search((900, 0.005))}, default_pruner="hyperband")  # fmt: skip
+    text = write_report(write_raw(tmp_path, data), tmp_path / "B.md").read_text()
+    assert "## 3. Workers on one machine (TPE + median, sampler seeds [0])" in text
+    assert "two workers finished 2.00× the trials per hour" in text
+
+
 def test_a_partial_run_says_what_is_not_measured_yet(tmp_path):
     # QUICK plans 6 strategies x seed 0; MEASUREMENTS has seed 0 of random, tpe+median, kt-hyperband
     assert QUICK.seeds == (0,) and len(STRATEGIES) == 6

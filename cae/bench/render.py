@@ -191,7 +191,10 @@ def fidelity_section(data: dict[str, Any]) -> list[str]:
 
 def workers_section(data: dict[str, Any], eff: an.Efficiency | None) -> list[str]:
     two = runs_by(data, "workers").get("w2", {})
-    default = PRUNER_STRATEGY[data["meta"].get("default_pruner", "median")]
+    # The 1-worker arm is the strategy the 2-worker runs ran (the default pruner when they ran), so a
+    # default changed after them keeps comparing like with like.
+    ran = {r.get("strategy") for r in two.values()} - {None}
+    default = ran.pop() if len(ran) == 1 else PRUNER_STRATEGY[data["meta"].get("default_pruner", "median")]
     one = runs_by(data, "search").get(default, {})
     seeds = [s for s in two if s in one]
     if not seeds:
