@@ -32,7 +32,7 @@ from cae.commands import (  # noqa: E402
     cmd_ui,
 )  # fmt: skip
 from cae.config import SearchConfig  # noqa: E402
-from cae.errors import CAEError, disk_full_message, no_space  # noqa: E402
+from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
@@ -144,7 +144,9 @@ def _viewing_commands(sub: Any) -> None:
 def _terminate(signum: int, frame: Any) -> None:
     # SIGTERM (kill, timeout, batch schedulers) takes the same graceful path as Ctrl-C: the running
     # trial is failed with its reason and MLflow runs are ended. Background jobs started from a
-    # shell ignore SIGINT, so this is how they are stopped cleanly.
+    # shell ignore SIGINT, so this is how they are stopped cleanly. The flag stops training at the
+    # next epoch should this KeyboardInterrupt be swallowed (see cae.errors.request_stop).
+    request_stop()
     raise KeyboardInterrupt
 
 
@@ -169,3 +171,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+            clear_stop()

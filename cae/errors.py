@@ -21,6 +21,26 @@ class TrialStopped(Exception):
     """
 
 
+# Set by the CLI's SIGTERM handler, which also raises KeyboardInterrupt. Python drops an exception
+# raised while the garbage collector runs a weakref callback ("Exception ignored in ..."), so that
+# KeyboardInterrupt can be lost and a stopped search runs on; training checks this flag every epoch.
+_stop_requested = False
+
+
+def request_stop() -> None:
+    global _stop_requested
+    _stop_requested = True
+
+
+def clear_stop() -> None:
+    global _stop_requested
+    _stop_requested = False
+
+
+def stop_requested() -> bool:
+    return _stop_requested
+
+
 NO_SPACE = "no space left on "
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from cae.colour import CHROMA_BINS, DEFAULT_TEMPERATURE, chroma_prior, class_weights, classification_loss
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, make_dataset, to_unit
-from cae.errors import CAEError
+from cae.errors import CAEError, stop_requested
 from cae.metrics import image_metrics
 
 
@@ -187,6 +187,7 @@ def fit(
             monitor="val_loss", patience=early_stopping_patience or epochs + 1, restore_best_weights=True
         ),
         timer,
+        stop_guard(),
     ]
     if plateau:
         builtin.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
@@ -235,6 +236,24 @@ def epoch_timer() -> Any:
             self.seconds.append(time.perf_counter() - self.start)
 
     return EpochTimer()
+
+
+def stop_guard() -> Any:
+    """A Keras callback that stops training at the next epoch once a stop was requested (SIGTERM).
+
+    The signal handler's own KeyboardInterrupt normally stops it at once; this is for the one that
+    Python swallowed (raised inside a weakref callback).
+    """
+    import keras
+
+    class StopGuard(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            if stop_requested():
+                raise KeyboardInterrupt
+
+        on_epoch_end = on_epoch_begin
+
+    return StopGuard()
 
 
 def train_and_evaluate(
