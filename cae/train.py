@@ -20,10 +20,11 @@ from typing import Any
 
 import numpy as np
 
+from cae.callbacks import epoch_timer, stop_guard
 from cae.colour import CHROMA_BINS, DEFAULT_TEMPERATURE, chroma_prior, class_weights, classification_loss
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, make_dataset, to_unit
-from cae.errors import CAEError, stop_requested
+from cae.errors import CAEError
 from cae.metrics import image_metrics
 
 
@@ -217,43 +218,6 @@ def fit(
     if best_path is not None and best_path.exists():
         model.load_weights(best_path)
     return Fitted({k: list(v) for k, v in history.history.items()}, seconds, timer.seconds)
-
-
-def epoch_timer() -> Any:
-    """A Keras callback recording each epoch's wall time in ``.seconds``."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        seconds: list[float]
-
-        def on_train_begin(self, logs: Any = None) -> None:
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            self.seconds.append(time.perf_counter() - self.start)
-
-    return EpochTimer()
-
-
-def stop_guard() -> Any:
-    """A Keras callback that stops training at the next epoch once a stop was requested (SIGTERM).
-
-    The signal handler's own KeyboardInterrupt normally stops it at once; this is for the one that
-    Python swallowed (raised inside a weakref callback).
-    """
-    import keras
-
-    class StopGuard(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            if stop_requested():
-                raise KeyboardInterrupt
-
-        on_epoch_end = on_epoch_begin
-
-    return StopGuard()
 
 
 def train_and_evaluate(

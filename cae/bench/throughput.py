@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from cae.bench.plan import BARE, VARIANTS, Plan
 from cae.bench.store import Store
+from cae.callbacks import epoch_timer
 from cae.config import ExperimentConfig
 from cae.data import Splits, load_splits, to_unit
 from cae.schema import with_overrides
-from cae.train import build_model, epoch_timer, train_and_evaluate
+from cae.train import build_model, train_and_evaluate
 
 
 def harness_epochs(config: ExperimentConfig, splits: Splits, repeats: int) -> list[float]:
