@@ -181,6 +181,26 @@ def test_time_to_target_and_best_so_far_count_complete_trials_only():
     assert an.trials_per_hour(run) == 360.0
 
 
+def test_fastest_pruner_treats_ratios_that_print_alike_as_a_tie():
+    def row(ratios, best_at_end, final):
+        return an.StrategyRow(ratios, sum(map(math.isfinite, ratios)), len(ratios), [0.02, 0.01, best_at_end],
+                              final, 400.0, 0.3, 30)  # fmt: skip
+
+    # The full run's case: successive halving 97.5 % vs median 97.9 % (0.7 s apart on one seed) print as
+    # 98 % both; the median pruner's lower best at random's time decides.
+    rows = {"tpe+median": row([0.13, 0.9789, math.inf], 0.0076, 0.0076),
+            "tpe+sha": row([0.12, 0.9753, math.inf], 0.0084, 0.0080),
+            "tpe+hyperband": row([0.14, 1.07, math.inf], 0.0070, 0.0070)}  # fmt: skip
+    eff = an.Efficiency(0.0116, 194.0, 440.0, rows)
+    assert an.fastest(eff, ["tpe+median", "tpe+sha", "tpe+hyperband"]) == "tpe+median"
+    # A difference the table shows still wins, whatever the best values.
+    faster = {**eff.rows, "tpe+sha": row([0.12, 0.96, math.inf], 0.0084, 0.0080)}
+    assert an.fastest(an.Efficiency(0.0116, 194.0, 440.0, faster), list(faster)) == "tpe+sha"
+    # Equal printed ratios: more seeds reached first.
+    reached = {**eff.rows, "tpe+sha": row([0.12, 0.9753, 3.0], 0.0084, 0.0080)}
+    assert an.fastest(an.Efficiency(0.0116, 194.0, 440.0, reached), list(reached)) == "tpe+sha"
+
+
 def test_spearman_and_ranks_with_ties():
     assert an.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
     assert an.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

@@ -109,9 +109,20 @@ def goal_verdict(row: StrategyRow | None) -> str:
 
 
 def fastest(eff: Efficiency, names: Sequence[str]) -> str | None:
-    """The strategy among ``names`` with the lowest median ratio (ties: more seeds reached)."""
+    """The strategy among ``names`` with the lowest median ratio as the report prints it (whole percent).
+
+    Ratios that print alike differ by seconds on one seed, well inside the spread over seeds, so they
+    are a tie: broken by more seeds reached, then the lower best at random's median wall time, then
+    the lower final best.
+    """
     candidates = [n for n in names if n in eff.rows]
-    return min(candidates, key=lambda n: (eff.rows[n].ratio, -eff.rows[n].reached), default=None)
+
+    def key(n: str) -> tuple[float, int, float, float]:
+        row = eff.rows[n]
+        ratio = row.ratio if math.isinf(row.ratio) else round(row.ratio * 100)
+        return ratio, -row.reached, row.best_at[-1], row.final
+
+    return min(candidates, key=key, default=None)
 
 
 def ranks(values: Sequence[float]) -> list[float]:
