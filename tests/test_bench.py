@@ -201,6 +201,14 @@ def test_fastest_pruner_treats_ratios_that_print_alike_as_a_tie():
     assert an.fastest(an.Efficiency(0.0116, 194.0, 440.0, reached), list(reached)) == "tpe+sha"
 
 
+def test_report_names_the_pruner_tied_with_the_fastest_and_what_decided(tmp_path):
+    # successive halving reaches the target exactly when TPE + median does, but ends worse (0.005 vs 0.004)
+    sha = {f"search/tpe+sha/seed{i}": search((end, 0.005)) for i, end in enumerate((100, 140, 70))}
+    text = write_report(write_raw(tmp_path, raw({**MEASUREMENTS, **sha})), tmp_path / "B.md").read_text()
+    assert ("Fastest pruner with TPE: TPE + median (14% of random's time, 3/3 seeds reached; tied there with "
+            "TPE + successive halving, the best at random's time decides (0.00400 vs 0.00500;") in text  # fmt: skip
+
+
 def test_spearman_and_ranks_with_ties():
     assert an.ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
     assert an.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

@@ -141,14 +141,24 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
         f"time — {an.goal_verdict(row)}**: {needed} (median over {row.seeds} seed(s); {pct(min(row.ratios))}–"
         f"{pct(max(row.ratios))}), reaching the target in {row.reached} of {row.seeds}.",
     ]  # fmt: skip
-    best = an.fastest(eff, [n for n in PRUNER_STRATEGY.values() if n != "tpe"])
+    pruners = [n for n in PRUNER_STRATEGY.values() if n != "tpe" and n in eff.rows]
+    best = an.fastest(eff, pruners)
     if best is not None:
+        top = eff.rows[best]
+
+        def shown(n: str) -> tuple[str, int]:
+            return pct(eff.rows[n].ratio), eff.rows[n].reached
+
+        tie = "".join(f"; tied there with {STRATEGIES[n].label}, the best at random's time decides "
+                      f"({mse(top.best_at[-1])} vs {mse(eff.rows[n].best_at[-1])}; final best "
+                      f"{mse(top.final)} vs {mse(eff.rows[n].final)})"
+                      for n in pruners if n != best and shown(n) == shown(best))  # fmt: skip
         out += [
             "",
-            f"Fastest pruner with TPE: {STRATEGIES[best].label} ({pct(eff.rows[best].ratio)} of random's time, "
-            f"{eff.rows[best].reached}/{eff.rows[best].seeds} seeds reached)"
+            f"Fastest pruner with TPE: {STRATEGIES[best].label} ({pct(top.ratio)} of random's time, "
+            f"{top.reached}/{top.seeds} seeds reached{tie})"
             + (": the measured candidate for the default pruner." if best != default else ", the default."),
-        ]
+        ]  # fmt: skip
     return out
 
 
