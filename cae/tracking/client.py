@@ -39,6 +39,17 @@ def git_commit() -> str:
         return "unknown"
 
 
+def _check_async_logging() -> None:
+    """A value MLflow cannot parse kills its async logging thread, and every trial would then wait
+    forever for its queued curve: say so before training instead."""
+    from mlflow.environment_variables import MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS as var
+
+    try:
+        var.get()
+    except ValueError:
+        raise CAEError(f"{var.name}={os.environ[var.name]!r} must be a whole number of seconds (or unset)") from None
+
+
 class Tracker:
     """A tracking store: the default SQLite file under ``runs/``, or ``MLFLOW_TRACKING_URI``."""
 
@@ -79,6 +90,7 @@ class Tracker:
         """Fail fast (one line, before any training or run) on a store that cannot be reached or
         refuses the credentials, a too widely readable credentials file, or a bad system-metrics flag."""
         check_system_metrics()
+        _check_async_logging()
         if _is_remote(self.uri):
             read_credentials()
         saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
