@@ -108,6 +108,11 @@ def goal_verdict(row: StrategyRow | None) -> str:
     return "met" if row.ratio <= GOAL_RATIO else "missed"
 
 
+def printed_ratio(row: StrategyRow) -> float:
+    """The median ratio in whole percent, as the report prints it: equal values are a tie."""
+    return row.ratio if math.isinf(row.ratio) else round(row.ratio * 100)
+
+
 def fastest(eff: Efficiency, names: Sequence[str]) -> str | None:
     """The strategy among ``names`` with the lowest median ratio as the report prints it (whole percent).
 
@@ -119,8 +124,7 @@ def fastest(eff: Efficiency, names: Sequence[str]) -> str | None:
 
     def key(n: str) -> tuple[float, int, float, float]:
         row = eff.rows[n]
-        ratio = row.ratio if math.isinf(row.ratio) else round(row.ratio * 100)
-        return ratio, -row.reached, row.best_at[-1], row.final
+        return printed_ratio(row), -row.reached, row.best_at[-1], row.final
 
     return min(candidates, key=key, default=None)
 

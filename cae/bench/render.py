@@ -146,8 +146,8 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
     if best is not None:
         top = eff.rows[best]
 
-        def shown(n: str) -> tuple[str, int]:
-            return pct(eff.rows[n].ratio), eff.rows[n].reached
+        def shown(n: str) -> tuple[float, int]:
+            return an.printed_ratio(eff.rows[n]), eff.rows[n].reached
 
         tie = "".join(f"; tied there with {STRATEGIES[n].label}, the best at random's time decides "
                       f"({mse(top.best_at[-1])} vs {mse(eff.rows[n].best_at[-1])}; final best "
