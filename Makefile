@@ -106,5 +106,5 @@ colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chr
 colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from STUDY's best; TRIALS EPOCHS FINAL_EPOCHS SUBSET DATA STORAGE WORKERS SEED
 	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs)
 
-bench: $(STAMP) ## search and speed benchmarks into BENCHMARKS.md (hours; resumable); QUICK=1 DATA
-	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,DATA,data)
+bench: $(STAMP) ## search and speed benchmarks into BENCHMARKS.md (hours; resumable); QUICK=1 PLAN=pruners DATA
+	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data)

@@ -165,5 +165,5 @@ def cmd_colorize_search(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from cae.bench.run import run_bench
 
-    print(f"wrote {run_bench(args.quick, args.data)}")
+    print(f"wrote {run_bench('quick' if args.quick else args.plan, args.data)}")
     return 0

@@ -222,3 +222,47 @@ def test_fidelity_points_are_seeded_points_of_the_default_space():
     assert points == draw_points(space, 20)  # a resumed benchmark trains the same configurations
     assert all(p.contains(point[p.name]) for point in points for p in space.params if p.name in point)
     assert len({point["train.batch_size"] for point in points}) > 1
+
+
+def test_stop_leftovers_stops_only_searches_a_killed_benchmark_left(tmp_path):
+    import subprocess
+    import time
+
+    from cae.bench.process import stop_leftovers
+
+    # `exec -a` names the process as `cae search …` would appear in /proc/<pid>/cmdline
+    ours = subprocess.Popen(["bash", "-c", "exec -a 'cae search x.yaml' sleep 60"], start_new_session=True)
+    other = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a reused pid: not ours to stop
+    (tmp_path / "a.pid").write_text(str(ours.pid))
+    (tmp_path / "b.pid").write_text(str(other.pid))
+    time.sleep(0.2)  # let bash exec
+    try:
+        stop_leftovers(tmp_path)
+        assert ours.wait(timeout=10) != 0 and other.poll() is None
+        assert not list(tmp_path.glob("*.pid"))
+    finally:
+        other.kill()
+        ours.kill()
+
+
+@pytest.mark.slow  # starts two `cae search` processes
+def test_searches_run_each_in_a_fresh_process_two_at_a_time(tmp_path):
+    import dataclasses
+    import os
+
+    from cae.bench.efficiency import measure_efficiency
+    from cae.bench.studies import bench_env
+
+    plan = dataclasses.replace(QUICK, subset=64, epochs=1, trials=2, strategies=("random", "tpe+sha"), lanes=2)
+    store = Store(tmp_path / "quick.json", "quick", plan.as_dict())
+    with bench_env() as env:
+        measure_efficiency(plan, env, "sample", store, "test host")
+        leftovers = list(env.root.glob("bench-quick-*.pid")) + list(env.root.glob("bench-quick-*.yaml"))
+    again = read_raw(tmp_path / "quick.json")
+    runs = {k: e["result"] for k, e in again["measurements"].items()}
+    assert set(runs) == {"search/random/seed0", "search/tpe+sha/seed0"}
+    for result in runs.values():
+        assert sum(t["state"] in ("COMPLETE", "PRUNED") for t in result["trials"]) == 2
+        assert result["threads"] == max(1, (os.cpu_count() or 1) // 2) and result["wall_seconds"] > 0
+    assert runs["search/random/seed0"]["study"] == "bench-quick-random-s0-a1" and not leftovers
+    assert again["meta"]["segments"] == 1 and again["attempts"] == {k: 1 for k in runs}

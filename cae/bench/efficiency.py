@@ -1,45 +1,53 @@
-"""Search efficiency: every strategy on the same space, budget and proxy task, over sampler seeds.
+"""Search efficiency: the plan's strategies on the same space, budget and proxy task, over sampler seeds.
 
 Seeds are the outer loop, so a benchmark stopped part-way has every strategy measured on the same
-seeds so far. Each search runs in this process through ``run_search`` / ``run_tuner``; one killed
-half-way is run again as a new attempt under a new study name (see ``cae.bench.store``).
+seeds so far. Each search runs in a fresh ``cae search`` process (``cae.bench.process``), ``plan.lanes``
+of them at a time with cores / lanes threads each; one killed half-way is run again as a new attempt
+under a new study name (see ``cae.bench.store``).
 """
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
 
-from cae.bench.plan import STRATEGIES, Plan
+from cae.bench.plan import Plan
+from cae.bench.process import SearchProcess, stop_leftovers
 from cae.bench.store import Store
-from cae.bench.studies import BenchEnv, search_config, study_name, timeline
+from cae.bench.studies import BenchEnv, search_config, study_name
 
 
-def run_study(plan: Plan, env: BenchEnv, source: str | None, strategy: str, seed: int, attempt: int) -> dict[str, Any]:
-    """One search to ``plan.trials`` finished trials; its timeline and end-to-end wall time."""
-    from cae.search.run import run_search
-    from cae.search.tuner import run_tuner
-
+def start_study(plan: Plan, env: BenchEnv, source: str | None, strategy: str, seed: int, attempt: int) -> SearchProcess:
+    """One search to ``plan.trials`` finished trials, started in its own process."""
     study = study_name(plan, strategy, seed, attempt)
     cfg = search_config(plan, env, source, strategy, seed, study)
-    start = time.perf_counter()
-    if cfg.engine == "keras-tuner":
-        run_tuner(cfg, env.tracker)
-    else:
-        run_search(cfg, tracker=env.tracker)
-    wall = time.perf_counter() - start  # includes loading data, the study's plots and scoring its best
-    trials = timeline(env.tracker, study)
-    done = sum(t["state"] in ("COMPLETE", "PRUNED") for t in trials)
-    if done < plan.trials:  # the report shows each strategy's count; say it here too, while it runs
-        print(f"[bench] warning: {study} ended with {done} finished trials, fewer than {plan.trials}", flush=True)
-    return {"study": study, "attempt": attempt, "trials": trials, "wall_seconds": wall}
+    threads = max(1, (os.cpu_count() or 1) // plan.lanes) if plan.lanes > 1 else None
+    return SearchProcess(env, cfg, attempt, **({"threads": threads} if threads else {}))
 
 
 def measure_efficiency(plan: Plan, env: BenchEnv, source: str | None, store: Store, host: str) -> None:
-    for seed in plan.seeds:
-        for strategy in STRATEGIES:
-            key = f"search/{strategy}/seed{seed}"
-            store.get_or_measure(
-                key, lambda s=strategy, sd=seed, k=key: run_study(plan, env, source, s, sd, store.new_attempt(k)),
-                host,
-            )  # fmt: skip
+    stop_leftovers(env.root)
+    todo = [f"search/{s}/seed{seed}" for seed in plan.seeds for s in plan.strategies]
+    todo = [key for key in todo if store.result(key) is None]
+    running: dict[str, SearchProcess] = {}
+    try:
+        while todo or running:
+            while todo and len(running) < plan.lanes:
+                key = todo.pop(0)
+                _, strategy, seed = key.split("/")
+                store.begin(key)
+                running[key] = start_study(plan, env, source, strategy, int(seed[4:]), store.new_attempt(key))
+            done = [key for key, search in running.items() if search.poll()]
+            for key in done:
+                search = running.pop(key)
+                result = search.result()
+                finished = sum(t["state"] in ("COMPLETE", "PRUNED") for t in result["trials"])
+                if finished < plan.trials:  # the report shows each strategy's count; say it here too, while it runs
+                    print(f"[bench] warning: {search.study} ended with {finished} finished trials, fewer than "
+                          f"{plan.trials}", flush=True)  # fmt: skip
+                store.put(key, result, search.wall or 0.0, host)
+            if not done:
+                time.sleep(1)
+    finally:  # an error or Ctrl-C: no search keeps running behind the benchmark's back
+        for search in running.values():
+            search.stop()

@@ -51,6 +51,8 @@ def draw_points(space: SearchSpace, n: int, seed: int = DRAW_SEED) -> list[dict[
 
 
 def measure_fidelity(plan: Plan, source: str | None, store: Store, host: str) -> None:
+    if not plan.fidelity_configs:
+        return
     import keras
 
     cfg = load_search(project_root() / BASE)

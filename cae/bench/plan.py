@@ -50,6 +50,12 @@ class Plan:
     fidelity_factor: int
     # Workers: the first `worker_seeds` seeds run again with 2 worker processes.
     worker_seeds: int
+    # Search efficiency: the strategies compared, and how many searches run at a time. Each search runs
+    # in a fresh `cae search` process with cores / lanes TensorFlow threads: in one long process every
+    # trial slowed the next (TensorFlow keeps each trained model's traced graphs; garbage collection
+    # between trials grew from ~0.4 s to ~1 s, measured), which penalised the strategies that ran last.
+    strategies: tuple[str, ...] = tuple(STRATEGIES)
+    lanes: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -60,7 +66,36 @@ class Plan:
 # on an otherwise idle 2-core CPU (~7 h at that load). Epochs match the default study's 5.
 FULL = Plan("full", images=12000, batch_sizes=(32, 128, 512), repeats=3, subset=1000, epochs=5, trials=30,
             seeds=(0, 1, 2, 3, 4), fidelity_configs=8, fidelity_factor=4, worker_seeds=3)  # fmt: skip
+# The pruner choice alone (`make bench PLAN=pruners`, ~1 h on 2 cores): section 1's proxy and seeds for
+# random search and TPE with each pruner, two searches at a time with one thread each (on these small
+# models a 1-thread epoch is as fast as a 2-thread one, measured in section 3). Nothing else is measured.
+PRUNERS = Plan("pruners", images=0, batch_sizes=(), repeats=0, subset=FULL.subset, epochs=FULL.epochs,
+               trials=FULL.trials, seeds=FULL.seeds, fidelity_configs=0, fidelity_factor=FULL.fidelity_factor,
+               worker_seeds=0, strategies=("random", "tpe+median", "tpe+sha", "tpe+hyperband"), lanes=2)  # fmt: skip
 # Every section with tiny settings, in minutes: a smoke test of the code, not a measurement.
 # One seed: each search costs ~15 s of set-up and scoring besides its trials, on a shared 2-core CPU.
 QUICK = Plan("quick", images=1000, batch_sizes=(128,), repeats=1, subset=200, epochs=2, trials=3,
              seeds=(0,), fidelity_configs=3, fidelity_factor=2, worker_seeds=1)  # fmt: skip
+PLANS = {plan.mode: plan for plan in (FULL, QUICK, PRUNERS)}
+
+
+def missing_measurements(plan: dict[str, Any], keys: set[str]) -> list[str]:
+    """What ``plan`` (as stored in the raw JSON) asks for and ``keys`` lack, counted per section."""
+    seeds = plan["seeds"]
+    planned = {
+        "search runs": [f"search/{s}/seed{n}" for s in plan.get("strategies", STRATEGIES) for n in seeds],
+        "fidelity configurations": [f"fidelity/config{i}" for i in range(plan["fidelity_configs"])],
+        "2-worker runs": [f"workers/w2/seed{n}" for n in seeds[: plan["worker_seeds"]]],
+    }
+    return [f"{sum(k not in keys for k in want)} of {len(want)} {what}" for what, want in planned.items()
+            if any(k not in keys for k in want)]  # fmt: skip
+
+
+def process_sentence(plan: dict[str, Any], cores: int) -> str:
+    """How the runs of ``plan`` (as stored in the raw JSON) were run, for the report."""
+    if "lanes" not in plan:  # files measured before searches had processes of their own
+        return "All runs ran one after another in the benchmark's own process (a bias, see the notes)."
+    lanes = plan["lanes"]
+    return (f"Each run had a fresh `cae search` process, {lanes} at a time with {max(1, cores // lanes)} "
+            "TensorFlow thread(s) each." if lanes > 1 else "Each run had a fresh `cae search` process with "
+            "TensorFlow on every core, one at a time.")  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 
 from cae.bench import analysis as an
 from cae.bench.figures import plot_progress
-from cae.bench.plan import BARE, PRUNER_STRATEGY, STRATEGIES, VARIANTS
+from cae.bench.plan import BARE, PRUNER_STRATEGY, STRATEGIES, VARIANTS, missing_measurements, process_sentence
 from cae.bench.store import read_raw, shown_path
 from cae.paths import write_text_atomic
 
@@ -64,24 +64,11 @@ def header(data: dict[str, Any], json_path: Path) -> list[str]:
     ]  # fmt: skip
     if len(hosts) > 1:
         lines += ["**Measured on more than one machine**: ratios across sections are not comparable.", ""]
-    missing = missing_measurements(data)
+    missing = missing_measurements(data["plan"], set(data["measurements"]))
     if missing:
         lines += [f"**Partial**: {', '.join(missing)} not measured yet; `{meta.get('command', 'make bench')}` "
                   "resumes where the last run stopped and rewrites this file.", ""]  # fmt: skip
     return lines
-
-
-def missing_measurements(data: dict[str, Any]) -> list[str]:
-    """What the plan asks for and the JSON does not hold yet, counted per section."""
-    plan, keys = data["plan"], set(data["measurements"])
-    seeds = plan["seeds"]
-    planned = {
-        "search runs": [f"search/{s}/seed{n}" for s in STRATEGIES for n in seeds],
-        "fidelity configurations": [f"fidelity/config{i}" for i in range(plan["fidelity_configs"])],
-        "2-worker runs": [f"workers/w2/seed{n}" for n in seeds[: plan["worker_seeds"]]],
-    }
-    return [f"{sum(k not in keys for k in want)} of {len(want)} {what}" for what, want in planned.items()
-            if any(k not in keys for k in want)]  # fmt: skip
 
 
 def efficiency_section(data: dict[str, Any], out: Path, figures: Path) -> tuple[list[str], an.Efficiency | None]:
@@ -98,7 +85,7 @@ def efficiency_section(data: dict[str, Any], out: Path, figures: Path) -> tuple[
         f"{plan['epochs']} epochs per trial, {plan['trials']} finished trials per run, sampler seeds "
         f"{plan['seeds']}, no enqueued reference trial. Each run goes through `run_search` / `run_tuner` with its "
         "own SQLite storage and MLflow store under `runs/bench/`; times come from its MLflow runs, from the first "
-        "trial's start.", "",
+        f"trial's start. {process_sentence(plan, int(meta.get('cores', 2)))}", "",
     ]  # fmt: skip
     if eff is None:
         return [*lines, "Not measured yet (random search, which sets the target, has no run).", ""], None

@@ -1,8 +1,9 @@
-"""``run_bench(quick, data)``: measure what is missing from the raw JSON, then render the report.
+"""``run_bench(plan, data)``: measure what is missing from the raw JSON, then render the report.
 
-Sections in order: throughput, search efficiency, workers, fidelity, GPU. Each measurement is
-stored when complete (``results/bench/<mode>.json``), so rerunning the same command after a kill
-resumes at the first missing one; the report is then rebuilt from the file alone.
+Sections in order: throughput, search efficiency, workers, fidelity, GPU (each only where the plan
+asks for it). Each measurement is stored when complete (``results/bench/<mode>.json``), so rerunning
+the same command after a kill resumes at the first missing one; the report is then rebuilt from the
+file alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from cae.bench.efficiency import measure_efficiency
 from cae.bench.fidelity import measure_fidelity
 from cae.bench.gpu import measure_gpu
-from cae.bench.plan import FULL, QUICK, Plan
+from cae.bench.plan import PLANS, Plan
 from cae.bench.render import write_report
 from cae.bench.store import Store
 from cae.bench.studies import BASE, bench_env
@@ -58,7 +59,8 @@ def record_meta(store: Store, plan: Plan, source: str | None, host: str) -> None
     splits = load_splits(source, cfg.experiment.seed, plan.subset)
     meta = store.data["meta"]
     meta.update({
-        "command": "make bench" + (" QUICK=1" if plan.mode == "quick" else "") + (f" DATA={shown}" if shown else ""),
+        "command": "make bench" + {"full": "", "quick": " QUICK=1"}.get(plan.mode, f" PLAN={plan.mode}")
+                   + (f" DATA={shown}" if shown else ""),
         "machine": host, "cores": os.cpu_count() or 1, "data": splits.data_source,
         "data_file": Path(splits.location).name, "split": list(splits.sizes), "space": cfg.space,
         "default_pruner": cfg.pruner.name, "default_strategy": default_strategy(),
@@ -66,13 +68,13 @@ def record_meta(store: Store, plan: Plan, source: str | None, host: str) -> None
     store.save()
 
 
-def run_bench(quick: bool, source: str | None) -> Path:
+def run_bench(plan_name: str, source: str | None) -> Path:
     """Measure whatever ``results/bench/<mode>.json`` lacks, then rewrite the report from it.
 
-    The quick run is a smoke test: it writes ``results/bench/quick.md`` (git-ignored), never
-    BENCHMARKS.md.
+    Only the full plan writes BENCHMARKS.md; the others write ``results/bench/<mode>.md`` (the quick
+    run is a smoke test, git-ignored; the pruner rerun is committed and BENCHMARKS.md's notes cite it).
     """
-    plan = QUICK if quick else FULL
+    plan = PLANS[plan_name]
     folder = ensure_dir(project_root() / "results" / "bench")
     store = Store(folder / f"{plan.mode}.json", plan.mode, plan.as_dict())
     configure_threads()  # TensorFlow on every core (CAE_THREADS may say otherwise): the 1-worker layout
@@ -83,6 +85,7 @@ def run_bench(quick: bool, source: str | None) -> Path:
         measure_efficiency(plan, env, source, store, host)
         measure_workers(plan, env, source, store, host)
         measure_fidelity(plan, source, store, host)
-        measure_gpu(source, store, host, plan.repeats)
-    out = folder / "quick.md" if quick else project_root() / "BENCHMARKS.md"
+        if plan.batch_sizes:  # the GPU section goes with the throughput one
+            measure_gpu(source, store, host, plan.repeats)
+    out = project_root() / "BENCHMARKS.md" if plan.mode == "full" else folder / f"{plan.mode}.md"
     return write_report(store.path, out)

@@ -132,18 +132,24 @@ class Store:
         self.save()
         return n
 
+    def begin(self, key: str) -> None:
+        """Say that ``key`` is being measured; the first one a process measures counts a segment."""
+        print(f"[bench] measuring {key} ...", flush=True)
+        if not self.counted:  # a segment: one run of the command that measured something
+            self.counted = True
+            self.data["meta"]["segments"] = int(self.data["meta"].get("segments", 0)) + 1
+
+    def put(self, key: str, result: Any, seconds: float, host: str) -> None:
+        """Store a complete measurement (checked first: a bug here must not leave an unreadable file)."""
+        _check_result(self.path, key, result)
+        self.data["measurements"][key] = {"result": result, "seconds": round(seconds, 2),
+                                          "at": time.strftime("%Y-%m-%d %H:%M"), "host": host}  # fmt: skip
+        self.save()
+
     def get_or_measure(self, key: str, measure: Callable[[], Any], host: str) -> Any:
         if key not in self.data["measurements"]:
-            print(f"[bench] measuring {key} ...", flush=True)
-            if not self.counted:  # a segment: one run of the command that measured something
-                self.counted = True
-                self.data["meta"]["segments"] = int(self.data["meta"].get("segments", 0)) + 1
+            self.begin(key)
             start = time.perf_counter()
             result = measure()
-            self.data["measurements"][key] = {
-                "result": result, "seconds": round(time.perf_counter() - start, 2),
-                "at": time.strftime("%Y-%m-%d %H:%M"), "host": host,
-            }  # fmt: skip
-            _check_result(self.path, key, result)  # a bug here must not leave an unreadable file
-            self.save()
+            self.put(key, result, time.perf_counter() - start, host)
         return self.result(key)

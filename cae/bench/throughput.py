@@ -43,6 +43,8 @@ def bare_fit_epochs(config: ExperimentConfig, splits: Splits, repeats: int) -> l
 
 def measure_throughput(plan: Plan, source: str | None, store: Store, host: str) -> None:
     """Per batch size, each variant in turn (the order repeats, so drift in load hits all alike)."""
+    if not plan.batch_sizes:
+        return
     splits = load_splits(source, 42, plan.images)
     for bs in plan.batch_sizes:
         config = with_overrides(ExperimentConfig(), {"train.batch_size": bs})
