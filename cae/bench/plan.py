@@ -66,9 +66,10 @@ class Plan:
 # on an otherwise idle 2-core CPU (~7 h at that load). Epochs match the default study's 5.
 FULL = Plan("full", images=12000, batch_sizes=(32, 128, 512), repeats=3, subset=1000, epochs=5, trials=30,
             seeds=(0, 1, 2, 3, 4), fidelity_configs=8, fidelity_factor=4, worker_seeds=3)  # fmt: skip
-# The pruner choice alone (`make bench PLAN=pruners`, ~1 h on 2 cores): section 1's proxy and seeds for
-# random search and TPE with each pruner, two searches at a time with one thread each (on these small
-# models a 1-thread epoch is as fast as a 2-thread one, measured in section 3). Nothing else is measured.
+# The pruner choice alone (`make bench PLAN=pruners`, 1.2 h on 2 cores): section 1's proxy and seeds for
+# random search and TPE with each pruner, two searches at a time with one thread each. A trial trains
+# ~1.4× slower so than alone with both threads (measured on the same configurations), so this takes ~70 %
+# of the one-at-a-time wall time; every strategy runs under the same condition. Nothing else is measured.
 PRUNERS = Plan("pruners", images=0, batch_sizes=(), repeats=0, subset=FULL.subset, epochs=FULL.epochs,
                trials=FULL.trials, seeds=FULL.seeds, fidelity_configs=0, fidelity_factor=FULL.fidelity_factor,
                worker_seeds=0, strategies=("random", "tpe+median", "tpe+sha", "tpe+hyperband"), lanes=2)  # fmt: skip

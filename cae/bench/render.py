@@ -52,12 +52,13 @@ def header(data: dict[str, Any], json_path: Path) -> list[str]:
     dates = sorted(e["at"] for e in entries)
     hosts = sorted({e["host"] for e in entries})
     hours = sum(e["seconds"] for e in entries) / 3600
+    lanes = int(data["plan"].get("lanes", 1))
     lines = [
-        "# Benchmarks", "",
+        "# Benchmarks" + ("" if data["mode"] == "full" else f": the `{data['mode']}` plan"), "",
         f"Generated from `{shown_path(json_path)}` ({data['mode']} settings, `cae/bench/plan.py`), measured with "
         f"`{meta.get('command', 'make bench')}` " + (f"from {dates[0]} to {dates[-1]} " if dates else "")
         + f"over {meta.get('segments', 1)} run(s) of the command (each resumes the last), {hours:.1f} h of measuring "
-        "in all.",
+        + (f"in all ({lanes} searches at a time)." if lanes > 1 else "in all."),
         f"Machine: {'; '.join(hosts) or meta.get('machine', '?')}.",
         "Every figure is a median over repeats or sampler seeds, with the range in brackets; ratios compare numbers "
         "of the same file.", "",
@@ -124,9 +125,10 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
     needed = (f"it needed {pct(row.ratio)} of random's time" if math.isfinite(row.ratio)
               else "it did not reach the target in most seeds")  # fmt: skip
     out = [
-        f"**Goal: {label} (the default pruner) reaches random search's final best in ≤ {an.GOAL_RATIO:.0%} of random's "
-        f"time — {an.goal_verdict(row)}**: {needed} (median over {row.seeds} seed(s); {pct(min(row.ratios))}–"
-        f"{pct(max(row.ratios))}), reaching the target in {row.reached} of {row.seeds}.",
+        f"**Goal: {label} (the default pruner when measured) reaches random search's final best in "
+        f"≤ {an.GOAL_RATIO:.0%} of random's time — {an.goal_verdict(row)}**: {needed} (median over {row.seeds} "
+        f"seed(s); {pct(min(row.ratios))}–{pct(max(row.ratios))}), reaching the target in {row.reached} of "
+        f"{row.seeds}.",
     ]  # fmt: skip
     pruners = [n for n in PRUNER_STRATEGY.values() if n != "tpe" and n in eff.rows]
     best = an.fastest(eff, pruners)
@@ -144,7 +146,8 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
             "",
             f"Fastest pruner with TPE: {STRATEGIES[best].label} ({pct(top.ratio)} of random's time, "
             f"{top.reached}/{top.seeds} seeds reached{tie})"
-            + (": the measured candidate for the default pruner." if best != default else ", the default."),
+            + (": the measured candidate for the default pruner." if best != default
+               else ", the default when measured."),
         ]  # fmt: skip
     return out
 
@@ -276,7 +279,7 @@ def write_report(json_path: Path, out: Path, figures: Path | None = None) -> Pat
     data = read_raw(json_path)
     efficiency_lines, eff = efficiency_section(data, out, figures or json_path.parent)
     lines = [*header(data, json_path), *efficiency_lines, *fidelity_section(data), *workers_section(data, eff),
-             *throughput_section(data), *gpu_section(data)]  # fmt: skip
+             *throughput_section(data), *(gpu_section(data) if data["plan"]["batch_sizes"] else [])]  # fmt: skip
     # Hand-written analysis below the marker (why a goal was missed, what limits it) survives a rerun.
     previous = out.read_text() if out.exists() else ""
     if NOTES_MARKER in previous:
