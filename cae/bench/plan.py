@@ -68,8 +68,8 @@ FULL = Plan("full", images=12000, batch_sizes=(32, 128, 512), repeats=3, subset=
             seeds=(0, 1, 2, 3, 4), fidelity_configs=8, fidelity_factor=4, worker_seeds=3)  # fmt: skip
 # The pruner choice alone (`make bench PLAN=pruners`, 1.2 h on 2 cores): section 1's proxy and seeds for
 # random search and TPE with each pruner, two searches at a time with one thread each. A trial trains
-# ~1.4× slower so than alone with both threads (measured on the same configurations), so this takes ~70 %
-# of the one-at-a-time wall time; every strategy runs under the same condition. Nothing else is measured.
+# ~1.4× slower that way than alone with both threads (measured on the same configurations), so this takes
+# ~70 % of the one-at-a-time wall time; every strategy runs under the same condition. Nothing else is measured.
 PRUNERS = Plan("pruners", images=0, batch_sizes=(), repeats=0, subset=FULL.subset, epochs=FULL.epochs,
                trials=FULL.trials, seeds=FULL.seeds, fidelity_configs=0, fidelity_factor=FULL.fidelity_factor,
                worker_seeds=0, strategies=("random", "tpe+median", "tpe+sha", "tpe+hyperband"), lanes=2)  # fmt: skip
