@@ -122,6 +122,8 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monk
     for run in children(tracking_uri, "pruned")[1]:
         assert run.data.tags["trial_state"] == "PRUNED" and run.info.status == "KILLED"
         assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1]  # its curve
+        trial = study.trials[int(run.data.tags["trial_number"])]
+        assert run.data.params["n_params"] == str(trial.user_attrs["n_params"])  # its size, as compare tables it
 
 
 @pytest.mark.slow  # a real study end to end
