@@ -21,22 +21,22 @@ def start_study(plan: Plan, env: BenchEnv, source: str | None, strategy: str, se
     """One search to ``plan.trials`` finished trials, started in its own process."""
     study = study_name(plan, strategy, seed, attempt)
     cfg = search_config(plan, env, source, strategy, seed, study)
-    threads = max(1, (os.cpu_count() or 1) // plan.lanes) if plan.lanes > 1 else None
-    return SearchProcess(env, cfg, attempt, **({"threads": threads} if threads else {}))
+    # One at a time keeps the benchmark's own threads (all cores unless CAE_THREADS says otherwise).
+    extra = {"threads": max(1, (os.cpu_count() or 1) // plan.lanes)} if plan.lanes > 1 else {}
+    return SearchProcess(env, cfg, attempt, **extra)
 
 
 def measure_efficiency(plan: Plan, env: BenchEnv, source: str | None, store: Store, host: str) -> None:
     stop_leftovers(env.root)
-    todo = [f"search/{s}/seed{seed}" for seed in plan.seeds for s in plan.strategies]
-    todo = [key for key in todo if store.result(key) is None]
+    todo = [(f"search/{s}/seed{seed}", s, seed) for seed in plan.seeds for s in plan.strategies]
+    todo = [job for job in todo if store.result(job[0]) is None]
     running: dict[str, SearchProcess] = {}
     try:
         while todo or running:
             while todo and len(running) < plan.lanes:
-                key = todo.pop(0)
-                _, strategy, seed = key.split("/")
+                key, strategy, seed = todo.pop(0)
                 store.begin(key)
-                running[key] = start_study(plan, env, source, strategy, int(seed[4:]), store.new_attempt(key))
+                running[key] = start_study(plan, env, source, strategy, seed, store.new_attempt(key))
             done = [key for key, search in running.items() if search.poll()]
             for key in done:
                 search = running.pop(key)
