@@ -45,8 +45,10 @@ class TrialRow:
         """
         return {k: v for k, v in self.params.items() if k not in DERIVED and not k.startswith("derived.")}
 
-    def label(self, with_study: bool) -> str:
-        short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in self.sampled.items())
+    def label(self, with_study: bool, keys: Sequence[str] | None = None) -> str:
+        """``#3 depth=2 filters=31 (0.06045) PRUNED``: ``keys`` (default all sampled keys) with their values."""
+        shown = self.sampled if keys is None else {k: self.sampled[k] for k in keys if k in self.sampled}
+        short = " ".join(f"{k.split('.')[-1]}={_short(v)}" for k, v in shown.items())
         text = f"#{self.trial} {short} ({self.best_val:.5f})"
         if self.state != "COMPLETE":
             text += f" {self.state}"
@@ -162,17 +164,27 @@ def select(
     return rows
 
 
+def varying_keys(rows: Sequence[TrialRow]) -> list[str]:
+    """The sampled keys in which ``rows`` differ, in column order: what a plot's labels name.
+
+    A space has a dozen keys; labels with all of them hid the curves (the CSV keeps every key).
+    """
+    sampled = {k for r in rows for k in r.sampled}
+    return [k for k in columns(rows) if k in sampled and len({r.sampled.get(k) for r in rows}) > 1]
+
+
 def plot(rows: Sequence[TrialRow], path: Path, *, log_y: bool = True, title: str = "") -> Path:
     """Validation curves (solid) and train curves (dashed, same colour); pruned trials end in ×."""
     from cae.plots import plt, save
 
     fig, ax = plt.subplots(figsize=(10, 5.8))
     with_study = len({r.study for r in rows}) > 1
+    keys = varying_keys(rows)
     colours = plt.get_cmap("tab10" if len(rows) <= 10 else "tab20")
     for i, r in enumerate(rows):
         colour = colours(i % colours.N)
         steps, values = zip(*r.history["val_loss"], strict=True)
-        ax.plot(steps, values, "-o", color=colour, ms=3, lw=1.8, label=r.label(with_study))
+        ax.plot(steps, values, "-o", color=colour, ms=3, lw=1.8, label=r.label(with_study, keys))
         if r.history.get("train_loss"):
             t_steps, t_values = zip(*r.history["train_loss"], strict=True)
             ax.plot(t_steps, t_values, "--", color=colour, lw=1, alpha=0.8)
@@ -186,7 +198,8 @@ def plot(rows: Sequence[TrialRow], path: Path, *, log_y: bool = True, title: str
         ax.set_yscale("log")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7.5, loc="upper right")
+    # Below the axes: labels are long and must not hide the curves.
+    ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False)
     return save(fig, path)
 
 

@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from cae.compare import TrialRow, columns, compare, select
+from cae.compare import TrialRow, columns, compare, select, varying_keys
 from cae.errors import CAEError
 from cae.space import load_space
 from cae.tracking import Tracker
@@ -56,6 +56,15 @@ def test_csv_columns_come_from_the_runs_sampled_keys():
     assert cols.index("model.width_multiplier") < cols.index("best_val_loss")  # sampled keys before scores
     assert old.row()["code_values"] == 768 and new.row()["code_values"] == ""  # the narrower layer, if logged
     assert old.label(with_study=False) == "#0 depth=2 (0.01000)"
+
+
+def test_plot_labels_name_only_the_keys_in_which_the_trials_differ():
+    a = _row(0, {"model.depth": "2", "model.filters": "8", "train.batch_size": "32", "n_params": "4911"})
+    b = _row(1, {"model.depth": "2", "model.filters": "31", "train.batch_size": "64", "n_params": "9000"})
+    c = _row(2, {"model.depth": "2", "model.filters": "8", "train.batch_size": "32", "model.new_key": "1"})
+    assert varying_keys([a, b]) == ["model.filters", "train.batch_size"]  # not depth, never n_params
+    assert varying_keys([a, c]) == ["model.new_key"]  # a key one trial lacks differs
+    assert a.label(with_study=False, keys=varying_keys([a, b])) == "#0 filters=8 batch_size=32 (0.01000)"
 
 
 def numbers(tracking_uri: str, study: str) -> list[int]:
