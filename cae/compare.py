@@ -15,10 +15,9 @@ from typing import Any
 
 from cae.errors import CAEError
 from cae.paths import atomic_path, ensure_dir, reports_dir
-from cae.tracking import Run, Tracker
+from cae.tracking import SIZE_PARAMS, Run, Tracker
 
 STATES = ("COMPLETE", "PRUNED")
-DERIVED = ("n_params", "latent_values", "bottleneck_values")  # params every trial logs beside its sampled keys
 
 
 @dataclass
@@ -43,7 +42,7 @@ class TrialRow:
         Values computed from them (``n_params``, ``derived.*`` of a `cae train` run compared by
         run id) are not sampled keys: they get their own columns or none.
         """
-        return {k: v for k, v in self.params.items() if k not in DERIVED and not k.startswith("derived.")}
+        return {k: v for k, v in self.params.items() if k not in SIZE_PARAMS and not k.startswith("derived.")}
 
     def label(self, with_study: bool, keys: Sequence[str] | None = None) -> str:
         """``#3 depth=2 filters=31 (0.06045) PRUNED``: ``keys`` (default all sampled keys) with their values."""

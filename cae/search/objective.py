@@ -20,10 +20,8 @@ from cae.search.best import export_trial, trial_record
 from cae.search.study import SkippedTrial, optuna_module
 from cae.search.tags import SKIPPED
 from cae.space import SearchSpace
-from cae.tracking import Tracker, trial_run
+from cae.tracking import SIZE_PARAMS, Tracker, trial_run
 from cae.train import TrainResult, build_model, train_and_evaluate
-
-SIZES = ("n_params", "latent_values", "bottleneck_values")  # a trial's size, known before it trains
 
 
 @dataclass
@@ -157,7 +155,7 @@ class Objective:
                     if seen:  # the best of the epochs it had, for comparisons in MLflow
                         run.log_metrics({"best_val_loss": min(seen)}, step=len(seen))
                     # Its size too, as a finished trial logs it (`make compare` tables pruned trials).
-                    run.log_params({k: trial.user_attrs[k] for k in SIZES if k in trial.user_attrs})
+                    run.log_params({k: trial.user_attrs[k] for k in SIZE_PARAMS if k in trial.user_attrs})
                     raise
                 run.log_result(outcome.result)
                 run.log_metrics(outcome.metrics, step=outcome.result.epochs_run)

@@ -8,6 +8,6 @@ study with a parent run per study and a child run per trial.
 """
 
 from cae.tracking.client import Tracker, default_tracking_uri, git_commit, tracking_uri
-from cae.tracking.run import Run, trial_run
+from cae.tracking.run import SIZE_PARAMS, Run, trial_run
 
-__all__ = ["Run", "Tracker", "default_tracking_uri", "git_commit", "tracking_uri", "trial_run"]
+__all__ = ["SIZE_PARAMS", "Run", "Tracker", "default_tracking_uri", "git_commit", "tracking_uri", "trial_run"]

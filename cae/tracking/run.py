@@ -37,6 +37,10 @@ def _flat_str(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
+# The size params every trial run logs beside its sampled keys (conventions' names).
+SIZE_PARAMS = ("n_params", "latent_values", "bottleneck_values")
+
+
 class Run:
     """One MLflow run, written by id. Use as a context manager: an exception ends it FAILED."""
 
