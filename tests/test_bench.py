@@ -266,3 +266,18 @@ def test_searches_run_each_in_a_fresh_process_two_at_a_time(tmp_path):
         assert result["threads"] == max(1, (os.cpu_count() or 1) // 2) and result["wall_seconds"] > 0
     assert runs["search/random/seed0"]["study"] == "bench-quick-random-s0-a1" and not leftovers
     assert again["meta"]["segments"] == 1 and again["attempts"] == {k: 1 for k in runs}
+
+
+def test_the_default_pruner_is_the_winner_of_the_committed_pruner_rerun():
+    from pathlib import Path
+
+    from cae.bench.plan import PRUNER_STRATEGY
+    from cae.bench.render import runs_by
+    from cae.config import load_search
+
+    repo = Path(__file__).resolve().parent.parent
+    data = read_raw(repo / "results/bench/pruners.json")
+    runs = {name: [r["trials"] for r in seeds.values()] for name, seeds in runs_by(data, "search").items()}
+    eff = an.efficiency(runs)
+    winner = an.fastest(eff, [n for n in PRUNER_STRATEGY.values() if n != "tpe" and n in eff.rows])
+    assert PRUNER_STRATEGY[load_search(repo / "experiments/search.yaml").pruner.name] == winner
