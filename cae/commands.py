@@ -67,26 +67,31 @@ def _search_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from cae.stages import task_for
+
     cfg = _search_config(args)
+    task = task_for(cfg.stage)
     if cfg.engine == "keras-tuner":
         from cae.search.tuner import run_tuner
 
-        run_tuner(cfg)
+        run_tuner(cfg, task)
     elif args.join:
         from cae.search.workers import join
 
-        join(cfg, index=args.index)
+        join(cfg, task, index=args.index)
     else:
         from cae.search.run import run_search
 
-        run_search(cfg)
+        run_search(cfg, task)
     return 0
 
 
 def cmd_search_worker(args: argparse.Namespace) -> int:
-    from cae.search.workers import worker_main
+    from cae.search.workers import read_worker_config, worker_main
+    from cae.stages import task_for
 
-    worker_main(args.config, args.index, args.parent_run_id)
+    cfg = read_worker_config(args.config)
+    worker_main(cfg, task_for(cfg.stage), args.index, args.parent_run_id)
     return 0
 
 

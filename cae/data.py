@@ -15,7 +15,7 @@ import numpy as np
 from cae.errors import CAEError
 from cae.sources import CLASSES, Dataset, load_cifar10, warn
 
-__all__ = ["CLASSES", "TRANSFORMS", "Splits", "load_splits", "luma", "make_dataset", "split", "to_unit"]
+__all__ = ["CLASSES", "TRANSFORMS", "Splits", "load_splits", "luma", "make_dataset", "split", "splits_for", "to_unit"]
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601
@@ -127,6 +127,11 @@ def load_splits(source: str | None, seed: int, subset: int | None = None) -> Spl
 
 
 _SPLITS: dict[tuple[Any, ...], Splits] = {}
+
+
+def splits_for(config: Any) -> Splits:
+    """The split an :class:`~cae.config.ExperimentConfig` trains on (its data source, seed and subset)."""
+    return load_splits(config.data.source, config.seed, config.data.subset)
 
 
 def to_unit(images: np.ndarray) -> np.ndarray:

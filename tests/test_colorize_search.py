@@ -68,7 +68,7 @@ def study_config(tmp: Path, **overrides) -> tuple[SearchConfig, dict]:
 def study(source, tracking_uri, tmp_path_factory):
     """4 trials (the last forced to collapse), then the front trained, scored and written up."""
     cfg, lineage = study_config(tmp_path_factory.mktemp("colstudy"))
-    run_search(cfg, extra_points=early_points(cfg), study_attrs={"lineage": lineage},
+    run_search(cfg, ColorizationTask, extra_points=early_points(cfg), study_attrs={"lineage": lineage},
                extra_callbacks=lambda trial: [Collapse()] if trial.number == 3 else [])  # fmt: skip
     report = write_search_report(cfg, Tracker(tracking_uri))
     return cfg, optuna.load_study(study_name=cfg.study, storage=cfg.storage), report

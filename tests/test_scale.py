@@ -14,6 +14,7 @@ import cae.search.workers as workers
 from cae.config import load_search
 from cae.search.best import best_paths, fetch_best, load_best_model
 from cae.search.run import run_search
+from cae.search.task import ReconstructionTask
 from cae.tracking import Tracker
 from cae.urls import with_driver
 
@@ -81,10 +82,13 @@ def test_joining_workers_sample_apart(scaled, mlflow_server, monkeypatch):
     cfg, _, _ = scaled
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     offsets = []
-    monkeypatch.setattr(workers, "run_worker", lambda cfg, parent, tracker, index: offsets.append((parent, index)))
+    def fake_worker(cfg, parent, tracker, task, index):
+        offsets.append((parent, index))
+
+    monkeypatch.setattr(workers, "run_worker", fake_worker)
     for host in ("host-b", "host-c"):
         monkeypatch.setattr(workers.socket, "gethostname", lambda host=host: host)
-        workers.join(cfg)
+        workers.join(cfg, ReconstructionTask)
     (parent_b, b), (parent_c, c) = offsets
     assert parent_b == parent_c == scaled[2].user_attrs["mlflow_parent_run_id"]
     assert 0 not in (b, c) and b != c

@@ -84,11 +84,12 @@ def colorize_search(
 ) -> Path:  # fmt: skip
     """Run (or resume) the study, train and score its front, write the report; returns the report."""
     from cae.colorize.report import write_search_report
+    from cae.colorize.task import ColorizationTask
     from cae.search.run import run_search
 
     cfg, lineage = colorization_config(path, source_study, overrides)
     tracker = (tracker or Tracker()).check()
-    run_search(cfg, tracker=tracker, extra_points=early_points(cfg), study_attrs={"lineage": lineage})
+    run_search(cfg, ColorizationTask, tracker=tracker, extra_points=early_points(cfg), study_attrs={"lineage": lineage})
     return write_search_report(cfg, tracker)
 
 

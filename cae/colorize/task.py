@@ -7,6 +7,7 @@ and the colourfulness gap |1 − pred/true chroma spread| as the study's two obj
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
 from cae.metrics import colourfulness_ratio
-from cae.search.objective import TrialOutcome
+from cae.search.task import TrialOutcome
+from cae.tags import run_tags
 from cae.train import train_and_evaluate
 
 PROBE_IMAGES = 256  # validation images checked after every epoch
@@ -48,18 +50,24 @@ def collapse_stop(images: np.ndarray, config: ExperimentConfig) -> Any:
 
 
 class ColorizationTask:
-    """Gray in, RGB out; scored on validation by PSNR and by how colourful it is."""
+    """Gray in, RGB out; scored on validation by PSNR and by how colourful it is.
 
-    def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: dict[str, Any]):
+    Every trial keeps its model: the study's front is trained to the end and scored on test from
+    them by the report (``make colorize-search``), so the study itself adds nothing at the end.
+    """
+
+    keep_every_model = True
+
+    def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: Mapping[str, Any]):
         self.base, self.splits, self.vivid = cfg.experiment, splits, cfg.vivid
         lineage = study_attrs.get("lineage") or {}
-        self.tags = {"stage": "colorization", "data_source": splits.data_source,
-                     **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
+        self.tags = {**run_tags("colorization", splits.data_source), **{k: str(v) for k, v in lineage.items()}}
 
-    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any]) -> TrialOutcome:
+    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
+              initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
         stop = collapse_stop(self.splits.x_val[:PROBE_IMAGES], config)
-        result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop],
-                                    evaluate_test=False, verbose=0)  # fmt: skip
+        result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
+                                    initial_epoch=initial_epoch, evaluate_test=False, verbose=0)  # fmt: skip
         if stop.reason:
             raise TrialStopped(stop.reason)
         result.model, metrics, attrs = validation_scores(result.model, config, self.splits, self.vivid)
@@ -68,3 +76,6 @@ class ColorizationTask:
         if "temperature" in attrs:
             metrics["temperature"] = attrs["temperature"]
         return TrialOutcome(result, values, metrics, attrs)
+
+    def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
+        return {}

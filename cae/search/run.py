@@ -12,12 +12,13 @@ from contextlib import ExitStack
 from typing import Any
 
 from cae.config import SearchConfig
-from cae.data import load_splits
+from cae.data import splits_for
 from cae.hardware import configure_threads
 from cae.paths import ensure_dir, runs_dir, study_dir
 from cae.schema import flatten
-from cae.search.best import fetch_best, score_best
+from cae.search.best import fetch_best
 from cae.search.figures import save_optuna_plots
+from cae.search.objective import ENGINE
 from cae.search.study import (
     FINISHED,
     count,
@@ -27,7 +28,7 @@ from cae.search.study import (
     state_counts,
     storage_url,
 )  # fmt: skip
-from cae.search.tags import parent_tags
+from cae.search.task import ReconstructionTask, Task, TaskFactory
 from cae.search.workers import run_worker, spawn_workers
 from cae.space import SearchSpace, load_space
 from cae.tracking import Run, Tracker
@@ -47,23 +48,22 @@ def first_points(cfg: SearchConfig, space: SearchSpace, extra: Sequence[dict[str
 
 
 def prepare(
-    cfg: SearchConfig, tracker: Tracker, *, engine: str = "optuna", extra_points: Sequence[dict[str, Any]] = (),
+    cfg: SearchConfig, tracker: Tracker, task: TaskFactory, *, extra_points: Sequence[dict[str, Any]] = (),
     study_attrs: dict[str, Any] | None = None,
-) -> tuple[Any, Run]:  # fmt: skip
+) -> tuple[Any, Task, Run]:  # fmt: skip
     """Everything that must exist before a worker starts: checks, schema, study, parent run.
 
     Every check of the user's input (space, data, runs/ folder, storage) comes before anything is
     created: a bad input must not leave an empty study, study folder or MLflow run behind.
     """
     space = load_space(cfg.space)
-    source = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset).data_source
+    splits = splits_for(cfg.experiment)
     ensure_dir(runs_dir())
     storage = open_storage(cfg)
     ensure_dir(study_dir(cfg.study))
     study = create_or_load_study(cfg, space, storage, first_points(cfg, space, extra_points), study_attrs)
-    lineage = study.user_attrs.get("lineage")
-    parent = tracker.study_parent(cfg.study, parent_tags(cfg, source, engine, lineage),
-                                  uid=study.user_attrs.get("uid"))  # fmt: skip
+    stage = task(cfg, splits, study.user_attrs)
+    parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE}, uid=study.user_attrs.get("uid"))
     with ExitStack() as guard:
         guard.push(parent)  # a failure from here on ends the parent run FAILED, not RUNNING
         if not study.user_attrs.get("mlflow_parent_run_id"):
@@ -71,7 +71,7 @@ def prepare(
             parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})
         parent.set_tags({"trials_requested": cfg.trials, "storage": shown(storage_url(cfg))})
         guard.pop_all()
-    return study, parent
+    return study, stage, parent
 
 
 def reconcile(study: Any, tracker: Tracker, parent: Run, study_name: str) -> None:
@@ -85,16 +85,18 @@ def reconcile(study: Any, tracker: Tracker, parent: Run, study_name: str) -> Non
 
 
 def run_search(
-    cfg: SearchConfig, *, tracker: Tracker | None = None, extra_callbacks: Callable[[Any], list[Any]] | None = None,
-    extra_points: Sequence[dict[str, Any]] = (), study_attrs: dict[str, Any] | None = None,
+    cfg: SearchConfig, task: TaskFactory = ReconstructionTask, *, tracker: Tracker | None = None,
+    extra_callbacks: Callable[[Any], list[Any]] | None = None, extra_points: Sequence[dict[str, Any]] = (),
+    study_attrs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run (or resume) the study to ``cfg.trials`` finished trials; returns the summary.
+    """Run (or resume) the study of ``task``'s trials to ``cfg.trials`` finished ones; returns the summary.
 
-    ``tracker`` (default: ``MLFLOW_TRACKING_URI`` or the local store) receives the parent run and,
-    through every worker, the trials' child runs.
+    ``task`` makes the study's :class:`~cae.search.task.Task` (:mod:`cae.stages` maps a stage's
+    name to it). ``tracker`` (default: ``MLFLOW_TRACKING_URI`` or the local store) receives the
+    parent run and, through every worker, the trials' child runs.
     """
     tracker = (tracker or Tracker()).check()
-    study, parent = prepare(cfg, tracker, extra_points=extra_points, study_attrs=study_attrs)
+    study, stage, parent = prepare(cfg, tracker, task, extra_points=extra_points, study_attrs=study_attrs)
     print(
         f"study {cfg.study!r}: {count(study, FINISHED)} finished trial(s) of {cfg.trials}; "
         f"storage {shown(storage_url(cfg))}; MLflow {tracker.shown}",
@@ -107,7 +109,7 @@ def run_search(
                 spawn_workers(cfg, parent.run_id, tracker)
             else:
                 configure_threads()
-                run_worker(cfg, parent.run_id, tracker, extra_callbacks=extra_callbacks)
+                run_worker(cfg, parent.run_id, tracker, task, extra_callbacks=extra_callbacks)
         except KeyboardInterrupt:
             reconcile(study, tracker, parent, cfg.study)
             print(
@@ -117,11 +119,11 @@ def run_search(
             )
             raise
         reconcile(study, tracker, parent, cfg.study)
-        return finalize_study(cfg, study, parent)
+        return finalize_study(cfg, study, stage, parent)
 
 
-def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]:
-    """Optuna's plots and the trial states, then the exported best scored on the test split."""
+def finalize_study(cfg: SearchConfig, study: Any, task: Task, parent: Run) -> dict[str, Any]:
+    """Optuna's plots and the trial states, the exported best, then what the task does at the end."""
     states = state_counts(study)
     print(f"\nstudy {cfg.study!r}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
     for p in save_optuna_plots(study, study_dir(cfg.study) / "plots", list(cfg.objectives)):
@@ -134,9 +136,7 @@ def finalize_study(cfg: SearchConfig, study: Any, parent: Run) -> dict[str, Any]
         best = study.best_trial
         fetch_best(cfg.study, best.number, best.user_attrs.get("mlflow_run_id", "?"), study.user_attrs.get("uid"),
                    parent.tracker)  # fmt: skip
-    if cfg.stage == "colorization":  # its report scores the chosen front models on test, trained to the end
-        return summary
-    summary["best"] = score_best(cfg.study, parent, step=states["COMPLETE"] + states["PRUNED"])
+    summary.update(task.finish(cfg.study, parent, states["COMPLETE"] + states["PRUNED"]))
     reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
     if reference is not None:
         print(f"reference (trial {reference.number}): {cfg.objectives[0]} {reference.values[0]:.6g}")

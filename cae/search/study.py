@@ -18,11 +18,11 @@ from typing import Any
 from cae.config import SearchConfig
 from cae.errors import CAEError, TrialStopped, disk_full
 from cae.paths import ensure_dir, runs_dir
-from cae.search.tags import SKIPPED
 from cae.space import SearchSpace
 from cae.urls import journal_path, shown, with_driver
 
 FINISHED = ("COMPLETE", "PRUNED")
+SKIPPED = "skipped: "  # fail reason prefix of a point dropped before training (no run, not counted)
 
 
 class SkippedTrial(Exception):

@@ -2,9 +2,10 @@
 
 ``make search ENGINE=keras-tuner`` (study ``<study>-kt`` unless STUDY is given). The space file
 is read by the same parser as Optuna's; trials are child runs with ``engine=keras-tuner`` and
-per-epoch curves; the best trial is exported to the same ``best.json`` / ``best.keras``.
-Training goes through the same ``train_and_evaluate``: ``HyperModel.fit`` calls it with the
-model, epochs and callbacks that keras-tuner hands over (Hyperband continues models this way).
+per-epoch curves, through the same trial lifecycle (:mod:`cae.search.trial`) and the same task
+(``HyperModel.fit`` calls :meth:`Task.train` with the model, epochs and callbacks that
+keras-tuner hands over: Hyperband continues models this way); the best trial is exported to the
+same ``best.json`` / ``best.keras``.
 """
 
 from __future__ import annotations
@@ -12,59 +13,51 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from cae.config import SearchConfig
-from cae.data import Splits, load_splits
-from cae.errors import CAEError
-from cae.hardware import configure_threads
-from cae.paths import ensure_dir, study_dir
-from cae.search.best import best_paths, export_trial, score_best, trial_record
-from cae.search.tags import SKIPPED, parent_tags
-from cae.space import SearchSpace, load_space
-from cae.tracking import Tracker, trial_run
-from cae.train import TrainResult, build_model, train_and_evaluate
+import keras
+import keras_tuner
 
+from cae.config import SearchConfig
+from cae.data import Splits, splits_for
+from cae.errors import CAEError, failure_reason
+from cae.hardware import configure_threads
+from cae.model import build_from_config, code_sizes
+from cae.paths import ensure_dir, study_dir
+from cae.search.best import best_paths
+from cae.search.study import SKIPPED
+from cae.search.task import ReconstructionTask, Task, TaskFactory, TrialOutcome
+from cae.search.trial import TrialSpec, over_budget, tracked_trial, trial_line
+from cae.space import SearchSpace, load_space
+from cae.tracking import Tracker
+from cae.train import build_model
+
+ENGINE = "keras-tuner"
 MAX_FAILED_IN_A_ROW = 50  # skipped trials count as failed in keras-tuner: as many as Optuna skips
 
 
-def _hypermodel(cfg: SearchConfig, space: SearchSpace, splits: Splits) -> Any:
-    import keras_tuner
+class CAEHyperModel(keras_tuner.HyperModel):
+    """``build(hp)`` only turns ``hp`` values into a config; the builder takes plain values."""
 
-    class CAEHyperModel(keras_tuner.HyperModel):
-        """``build(hp)`` only turns ``hp`` values into a config; the builder takes plain values."""
+    def __init__(self, space: SearchSpace, task: Task, splits: Splits):
+        super().__init__()
+        self.space, self.task, self.splits = space, task, splits
+        self.last: TrialOutcome | None = None
 
-        last_result: TrainResult | None = None
+    def config_for(self, hp: Any) -> Any:
+        return self.space.apply(self.task.base, self.space.sample_keras_tuner(hp))
 
-        def config_for(self, hp: Any) -> Any:
-            return space.apply(cfg.experiment, space.sample_keras_tuner(hp))
+    def build(self, hp: Any) -> Any:
+        keras.backend.clear_session()  # free the previous trial's graph (and its retracing)
+        return build_model(self.config_for(hp), self.splits)
 
-        def build(self, hp: Any) -> Any:
-            import keras
-
-            keras.backend.clear_session()  # free the previous trial's graph (and its retracing)
-            return build_model(self.config_for(hp), splits)
-
-        def fit(
-            self,
-            hp: Any,
-            model: Any,
-            *args: Any,
-            callbacks: Any = (),
-            epochs: int | None = None,
-            initial_epoch: int = 0,
-            **kwargs: Any,
-        ) -> dict[str, float]:
-            self.last_result = train_and_evaluate(
-                self.config_for(hp), splits, model=model, callbacks=list(callbacks or []), epochs=epochs,
-                initial_epoch=initial_epoch, evaluate_test=False, verbose=0,
-            )  # fmt: skip
-            return {"val_loss": self.last_result.best_val_loss}
-
-    return CAEHyperModel()
+    def fit(self, hp: Any, model: Any, *args: Any, callbacks: Any = (), epochs: int | None = None,
+            initial_epoch: int = 0, **kwargs: Any) -> dict[str, float]:  # fmt: skip
+        self.last = self.task.train(self.config_for(hp), model, list(callbacks or []), epochs=epochs,
+                                    initial_epoch=initial_epoch)  # fmt: skip
+        return {"val_loss": self.last.result.best_val_loss}
 
 
-def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: Tracker, parent_id: str) -> Any:
-    import keras_tuner
-
+def make_tuner(cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits, tracker: Tracker,
+               parent_id: str) -> Any:  # fmt: skip
     base = {"hyperband": keras_tuner.Hyperband, "bayesian": keras_tuner.BayesianOptimization,
             "random": keras_tuner.RandomSearch}[cfg.tuner]  # fmt: skip
     budget = (
@@ -75,43 +68,35 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
     )
 
     class TrackedTuner(base):  # type: ignore[misc, valid-type]
-        """keras-tuner has no MLflow logger: each trial is wrapped in a child run here."""
+        """keras-tuner has no MLflow logger: each trial goes through the harness's trial lifecycle."""
 
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
             hp = trial.hyperparameters
-            params = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
-            number = int(trial.trial_id)
+            spec = TrialSpec(
+                cfg, int(trial.trial_id), ENGINE, parent_id, {k: v for k, v in hp.values.items()
+                                                              if not k.startswith("tuner/")},
+                self.hypermodel.config_for(hp), tags={f"kt.{k[6:]}": v for k, v in hp.values.items()
+                                                      if k.startswith("tuner/")},
+            )  # fmt: skip
+            _skip_over_budget(cfg, spec)
             start = time.perf_counter()
-            config = self.hypermodel.config_for(hp)
-            _skip_over_budget(cfg, config, number)
-            tags = {"engine": "keras-tuner", "stage": "reconstruction", "data_source": splits.data_source,
-                    **{f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")}}  # fmt: skip
             try:
-                with trial_run(tracker, cfg.study, number, parent_id=parent_id, tags=tags, params=params,
-                               splits=splits) as run:  # fmt: skip
-                    kwargs["callbacks"] = [*kwargs.get("callbacks", []), run.epoch_callback()]
+                with tracked_trial(task, tracker, splits, spec) as tracked:
+                    kwargs["callbacks"] = [*kwargs.get("callbacks", []), *tracked.callbacks]
                     out = super().run_trial(trial, *args, **kwargs)
-                    result = self.hypermodel.last_result
-                    run.log_result(result)
-                    record = trial_record(
-                        cfg.study, number, result, config, params, run_id=run.run_id, engine="keras-tuner",
-                        data_source=splits.data_source, uid=None,
-                        objective=("best_val_loss", result.best_val_loss, "minimize"),
-                    )  # fmt: skip
-                    export_trial(record, result.model)
+                    tracked.complete(self.hypermodel.last)
             except Exception as err:
-                print(f"trial {number:3d} FAIL     {type(err).__name__}: {str(err)[:200]}", flush=True)
+                print(trial_line("", spec.number, "FAIL", "-", time.perf_counter() - start, {}, spec.params,
+                                 failure_reason(err)), flush=True)  # fmt: skip
                 raise
-            print(
-                f"trial {number:3d} COMPLETE val={result.best_val_loss:.6g}  {time.perf_counter() - start:6.1f}s  "
-                f"params={result.n_params} code={result.code_values}  "
-                + " ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()),
-                flush=True,
-            )
+            result = self.hypermodel.last.result
+            size = {"n_params": result.n_params, "code_values": result.code_values}
+            print(trial_line("", spec.number, "COMPLETE", f"{result.best_val_loss:.6g}", time.perf_counter() - start,
+                             size, spec.params), flush=True)  # fmt: skip
             return out
 
     tuner = TrackedTuner(
-        hypermodel=_hypermodel(cfg, space, splits), objective="val_loss", seed=cfg.sampler_seed,
+        hypermodel=CAEHyperModel(space, task, splits), objective="val_loss", seed=cfg.sampler_seed,
         directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False,
         max_consecutive_failed_trials=MAX_FAILED_IN_A_ROW, **budget,  # skipped trials count as failed here
     )  # fmt: skip
@@ -122,21 +107,17 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, splits: Splits, tracker: T
     return tuner
 
 
-def _skip_over_budget(cfg: SearchConfig, config: Any, number: int) -> None:
+def _skip_over_budget(cfg: SearchConfig, spec: TrialSpec) -> None:
     """Skip (as Optuna does) a point whose code exceeds ``max_code_values``, before any run exists.
 
     keras-tuner has no "skipped" state: the trial is FAILED and counts towards its ``max_trials``.
     """
-    import keras_tuner
-
-    from cae.model import build_from_config, code_sizes
-
     if cfg.max_code_values is None:
         return
-    code = min(code_sizes(build_from_config(config.model, input_channels=config.data.input_channels)))
-    if code > cfg.max_code_values:
-        reason = f"code of {code} values exceeds max_code_values={cfg.max_code_values}"
-        print(f"trial {number:3d} SKIPPED  ({SKIPPED}{reason})", flush=True)
+    model = build_from_config(spec.config.model, input_channels=spec.config.data.input_channels)
+    reason = over_budget(cfg, min(code_sizes(model)))
+    if reason:
+        print(trial_line("", spec.number, "SKIPPED", "-", 0.0, {}, spec.params, SKIPPED + reason), flush=True)
         raise keras_tuner.errors.FailedTrialError(SKIPPED + reason)
 
 
@@ -159,16 +140,19 @@ def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
     oracle._random_values = first_is_reference
 
 
-def run_tuner(cfg: SearchConfig, tracker: Tracker | None = None) -> dict[str, Any]:
+def run_tuner(cfg: SearchConfig, task: TaskFactory = ReconstructionTask, tracker: Tracker | None = None
+              ) -> dict[str, Any]:  # fmt: skip
+    """Run (or resume) the keras-tuner study; returns its summary (the best scored on test)."""
     tracker = (tracker or Tracker()).check()
     space = load_space(cfg.space)
-    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
-    parent = tracker.study_parent(cfg.study, parent_tags(cfg, splits.data_source, "keras-tuner"))
+    splits = splits_for(cfg.experiment)
+    stage = task(cfg, splits, {})
+    parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE})
     with parent:  # FINISHED, or FAILED / KILLED with the reason, whatever fails from here on
         # keras-tuner runs trials in this process only: any child run still RUNNING was killed.
         tracker.close_orphans(parent.run_id, cfg.study, still_running=set())
         configure_threads()
-        tuner = make_tuner(cfg, space, splits, tracker, parent.run_id)
+        tuner = make_tuner(cfg, space, stage, splits, tracker, parent.run_id)
         print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.shown}",
               flush=True)  # fmt: skip
         try:
@@ -177,5 +161,5 @@ def run_tuner(cfg: SearchConfig, tracker: Tracker | None = None) -> dict[str, An
             raise CAEError(f"keras-tuner stopped: {(str(err).strip().splitlines() or ['RuntimeError'])[-1]}") from None
         summary: dict[str, Any] = {"study": cfg.study, "trials": len(tuner.oracle.trials)}
         if best_paths(cfg.study)[0].exists():
-            summary["best"] = score_best(cfg.study, parent, step=len(tuner.oracle.trials))
+            summary.update(stage.finish(cfg.study, parent, len(tuner.oracle.trials)))
     return summary

@@ -24,22 +24,24 @@ from typing import Any
 import yaml
 
 from cae.config import SearchConfig
-from cae.data import load_splits
+from cae.data import splits_for
 from cae.errors import NO_SPACE, CAEError, disk_full_message
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
-from cae.search.objective import Objective, make_task
+from cae.search.objective import Objective
 from cae.search.outage import storage_errors
 from cae.search.study import (
     FINISHED,
+    SKIPPED,
     count,
     fail_stale_trials,
     load_existing_study,
     state_name,
     storage_url,
 )
-from cae.search.tags import SKIPPED
+from cae.search.task import TaskFactory
+from cae.search.trial import trial_line
 from cae.space import load_space
 from cae.tracking import Tracker
 from cae.urls import journal_path
@@ -70,7 +72,7 @@ class AskLock:
             self.fh = None
 
 
-def trial_line(prefix: str) -> Callable[[Any, Any], None]:
+def report_trial(prefix: str) -> Callable[[Any, Any], None]:
     """An Optuna callback printing one line per finished trial: state, value, time, size, params."""
 
     def report(study: Any, trial: Any) -> None:
@@ -79,38 +81,31 @@ def trial_line(prefix: str) -> Callable[[Any, Any], None]:
         if trial.state.name == "PRUNED" and trial.intermediate_values:
             value = f"{min(trial.intermediate_values.values()):.6g} at epoch {max(trial.intermediate_values) + 1}"
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0
-        params = " ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-                          for k, v in trial.params.items())  # fmt: skip
         reason = a.get("fail_reason") or a.get("stop_reason") or ""
-        print(
-            f"{prefix}trial {trial.number:3d} {state_name(trial):8s} val={value}  {secs:6.1f}s  "
-            f"params={a.get('n_params', '?')} code={a.get('code_values', '?')}  {params}"
-            + (f"  ({reason})" if reason else ""),
-            flush=True,
-        )
+        print(trial_line(prefix, trial.number, state_name(trial), value, secs, a, trial.params, reason), flush=True)
 
     return report
 
 
 def run_worker(
-    cfg: SearchConfig, parent_id: str, tracker: Tracker, *, index: int = 0,
+    cfg: SearchConfig, parent_id: str, tracker: Tracker, task: TaskFactory, *, index: int = 0,
     extra_callbacks: Callable[[Any], list[Any]] | None = None,
 ) -> None:  # fmt: skip
-    """Run trials until the study holds ``cfg.trials`` finished ones (or the timeout passes)."""
+    """Run ``task``'s trials until the study holds ``cfg.trials`` finished ones (or the timeout passes)."""
     space = load_space(cfg.space)
     study = load_existing_study(cfg, seed_offset=index, conditional=space.conditional)
-    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
+    splits = splits_for(cfg.experiment)
     lock = AskLock(ensure_dir(study_dir(cfg.study)) / ".ask.lock")
     prefix = f"[w{index}] " if cfg.workers > 1 else ""
     objective = Objective(
-        cfg, space, make_task(cfg, splits, study.user_attrs), splits, tracker, parent_id, prefix=prefix,
+        cfg, space, task(cfg, splits, study.user_attrs), splits, tracker, parent_id, prefix=prefix,
         before_trial=lock.release, extra_callbacks=extra_callbacks,
     )  # fmt: skip
     outcomes: list[Any] = []  # this worker's own trials, in order
     # One trial per optimize() call: the loop below keeps the study's budget (MaxTrialsCallback would
     # only ever see the trial it was called after).
     callbacks = [
-        trial_line(prefix),
+        report_trial(prefix),
         lambda study, trial: outcomes.append(trial),
     ]
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else math.inf
@@ -213,7 +208,7 @@ def spawn_workers(cfg: SearchConfig, parent_id: str, tracker: Tracker) -> None:
         raise CAEError(f"{len(bad)} of {cfg.workers} workers exited with an error (codes {bad}); see the log above")
 
 
-def join(cfg: SearchConfig, index: int = 0, tracker: Tracker | None = None) -> None:
+def join(cfg: SearchConfig, task: TaskFactory, index: int = 0, tracker: Tracker | None = None) -> None:
     """A worker on another host joining an existing study (``make worker``)."""
     tracker = (tracker or Tracker()).check()
     study = load_existing_study(cfg)
@@ -225,7 +220,7 @@ def join(cfg: SearchConfig, index: int = 0, tracker: Tracker | None = None) -> N
     # the first worker and as each other (seen: 3 hosts training one point 3 times).
     offset = index or 1 + zlib.crc32(f"{socket.gethostname()}/{os.getpid()}".encode()) % 1_000_000
     try:
-        run_worker(cfg, parent_id, tracker, index=offset)
+        run_worker(cfg, parent_id, tracker, task, index=offset)
     except KeyboardInterrupt:
         print(
             "\ninterrupted: the running trial is marked FAIL; run the same command again to rejoin the study",
@@ -234,9 +229,13 @@ def join(cfg: SearchConfig, index: int = 0, tracker: Tracker | None = None) -> N
         raise
 
 
-def worker_main(config_path: str, index: int, parent_id: str) -> None:
+def read_worker_config(config_path: str) -> SearchConfig:
+    """The study config a coordinator wrote for its spawned workers (:func:`spawn_workers`)."""
+    return from_dict(SearchConfig, yaml.safe_load(Path(config_path).read_text()), config_path)
+
+
+def worker_main(cfg: SearchConfig, task: TaskFactory, index: int, parent_id: str) -> None:
     """Entry point of a spawned worker process (``cae search-worker``); its coordinator set its
     ``MLFLOW_TRACKING_URI`` to the coordinator's own tracker."""
-    cfg = from_dict(SearchConfig, yaml.safe_load(Path(config_path).read_text()), config_path)
     configure_threads()
-    run_worker(cfg, parent_id, Tracker(), index=index)
+    run_worker(cfg, parent_id, Tracker(), task, index=index)

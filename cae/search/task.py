@@ -1,0 +1,69 @@
+"""The stage seam: what the search engines ask of the thing a trial trains.
+
+The engines (``objective``, ``tuner``, ``workers``, ``run``) receive a :data:`TaskFactory` and
+call the few members of :class:`Task`; they never import a stage's modules. The one map from a
+stage's name to its task is :mod:`cae.stages`, where commands (and spawned workers) are wired.
+:class:`ReconstructionTask`, the autoencoder, lives beside the protocol as the default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cae.config import ExperimentConfig, SearchConfig
+from cae.data import Splits
+from cae.search.best import score_best
+from cae.tags import run_tags, stage_of
+from cae.train import TrainResult, train_and_evaluate
+
+
+@dataclass
+class TrialOutcome:
+    result: TrainResult
+    values: dict[str, float]  # every objective a study of this task may name, by name
+    metrics: dict[str, float] = field(default_factory=dict)  # extra final metrics for MLflow
+    attrs: dict[str, Any] = field(default_factory=dict)  # extra trial user attrs (and best.json keys)
+
+
+class Task(Protocol):
+    """What a study's trials train, and what happens once the study has its trials."""
+
+    base: ExperimentConfig  # the config every trial starts from (the space changes its keys)
+    tags: dict[str, str]  # tags of every run of the study (stage, data source, lineage ...)
+    keep_every_model: bool  # every completed trial keeps its model (runs/<study>/models/)
+
+    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
+              initial_epoch: int = 0) -> TrialOutcome: ...  # fmt: skip
+
+    def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
+        """After the last trial (the best trial is exported): what the study's summary adds.
+
+        ``parent`` is the study's parent :class:`~cae.tracking.Run`; ``step`` its finished trials.
+        """
+        ...
+
+
+# (search config, the worker's data, the study's user attrs) -> the task of every trial it runs.
+TaskFactory = Callable[[SearchConfig, Splits, Mapping[str, Any]], Task]
+
+
+class ReconstructionTask:
+    """An autoencoder scored by its best validation MSE (and, for a Pareto study, its code size)."""
+
+    def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: Mapping[str, Any] | None = None):
+        self.base, self.splits = cfg.experiment, splits
+        self.tags = run_tags(stage_of(cfg.experiment), splits.data_source)
+        # A front is scored on the test split from every front trial's own model.
+        self.keep_every_model = len(cfg.objectives) > 1
+
+    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
+              initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
+        result = train_and_evaluate(config, self.splits, model=model, callbacks=callbacks, epochs=epochs,
+                                    initial_epoch=initial_epoch, evaluate_test=False, verbose=0)  # fmt: skip
+        return TrialOutcome(result, {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)})
+
+    def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
+        """The exported best scored once on the test split and registered as ``study``."""
+        return {"best": score_best(study, parent, step=step)}
