@@ -69,6 +69,17 @@ def disk_full_message(full: str) -> str:
     return f"{full}; free some space, then run the same command again (it resumes)"
 
 
+def first_line(err: BaseException | str, limit: int = 200) -> str:
+    """The first non-empty line of an error's message (or its type's name), at most ``limit`` characters.
+
+    Error messages of libraries run to tracebacks and SQL; one line is what a user is shown.
+    """
+    text = err if isinstance(err, str) else str(err)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    fallback = "" if isinstance(err, str) else type(err).__name__
+    return (lines[0] if lines else fallback)[:limit]
+
+
 def failure_reason(err: BaseException) -> str:
     """``"TypeName: first line of the message"`` (at most 300 characters) for logs and tags."""
     if isinstance(err, KeyboardInterrupt):
@@ -76,5 +87,5 @@ def failure_reason(err: BaseException) -> str:
     full = no_space(err)
     if full:
         return full
-    first = (str(err).strip().splitlines() or [""])[0]
+    first = first_line(str(err), 300)
     return f"{type(err).__name__}: {first}"[:300] if first else type(err).__name__

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cae.errors import CAEError
+from cae.errors import CAEError, first_line
 from cae.formats import CLASSES, IMAGE_SHAPE, decode
 from cae.paths import atomic_path, runs_dir
 
@@ -128,7 +128,7 @@ def _keras_download() -> Path | None:
     try:
         cifar10.load_data()
     except Exception as err:  # any network/HTTP/extraction failure means "not available"
-        print(f"keras.datasets.cifar10 download failed: {str(err).splitlines()[0][:200]}", file=sys.stderr)
+        print(f"keras.datasets.cifar10 download failed: {first_line(err)}", file=sys.stderr)
         return None
     finally:
         socket.setdefaulttimeout(previous)

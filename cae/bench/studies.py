@@ -8,7 +8,6 @@ started), its state and its best validation MSE, which is all the report needs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from cae.bench.plan import STRATEGIES, Plan
 from cae.config import SearchConfig, load_search
+from cae.environ import scoped_env
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.schema import with_overrides
 from cae.sources import default_cache_dir
@@ -40,18 +40,10 @@ def bench_env() -> Iterator[BenchEnv]:
     2-worker search) inherit the same environment.
     """
     root = ensure_dir(runs_dir() / "bench")
-    saved = {k: os.environ.get(k) for k in ("CAE_RUNS_DIR", "CAE_DATA_CACHE", "MLFLOW_TRACKING_URI")}
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ.update({"CAE_DATA_CACHE": str(default_cache_dir()), "CAE_RUNS_DIR": str(root),
-                       "MLFLOW_TRACKING_URI": uri})  # fmt: skip
-    try:
+    with scoped_env({"CAE_DATA_CACHE": str(default_cache_dir()), "CAE_RUNS_DIR": str(root),
+                     "MLFLOW_TRACKING_URI": uri}):  # fmt: skip
         yield BenchEnv(root, f"sqlite:///{root / 'optuna.db'}", Tracker(uri).check())
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def study_name(plan: Plan, strategy: str, seed: int, attempt: int, workers: int = 1) -> str:

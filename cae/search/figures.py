@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from cae.errors import first_line
 from cae.paths import atomic_path, ensure_dir
 from cae.search.study import optuna_module
 
@@ -70,6 +71,6 @@ def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
             saved.append(out / f"{name}.png")
         except Exception as err:  # e.g. importances need 2+ completed trials with varied params
             print(
-                f"note: no {name} plot yet ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})"
+                f"note: no {name} plot yet ({type(err).__name__}: {first_line(str(err), 120)})"
             )
     return saved

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from cae.errors import CAEError, disk_full
+from cae.errors import CAEError, disk_full, first_line
 
 PATIENCE_ENV = "CAE_STORAGE_PATIENCE"
 DEFAULT_PATIENCE = 300.0  # seconds: a database restart or a failover takes well under a minute
@@ -86,7 +86,7 @@ def reason(err: BaseException) -> str:
     while cause is not None and getattr(cause, "orig", None) is None and cause.__cause__ is not None:
         cause = cause.__cause__
     shown = getattr(cause, "orig", None) or cause or err
-    return (str(shown).strip().splitlines() or [type(shown).__name__])[0].strip()[:200]
+    return first_line(shown)
 
 
 class Outage:

@@ -16,6 +16,7 @@ a full disk under a SQLite study is an ``ENOSPC`` error naming the folder, like 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import copy
 import datetime
@@ -27,29 +28,46 @@ from pathlib import Path
 from typing import Any
 
 from optuna.exceptions import UpdateFinishedTrialError
+
+# Optuna's private names used here, each because no public one does the job:
+# - ``_CachedStorage``: what ``optuna.create_study`` wraps an ``RDBStorage`` in (its cache of
+#   finished trials); wrapping it ourselves keeps that behaviour behind the proxy.
+# - ``optuna.storages._heartbeat.BaseHeartbeat``: Optuna runs the heartbeat thread and
+#   ``fail_stale_trials`` only for storages that are instances of it (and calls its abstract
+#   ``_get_stale_trial_ids``).
+# - in ``_never_beat``: the RDB models and ``_create_scoped_session``, for the one query (RUNNING
+#   trials that never sent a heartbeat) the storage API cannot express.
 from optuna.storages import BaseStorage, _CachedStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from cae.errors import disk_full
+from cae.errors import disk_full, first_line
 from cae.search.outage import Outage, is_outage, sqlite_disk_full
 
 _MAX_BACKOFF = 4.0  # seconds between two tries at most: a returning database is noticed quickly
 _TOKEN = "cae_create_token"  # system attr: finds a trial whose creation committed but whose reply was lost
 # A running trial's own writes: idempotent upserts, safe to queue and replay in order.
 _DEFERRED = ("set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr")
-_RETRIED = (
-    "create_new_study", "set_study_user_attr", "set_study_system_attr", "get_study_id_from_name",
-    "get_study_name_from_id", "get_study_directions", "get_study_user_attrs", "get_study_system_attrs",
-    "get_all_studies", "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
-    "get_trial_param", "get_n_trials", "get_best_trial", "get_trial_params", "get_trial_user_attrs",
-    "get_trial_system_attrs", "delete_study",
-)  # fmt: skip
 # Answered without the database: forwarded as they are (no queue flush, no retry).
-_LOCAL = ("get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "remove_session", "check_trial_is_updatable")
+_LOCAL = ("get_heartbeat_interval", "get_heartbeat_stale_trial_callback", "remove_session")
 
 
-class ResilientStorage:
+def _forwarded(cls: type) -> type:
+    """Forward every storage method that Optuna's base classes leave abstract, and that ``cls`` does
+    not define itself, to the wrapped storage: retried through outages, queued for a running
+    trial's own writes (:data:`_DEFERRED`), or as they are (:data:`_LOCAL`).
+
+    The list comes from the base classes' ``__abstractmethods__``, so an Optuna release that adds
+    a storage method gets it forwarded without a hand-kept list here; the bases' concrete methods
+    (``get_n_trials``, ``get_best_trial`` ...) are inherited and read through the methods above.
+    """
+    names = (BaseStorage.__abstractmethods__ | BaseHeartbeat.__abstractmethods__ | set(_LOCAL)) - set(vars(cls))
+    for name in names:
+        setattr(cls, name, _forward(name))
+    return abc.update_abstractmethods(cls)
+
+
+class ResilientStorage(BaseStorage, BaseHeartbeat):
     """The storage proxy (see the module docstring); Optuna uses it like any ``BaseStorage``."""
 
     def __init__(self, backend: Any, label: str, patience: float, sqlite_file: Path | None = None):
@@ -236,7 +254,7 @@ class ResilientStorage:
                     self._outage.begin(err, True)
                 elif not self._heartbeat_noted and not disk_full(err):  # a full disk: the trial reports it
                     self._heartbeat_noted = True
-                    first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+                    first = first_line(err)
                     print(f"note: a heartbeat of trial id {trial_id} was not recorded ({first})", flush=True)
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
@@ -269,10 +287,6 @@ class ResilientStorage:
             )  # fmt: skip
         return [row[0] for row in rows]
 
-    def get_failed_trial_callback(self) -> Any:  # the name before Optuna 4.9, for older callers
-        return self._inner.get_heartbeat_stale_trial_callback()
-
-
 def _forward(name: str) -> Callable[..., Any]:
     if name in _LOCAL:
 
@@ -291,10 +305,4 @@ def _forward(name: str) -> Callable[..., Any]:
     return method
 
 
-for _name in _RETRIED + _DEFERRED + _LOCAL:
-    setattr(ResilientStorage, _name, _forward(_name))
-# Optuna checks both with isinstance (get_storage passes any BaseStorage through; the heartbeat
-# thread and fail_stale_trials need a BaseHeartbeat). Registered rather than inherited: every
-# method is forwarded, none of the bases' defaults would be used.
-BaseStorage.register(ResilientStorage)
-BaseHeartbeat.register(ResilientStorage)
+_forwarded(ResilientStorage)

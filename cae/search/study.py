@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cae.config import SearchConfig
-from cae.errors import CAEError, TrialStopped, disk_full
+from cae.errors import CAEError, TrialStopped, disk_full, first_line
 from cae.paths import ensure_dir, runs_dir
 from cae.space import SearchSpace
 from cae.urls import journal_path, shown, with_driver
@@ -117,7 +117,7 @@ def open_existing_storage(url: str) -> Any:
         )  # fmt: skip
         storage.get_all_studies()
     except Exception as err:  # driver, host, credentials, or a database without Optuna's tables
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         raise CAEError(f"cannot read Optuna storage {shown(url)}: {first}") from None
     return storage
 
@@ -154,7 +154,7 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
         full = sqlite_disk_full(err, sqlite_file)
         if full is not None:
             raise full from None
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        first = first_line(err)
         raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
     from cae.search.resilient import ResilientStorage
 

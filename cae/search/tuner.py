@@ -18,7 +18,7 @@ import keras_tuner
 
 from cae.config import SearchConfig
 from cae.data import Splits, splits_for
-from cae.errors import CAEError, failure_reason
+from cae.errors import CAEError, failure_reason, first_line
 from cae.hardware import configure_threads
 from cae.model import build_from_config, code_sizes
 from cae.paths import ensure_dir, study_dir
@@ -158,7 +158,9 @@ def run_tuner(cfg: SearchConfig, task: TaskFactory = ReconstructionTask, tracker
         try:
             tuner.search(verbose=0)
         except RuntimeError as err:  # keras-tuner stops after too many failed trials with a RuntimeError
-            raise CAEError(f"keras-tuner stopped: {(str(err).strip().splitlines() or ['RuntimeError'])[-1]}") from None
+            # Its last line names the cause (the first is "Number of consecutive failures exceeded ...").
+            last = str(err).strip().splitlines()[-1:] or [type(err).__name__]
+            raise CAEError(f"keras-tuner stopped: {first_line(last[0])}") from None
         summary: dict[str, Any] = {"study": cfg.study, "trials": len(tuner.oracle.trials)}
         if best_paths(cfg.study)[0].exists():
             summary.update(stage.finish(cfg.study, parent, len(tuner.oracle.trials)))

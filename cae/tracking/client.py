@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cae.errors import CAEError, disk_full_message, no_space
+from cae.environ import scoped_env
+from cae.errors import CAEError, disk_full_message, first_line, no_space
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
 from cae.tracking.run import Run
@@ -72,7 +73,7 @@ class Tracker:
             full = no_space(err)
             if full:  # creating the store's tables on a full disk is no bad URI
                 raise CAEError(f"MLflow store {self.shown}: {disk_full_message(full)}") from None
-            first = shown((str(err).strip().splitlines() or [type(err).__name__])[0][:200])
+            first = shown(first_line(err))
             what = "unreachable or refused the login" if "OperationalError" in repr(err) else "invalid"
             raise CAEError(f"MLflow tracking store {self.shown} is {what}: {first}") from None
 
@@ -93,13 +94,12 @@ class Tracker:
         _check_async_logging()
         if _is_remote(self.uri):
             read_credentials()
-        saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-        os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
-        os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
         try:
-            self.client.search_experiments(max_results=1)
+            # One quick try: a store that is down is said at once, not after MLflow's minutes of retries.
+            with scoped_env({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
+                self.client.search_experiments(max_results=1)
         except Exception as err:
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            first = first_line(err)
             if "401" in first or "403" in first or "Unauthorized" in first:
                 raise CAEError(
                     f"MLflow tracking server {self.shown} refused the credentials ({first}); set "
@@ -109,12 +109,6 @@ class Tracker:
                 f"MLflow tracking store {self.shown} is unreachable ({shown(first)}); start the server or fix "
                 "MLFLOW_TRACKING_URI (unset it to use the local runs/mlflow.db)"
             ) from None
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         return self
 
     # ---- experiments and runs -----------------------------------------------------------------
@@ -231,15 +225,8 @@ class Tracker:
 
     def download(self, run_id: str, path: str, dst: Path) -> Path:
         """A run's artifact file or folder, copied under ``dst``; returns its local path."""
-        saved = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-        os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # a bar for two small files is noise
-        try:
+        with scoped_env({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}):  # a bar for two small files is noise
             return Path(self.client.download_artifacts(run_id, path, str(dst)))
-        finally:
-            if saved is None:
-                os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-            else:
-                os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = saved
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         return [(m.step, m.value) for m in sorted(self.client.get_metric_history(run_id, key), key=lambda m: m.step)]
