@@ -74,3 +74,72 @@ def test_quantised_latents_score_close_to_the_float_model_and_fewer_bits_cost_mo
     assert set(q8) == {"test_q8_mse", "test_q8_psnr", "test_q8_ssim"}
     assert abs(q8["test_q8_mse"] - exact) < 0.01 * exact
     assert abs(q2["test_q2_mse"] - exact) > abs(q8["test_q8_mse"] - exact)
+
+
+# --------------------------------------------------------------------------------------------
+# PCA
+
+
+@pytest.fixture(scope="module")
+def basis(sample_splits):
+    from cae.codec import pca_basis
+
+    return pca_basis(sample_splits)
+
+
+def test_the_pca_basis_is_orthonormal_and_all_components_reconstruct_the_input(basis, images):
+    assert basis.components.shape == (3072, 3072)
+    np.testing.assert_allclose(basis.components.T @ basis.components, np.eye(3072), atol=1e-9)
+    assert np.all(np.diff(basis.variances) <= 1e-12)  # largest variance first
+    full = basis.reconstruct(images, 3072)
+    np.testing.assert_allclose(full, images / 255.0, atol=1e-5)  # float32 output of float64 arithmetic
+
+
+def test_pca_at_k_values_equals_a_hand_computed_projection():
+    from cae.codec import fit_pca, pca_point
+
+    rng = np.random.default_rng(0)
+    # A tiny synthetic set: 200 images whose pixels mix 5 random patterns, plus noise.
+    patterns = rng.uniform(0, 1, size=(5, 3072))
+    weights = rng.dirichlet(np.ones(5), size=200)
+    images = np.clip(weights @ patterns + rng.normal(0, 0.02, (200, 3072)), 0, 1)
+    images = np.round(images * 255).astype(np.uint8).reshape(200, 32, 32, 3)
+    basis = fit_pca(images)
+    x = images.reshape(200, -1).astype(np.float64) / 255.0
+    mean = x.mean(axis=0)
+    # The first k right singular vectors of the centred data span the same subspace as PCA's first k axes.
+    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
+    for k in (1, 3, 5):
+        by_hand = np.clip((x - mean) @ vt[:k].T @ vt[:k] + mean, 0, 1)
+        np.testing.assert_allclose(basis.reconstruct(images, k).reshape(200, -1), by_hand, atol=1e-5)
+        assert pca_point(basis, images, k).mse == pytest.approx(float(np.mean((by_hand - x) ** 2)), rel=1e-4)
+
+
+def test_8_bit_pca_codes_use_each_components_training_range(basis, sample_splits):
+    from cae.codec import pca_point
+
+    codes = basis.encode(sample_splits.x_train, 64)
+    np.testing.assert_allclose(codes.min(axis=0), basis.low[:64])
+    np.testing.assert_allclose(codes.max(axis=0), basis.high[:64])
+    test = sample_splits.x_test
+    exact, q8 = pca_point(basis, test, 256), pca_point(basis, test, 256, bits=8)
+    assert q8.psnr <= exact.psnr + 1e-9 and exact.psnr - q8.psnr < 0.5  # 8 bits cost a little
+    assert pca_point(basis, test, 128).psnr < exact.psnr  # more values reconstruct better
+
+
+def test_the_cached_basis_is_reused_and_rebuilt_when_the_split_changes(basis, sample_splits, tmp_path, monkeypatch):
+    from cae.codec import pca_basis, split_key
+    from cae.data import load_splits
+    from cae.paths import runs_dir
+
+    path = runs_dir() / "pca" / f"{split_key(sample_splits)}.npz"
+    assert path.exists()
+    stamp = path.stat().st_mtime_ns
+    again = pca_basis(sample_splits)
+    assert path.stat().st_mtime_ns == stamp and np.array_equal(again.components, basis.components)  # reused
+    other = load_splits("sample", seed=1)  # another split of the same data: its own basis
+    assert split_key(other) != split_key(sample_splits)
+    rebuilt = pca_basis(other)
+    assert rebuilt.key == split_key(other) and not np.allclose(rebuilt.mean, basis.mean)
+    path.write_bytes(b"damaged")  # a damaged cache is fitted again, not fatal
+    assert np.allclose(pca_basis(sample_splits).mean, basis.mean)
