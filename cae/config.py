@@ -84,6 +84,17 @@ class ModelConfig:
     # U-Net skip connections (encoder level i concatenated into decoder level i). They bypass the
     # bottleneck, so they are for colorization only: a reconstruction with skips compresses nothing.
     skips: bool = False
+    # "conv": the code is a convolution's output (h × w × channels), the family above. "dense": a
+    # linear projection of the whole image to `code_budget` values and back, PCA's form, with
+    # residual convolutions around it (cae/hybrid.py); depth, filters and the like do not apply.
+    bottleneck: Literal["conv", "dense"] = "conv"
+    # dense: start the projection at the training split's PCA basis, so training starts at PCA's error.
+    pca_init: bool = False
+    # dense: residual convolutions on the image before the projection (a nonlinear code) and on the
+    # decoded image after it (what k linear components cannot carry), `refine_width` filters each.
+    encode_layers: int = 0
+    refine_layers: int = 0
+    refine_width: int = 32
 
     def level_filters(self) -> tuple[int, ...]:
         scale = self.filter_growth
@@ -96,6 +107,12 @@ class ModelConfig:
         if self.code_budget is None:
             return self.latent_filters
         return max(1, self.code_budget // self.latent_side() ** 2)
+
+    def code_values(self) -> int:
+        """The code's size in values: a dense code's ``code_budget``, else the latent's h × w × channels."""
+        if self.bottleneck == "dense":
+            return self.code_budget or self.latent_filters * self.latent_side() ** 2
+        return self.latent_channels() * self.latent_side() ** 2
 
     def validate(self) -> None:
         check_choices(self, "model.")
@@ -114,6 +131,18 @@ class ModelConfig:
             raise CAEError("model.filter_growth and model.width_multiplier must be > 0")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise CAEError(f"model.kernel_size must be a positive odd integer, got {self.kernel_size}")
+        for key in ("encode_layers", "refine_layers"):
+            if getattr(self, key) < 0:
+                raise CAEError(f"model.{key} must be 0 or more, got {getattr(self, key)}")
+        if self.refine_width < 1:
+            raise CAEError(f"model.refine_width must be a positive integer, got {self.refine_width}")
+        if self.bottleneck == "conv" and (self.pca_init or self.encode_layers or self.refine_layers):
+            raise CAEError("model.pca_init, model.encode_layers and model.refine_layers need model.bottleneck: dense")
+        if self.bottleneck == "dense" and self.skips:
+            raise CAEError("model.skips needs model.bottleneck: conv (a dense code has no encoder levels to skip)")
+        if self.bottleneck == "dense" and not 1 <= self.code_values() <= 3 * IMAGE_SIZE**2:
+            raise CAEError(f"model.code_budget of a dense code must be 1..{3 * IMAGE_SIZE**2} values, "
+                           f"got {self.code_values()}")
 
 
 @dataclass(frozen=True)

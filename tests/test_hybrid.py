@@ -1,0 +1,65 @@
+"""cae.hybrid: the linear-code family starts at PCA exactly and is made of built-in Keras layers."""
+
+import numpy as np
+import pytest
+
+from cae.codec import pca_basis, pca_point
+from cae.hybrid import build_linear_code
+
+
+@pytest.fixture(scope="module")
+def basis(sample_splits):
+    return pca_basis(sample_splits)
+
+
+def predict(model, images):
+    return np.asarray(model.predict(images.astype(np.float32) / 255.0, batch_size=200, verbose=0), dtype=np.float64)
+
+
+@pytest.mark.parametrize("layers", [(0, 0), (2, 3)])
+def test_a_pca_initialised_model_scores_pcas_mse_before_training(basis, sample_splits, layers):
+    encode, refine = layers
+    model = build_linear_code(code_values=192, encode_layers=encode, refine_layers=refine, width=8,
+                              pca=(basis.mean, basis.components))  # fmt: skip
+    images = sample_splits.x_test
+    mse = float(np.mean((predict(model, images) - images / 255.0) ** 2))
+    assert mse == pytest.approx(pca_point(basis, images, 192).mse, abs=1e-6)
+
+
+def test_standardised_inputs_are_folded_into_the_projection(basis, sample_splits):
+    splits = sample_splits
+    plain = build_linear_code(code_values=64, pca=(basis.mean, basis.components))
+    standardized = build_linear_code(code_values=64, pca=(basis.mean, basis.components), input_mean=splits.mean,
+                                     input_std=splits.std)  # fmt: skip
+    images = splits.x_test[:50]
+    np.testing.assert_allclose(predict(standardized, images), predict(plain, images), atol=1e-5)
+
+
+def test_the_code_is_the_narrowest_layer_and_the_model_reloads_without_cae(tmp_path):
+    import subprocess
+    import sys
+
+    from cae.model import code_sizes
+
+    model = build_linear_code(code_values=100, encode_layers=1, refine_layers=1, width=4)
+    assert code_sizes(model) == (100, 100)
+    path = tmp_path / "linear.keras"
+    model.save(path)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model.predict(x, verbose=0)))
+    script = (
+        "import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1]); "
+        "x = np.load(sys.argv[2]); assert 'cae' not in sys.modules; "
+        "print(float(np.abs(m.predict(x, verbose=0) - np.load(sys.argv[3])).max()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    assert float(out.stdout.strip().splitlines()[-1]) < 1e-6
+
+
+def test_bad_values_are_refused():
+    with pytest.raises(ValueError, match="code_values must be"):
+        build_linear_code(code_values=0)
+    with pytest.raises(ValueError, match="RGB from RGB"):
+        build_linear_code(code_values=10, input_channels=1)
