@@ -23,6 +23,7 @@ from keras import layers
 from cae.colour import ChromaToRGB
 from cae.config import ModelConfig
 from cae.errors import CAEError
+from cae.hybrid import build_linear_code
 
 
 def _conv_block(
@@ -39,7 +40,8 @@ def _conv_block(
 
 def build_autoencoder(
     *, input_channels: int = 3, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
-    chroma_classes: int = 0, image_size: int = 32, name: str = "cae", **architecture: Any,
+    chroma_classes: int = 0, image_size: int = 32, name: str = "cae", pca: tuple[Any, Any] | None = None,
+    **architecture: Any,
 ) -> keras.Model:  # fmt: skip
     """A CAE whose input is ``image_size``² × ``input_channels`` and output RGB in [0, 1] units.
 
@@ -50,13 +52,22 @@ def build_autoencoder(
     input, or, with ``chroma_classes`` > 0, it outputs logits over that many chroma classes
     (``cae.colour.decoding_model`` adds the decoding). ``skips`` adds U-Net connections from each
     encoder level to the decoder level of the same resolution. ``input_mean`` / ``input_std`` add a
-    Normalization layer, so the saved model always takes [0, 1] pixels.
+    Normalization layer, so the saved model always takes [0, 1] pixels. ``bottleneck="dense"`` builds
+    the linear-code family (:mod:`cae.hybrid`); ``pca`` = (mean, components) of the training split
+    initialises its projection (``pca_init``).
     """
     try:
         arch = ModelConfig(**architecture)
         arch.validate()
     except (TypeError, CAEError) as err:
         raise ValueError(f"build_autoencoder: {err}") from None
+    if arch.bottleneck == "dense":
+        return build_linear_code(
+            code_values=arch.code_values(), encode_layers=arch.encode_layers, refine_layers=arch.refine_layers,
+            width=arch.refine_width, kernel_size=arch.kernel_size, activation=arch.activation,
+            input_channels=input_channels, image_size=image_size, input_mean=input_mean, input_std=input_std,
+            pca=pca, name=name,
+        )  # fmt: skip
     widths = arch.level_filters()
     block = dict(kernel_size=arch.kernel_size, activation=arch.activation, batch_norm=arch.batch_norm)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
@@ -128,14 +139,10 @@ def code_sizes(model: keras.Model) -> tuple[int, int]:
 
 
 def split_at_latent(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(encoder, decoder) of a chain autoencoder, sharing its layers (and weights)."""
-    latent = model.get_layer("latent")
-    encoder = keras.Model(model.input, latent.output, name="encoder")
-    code = keras.Input(latent.output.shape[1:], name="code")
-    x = code
-    after = False
-    for layer in model.layers:
-        if after:
-            x = layer(x)
-        after = after or layer is latent
-    return encoder, keras.Model(code, x, name="decoder")
+    """(encoder, decoder) of an autoencoder whose output depends on its input only through ``latent``.
+
+    Both share the model's layers (and weights); Keras builds each from the graph between the two
+    tensors, so residual branches on either side come along.
+    """
+    latent = model.get_layer("latent").output
+    return keras.Model(model.input, latent, name="encoder"), keras.Model(latent, model.output, name="decoder")

@@ -99,9 +99,16 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
     keras.mixed_precision.set_global_policy(config.train.precision)
     mean, std = input_stats(config, splits)
     classes = len(CHROMA_BINS) if config.train.loss == "classification" else 0
+    pca = None
+    if config.model.pca_init:
+        from cae.codec import pca_basis
+
+        basis = pca_basis(splits)  # fitted once per split, cached under runs/pca/
+        pca = (basis.mean, basis.components)
     return build_from_config(
-        config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std, chroma_classes=classes
-    )
+        config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std,
+        chroma_classes=classes, pca=pca,
+    )  # fmt: skip
 
 
 def loss_for(config: ExperimentConfig, splits: Splits) -> Any:
