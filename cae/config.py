@@ -230,6 +230,9 @@ class SearchConfig:
     stage: Literal["reconstruction", "colorization"] = "reconstruction"
     source_study: str | None = None  # colorization: the reconstruction study whose best it starts from
     trials: int = 30  # finished trials (COMPLETE + PRUNED) the study should hold in total
+    # Resume the study although this call's data, subset, epochs or space differ from what its
+    # trials were trained on (cae/search/record.py); the change is recorded with the study.
+    extend: bool = False
     timeout: float | None = None  # seconds per call; None = until `trials` is reached
     # "best_val_loss" (validation MSE) alone is a single-objective search; adding "code_values" (the
     # narrower of latent and bottleneck) makes it a two-objective Pareto search. Colorization
@@ -253,6 +256,10 @@ class SearchConfig:
     # Start every new study with the base experiment's point (the reference) as trial 0; the
     # benchmark turns it off so time-to-target measures the search alone.
     enqueue_reference: bool = True
+    # Points a new study runs next (after the reference), each as config overrides (dotted keys;
+    # unlisted searched keys take the base experiment's values). Their models are kept, so the
+    # report can say what each part of a family buys at the same budget.
+    enqueue: tuple[dict[str, Any], ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     # Training settings every trial shares: the same keys as experiments/*.yaml.

@@ -43,6 +43,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None)) + " or null"
     if origin is tuple:
         return f"a list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return "a mapping of config keys to values"
     return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
@@ -63,6 +65,9 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     elif origin is tuple:
         if isinstance(value, (list, tuple)):
             return tuple(coerce(v, get_args(tp)[0], key, where) for v in value)
+    elif origin is dict:  # config keys to values, checked where they are used (e.g. against a space)
+        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value)
     elif tp is bool:
         if isinstance(value, bool):
             return value

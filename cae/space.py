@@ -193,12 +193,16 @@ def _condition(name: str, spec: Any, earlier: dict[str, Param], where: str) -> t
 
 
 def _check_extremes(p: Param, where: str) -> None:
-    """Each extreme of a range (each choice) must be a valid value of its key on its own."""
+    """Each extreme of a range (each choice) must be a valid value of its key on its own (given the
+    value of the parameter it is conditional on, if any: e.g. dense-only keys with a dense bottleneck)."""
     section, _, key = p.name.partition(".")
+    given = {}
+    if p.condition is not None and p.condition[0].partition(".")[0] == section:
+        given = {p.condition[0].partition(".")[2]: p.condition[1][0]}
     base = getattr(ExperimentConfig(), section) if key else ExperimentConfig()
     for value in p.choices if p.kind == "categorical" else (p.low, p.high):
         try:
-            with_overrides(base, {key or p.name: value}, where=where)
+            with_overrides(base, {**given, key or p.name: value}, where=where)
         except CAEError as err:
             raise CAEError(f"{err} (from the range of {p.name})") from None
 

@@ -25,7 +25,7 @@ def config(tmp_path: Path, study: str, **overrides):
     base = {
         "study": study, "trials": 3, "storage": f"sqlite:///{tmp_path}/optuna.db",
         "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 1,
-        "heartbeat_interval": 1, "grace_period": 3,
+        "heartbeat_interval": 1, "grace_period": 3, "enqueue": [],
     }  # fmt: skip
     return load_search(REPO / "experiments/search.yaml", {**base, **overrides})
 
@@ -63,7 +63,7 @@ def test_three_trials_are_three_child_runs_under_one_parent(three_trials, tracki
         assert run.data.tags["trial_state"] in ("COMPLETE", "PRUNED")
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
         assert steps == list(range(1, len(steps) + 1)) and steps
-        assert {"n_params", "latent_values", "bottleneck_values", "model.depth", "train.learning_rate"} <= set(
+        assert {"n_params", "latent_values", "bottleneck_values", "model.bottleneck", "train.learning_rate"} <= set(
             run.data.params
         )
     parent_run = client.get_run(parent)
@@ -246,3 +246,57 @@ def test_the_committed_best_json_passes_the_readers_checks(tmp_path, monkeypatch
     rebuilt = build_from_config(from_dict(ExperimentConfig, record["config"], "best.json").model)
     assert rebuilt.count_params() == record["n_params"]  # the recorded config is the exported architecture
     assert code_sizes(rebuilt) == (record["latent_values"], record["bottleneck_values"])
+
+
+@pytest.mark.slow  # a real study end to end
+def test_resuming_on_other_settings_is_refused_and_extending_is_recorded(db, tracking_uri):
+    cfg = config(db, "integrity", trials=1)
+    run_search(cfg)
+    other = config(db, "integrity", trials=2, **{"experiment.data.subset": 240, "experiment.train.epochs": 2})
+    with pytest.raises(CAEError, match=r"subset: 320 images -> 240 images; epochs: 1 -> 2.*STUDY=.*EXTEND=1"):
+        run_search(other)
+    study = optuna.load_study(study_name="integrity", storage=cfg.storage)
+    assert len(study.trials) == 1 and study.user_attrs["subset"] == 320  # refused before anything changed
+    run_search(config(db, "integrity", trials=2, extend=True, **{"experiment.data.subset": 240}))
+    study = optuna.load_study(study_name="integrity", storage=cfg.storage)
+    assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials) == 2
+    (extension,) = study.user_attrs["extensions"]
+    assert extension["changed"] == {"subset": [320, 240]} and study.user_attrs["subset"] == 240
+    assert {"data_digest", "space_digest", "data_source", "epochs"} <= set(study.user_attrs)
+
+
+@pytest.mark.slow  # a real study end to end
+def test_the_default_study_prunes_at_early_rungs_and_exports_the_best_trials_own_model(db, tracking_uri):
+    """experiments/search.yaml as it is (Hyperband from epoch 1, the enqueued points), shortened to 9 epochs."""
+    enqueued = list(load_search(REPO / "experiments/search.yaml").enqueue)
+    cfg = config(db, "defaults", trials=6, enqueue=enqueued,
+                 **{"experiment.train.epochs": 9, "experiment.data.subset": 160})  # fmt: skip
+    run_search(cfg)
+    study = optuna.load_study(study_name="defaults", storage=cfg.storage)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned and all(max(t.intermediate_values) + 1 < 9 for t in pruned)  # stopped at an early rung
+    assert any(t.user_attrs.get("enqueued") for t in study.trials)
+    model, record = load_best_model("defaults")
+    assert record["trial_number"] == study.best_trial.number and record["epochs"] == 9
+    from cae.data import splits_for
+    from cae.train import evaluate
+
+    scores, _ = evaluate(model, splits_for(cfg.experiment).x_val)
+    assert scores["test_mse"] == pytest.approx(study.best_value, rel=1e-4)  # its own weights, not a retrain
+
+
+@pytest.mark.slow  # a real study end to end
+def test_a_two_objective_study_stops_trials_at_its_rungs_by_their_margin_over_pca(db, tracking_uri):
+    overrides = {"objectives": ["best_val_loss", "code_values"], "pruner.name": "successive_halving",
+                 "pruner.n_warmup_steps": 1, "experiment.train.epochs": 3, "trials": 4,
+                 "sampler.name": "random"}  # fmt: skip
+    run_search(config(db, "rungs", **overrides))
+    study = optuna.load_study(study_name="rungs", storage=config(db, "rungs").storage)
+    judged = [t for t in study.trials if "rung_1" in t.user_attrs]
+    assert len(judged) == 4  # every trial was judged at epoch 1 (rungs 1; 3 is the last epoch)
+    pruned = [t for t in study.trials if t.state.name == "PRUNED"]
+    assert pruned and all(t.user_attrs["stop_reason"].startswith("rung 1:") for t in pruned)
+    best_margin = max(t.user_attrs["rung_1"] for t in judged)
+    assert all(t.user_attrs["rung_1"] < best_margin for t in pruned)  # the best at the rung always goes on
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert complete and all("pca_val_psnr" in t.user_attrs and "val_margin_vs_pca" in t.user_attrs for t in complete)

@@ -16,6 +16,7 @@ from cae.config import SearchConfig
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.model import code_sizes
+from cae.search.rungs import RungPruning, rung_epochs
 from cae.search.study import SKIPPED, SkippedTrial, optuna_module
 from cae.search.task import Task
 from cae.search.trial import TrialSpec, over_budget, tracked_trial
@@ -70,6 +71,8 @@ class Objective:
         spec = TrialSpec(
             self.cfg, trial.number, ENGINE, self.parent_id, params, config, uid=trial.study.user_attrs.get("uid"),
             prefix=self.prefix, size=size, set_attr=trial.set_user_attr,
+            # The reference's and the enqueued points' own models are what a report compares.
+            keep_model=bool(trial.user_attrs.get("reference") or trial.user_attrs.get("enqueued")),
         )  # fmt: skip
         return self._train(trial, spec, model)
 
@@ -77,9 +80,7 @@ class Objective:
         optuna = optuna_module()
         try:
             with tracked_trial(self.task, self.tracker, self.splits, spec, pruned=(optuna.TrialPruned,)) as tracked:
-                callbacks = list(tracked.callbacks)
-                if len(self.cfg.objectives) == 1:  # Optuna prunes single-objective trials only
-                    callbacks.append(KerasPruningCallback(trial, "val_loss"))
+                callbacks = [*tracked.callbacks, *self._pruning(trial, spec)]
                 callbacks += self.extra_callbacks(trial) if self.extra_callbacks else []
                 outcome = self.task.train(spec.config, model, callbacks)
                 tracked.complete(outcome)
@@ -87,3 +88,13 @@ class Objective:
             raise optuna.TrialPruned(str(stop)) from None
         values = tuple(outcome.values[o] for o in self.cfg.objectives)
         return values[0] if len(values) == 1 else values
+
+    def _pruning(self, trial: Any, spec: TrialSpec) -> list[Any]:
+        """Optuna's pruner for one objective; for several, successive halving on the task's rung value."""
+        pruner, epochs = self.cfg.pruner, spec.config.train.epochs
+        if len(self.cfg.objectives) == 1:
+            return [KerasPruningCallback(trial, "val_loss")]
+        if pruner.name in ("hyperband", "successive_halving"):
+            low = 1 if pruner.name == "hyperband" else max(1, pruner.n_warmup_steps)
+            return [RungPruning(trial, self.task, spec.size["code_values"], rung_epochs(low, epochs))]
+        return []

@@ -13,12 +13,14 @@ from typing import Any
 
 from cae.config import SearchConfig
 from cae.data import splits_for
+from cae.errors import CAEError
 from cae.hardware import configure_threads
 from cae.paths import ensure_dir, runs_dir, study_dir
-from cae.schema import flatten
+from cae.schema import flatten, with_overrides
 from cae.search.best import fetch_best
 from cae.search.figures import save_optuna_plots
 from cae.search.objective import ENGINE
+from cae.search.record import check_resume, study_record
 from cae.search.study import (
     FINISHED,
     count,
@@ -36,15 +38,21 @@ from cae.urls import shown
 
 
 def first_points(cfg: SearchConfig, space: SearchSpace, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """What a new study runs first: the base experiment's point (the reference), then ``extra``."""
-    if not cfg.enqueue_reference:
-        return list(extra)
+    """What a new study runs first: the base experiment's point (the reference), ``cfg.enqueue``, ``extra``."""
+    points = []
     outside = space.outside(cfg.experiment)
-    if outside:
+    if cfg.enqueue_reference and outside:
         print(f"note: the base experiment is outside {space.path} ({', '.join(outside)}): not enqueued")
-        return list(extra)
-    # Every study starts with the baseline to beat: the base (reference) architecture.
-    return [{"params": space.point(cfg.experiment), "attrs": {"reference": True}}, *extra]
+    elif cfg.enqueue_reference:  # every study starts with the baseline to beat: the reference architecture
+        points.append({"params": space.point(cfg.experiment), "attrs": {"reference": True}})
+    for i, change in enumerate(cfg.enqueue):
+        config = with_overrides(cfg.experiment, change, where=f"enqueue[{i}] of the study config")
+        outside = space.outside(config)
+        if outside:
+            raise CAEError(f"enqueue[{i}] of the study config is outside {space.path}: {', '.join(outside)}")
+        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in change.items())
+        points.append({"params": space.point(config), "attrs": {"enqueued": label}})
+    return [*points, *extra]
 
 
 def prepare(
@@ -62,6 +70,7 @@ def prepare(
     storage = open_storage(cfg)
     ensure_dir(study_dir(cfg.study))
     study = create_or_load_study(cfg, space, storage, first_points(cfg, space, extra_points), study_attrs)
+    check_resume(study, study_record(cfg, splits), cfg.extend)
     stage = task(cfg, splits, study.user_attrs)
     parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE}, uid=study.user_attrs.get("uid"))
     with ExitStack() as guard:

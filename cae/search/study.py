@@ -180,7 +180,8 @@ def make_pruner(cfg: SearchConfig) -> Any:
     optuna = optuna_module()
     p = cfg.pruner
     if len(cfg.objectives) > 1 or p.name == "none":
-        # Optuna cannot prune multi-objective trials: the budget is kept by epochs and subset.
+        # Optuna cannot prune multi-objective trials: the objective's own rung pruning does
+        # (cae/search/rungs.py), for the multi-fidelity pruner names.
         return optuna.pruners.NopPruner()
     if p.name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.experiment.train.epochs)
@@ -220,6 +221,10 @@ def create_or_load_study(
         storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, cfg.sampler_seed, space.conditional),
         pruner=make_pruner(cfg), directions=cfg.directions, load_if_exists=True,
     )  # fmt: skip
+    if study.metric_names is None:  # optuna-dashboard and Optuna's figures then name the objectives
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.2
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(cfg.objectives))
     if [d.name.lower() for d in study.directions] != cfg.directions:
         raise CAEError(
             f"study {cfg.study!r} optimises {len(study.directions)} objective(s) in other directions than "

@@ -12,8 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from cae.codec import baseline_curve, baseline_psnr_at, pca_basis, pca_point
 from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits
+from cae.metrics import psnr_from_mse
 from cae.search.best import score_best
 from cae.tags import run_tags, stage_of
 from cae.train import TrainResult, train_and_evaluate
@@ -37,6 +39,14 @@ class Task(Protocol):
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
               initial_epoch: int = 0) -> TrialOutcome: ...  # fmt: skip
 
+    def rung_value(self, model: Any, val_loss: float, code_values: int) -> float:
+        """How good a trial's ``model`` is after an epoch, comparably across trials (higher is better).
+
+        A study Optuna cannot prune (several objectives) stops, at each rung, the trials whose value
+        is not among the best third (:class:`cae.search.rungs.RungPruning`).
+        """
+        ...
+
     def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
         """After the last trial (the best trial is exported): what the study's summary adds.
 
@@ -50,19 +60,51 @@ TaskFactory = Callable[[SearchConfig, Splits, Mapping[str, Any]], Task]
 
 
 class ReconstructionTask:
-    """An autoencoder scored by its best validation MSE (and, for a Pareto study, its code size)."""
+    """An autoencoder scored by its best validation MSE (and, for a Pareto study, its code size).
+
+    Every trial is also scored against the two baselines at its own code size on the validation
+    images (``pca_val_psnr``, ``thumbnail_val_psnr`` and the margins over them), and a study that
+    Optuna cannot prune (two objectives) ranks trials at its rungs by the margin over PCA.
+    """
 
     def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: Mapping[str, Any] | None = None):
         self.base, self.splits = cfg.experiment, splits
         self.tags = run_tags(stage_of(cfg.experiment), splits.data_source)
         # A front is scored on the test split from every front trial's own model.
         self.keep_every_model = len(cfg.objectives) > 1
+        self._pca: Any = None
+        self._thumbnails: list[Any] | None = None
+        self._pca_psnr: dict[int, float] = {}
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
               initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
         result = train_and_evaluate(config, self.splits, model=model, callbacks=callbacks, epochs=epochs,
                                     initial_epoch=initial_epoch, evaluate_test=False, verbose=0)  # fmt: skip
-        return TrialOutcome(result, {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)})
+        values = {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)}
+        return TrialOutcome(result, values, metrics=self.baseline_metrics(result.best_val_loss, result.code_values))
+
+    def pca_val_psnr(self, code_values: int) -> float:
+        """PCA's validation PSNR at ``code_values`` (the basis fitted once, on the training split)."""
+        if code_values not in self._pca_psnr:
+            self._pca = self._pca or pca_basis(self.splits)
+            self._pca_psnr[code_values] = pca_point(self._pca, self.splits.x_val, code_values).psnr
+        return self._pca_psnr[code_values]
+
+    def baseline_metrics(self, val_loss: float, code_values: int) -> dict[str, float]:
+        """The trial's validation PSNR beside PCA's and the thumbnail's at its code size."""
+        if self._thumbnails is None:
+            self._thumbnails = baseline_curve(self.splits.x_val)
+        val_psnr, pca = psnr_from_mse(val_loss), self.pca_val_psnr(code_values)
+        out = {"val_psnr": val_psnr, "pca_val_psnr": pca, "val_margin_vs_pca": val_psnr - pca}
+        lo, hi = self._thumbnails[0].values, self._thumbnails[-1].values
+        if lo <= code_values <= hi:  # the thumbnail exists from 8×8 to 26×26 pixels only
+            thumb = baseline_psnr_at(code_values, self._thumbnails)
+            out.update(thumbnail_val_psnr=thumb, val_margin_vs_thumbnail=val_psnr - thumb)
+        return out
+
+    def rung_value(self, model: Any, val_loss: float, code_values: int) -> float:
+        """How good an epoch's model is across code sizes (higher is better): its margin over PCA."""
+        return psnr_from_mse(val_loss) - self.pca_val_psnr(code_values)
 
     def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
         """The exported best scored once on the test split and registered as ``study``."""

@@ -39,6 +39,7 @@ class TrialSpec:
     prefix: str = ""  # "[w1] " in front of a worker's lines
     tags: dict[str, Any] = field(default_factory=dict)  # engine-specific extra tags
     size: dict[str, int] = field(default_factory=dict)  # n_params, latent/bottleneck values, if built already
+    keep_model: bool = False  # keep this trial's model in runs/<study>/models/ whatever the task says
     set_attr: Callable[[str, Any], None] = lambda key, value: None  # the engine's trial attributes
 
 
@@ -74,7 +75,7 @@ class TrialRun:
             objective=(first, outcome.values[first], spec.cfg.directions[0]),
         )  # fmt: skip
         record.update(outcome.attrs)
-        keep_all = self.task.keep_every_model or len(spec.cfg.objectives) > 1
+        keep_all = self.task.keep_every_model or spec.keep_model or len(spec.cfg.objectives) > 1
         export_trial(record, result.model, keep_all=keep_all, run=self.run)
 
 
@@ -106,6 +107,8 @@ def tracked_trial(
     except BaseException as err:
         if not isinstance(err, pruned):
             spec.set_attr("fail_reason", failure_reason(err))
+        elif str(err):  # which rung stopped it, and why
+            spec.set_attr("stop_reason", str(err))
         raise
 
 

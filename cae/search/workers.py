@@ -31,6 +31,7 @@ from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
 from cae.search.objective import Objective
 from cae.search.outage import storage_errors
+from cae.search.record import check_resume, study_record
 from cae.search.study import (
     FINISHED,
     SKIPPED,
@@ -95,6 +96,7 @@ def run_worker(
     space = load_space(cfg.space)
     study = load_existing_study(cfg, seed_offset=index, conditional=space.conditional)
     splits = splits_for(cfg.experiment)
+    check_resume(study, study_record(cfg, splits), cfg.extend)  # a worker on another host, on other data
     lock = AskLock(ensure_dir(study_dir(cfg.study)) / ".ask.lock")
     prefix = f"[w{index}] " if cfg.workers > 1 else ""
     objective = Objective(

@@ -1,0 +1,68 @@
+"""What a study's trials were trained on, recorded with the study, so a resume never mixes them.
+
+A study stores (as Optuna study user attrs) the data source and digest, the subset, the epochs and
+the search space with its digest. Resuming it with any of them different is refused with one line
+naming each difference and the two ways on: a new ``STUDY=``, or ``EXTEND=1`` (``--extend``) to
+continue it anyway, which records the change (``extensions``: when, and each old and new value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from cae.config import SearchConfig
+from cae.data import Splits
+from cae.errors import CAEError
+from cae.paths import resolve
+from cae.report.locations import repo_relative
+
+RECORDED = ("data_source", "data_digest", "subset", "epochs", "space", "space_digest")
+
+
+def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
+    """This call's values of :data:`RECORDED`."""
+    space = resolve(cfg.space)
+    return {
+        "data_source": splits.data_source, "data_digest": splits.digest, "subset": cfg.experiment.data.subset,
+        "epochs": cfg.experiment.train.epochs, "space": repo_relative(space),
+        "space_digest": hashlib.sha256(space.read_bytes()).hexdigest()[:16],
+    }  # fmt: skip
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Recorded keys whose value changed (keys a study of an older release never recorded are not compared).
+
+    The space is compared by its digest (its content): the same file named another way is no change.
+    """
+    changed = {k: (old[k], new[k]) for k in RECORDED if k != "space" and k in old and old[k] != new[k]}
+    if "space_digest" in changed:
+        changed["space"] = (old.get("space"), new["space"])
+    return changed
+
+
+def _said(key: str, value: Any) -> str:
+    if key == "subset":
+        return "the full split" if value is None else f"{value:,} images"
+    return str(value)
+
+
+def check_resume(study: Any, record: dict[str, Any], extend: bool) -> None:
+    """Record a new study's values; refuse (or, with ``extend``, record) a resume that changes them."""
+    attrs = study.user_attrs
+    changed = differences(attrs, record) if study.trials else {}
+    if changed and not extend:
+        said = "; ".join(f"{k}: {_said(k, a)} -> {_said(k, b)}" for k, (a, b) in changed.items())
+        raise CAEError(
+            f"study {study.study_name!r} was trained on other settings than this call ({said}); start a new "
+            f"study with STUDY=<new name>, or continue this one anyway with EXTEND=1 (--extend; recorded)"
+        )
+    if changed:
+        entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": {k: list(v) for k, v in changed.items()}}
+        study.set_user_attr("extensions", [*attrs.get("extensions", []), entry])
+        print(f"note: extending study {study.study_name!r} with changed settings "
+              f"({', '.join(changed)}); recorded in its `extensions` attribute", flush=True)  # fmt: skip
+    for key, value in record.items():
+        if attrs.get(key) != value:
+            study.set_user_attr(key, value)
