@@ -53,6 +53,8 @@ def _add_search_flags(p: argparse.ArgumentParser, config: str | None = "experime
     p.add_argument("--engine", choices=["optuna", "keras-tuner"])
     p.add_argument("--workers", type=int)
     p.add_argument("--timeout", type=float, help="seconds for this call")
+    p.add_argument("--extend", action="store_true", default=None,
+                   help="resume the study although its data, subset, epochs or space differ (recorded)")  # fmt: skip
     _add_training_flags(p)
 
 

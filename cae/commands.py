@@ -33,11 +33,14 @@ def _given(args: argparse.Namespace, *flags: str) -> dict[str, Any]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from cae.config import load_experiment
+    from cae.preflight import check_experiment
+
+    config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
+    config = check_experiment(config)  # before TensorFlow is imported: a bad input answers in a second
     from cae.experiment import run_experiment
     from cae.hardware import configure_threads
     from cae.tracking import Tracker
 
-    config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
     tracker = Tracker().check()
     configure_threads()
     run_id, result, out = run_experiment(config, tracker)
@@ -58,7 +61,7 @@ def _search_config(args: argparse.Namespace) -> Any:
     from cae.schema import with_overrides
 
     overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "study", "storage", "engine",
-                                                                    "workers", "timeout")}  # fmt: skip
+                                                                    "workers", "timeout", "extend")}  # fmt: skip
     cfg = load_search(args.config, overrides)
     if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
         # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
@@ -67,9 +70,11 @@ def _search_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from cae.stages import task_for
+    from cae.preflight import check_search
 
-    cfg = _search_config(args)
+    cfg = check_search(_search_config(args), study_given=args.study is not None)
+    from cae.stages import task_for  # TensorFlow from here on: every check above ran without it
+
     task = task_for(cfg.stage)
     if cfg.engine == "keras-tuner":
         from cae.search.tuner import run_tuner

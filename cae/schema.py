@@ -7,6 +7,7 @@ Generic over the dataclasses of :mod:`cae.config`: unknown keys, wrong types and
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
 import types
 import typing
@@ -92,7 +93,8 @@ def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            raise CAEError(f"{where}: unknown key '{prefix}{key}'; allowed: {', '.join(prefix + n for n in names)}")
+            hint = suggest(prefix + str(key), [prefix + n for n in names])
+            raise CAEError(f"{where}: unknown key '{prefix}{key}'; {hint}")
     values = {k: coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
     obj = cls(**values)
     if hasattr(obj, "validate"):
@@ -140,14 +142,21 @@ def flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, A
     return out
 
 
+def suggest(key: str, keys: list[str]) -> str:
+    """"did you mean ...?" for a misspelt or unprefixed key (``train.x`` on a search is
+    ``experiment.train.x``), else the keys allowed."""
+    prefixed = [k for k in keys if k.endswith("." + key)]
+    close = prefixed or difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    return f"did you mean {' or '.join(close)}?" if close else f"allowed: {', '.join(keys)}"
+
+
 def field_type(cls: type, dotted: str) -> Any:
     """Type hint of a dotted key (``model.depth`` -> int); CAEError listing the keys if unknown."""
     tp: Any = cls
     for part in dotted.split("."):
         hints = get_type_hints(tp) if dataclasses.is_dataclass(tp) else {}
         if part not in hints:
-            allowed = ", ".join(k for k in flatten(cls()) if "." in k) if dataclasses.is_dataclass(cls) else ""
-            raise CAEError(f"unknown key '{dotted}'; allowed: {allowed}")
+            raise CAEError(f"unknown key '{dotted}'; {suggest(dotted, list(flatten(cls())))}")
         tp = hints[part]
     return tp
 

@@ -129,19 +129,25 @@ ROWS: list[Row] = [
     (
         "unknown experiment key (experiment YAML)",
         lambda c: ["train", experiment_yaml(c, "model: {depth: 2, dpth: 3}\n"), "--data", "sample"],
-        r"experiment\.yaml: unknown key 'model\.dpth'; allowed: model\.depth, ",
+        r"experiment\.yaml: unknown key 'model\.dpth'; did you mean model\.depth\?$",
         None,
     ),
     (
         "unknown experiment key (search YAML)",
         lambda c: ["search", c.search_yaml(model={"dpth": 3})],
-        r"search\.yaml: unknown key 'experiment\.model\.dpth'; allowed: experiment\.model\.depth, ",
+        r"search\.yaml: unknown key 'experiment\.model\.dpth'; did you mean experiment\.model\.depth\?$",
         None,
     ),
     (
         "unknown key in --set",
         lambda c: ["search", c.search_yaml(), "--set", "experiment.train.epoch=3"],
-        r"unknown key 'experiment\.train\.epoch'; allowed: ",
+        r"unknown key 'experiment\.train\.epoch'; did you mean experiment\.train\.epochs",
+        None,
+    ),
+    (
+        "a training key without its experiment. prefix in --set on a search",
+        lambda c: ["search", c.search_yaml(), "--set", "train.batch_size=64"],
+        r"unknown key 'train\.batch_size'; did you mean experiment\.train\.batch_size\?$",
         None,
     ),
     (

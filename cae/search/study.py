@@ -79,10 +79,10 @@ def open_storage(cfg: SearchConfig) -> Any:
 
         ensure_dir(journal.absolute().parent)
         return optuna.storages.JournalStorage(JournalFileBackend(str(journal.absolute())))
-    return _rdb_storage(cfg, url, _parsed(url))
+    return _rdb_storage(cfg, url, parse_storage_url(url))
 
 
-def _parsed(url: str) -> Any:
+def parse_storage_url(url: str) -> Any:
     """The SQLAlchemy URL of an RDB storage; a one-line error naming the forms that work."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
@@ -106,7 +106,7 @@ def open_existing_storage(url: str) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-    parsed = _parsed(url)
+    parsed = parse_storage_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite and not (parsed.database and Path(parsed.database).is_file()):
         raise CAEError(f"no study storage at {url} (run `make search` first, or pass STORAGE=)")

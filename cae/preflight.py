@@ -1,0 +1,65 @@
+"""The checks of a command's input that need no TensorFlow, run before anything imports it.
+
+A misspelt data path, a broken YAML file, a search space with a bad range or a storage URL that
+cannot work is answered in about a second, not after TensorFlow's 15-20 s start-up. Checks that
+need the data decoded or the storage opened come later, still before anything is created.
+
+It also decides, once, where the data comes from (``data.source`` pinned to the path given,
+``keras`` or ``sample``), so every later step loads the same data without looking again, and
+gives a study on the bundled sample its own default name (``<study>-sample``): a demo never
+lands in the real study.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from cae.config import ExperimentConfig, SearchConfig
+from cae.paths import ensure_dir, runs_dir
+from cae.schema import with_overrides
+from cae.search.study import parse_storage_url, storage_url
+from cae.sources import resolve_source
+from cae.space import load_space
+from cae.urls import journal_path
+
+SAMPLE_SUFFIX = "-sample"
+
+
+def pinned_source(source: str | None) -> str:
+    """The data source a run will use: the path as given, ``keras`` or ``sample`` (never None)."""
+    given = source or os.environ.get("CAE_DATA") or None
+    _, data_source = resolve_source(given)  # an explicit path that does not exist is a one-line error
+    return given if data_source == "path" else data_source  # type: ignore[return-value]
+
+
+def check_experiment(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with its data source pinned; the runs folder exists."""
+    ensure_dir(runs_dir())
+    return with_overrides(config, {"data.source": pinned_source(config.data.source)})
+
+
+def check_storage(url: str) -> None:
+    """A storage URL of a form that can work, its folder creatable (the database is reached later)."""
+    journal = journal_path(url)
+    if journal is not None:
+        ensure_dir(journal.absolute().parent)
+        return
+    parsed = parse_storage_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        ensure_dir(Path(parsed.database).absolute().parent)
+
+
+def check_search(cfg: SearchConfig, *, study_given: bool) -> SearchConfig:
+    """``cfg`` after the checks: space, data (pinned), storage URL, runs folder; a sample study renamed."""
+    load_space(cfg.space)
+    experiment = check_experiment(cfg.experiment)
+    changes: dict[str, Any] = {"experiment.data.source": experiment.data.source}
+    if experiment.data.source == "sample" and not study_given and not cfg.study.endswith(SAMPLE_SUFFIX):
+        changes["study"] = cfg.study + SAMPLE_SUFFIX
+        print(f"note: the bundled sample trains study {changes['study']!r} (not {cfg.study!r}: a demo never "
+              "mixes with a study of the real data)", flush=True)  # fmt: skip
+    cfg = with_overrides(cfg, changes)
+    check_storage(storage_url(cfg))
+    return cfg
