@@ -11,17 +11,38 @@ STAMP := $(VENV)/.setup-done
 TF_EXTRA ?=
 PY_MIN := 3.11
 
+# Every variable a target reads. A name on the command line that is not here is refused at once:
+# a misspelt `TRIAL=2` would otherwise run the whole default study.
+KNOWN_VARS := DATA SUBSET EPOCHS SEED STUDY STORAGE SET TRIALS ENGINE WORKERS TIMEOUT EXTEND CONFIG TOP TRIAL_IDS \
+	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS QUICK PLAN PYTEST_ARGS TF_EXTRA PYTHON
+unknown_vars := $(filter-out $(KNOWN_VARS),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
+ifneq ($(unknown_vars),)
+closest := $(shell $(PYTHON) -c 'import difflib, sys; m = difflib.get_close_matches(sys.argv[1], sys.argv[2:], 1, 0.5); \
+	print(f" (did you mean {m[0]}?)" if m else "")' $(firstword $(unknown_vars)) $(KNOWN_VARS) 2>/dev/null)
+$(error unknown make variable $(firstword $(unknown_vars))$(closest); known: $(KNOWN_VARS))
+endif
+
 opt = $(if $($(1)),--$(2) $($(1)))
-TRAIN_ARGS = $(call opt,DATA,data) $(call opt,SUBSET,subset) $(call opt,EPOCHS,epochs) $(call opt,SEED,seed)
+# SET="experiment.train.batch_size=64 experiment.model.filters=32": any config key, each one --set.
+TRAIN_ARGS = $(call opt,DATA,data) $(call opt,SUBSET,subset) $(call opt,EPOCHS,epochs) $(call opt,SEED,seed) \
+	$(foreach s,$(SET),--set $(s))
 STUDY_ARGS = $(call opt,STUDY,study) $(call opt,STORAGE,storage)
 SEARCH_ARGS = $(TRAIN_ARGS) $(STUDY_ARGS) $(call opt,TRIALS,trials) $(call opt,ENGINE,engine) \
-	$(call opt,WORKERS,workers) $(call opt,TIMEOUT,timeout)
+	$(call opt,WORKERS,workers) $(call opt,TIMEOUT,timeout) $(if $(EXTEND),--extend)
 
-.PHONY: FORCE help setup test test-fast lint train search pareto worker best compare report ui dashboard colorize-best \
+.PHONY: FORCE help setup test test-fast lint train search pareto worker best delete compare report ui dashboard colorize-best \
 	colorize-search bench
 
-help: ## list the verbs
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+help: ## list the verbs, their variables and defaults
+	@echo "Verbs (each sets itself up on first use; defaults live in experiments/*.yaml and cae/config.py):"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables (pass only what you change):"
+	@echo "  DATA=path|keras|sample  CIFAR-10 source (default: CAE_DATA, the Keras cache or download, else the sample)"
+	@echo "  SUBSET=N (0 = all)  EPOCHS=N  SEED=N (split and init, 42)  STUDY=name (cae-search)  STORAGE=url"
+	@echo "  TRIALS=N (24)  WORKERS=N (1)  ENGINE=optuna|keras-tuner  TIMEOUT=s  EXTEND=1 (resume on changed settings)"
+	@echo "  SET=\"key=value ...\"  any config key, e.g. SET=\"experiment.train.batch_size=64\" on a search"
+	@echo "Examples: make search TRIALS=4 EPOCHS=2 SUBSET=3000 STUDY=demo;  make delete STUDY=demo;  .venv/bin/cae --help"
 
 setup: $(STAMP) ## create .venv with the pinned stack (other targets do this on first use); TF_EXTRA=gpu|tf-cpu|tf forces one
 
@@ -38,7 +59,7 @@ FORCE:
 # Switching variants uninstalls the other TensorFlow distribution first (tensorflow and tensorflow-cpu
 # both provide the `tensorflow` module and would overwrite each other's files).
 $(STAMP): $(STAMP_DEPS)
-	@set -e; \
+	@set -eo pipefail; \
 	info="$$($(PYTHON) -c 'import sys; v = sys.version_info; print(v[0], v[1], sys.version.split()[0])' 2>/dev/null)" \
 	  || { echo "error: $(PYTHON) not found; cae-search needs Python $(PY_MIN)+ (make setup PYTHON=python3.11)" >&2; exit 1; }; \
 	read -r major minor full <<< "$$info"; \
@@ -55,7 +76,9 @@ $(STAMP): $(STAMP_DEPS)
 	$(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install -q --upgrade pip; \
 	if $(PY) -m pip show -q "$$other" >/dev/null 2>&1; then $(PY) -m pip uninstall -q -y "$$other"; fi; \
-	$(PY) -m pip install -q -c constraints.txt -e ".[$$extra,dev]"; \
+	echo "setup: installing the pinned stack into $(VENV) (TensorFlow, Keras, Optuna, MLflow: ~2 GB, a few minutes)"; \
+	$(PY) -m pip install --progress-bar on -c constraints.txt -e ".[$$extra,dev]" \
+	  | grep --line-buffered -E '^(Collecting|Downloading|Installing|Successfully)' || exit 1; \
 	echo "$$extra" > $@
 
 test: $(STAMP) ## lint, then the test suite (exactly what CI runs)
@@ -73,15 +96,19 @@ train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS 
 	$(PY) -m cae train $(CONFIG) $(TRAIN_ARGS) $(call opt,STUDY,study)
 
 search: CONFIG ?= experiments/search.yaml
-search: $(STAMP) ## run/resume a search; TRIALS EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED
+search: $(STAMP) ## run/resume the default study (24 trials, up to 30 epochs each, Hyperband); TRIALS EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED EXTEND SET
 	$(PY) -m cae search $(CONFIG) $(SEARCH_ARGS)
 
-pareto: $(STAMP) ## two-objective search (val MSE vs code size), experiments/pareto.yaml
+pareto: $(STAMP) ## two-objective study cae-pareto (val MSE vs code size 128-2,048, 30 trials, up to 30 epochs); as search
 	$(PY) -m cae search experiments/pareto.yaml $(SEARCH_ARGS)
 
 worker: CONFIG ?= experiments/search.yaml
 worker: $(STAMP) ## join an existing study from another host (same STORAGE, MLFLOW_TRACKING_URI)
 	$(PY) -m cae search $(CONFIG) --join $(SEARCH_ARGS)
+
+delete: $(STAMP) ## delete STUDY (required): its Optuna trials, MLflow experiment (to MLflow's trash) and runs/<STUDY>/; STORAGE
+	@test -n "$(STUDY)" || { echo "error: say which study: make delete STUDY=<name>" >&2; exit 2; }
+	$(PY) -m cae delete $(STUDY_ARGS)
 
 best: $(STAMP) ## print the best trial of STUDY (best.json)
 	$(PY) -m cae best $(STUDY_ARGS)
@@ -96,7 +123,7 @@ compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<
 	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \
 		$(call opt,RUNS,runs) $(call opt,STATES,states) $(if $(LINEAR),--linear)
 
-report: $(STAMP) ## reports/<STUDY>/search.md: retrains reference and best for EPOCHS (default: the search's); DATA SUBSET(0=all) SEED
+report: $(STAMP) ## reports/<STUDY>/search.md (default cae-search): the trials' own models, or retrained for EPOCHS; DATA SUBSET(0=all) SEED
 	$(PY) -m cae report $(STUDY_ARGS) $(TRAIN_ARGS)
 
 colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG

@@ -25,6 +25,7 @@ from cae.commands import (  # noqa: E402
     cmd_colorize_search,
     cmd_compare,
     cmd_dashboard,
+    cmd_delete,
     cmd_report,
     cmd_search,
     cmd_search_worker,
@@ -139,6 +140,11 @@ def _viewing_commands(sub: Any) -> None:
     p = sub.add_parser("report", help="write reports/<study>/search.md (retrains reference and best)")
     _add_search_flags(p)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("delete", help="delete a study: its trials, its MLflow experiment and runs/<study>/")
+    p.add_argument("--study", required=True, help="the study to delete (no default: say which)")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
+    p.set_defaults(func=cmd_delete)
 
     p = sub.add_parser("best", help="print the best trial of a study (best.json)")
     _add_search_flags(p)

@@ -109,6 +109,26 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Forget a study: its Optuna trials, its MLflow experiment (kept in MLflow's trash) and runs/<study>/."""
+    import shutil
+
+    from cae.config import load_search
+    from cae.paths import study_dir
+    from cae.search.study import delete_study
+    from cae.tracking import Tracker
+
+    cfg = load_search(None, {"study": args.study, **({"storage": args.storage} if args.storage else {})})
+    deleted = [what for what, done in (
+        ("Optuna study", delete_study(cfg)),
+        ("MLflow experiment", Tracker().check().retire_experiment(cfg.study)),
+        (f"folder {study_dir(cfg.study)}", study_dir(cfg.study).is_dir()),
+    ) if done]  # fmt: skip
+    shutil.rmtree(study_dir(cfg.study), ignore_errors=True)
+    print(f"study {cfg.study!r}: deleted {', '.join(deleted)}" if deleted else f"no study {cfg.study!r} found")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from cae.ui import serve
 

@@ -300,3 +300,18 @@ def test_a_two_objective_study_stops_trials_at_its_rungs_by_their_margin_over_pc
     assert all(t.user_attrs["rung_1"] < best_margin for t in pruned)  # the best at the rung always goes on
     complete = [t for t in study.trials if t.state.name == "COMPLETE"]
     assert complete and all("pca_val_psnr" in t.user_attrs and "val_margin_vs_pca" in t.user_attrs for t in complete)
+
+
+@pytest.mark.slow  # a real study end to end
+def test_delete_forgets_a_study_so_its_name_starts_afresh(db, tracking_uri):
+    from cae.cli import main
+    from cae.paths import study_dir
+
+    cfg = config(db, "doomed", trials=1)
+    run_search(cfg)
+    assert main(["delete", "--study", "doomed", "--storage", cfg.storage]) == 0
+    assert "doomed" not in [s.study_name for s in optuna.get_all_study_summaries(cfg.storage)]
+    assert not study_dir("doomed").exists() and Tracker(tracking_uri).experiment_id("doomed", create=False) is None
+    run_search(cfg)  # the name is free again: a new study with its own experiment and nothing of the old one
+    parent = Tracker(tracking_uri).find_study_parent("doomed")
+    assert len(Tracker(tracking_uri).child_runs(parent, "doomed")) == 1

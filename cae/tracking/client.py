@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -132,6 +133,17 @@ class Tracker:
             if exp is None:
                 raise
             return exp.experiment_id
+
+    def retire_experiment(self, name: str) -> bool:
+        """Rename the experiment ``name`` out of the way and delete it (MLflow keeps it in its trash);
+        a new study of that name then starts a fresh experiment instead of restoring this one."""
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            return False
+        self.client.rename_experiment(exp.experiment_id, f"{name} (deleted {time.strftime('%Y-%m-%d %H:%M:%S')})")
+        if exp.lifecycle_stage != "deleted":
+            self.client.delete_experiment(exp.experiment_id)
+        return True
 
     def start_run(
         self, experiment: str, name: str, *, tags: Mapping[str, Any] | None = None,
