@@ -48,8 +48,8 @@ def test_a_study_on_the_bundled_sample_gets_its_own_name(capsys):
     cfg = check_search(load_search(REPO / "experiments/search.yaml", {"experiment.data.source": "sample"}),
                        study_given=False)  # fmt: skip
     assert cfg.study == "cae-search-sample" and "never mixes" in capsys.readouterr().out
-    named = check_search(load_search(REPO / "experiments/search.yaml", {"experiment.data.source": "sample",
-                                                                        "study": "demo"}), study_given=True)  # fmt: skip
+    overrides = {"experiment.data.source": "sample", "study": "demo"}
+    named = check_search(load_search(REPO / "experiments/search.yaml", overrides), study_given=True)
     assert named.study == "demo"
 
 
