@@ -199,3 +199,18 @@ def pca_curve(basis: PCABasis, images: np.ndarray, values: Sequence[int] = PCA_V
               bits: int | None = None) -> list[BaselinePoint]:  # fmt: skip
     """PCA's rate–distortion curve on ``images`` at each code size in ``values``."""
     return [pca_point(basis, images, k, bits) for k in values if k <= basis.mean.size]
+
+
+def baselines(splits: Any, code_values: int, split: str = "test") -> dict[str, float]:
+    """PSNR of PCA (float and 8-bit coefficients) and of the thumbnail at ``code_values`` on a split.
+
+    ``thumbnail_psnr`` is NaN outside the thumbnail's sizes (192..2,028 values).
+    """
+    images = getattr(splits, f"x_{split}")
+    basis = pca_basis(splits)
+    try:
+        thumb = baseline_psnr_at(code_values, baseline_curve(images))
+    except ValueError:
+        thumb = float("nan")
+    return {"pca_psnr": pca_point(basis, images, code_values).psnr,
+            "pca_q8_psnr": pca_point(basis, images, code_values, bits=8).psnr, "thumbnail_psnr": thumb}  # fmt: skip

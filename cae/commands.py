@@ -73,21 +73,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     from cae.preflight import check_search
 
     cfg = check_search(_search_config(args), study_given=args.study is not None)
-    from cae.stages import task_for  # TensorFlow from here on: every check above ran without it
-
-    task = task_for(cfg.stage)
-    if cfg.engine == "keras-tuner":
-        from cae.search.tuner import run_tuner
-
-        run_tuner(cfg, task)
-    elif args.join:
+    # TensorFlow from here on: every check above ran without it.
+    if args.join:
         from cae.search.workers import join
+        from cae.stages import task_for
 
-        join(cfg, task, index=args.index)
+        join(cfg, task_for(cfg.stage), index=args.index)
     else:
-        from cae.search.run import run_search
+        from cae.stages import run_study
 
-        run_search(cfg, task)
+        run_study(cfg, study_given=True)
     return 0
 
 

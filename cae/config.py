@@ -297,5 +297,7 @@ def load_experiment(path: str | Path | None, overrides: Mapping[str, Any] | None
 
 
 def load_search(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
+    """A study's settings: defaults, then the YAML file (if any), then ``overrides`` (dotted keys;
+    training keys under ``experiment.``, e.g. ``experiment.train.epochs``)."""
     base = from_dict(SearchConfig, read_yaml(path), str(path)) if path else SearchConfig()
     return with_overrides(base, overrides or {})

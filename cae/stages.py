@@ -6,6 +6,9 @@ API look the study's task up here and hand it to them.
 
 from __future__ import annotations
 
+from typing import Any
+
+from cae.config import SearchConfig
 from cae.errors import CAEError
 from cae.search.task import ReconstructionTask, TaskFactory
 
@@ -19,3 +22,21 @@ def task_for(stage: str) -> TaskFactory:
 
         return ColorizationTask
     raise CAEError(f"unknown stage {stage!r}; allowed: reconstruction, colorization")
+
+
+def run_study(cfg: SearchConfig, *, study_given: bool = False, **options: Any) -> dict[str, Any]:
+    """Run or resume the study ``cfg`` to its ``trials`` (what ``make search`` does); returns its summary.
+
+    The checks of :mod:`cae.preflight` come first (a study on the bundled sample is renamed
+    ``<study>-sample`` unless ``study_given``); ``options`` go to the engine (e.g. ``tracker``).
+    """
+    from cae.preflight import check_search
+
+    cfg = check_search(cfg, study_given=study_given)
+    if cfg.engine == "keras-tuner":
+        from cae.search.tuner import run_tuner
+
+        return run_tuner(cfg, task_for(cfg.stage), **options)
+    from cae.search.run import run_search
+
+    return run_search(cfg, task_for(cfg.stage), **options)
