@@ -88,7 +88,8 @@ class ModelConfig:
     # linear projection of the whole image to `code_budget` values and back, PCA's form, with
     # residual convolutions around it (cae/hybrid.py); depth, filters and the like do not apply.
     bottleneck: Literal["conv", "dense"] = "conv"
-    # dense: start the projection at the training split's PCA basis, so training starts at PCA's error.
+    # dense: the projection is the training split's PCA basis, kept fixed, so training starts at
+    # PCA's error and the convolutions learn what it misses (cae/hybrid.py says why fixed).
     pca_init: bool = False
     # dense: residual convolutions on the image before the projection (a nonlinear code) and on the
     # decoded image after it (what k linear components cannot carry), `refine_width` filters each.

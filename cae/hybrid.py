@@ -4,9 +4,14 @@
           → Dense(3,072) → Reshape 32×32×3 → [refine_layers residual 3×3 convs] → clip to [0, 1]
 
 With no convolutions this *is* a linear code, and PCA is its optimum for MSE. Given the PCA
-basis of the training split (``pca``), the two Dense layers start at PCA's projection and
+basis of the training split (``pca``), the two Dense layers are PCA's projection and
 reconstruction, and every residual branch starts at zero (its last convolution's weights are
-zero), so the untrained model reproduces PCA exactly: training can only start from PCA's error.
+zero), so the untrained model reproduces PCA exactly: training starts from PCA's error. The PCA
+layers are then kept fixed (not trainable): Adam moves every weight by about its learning rate per
+step, and at the rates that train the convolutions that knocked a trainable PCA code at 832 values
+from 38.8 to 36.5 dB validation PSNR in one epoch (32.7 dB with a warm-up; a 10× lower rate kept
+it but trained the convolutions too slowly), while with the code fixed the same network improved
+on PCA from its first epoch (measured on the full split). Without ``pca`` the code is learned.
 The encoder's convolutions may reshape the image before it is projected (a nonlinear code); the
 refinement predicts what the k components miss from what they kept (edges, texture), the part of
 the signal a linear decoder must drop. Built from plain values and built-in Keras layers only, so
@@ -75,4 +80,5 @@ def build_linear_code(
             kernel, bias = axes, -mean @ axes
         project.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
         expand.set_weights([axes.T.astype(np.float32), mean.astype(np.float32)])
+        project.trainable = expand.trainable = False  # PCA's code, kept (module docstring)
     return model

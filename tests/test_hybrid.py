@@ -63,3 +63,15 @@ def test_bad_values_are_refused():
         build_linear_code(code_values=0)
     with pytest.raises(ValueError, match="RGB from RGB"):
         build_linear_code(code_values=10, input_channels=1)
+
+
+def test_a_pca_code_is_kept_fixed_while_the_convolutions_train(basis, sample_splits):
+    model = build_linear_code(code_values=64, encode_layers=1, refine_layers=1, width=4,
+                              pca=(basis.mean, basis.components))  # fmt: skip
+    before = [w.copy() for w in model.get_layer("latent").get_weights()]
+    model.compile("adam", "mse")
+    x = sample_splits.x_train[:64].astype(np.float32) / 255.0
+    model.fit(x, x, epochs=1, batch_size=32, verbose=0)
+    for was, now in zip(before, model.get_layer("latent").get_weights(), strict=True):
+        np.testing.assert_array_equal(was, now)
+    assert model.get_layer("refine0").trainable and not model.get_layer("expand").trainable
