@@ -174,7 +174,14 @@ def varying_keys(rows: Sequence[TrialRow]) -> list[str]:
 
 def plot(rows: Sequence[TrialRow], path: Path, *, log_y: bool = True, title: str = "") -> Path:
     """Validation curves (solid) and train curves (dashed, same colour); pruned trials end in ×."""
-    from cae.plots import plt, save
+    from cae.plots import save
+
+    return save(figure(rows, log_y=log_y, title=title), path)
+
+
+def figure(rows: Sequence[TrialRow], *, log_y: bool = True, title: str = "") -> Any:
+    """The comparison figure itself (see :func:`plot`)."""
+    from cae.plots import epoch_axis, plt
 
     fig, ax = plt.subplots(figsize=(10, 5.8))
     with_study = len({r.study for r in rows}) > 1
@@ -183,23 +190,37 @@ def plot(rows: Sequence[TrialRow], path: Path, *, log_y: bool = True, title: str
     for i, r in enumerate(rows):
         colour = colours(i % colours.N)
         steps, values = zip(*r.history["val_loss"], strict=True)
-        ax.plot(steps, values, "-o", color=colour, ms=3, lw=1.8, label=r.label(with_study, keys))
-        if r.history.get("train_loss"):
+        ax.plot(steps, values, "-o", color=colour, ms=4, lw=1.8, label=r.label(with_study, keys))
+        if r.history.get("train_loss"):  # markers too: a one-epoch curve is a single point
             t_steps, t_values = zip(*r.history["train_loss"], strict=True)
-            ax.plot(t_steps, t_values, "--", color=colour, lw=1, alpha=0.8)
+            ax.plot(t_steps, t_values, "--s", color=colour, ms=3, lw=1, alpha=0.8)
         if r.state == "PRUNED":
             ax.plot(steps[-1], values[-1], "x", color=colour, ms=11, mew=2.5)
-    ax.plot([], [], "k-", label="validation (solid)")
-    ax.plot([], [], "k--", label="train (dashed)")
-    ax.plot([], [], "kx", ms=9, mew=2, ls="none", label="pruned here")
-    ax.set(xlabel="epoch", ylabel="MSE ([0,1] pixels)", title=title or "trial loss curves")
+    ax.plot([], [], "k-o", ms=4, label="validation (solid)")
+    if any(r.history.get("train_loss") for r in rows):  # a legend names only what is drawn
+        ax.plot([], [], "k--s", ms=3, label="train (dashed)")
+    if any(r.state == "PRUNED" for r in rows):
+        ax.plot([], [], "kx", ms=9, mew=2, ls="none", label="pruned here")
+    ax.set(xlabel="epoch", ylabel="MSE ([0,1] pixels)", title=title or f"{len(rows)} trials' loss curves")
     if log_y:
         ax.set_yscale("log")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    epoch_axis(ax, max(step for r in rows for step, _ in r.history["val_loss"]))
     ax.grid(alpha=0.3, which="both")
     # Below the axes: labels are long and must not hide the curves.
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False)
-    return save(fig, path)
+    return fig
+
+
+def drawn(rows: Sequence[TrialRow], studies: Sequence[str], top: int, trial_ids: Sequence[int],
+          run_ids: Sequence[str]) -> str:  # fmt: skip
+    """What the figure shows, counted: a title never says "top 3" over five curves."""
+    n = f"{len(rows)} trial{'s' if len(rows) != 1 else ''}"
+    if run_ids:
+        return f"{n}, selected runs"
+    if trial_ids:
+        return f"{n}: {', '.join(str(t) for t in trial_ids)}"
+    each = f" of each of {len(studies)} studies" if len(studies) > 1 else ""
+    return f"{n}, the best {top}{each} by best validation MSE"
 
 
 def write_csv(rows: Sequence[TrialRow], path: Path) -> Path:
@@ -229,8 +250,8 @@ def compare(
     rows = select(tracker, studies, top=top, trial_ids=trial_ids, run_ids=run_ids, states=states)
     name = "+".join(dict.fromkeys(r.study for r in rows)) or "runs"
     out_dir = ensure_dir(out_dir or reports_dir() / name)
-    what = f"trials {', '.join(str(t) for t in trial_ids)}" if trial_ids else f"top {top} by best validation MSE"
-    png = plot(rows, out_dir / "compare.png", log_y=log_y, title=f"{name}: {what if not run_ids else 'selected runs'}")
+    title = f"{name}: {drawn(rows, studies, top, trial_ids, run_ids)}"
+    png = plot(rows, out_dir / "compare.png", log_y=log_y, title=title)
     csv_path = write_csv(rows, out_dir / "compare.csv")
     for study in dict.fromkeys(r.study for r in rows):
         parent = tracker.find_study_parent(study)

@@ -1,4 +1,4 @@
-"""The figures: loss curves, image grids, trial comparisons, rate–distortion. Matplotlib only."""
+"""The shared figure helpers: a loss curve, an image grid, an epoch axis, saving atomically. Matplotlib only."""
 
 from __future__ import annotations
 
@@ -22,6 +22,16 @@ def save(fig: Any, path: Path) -> Path:
     return path
 
 
+def epoch_axis(ax: Any, last_epoch: int) -> None:
+    """Whole epochs only, with room around a curve of one or few epochs (no 0.96, 0.98 ... ticks)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if last_epoch <= 3:
+        ax.set_xlim(0.5, last_epoch + 0.5)
+        ax.set_xticks(range(1, last_epoch + 1))
+
+
 def loss_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -> Path:
     """Train and validation MSE per epoch (log scale: early epochs would flatten the rest)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
@@ -39,7 +49,7 @@ def loss_curve(history: Mapping[str, Sequence[float]], path: Path, title: str) -
         zorder=3,
     )
     ax.set(xlabel="epoch", ylabel="loss (MSE, [0,1] pixels)", yscale="log", title=title)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    epoch_axis(ax, len(epochs))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return save(fig, path)

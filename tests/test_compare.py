@@ -111,3 +111,17 @@ def test_a_run_without_curves_is_named(studies, tracking_uri):
     run.end()
     with pytest.raises(CAEError, match="has no 'val_loss' history"):
         select(tracker, ["cmp-b"], trial_ids=[9])
+
+
+def test_a_one_epoch_comparison_has_whole_epoch_ticks_and_a_legend_of_what_is_drawn():
+    from cae.compare import drawn, figure
+
+    one = [TrialRow("s", t, "COMPLETE", f"run-{t}", {"model.depth": str(t)}, 0.01, 1.0,
+                    {"val_loss": [(1, 0.02)]}) for t in range(3)]  # fmt: skip
+    fig = figure(one, title=drawn(one, ["s"], 5, (), ()))
+    ax = fig.axes[0]
+    assert list(ax.get_xticks()) == [1]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "validation (solid)" in labels and "train (dashed)" not in labels and "pruned here" not in labels
+    assert ax.get_title() == "3 trials, the best 5 by best validation MSE"  # counts what is drawn
+    assert drawn(one * 2, ["a", "b"], 3, (), ()) == "6 trials, the best 3 of each of 2 studies by best validation MSE"

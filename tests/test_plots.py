@@ -43,3 +43,14 @@ def test_image_grid_grows_with_its_rows_and_columns(tmp_path):
     tall = _png(image_grid([("a", images[:4]), ("b", images[4:]), ("c", images[:4])], tmp_path / "tall.png", "tall"))
     assert wide.shape[1] > 1.6 * small.shape[1] and abs(wide.shape[0] - small.shape[0]) < 20
     assert tall.shape[0] > 2 * small.shape[0] and abs(tall.shape[1] - small.shape[1]) < 20
+
+
+@pytest.mark.parametrize(("last", "ticks"), [(1, [1]), (3, [1, 2, 3])])
+def test_few_epochs_get_whole_epoch_ticks(last, ticks):
+    from cae.plots import epoch_axis, plt
+
+    fig, ax = plt.subplots()
+    ax.plot(range(1, last + 1), np.linspace(1, 2, last), "o")
+    epoch_axis(ax, last)
+    assert list(ax.get_xticks()) == ticks
+    plt.close(fig)
