@@ -15,6 +15,9 @@ from cae.search.study import optuna_module
 def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] | None = None) -> list[Path]:
     """Draw what can be drawn yet into ``out``; returns the files written.
 
+    No parallel-coordinate PNG: with a dozen sampled keys it is unreadable as a still image;
+    ``make dashboard`` draws it interactively (axes can be reordered and filtered).
+
     The objectives' names are the ones the study recorded when it was created (a report may be
     asked for with another experiment's config); ``objectives`` only names those of a study that
     recorded none.
@@ -36,7 +39,6 @@ def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] | None = 
         "param_importances": lambda: ov.plot_param_importances(
             study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=target, target_name=first
         ),
-        "parallel_coordinate": lambda: ov.plot_parallel_coordinate(study, target=target, target_name=first),
     }
     if len(study.directions) > 1:
         figures["pareto_front"] = lambda: ov.plot_pareto_front(study, target_names=list(objectives))
