@@ -9,7 +9,6 @@ T = 1 is the mean, T → 0 the mode). Chroma here is YUV's U and V (BT.601), as 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -81,75 +80,9 @@ def class_weights(prior: np.ndarray, rebalance: float) -> np.ndarray:
     return (weights / (prior * weights).sum()).astype(np.float32)
 
 
-@keras.saving.register_keras_serializable(package="cae")
-class ChromaToRGB(keras.layers.Layer):
-    """Combine the given luma with predicted chroma (U, V) into RGB (BT.601).
-
-    Predicting only U and V keeps the output's luma exactly the input's: the network cannot spend
-    capacity (or error) on brightness it was given.
-    """
-
-    def call(self, inputs: Sequence[Any]) -> Any:
-        y, uv = inputs
-        yuv = keras.ops.concatenate([y, keras.ops.cast(uv, y.dtype)], axis=-1)
-        return keras.ops.matmul(yuv, keras.ops.convert_to_tensor(YUV_TO_RGB, dtype=y.dtype))
-
-
-@keras.saving.register_keras_serializable(package="cae")
-class AnnealedMean(keras.layers.Layer):
-    """Chroma-class logits -> (U, V): the mean of softmax(logits / T) over the class centres.
-
-    The temperature is part of the layer's config, so a saved model carries the one chosen for it.
-    """
-
-    def __init__(self, temperature: float = DEFAULT_TEMPERATURE, bins: Sequence[Sequence[float]] | None = None,
-                 **kwargs: Any):  # fmt: skip
-        super().__init__(**kwargs)
-        self.temperature = float(temperature)
-        self.bins = np.asarray(CHROMA_BINS if bins is None else bins, dtype=np.float32)
-
-    def call(self, logits: Any) -> Any:
-        probs = keras.ops.softmax(keras.ops.cast(logits, "float32") / self.temperature, axis=-1)
-        return keras.ops.matmul(probs, keras.ops.convert_to_tensor(self.bins))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "temperature": self.temperature, "bins": self.bins.tolist()}
-
-
-@keras.saving.register_keras_serializable(package="cae")
-class UnitClip(keras.layers.Layer):
-    """Clips to [0, 1]: luma plus predicted chroma can leave the RGB cube; saved colorizers never do."""
-
-    def call(self, x: Any) -> Any:
-        return keras.ops.clip(x, 0.0, 1.0)
-
-
-def self_contained(model: keras.Model) -> keras.Model:
-    """``model`` for saving: luma in [0, 1] -> RGB in [0, 1], decoding included, in built-in layers only.
-
-    Training and scoring decode with this module's layers (:class:`AnnealedMean`, :class:`ChromaToRGB`,
-    :class:`UnitClip`), which ``keras.models.load_model`` can rebuild only after ``import cae``. A saved
-    colorizer is for anyone with Keras, so its decoding is rebuilt from their built-in equivalents,
-    the same arithmetic on the same trained layers: Rescaling(1/T) + Softmax + a fixed Dense onto
-    the class centres (the annealed mean), Concatenate + a fixed Dense (BT.601 YUV -> RGB), and
-    ReLU(max_value=1) (the clip).
-    """
-    layers = {layer.name: layer for layer in model.layers}
-    if "annealed_mean" in layers:
-        mean = layers["annealed_mean"]
-        uv = _fixed_dense(_softmax_at(mean.input, mean.temperature), mean.bins, "decode_mean")
-        rgb = _yuv_to_rgb(model.input, uv)
-    elif "chroma_to_rgb" in layers:
-        rgb = _yuv_to_rgb(model.input, layers["chroma_to_rgb"].input[1])
-    else:  # predicts RGB itself
-        rgb = model.layers[-1].input if isinstance(model.layers[-1], UnitClip) else model.output
-    clipped = keras.layers.ReLU(max_value=1.0, dtype="float32", name="clip_to_unit")(rgb)
-    return keras.Model(model.input, clipped, name=model.name)
-
-
-def _softmax_at(logits: Any, temperature: float) -> Any:
-    scaled = keras.layers.Rescaling(1.0 / temperature, dtype="float32", name="decode_temperature")(logits)
-    return keras.layers.Softmax(axis=-1, dtype="float32", name="decode_softmax")(scaled)
+# --------------------------------------------------------------------------------------------
+# Decoding, in built-in Keras layers only: the one decoder that training, scoring and saving use,
+# so a saved colorizer loads with plain ``keras.models.load_model`` (no ``import cae``).
 
 
 def _fixed_dense(x: Any, kernel: np.ndarray, name: str) -> Any:
@@ -160,9 +93,39 @@ def _fixed_dense(x: Any, kernel: np.ndarray, name: str) -> Any:
     return out
 
 
-def _yuv_to_rgb(luma: Any, uv: Any) -> Any:
-    yuv = keras.layers.Concatenate(axis=-1, dtype="float32", name="decode_yuv")([luma, uv])
-    return _fixed_dense(yuv, YUV_TO_RGB, "decode_yuv_to_rgb")
+def chroma_to_rgb(luma: Any, uv: Any, name: str = "decode") -> Any:
+    """The given luma and predicted chroma (U, V) -> RGB (BT.601), clipped to [0, 1].
+
+    Predicting only U and V keeps the output's luma exactly the input's: the network cannot spend
+    capacity (or error) on brightness it was given. The clip is part of the model: luma plus chroma
+    can leave the RGB cube, and a saved colorizer's output is always a valid image.
+    """
+    uv = keras.layers.Activation("linear", dtype="float32", name=f"{name}_uv")(uv)  # float32 under mixed precision
+    yuv = keras.layers.Concatenate(axis=-1, dtype="float32", name=f"{name}_yuv")([luma, uv])
+    rgb = _fixed_dense(yuv, YUV_TO_RGB, f"{name}_yuv_to_rgb")
+    return keras.layers.ReLU(max_value=1.0, dtype="float32", name=f"{name}_clip")(rgb)
+
+
+def annealed_mean(logits: Any, temperature: float, name: str = "decode") -> Any:
+    """Chroma-class logits -> (U, V): the mean of softmax(logits / T) over the class centres.
+
+    T = 1 is the distribution's mean, T -> 0 its mode (Zhang et al.); the temperature is a Rescaling
+    layer's scale, so a saved model carries the one chosen for it.
+    """
+    scaled = keras.layers.Rescaling(1.0 / temperature, dtype="float32", name=f"{name}_temperature")(logits)
+    probs = keras.layers.Softmax(axis=-1, dtype="float32", name=f"{name}_softmax")(scaled)
+    return _fixed_dense(probs, CHROMA_BINS, f"{name}_mean")
+
+
+def class_decoder(temperature: float, image_size: int = 32) -> keras.Model:
+    """(luma, chroma-class logits) -> RGB at ``temperature``: the decoding of a classification colorizer.
+
+    Scoring runs the logits network once and this small model per temperature; saving and the
+    trained model use the same layers through :func:`decoding_model`.
+    """
+    luma = keras.Input((image_size, image_size, 1), name="luma")
+    logits = keras.Input((image_size, image_size, len(CHROMA_BINS)), name="logits")
+    return keras.Model([luma, logits], chroma_to_rgb(luma, annealed_mean(logits, temperature)), name="class_decoder")
 
 
 def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPERATURE) -> keras.Model:
@@ -170,17 +133,17 @@ def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPE
 
     Shares the trained layers (and weights) of ``logits_model``; only decoding is added.
     """
-    uv = AnnealedMean(temperature, name="annealed_mean")(logits_model.output)
-    rgb = ChromaToRGB(name="chroma_to_rgb")([logits_model.input, uv])
-    return keras.Model(logits_model.input, UnitClip(name="unit_clip")(rgb), name=logits_model.name)
+    luma = logits_model.input
+    rgb = chroma_to_rgb(luma, annealed_mean(logits_model.output, temperature))
+    return keras.Model(luma, rgb, name=logits_model.name)
 
 
-def logits_model_of(model: keras.Model) -> keras.Model:
-    """The class-logits network inside a decoding model (or the model itself)."""
-    try:
-        return keras.Model(model.input, model.get_layer("chroma_logits").output, name=model.name)
-    except ValueError:
-        return model
+CLASS_LOGITS = "chroma_logits"  # the layer a classification colorizer's class logits come out of
+
+
+def logits_network(model: keras.Model) -> keras.Model:
+    """The class-logits network inside a classification colorizer (its ``chroma_logits`` layer)."""
+    return keras.Model(model.input, model.get_layer(CLASS_LOGITS).output, name=model.name)
 
 
 def classification_loss(weights: np.ndarray) -> Any:

@@ -20,7 +20,7 @@ from typing import Any
 import keras
 from keras import layers
 
-from cae.colour import ChromaToRGB
+from cae.colour import CLASS_LOGITS, chroma_to_rgb
 from cae.config import ModelConfig
 from cae.errors import CAEError
 from cae.hybrid import build_linear_code
@@ -48,9 +48,9 @@ def build_autoencoder(
     ``architecture`` takes the fields of :class:`ModelConfig` as plain keyword values (``depth=3,
     filters=32, downsample="stride"``); omitted ones take ModelConfig's defaults, the reference CAE.
     An unknown field or mode is a ``ValueError``. ``predict="chroma"`` (colorization from luma): the
-    network predicts U and V and a :class:`ChromaToRGB` layer combines them with the 1-channel
-    input, or, with ``chroma_classes`` > 0, it outputs logits over that many chroma classes
-    (``cae.colour.decoding_model`` adds the decoding). ``skips`` adds U-Net connections from each
+    network predicts U and V, combined with the 1-channel input by :func:`cae.colour.chroma_to_rgb`
+    (built-in layers), or, with ``chroma_classes`` > 0, it outputs logits over that many chroma
+    classes (``cae.colour.decoding_model`` adds the decoding). ``skips`` adds U-Net connections from each
     encoder level to the decoder level of the same resolution. ``input_mean`` / ``input_std`` add a
     Normalization layer, so the saved model always takes [0, 1] pixels. ``bottleneck="dense"`` builds
     the linear-code family (:mod:`cae.hybrid`); ``pca`` = (mean, components) of the training split
@@ -110,10 +110,10 @@ def _head(x: keras.KerasTensor, inputs: keras.KerasTensor, arch: ModelConfig, ch
     """The output: RGB, chroma combined with the input luma, or logits over chroma classes."""
     if arch.predict == "chroma" and chroma_classes:
         # A 1×1 convolution gives each pixel its distribution over chroma classes (Zhang et al.).
-        return layers.Conv2D(chroma_classes, 1, activation="linear", name="chroma_logits")(x)
+        return layers.Conv2D(chroma_classes, 1, activation="linear", name=CLASS_LOGITS)(x)
     if arch.predict == "chroma":
         uv = layers.Conv2D(2, arch.kernel_size, padding="same", activation="linear", name="output")(x)
-        return ChromaToRGB(name="chroma_to_rgb")([inputs, uv])
+        return chroma_to_rgb(inputs, uv)
     return layers.Conv2D(3, arch.kernel_size, padding="same", activation=arch.output_activation, name="output")(x)
 
 

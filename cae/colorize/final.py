@@ -101,7 +101,6 @@ def train_final(
         )  # fmt: skip
         model, seconds, epochs = result.model, result.seconds, result.epochs_run
     else:
-        import cae.colour  # noqa: F401  (registers the custom layers)
 
         model = keras.models.load_model(study_dir(cfg.study) / "models" / f"trial-{trial.number}.keras", compile=False)
         run_id, seconds, epochs = trial.user_attrs["mlflow_run_id"], trial.user_attrs.get("seconds", 0.0), None
@@ -125,10 +124,7 @@ def train_final(
 
 
 def save(final: FinalModel) -> None:
-    """The self-contained model and, beside it, what it scores (the conventions' metric names)."""
-    from cae.colour import self_contained
-
-    final.model = self_contained(final.model)
+    """The model (self-contained: built-in layers only) and, beside it, what it scores (the conventions' names)."""
     final.model.name = f"colorizer_trial_{final.trial}"
     with atomic_path(final.path) as tmp:
         final.model.save(tmp)
@@ -146,7 +142,6 @@ def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
     """A front model scored by an earlier call with the same config (the rerun resumes, not retrains)."""
     import keras
 
-    import cae.colour  # noqa: F401  (registers the custom layers)
 
     try:
         r = json.loads(path.read_text())

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.colour import YUV_TO_RGB, logits_model_of
+from cae.colour import class_decoder, decoding_model, logits_network
 from cae.data import Splits, luma, make_dataset, to_unit
 from cae.metrics import (
     colourfulness_ratio,
@@ -86,27 +86,20 @@ def calibrate_gain(pred: np.ndarray, truth: np.ndarray, target: float) -> float:
 
 def decode_at(model: Any, images: np.ndarray, input_transform: str, temperatures: Sequence[float],
               batch_size: int = 250) -> dict[float, np.ndarray]:  # fmt: skip
-    """RGB predictions of a chroma-class model at each annealed-mean temperature (one forward pass)."""
-    from cae.colour import CHROMA_BINS
+    """RGB predictions of a classification colorizer at each annealed-mean temperature.
 
-    logits_model = logits_model_of(model)
+    One forward pass of its logits network; then, per temperature, the same built-in-layer decoder
+    that a saved model carries (:func:`cae.colour.class_decoder`), on those logits.
+    """
+    logits_model = logits_network(model)
+    decoders = {t: class_decoder(t) for t in temperatures}
     ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform)
-    uv = {t: [] for t in temperatures}
+    out: dict[float, list[np.ndarray]] = {t: [] for t in temperatures}
     for x, _ in ds:
-        logits = np.asarray(logits_model(x, training=False), dtype=np.float32)
-        for t in temperatures:
-            z = logits / t
-            p = np.exp(z - z.max(axis=-1, keepdims=True))
-            uv[t].append((p / p.sum(axis=-1, keepdims=True)) @ CHROMA_BINS)
-    y = luma(to_unit(images))
-    return {t: np.clip(np.concatenate([y, np.concatenate(v)], axis=-1) @ YUV_TO_RGB, 0, 1) for t, v in uv.items()}
-
-
-def temperature_curve(model: Any, images: np.ndarray, input_transform: str,
-                      temperatures: Sequence[float] = TEMPERATURES) -> list[dict[str, float]]:  # fmt: skip
-    """(temperature, PSNR, colourfulness) on these images, hottest first."""
-    truth = to_unit(images)
-    return [curve_point(t, pred, truth) for t, pred in decode_at(model, images, input_transform, temperatures).items()]
+        logits = logits_model(x, training=False)
+        for t, decoder in decoders.items():
+            out[t].append(np.asarray(decoder([x, logits], training=False), dtype=np.float32))
+    return {t: np.concatenate(v) for t, v in out.items()}
 
 
 def curve_point(temperature: float, pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
@@ -129,12 +122,9 @@ def choose_temperature(curve: list[dict[str, float]], vivid: float) -> dict[str,
 
 
 def predict_rgb(model: Any, images: np.ndarray, config: Any) -> np.ndarray:
-    """RGB in [0, 1] from any colorizer: a decoding model, or a chroma-class network at T = 0.38."""
-    from cae.colour import DEFAULT_TEMPERATURE
+    """RGB in [0, 1] from a colorizer (every colorizer the harness returns maps its input to RGB)."""
     from cae.train import predict
 
-    if config.train.loss == "classification" and "annealed_mean" not in {layer.name for layer in model.layers}:
-        return decode_at(model, images, config.data.input, [DEFAULT_TEMPERATURE])[DEFAULT_TEMPERATURE]
     return np.clip(predict(model, images, config.data.input), 0.0, 1.0)
 
 
@@ -145,8 +135,6 @@ def validation_scores(model: Any, config: Any, splits: Splits, vivid: float) -> 
     A chroma-class model is decoded at the temperature chosen here, on validation (the best PSNR
     among temperatures reaching ``vivid`` colourfulness), and the returned model carries it.
     """
-    from cae.colour import decoding_model
-
     truth = to_unit(splits.x_val)
     if config.train.loss != "classification":
         return model, colour_scores(predict_rgb(model, splits.x_val, config), truth, split="val"), {}
@@ -154,4 +142,4 @@ def validation_scores(model: Any, config: Any, splits: Splits, vivid: float) -> 
     curve = [curve_point(t, pred, truth) for t, pred in decoded.items()]
     chosen = choose_temperature(curve, vivid)["temperature"]
     attrs = {"temperature": chosen, "temperature_curve": curve}
-    return decoding_model(logits_model_of(model), chosen), colour_scores(decoded[chosen], truth, split="val"), attrs
+    return decoding_model(logits_network(model), chosen), colour_scores(decoded[chosen], truth, split="val"), attrs

@@ -132,7 +132,6 @@ def front_test_psnr(study: str, front: list[Point], splits: Splits) -> dict[int,
     """Each front trial's own model (kept by a two-objective study) scored once on the test split."""
     import keras
 
-    import cae.colour  # noqa: F401  (registers the custom layers)
     from cae.train import evaluate
 
     out = {}

@@ -156,8 +156,6 @@ def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
     """(model, record) of the study's best trial; the two files are checked to belong together."""
     import keras
 
-    import cae.colour  # noqa: F401  (registers the custom layers)
-
     record = read_best(study)
     path = best_paths(study)[1]
     try:

@@ -109,7 +109,6 @@ def register_model(tracker: Tracker, *, run_id: str, name: str, model: Any, exam
 
 def load_registered(tracker: Tracker, name: str, version: int | str = "latest") -> Any:
     """The Keras model ``models:/<name>/<version>`` of ``tracker``'s registry."""
-    import cae.colour  # noqa: F401  (registers the custom layers a colorization model may hold)
 
     with _global_uri(tracker.driver_uri):
         import mlflow.keras
