@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from cae.colorize.scoring import COLLAPSED, predict_rgb, validation_scores
+from cae.colorize.scoring import COLLAPSED, decode_at, predict_rgb, validation_scores
+from cae.colour import DEFAULT_TEMPERATURE
 from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
@@ -38,7 +39,7 @@ def collapse_stop(images: np.ndarray, config: ExperimentConfig) -> Any:
         reason: str | None = None
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            ratio = colourfulness_ratio(predict_rgb(self.model, images, config), truth)
+            ratio = colourfulness_ratio(rgb_of_training_model(self.model, images, config), truth)
             if ratio < COLLAPSED:
                 self.reason = (
                     f"colours collapsed: colourfulness {ratio:.3f} after epoch {epoch + 1} "
@@ -47,6 +48,14 @@ def collapse_stop(images: np.ndarray, config: ExperimentConfig) -> Any:
                 self.model.stop_training = True
 
     return CollapseStop()
+
+
+def rgb_of_training_model(model: Any, images: np.ndarray, config: ExperimentConfig) -> np.ndarray:
+    """RGB of the network being trained: a classification colorizer trains on its class logits, which
+    are decoded at the default temperature; every other colorizer outputs RGB itself."""
+    if config.train.loss == "classification":
+        return decode_at(model, images, config.data.input, [DEFAULT_TEMPERATURE])[DEFAULT_TEMPERATURE]
+    return predict_rgb(model, images, config)
 
 
 class ColorizationTask:
