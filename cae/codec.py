@@ -92,7 +92,7 @@ def quantized_metrics(model: Any, splits: Any, input_transform: str = "rgb", bit
         ds = make_dataset(images, 500, shuffle=False, seed=0, input_transform=input_transform).map(lambda x, y: x)
         return np.asarray(encoder.predict(ds, verbose=0))
 
-    calibration = codes(splits.x_train[:5000])
+    calibration = codes(splits.x_train)  # the whole training split, as PCA's 8-bit ranges are
     axes = tuple(range(calibration.ndim - 1))
     low, high = calibration.min(axis=axes), calibration.max(axis=axes)
     decoded = np.asarray(
@@ -214,3 +214,31 @@ def baselines(splits: Any, code_values: int, split: str = "test") -> dict[str, f
         thumb = float("nan")
     return {"pca_psnr": pca_point(basis, images, code_values).psnr,
             "pca_q8_psnr": pca_point(basis, images, code_values, bits=8).psnr, "thumbnail_psnr": thumb}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BaselineTable:
+    """Both baselines' PSNR on one set of images, at the code sizes a report needs (computed once).
+
+    What a report's measuring step reads: plain numbers, so it needs no images, basis or model.
+    """
+
+    images: str  # what they were measured on: "test", "validation", "photo tiles"
+    pca: dict[int, float]  # code size -> PCA's PSNR with float coefficients
+    pca_q8: dict[int, float]  # the same with 8-bit coefficients (each component's training range)
+    thumbnail: list[BaselinePoint]  # the thumbnail's curve (sizes 192..2,028)
+
+    def thumb(self, values: int) -> float | None:
+        """The thumbnail's PSNR at ``values`` (interpolated), None outside its sizes."""
+        try:
+            return baseline_psnr_at(values, self.thumbnail)
+        except ValueError:
+            return None
+
+
+def baseline_table(basis: PCABasis, images: np.ndarray, sizes: Iterable[int], name: str) -> BaselineTable:
+    """PCA (float and 8-bit) at each of ``sizes`` and the thumbnail curve, on uint8 ``images``."""
+    sizes = sorted({int(k) for k in sizes if 1 <= k <= basis.mean.size})
+    return BaselineTable(name, {k: pca_point(basis, images, k).psnr for k in sizes},
+                         {k: pca_point(basis, images, k, bits=8).psnr for k in sizes},
+                         baseline_curve(images))  # fmt: skip

@@ -6,10 +6,10 @@ import pytest
 from cae.errors import CAEError
 from cae.paths import project_root
 from cae.report.build import build_report
-from cae.report.data import BestTrial, FrontPoint, Importance, ReportData, Retrained
+from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import Point, importance, pareto_front
-from cae.report.render import front_reach, front_verdict, render
+from cae.report.render import render
 from cae.report.retrain import _read_cached
 from cae.tracking import Tracker
 
@@ -33,8 +33,7 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
     assert {"reconstructions.png", "rate_distortion.png", "size_vs_error.png"} <= set(links)
     for link in links:
         assert (report.parent / link).stat().st_size > 1000, link
-    assert "thumbnail at equal size" in text and "Spearman" in text
-    assert "of the variance of validation MSE explained by single parameters (fANOVA)" in text
+    assert "PCA at code" in text and "vs thumbnail" in text and "## The aims, met or missed" in text
     # Committed reports carry repository-relative paths only: the bundled sample, the test's SQLite storage.
     assert "Data: `sample` (cae/assets/cifar10-sample.tar.gz)" in text
     assert f"Optuna storage `sqlite:///{repo_relative(cfg.storage.removeprefix('sqlite:///'))}`" in text
@@ -87,98 +86,104 @@ def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tra
     assert "| trial | code values |" in text and "![pareto front](pareto_front.png)" in text
 
 
-def test_front_verdict_names_each_point_below_the_bar():
-    text = front_verdict({5: 2.23, 7: 2.99, 44: 8.03})
-    assert text.startswith("Target missed: 2 of 3")
-    assert "trial 5 (+2.23 dB, 0.77 dB short)" in text and "trial 7" in text and "trial 44" not in text
-    assert front_verdict({44: 8.03, 4: 3.8}).startswith("Every front point") and "+3.80" in front_verdict({4: 3.8})
-    assert "no margin" in front_verdict({})
-
-
-def test_a_front_that_stops_short_of_the_largest_size_says_what_it_leaves_uncovered():
-    front = [FrontPoint(16, 256, 8_272, 0.005835, 21.24), FrontPoint(20, 512, 7_637, 0.001983, 23.62)]
-    text = front_reach(front, (2_028, 31.50))
-    assert text.startswith("The front ends at 512 values") and "trial 20" in text
-    assert "from 512 to 2,028 values the best this study offers is that trial's 27.03 dB" in text
-    assert "against 31.50 dB for the thumbnail at 2,028 values (-7.47 dB from the 3 dB bar there)" in text
-    assert front_reach(front, (512, 23.62)) == "" and front_reach([], (2_028, 31.5)) == ""
-
-
 # --------------------------------------------------------------------------------------------
 # The Markdown from a hand-built data object: no study, no training
 
 
-def _retrained(label: str, psnr: float, mse: float, thumb: float | None) -> Retrained:
-    return Retrained(label, f"run-{label}", 12_345, 768, 1_024, mse, psnr, 0.91, psnr - 0.4, 3.5, thumb, 26.0)
+def _scored(label: str, psnr: float, mse: float, *, code: int = 768, latent: int = 1_024, q8: float | None = None,
+            pca: float | None = 25.0, pca_q8: float | None = 24.9, thumb: float | None = 24.0,
+            photos: float | None = None, photos_pca: float | None = None, retrained: bool = False) -> ScoredModel:
+    return ScoredModel(label, f"run-{label}", 30, retrained, 12_345, code, latent, mse, psnr, 0.91,
+                       psnr - 0.4 if q8 is None else q8, 3.5, Against(pca, pca_q8, thumb, 26.0), photos,
+                       Against(photos_pca, None, None, None))  # fmt: skip
 
 
 def _report_data(**changes) -> ReportData:
     values = dict(
-        study="hand", generated="2026-01-02 03:04", command="make report STUDY=hand EPOCHS=30", machine="CPU x2",
+        study="hand", generated="2026-01-02 03:04", command="make report STUDY=hand", machine="CPU x2",
         data_source="path",
         data_location="../shared/data/cifar10-jpeg.tar.gz", split=(48_000, 6_000, 6_000), seed=42,
-        parent_run_id="parent123", storage="runs/optuna.db", states={"COMPLETE": 3, "PRUNED": 1},
-        objectives=["best_val_loss"], epochs_per_trial=5, wall_seconds=5400.0, trial_seconds=3000.0,
+        parent_run_id="parent123", storage="runs/optuna.db", states={"COMPLETE": 9, "PRUNED": 1},
+        objectives=["best_val_loss"], epochs_per_trial=30, wall_seconds=5400.0, trial_seconds=3000.0,
         space="search_spaces/reconstruction.yaml",
         best=BestTrial(7, 0.000417, "bestrun", {"model.filters": 41, "train.learning_rate": 0.0012}, 99_000, 768,
                        768),
-        budget=30, reference=_retrained("reference", 27.0, 0.002, 25.0),
-        top=_retrained("best-trial-7", 30.0, 0.001, None),
-        rho_code=(-0.71, 0.01), rho_params=(0.1, 0.7), n_completed=3, single_objective=True,
-        front=[FrontPoint(2, 192, 5_000, 0.004, 22.5), FrontPoint(7, 768, 99_000, 0.000417, 26.0),
-               FrontPoint(9, 6_000, 150_000, 0.0003, None)],
+        budget=30, reference=_scored("reference", 27.0, 0.002),
+        top=_scored("best", 30.0, 0.001, code=832, latent=832, pca=29.0, pca_q8=28.9, thumb=None),
+        rho_code=(-0.71, 0.01), rho_params=(0.1, 0.7), n_completed=9, single_objective=True,
+        front=[FrontPoint(2, 192, 5_000, 0.004, Against(22.0, 22.0, 22.5, 22.5)),
+               FrontPoint(7, 768, 99_000, 0.000417, Against(33.0, 32.9, 26.0, 26.0)),
+               FrontPoint(9, 3_000, 150_000, 0.0003, Against(45.0, 44.0, None, None))],
+        pca_test={192: 25.0, 512: 31.5, 832: 38.7}, pca_q8_test={192: 24.9, 512: 31.4, 832: 38.5},
         importances=[Importance("model.filters", 0.62, rho=-0.8), Importance(
             "model.latent_activation", 0.38, by_choice=[("linear", 0.0011, 2), ("relu", 0.003, 1)])],
         images={"param_importances": "param_importances.png", "compare": "compare.png"}, colorization="colorization.md",
+        reached=(0.4, 38.9),
     )  # fmt: skip
     return ReportData(**{**values, **changes})
 
 
-def test_rendered_markdown_states_front_verdict_importances_and_links():
+def test_rendered_markdown_states_margins_aims_importances_and_links():
     text = render(_report_data())
     assert text.startswith("# Search report: `hand`\n")
-    assert "by `make report STUDY=hand EPOCHS=30` on CPU x2" in text
+    assert "by `make report STUDY=hand` on CPU x2" in text
     assert "Data: `path` (../shared/data/cifar10-jpeg.tar.gz), split 48,000/6,000/6,000 (seed 42)" in text
-    assert "Optuna storage `runs/optuna.db`" in text
-    assert "- Trials: 4 (3 COMPLETE, 1 PRUNED); objectives ['best_val_loss']; 5 epochs per trial at most." in text
+    assert "- Trials: 10 (9 COMPLETE, 1 PRUNED); objectives ['best_val_loss']; 30 epochs per trial at most." in text
     assert "- Wall time: 1.50 h from first start to last finish (50.0 min of trial time)." in text
     assert "## Best trial: #7 (validation MSE 0.000417, MLflow run `bestrun`)" in text
-    assert "| `train.learning_rate` | 0.0012 |" in text
-    # Retrained rows: margin against the thumbnail where the code size is inside its curve, n/a outside.
-    assert "| reference | 12,345 | 768 / 1,024 | 0.002000 | 27.00 | 0.9100 | 25.00 | +2.00 | 26.60 | 26.00 |" in text
-    assert "| best-trial-7 | 12,345 | 768 / 1,024 | 0.001000 | 30.00 | 0.9100 | n/a | n/a |" in text
-    assert "is +3.00 dB against the reference at the same budget (2.00× lower test MSE)" in text
-    # Front table: validation PSNR from the MSE (0.004 -> 23.98 dB), margin, n/a outside the curve.
-    assert "| 2 | 192 | 5,000 | 0.004000 | 23.98 | 22.50 | +1.48 |" in text
-    assert "| 7 | 768 | 99,000 | 0.000417 | 33.80 | 26.00 | +7.80 |" in text
-    assert "| 9 | 6,000 | 150,000 | 0.000300 | 35.23 | n/a | n/a |" in text
-    assert "On validation: Target missed: 1 of 2 front points beat the thumbnail of equal size by less than 3 dB: " \
-           "trial 2 (+1.48 dB, 1.52 dB short)." in text  # fmt: skip
-    assert "On test" not in text  # no front model was scored on test
+    # Scored rows: margins against PCA (float at the code size, 8-bit at the latent's bytes) and the thumbnail.
+    assert "each trial's own model (no retraining)" in text
+    assert ("| reference | 30 (its own) | 12,345 | 768 / 1,024 | 0.002000 | 27.00 | 0.9100 | 25.00 | +2.00 | 26.60 | "
+            "24.90 | +1.70 | 24.00 | +3.00 |") in text  # fmt: skip
+    assert "| best | 30 (its own) | 12,345 | 832 / 832 | 0.001000 | 30.00 | 0.9100 | 29.00 | +1.00 |" in text
+    assert "| 28.90 | +0.70 | n/a | n/a |" in text  # no thumbnail of that size: n/a, not a number
+    assert "is +3.00 dB against the reference" in text and "+1.00 dB against PCA at its 832 values" in text
+    # Front table: validation PSNR from the MSE (0.004 -> 23.98 dB), margins vs PCA and thumbnail on validation.
+    assert "| 2 | 192 | 5,000 | 0.004000 | 23.98 | 22.00 | +1.98 | +1.48 |" in text
+    assert "| 9 | 3,000 | 150,000 | 0.000300 | 35.23 | 45.00 | -9.77 | n/a |" in text
+    # The aims, computed: at 192 no scored model is that small, at 512 and 832 the best's 8-bit code is judged.
+    assert "**Missed**: at every code size from 192 to 1,024 values" in text
+    assert "  | 192 | 24.90 | none | — | — |" in text
+    assert "  | 832 | 38.50 | best (832 values) | 29.60 | -8.90 |" in text
+    assert "- **Missed**: ≥ 40 dB test PSNR at ≤ 832 values: the best, reference (768 values), scores 30.00" not in text
+    assert "≥ 40 dB test PSNR at ≤ 832 values: the best, best (832 values), scores 30.00 dB (-10.00 dB" in text
+    assert "- Photo tiles: not measured." in text
+    assert "**Met**: reaching the conv-only study's best (35.83 dB)" in text and "0.40 h into this study" in text
     # fANOVA's meaning, not "the explained variance" of another evaluator.
     assert ("- `model.filters`: 62% share of the variance of validation MSE explained by single parameters "
             "(fANOVA); higher values went with lower error (Spearman ρ = -0.80).") in text  # fmt: skip
-    assert (
-        "- `model.latent_activation`: 38% share of the variance of validation MSE explained by single "
-        "parameters (fANOVA); mean val MSE by choice: linear 0.00110 (n=2), relu 0.00300 (n=1)."
-    ) in text
     assert "code size vs validation MSE has Spearman ρ = -0.71 (p = 0.01): a clear negative rank correlation" in text
-    assert "ρ = 0.10 (p = 0.7): no clear monotonic relation. This study caps the code size" in text
     links = re.findall(r"\]\(([^)]+)\)", text)
     assert links == ["reconstructions.png", "compare.png", "param_importances.png", "size_vs_error.png",
                      "rate_distortion.png", "colorization.md"]  # fmt: skip
-    assert "![pareto front]" not in text and text.endswith("See [the colorization report](colorization.md).\n")
+    assert text.endswith("See [the colorization report](colorization.md).\n")
 
 
-def test_rendered_markdown_without_optional_parts():
-    data = _report_data(importances=[], n_completed=1, images={"pareto_front": "pareto_front.png"}, colorization=None,
-                        single_objective=False, front=[FrontPoint(2, 12_000, 5_000, 0.004, None)])  # fmt: skip
+def test_a_small_study_says_it_is_too_small_instead_of_importances_and_correlations():
+    data = _report_data(importances=[], n_completed=3, images={"pareto_front": "pareto_front.png"}, colorization=None,
+                        single_objective=False, reached=None)  # fmt: skip
     text = render(data)
-    assert "- (importances need at least two completed trials)" in text
-    assert "ρ = 0.10 (p = 0.7): no clear monotonic relation.\n" in text  # no code-size-cap sentence, no trailing space
-    assert "## Loss curves" not in text and "## Colorization" not in text and "caps the code size" not in text
-    assert "No front point has a code size inside the thumbnail curve's range" in text
-    assert text.rstrip().endswith("![pareto front](pareto_front.png)")
+    assert ("Too few completed trials (3) to say what mattered: importances and rank correlations need at "
+            "least 8.") in text
+    assert "Spearman" not in text and "size_vs_error.png" not in text  # no ρ = ±1.00 from three points
+    assert "## Loss curves" not in text and "## Colorization" not in text
+    assert "not reached by any trial" in text and text.rstrip().endswith("![pareto front](pareto_front.png)")
+
+
+def test_the_aims_are_met_only_when_every_size_clears_pca_by_1_db():
+    strong = _scored("t1", 26.5, 0.002, code=192, latent=192, q8=26.4, photos=30.0, photos_pca=29.0)
+    big = _scored("t2", 41.0, 0.0001, code=832, latent=832, q8=40.0, photos=35.0, photos_pca=34.5)
+    data = _report_data(front=[FrontPoint(1, 192, 1, 0.002, Against(), strong), FrontPoint(2, 832, 1, 0.0001,
+                                                                                            Against(), big)],
+                        pca_q8_test={192: 24.9, 512: 31.4, 832: 38.5}, reached=(2.0, 36.0))  # fmt: skip
+    text = render(data)
+    # 192: 26.4 vs 24.9 (+1.50); 512: the 192-value model is the best that fits (26.4 vs 31.4); 832: 40.0 vs 38.5.
+    assert "short at 1 of 3 sizes: 512 (-5.00 dB)" in text
+    assert "**Met**: ≥ 40 dB test PSNR at ≤ 832 values: the best, t2 (832 values), scores 41.00 dB (+1.00 dB" in text
+    assert "**Met**: above PCA on ordinary photos" in text and "2 of 2 scored models are" in text
+    assert "**Missed**: reaching the conv-only study's best" in text  # 2.0 h is more than 1.41 h + the retrain
+    met = _report_data(front=[FrontPoint(1, 192, 1, 0.002, Against(), strong)], pca_q8_test={192: 24.9})
+    assert "- **Met**: at every code size from 192 to 1,024 values" in render(met)
 
 
 def test_importance_trend_of_numeric_and_categorical_parameters():
@@ -221,10 +226,3 @@ def test_the_report_names_the_command_with_its_data_settings():
     assert report_command("s", None, {}) == "make report STUDY=s"
 
 
-def test_front_points_scored_on_test_get_their_own_columns_and_verdict():
-    front = [FrontPoint(2, 192, 5_000, 0.004, 22.5, test_psnr=26.0, test_thumb=22.4),
-             FrontPoint(7, 768, 99_000, 0.000417, 26.0, test_psnr=27.5, test_thumb=25.9)]  # fmt: skip
-    text = render(_report_data(front=front))
-    assert "| 2 | 192 | 5,000 | 0.004000 | 23.98 | 22.50 | +1.48 | 26.00 | 22.40 | +3.60 |" in text
-    assert ("On test (each front trial's own model): Target missed: 1 of 2 front points beat the thumbnail of "
-            "equal size by less than 3 dB: trial 7 (+1.60 dB, 1.40 dB short).") in text  # fmt: skip

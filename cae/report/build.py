@@ -1,13 +1,10 @@
-"""`cae report`: ``reports/<study>/search.md``, a search written up for a supervisor.
+"""`cae report` (``make report``): ``reports/<study>/search.md``, a search written up for a supervisor.
 
-Study summary, best parameters, the reference and the best trial retrained at the same epoch
-budget and scored on the test split (with the no-learning thumbnail codec at equal code size and
-the latent quantised to 8 bits), the loss-curve comparison, reconstruction grids, what mattered
-(fANOVA importances, size vs error with rank correlations) and the rate–distortion picture.
-"Best" and the Pareto front are chosen on validation; the test split scores the chosen points only.
-
-This module runs the steps: load → retrain (``retrain``) → figures (``figures``) → numbers
-(``measure``) → Markdown (``render``) → write and log to the study's parent run.
+The steps: load the study and its exported best → the models to score (each trial's own model, the
+study trained them to the length they are quoted at; ``EPOCHS=`` or data overrides retrain the
+reference and the best instead) → the baseline tables (PCA and the thumbnail on validation, test
+and the photo tiles) → figures → numbers (``measure``) → Markdown (``render``) → ``publish``.
+"Best" and the front are chosen on validation; the test split scores the chosen models only.
 """
 
 from __future__ import annotations
@@ -17,18 +14,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cae.codec import baseline_curve
+from cae.codec import PCA_VALUES, baseline_table, pca_basis
+from cae.colorize.photos import photo_tiles
 from cae.config import SearchConfig
-from cae.data import Splits, load_splits
+from cae.data import Splits, splits_for
 from cae.errors import CAEError
-from cae.paths import ensure_dir, reports_dir, study_dir, write_text_atomic
+from cae.paths import ensure_dir, reports_dir, study_dir
 from cae.report.data import ReportData
 from cae.report.figures import plot_rate_distortion, plot_size_vs_error, reconstruction_grid
-from cae.report.measure import Inputs, measure
-from cae.report.points import Point, completed_points, pareto_front
+from cae.report.measure import AIM_GRID, Inputs, measure
+from cae.report.points import MIN_FOR_IMPORTANCES, Point, completed_points, pareto_front
+from cae.report.publish import publish
 from cae.report.render import render
 from cae.report.retrain import retrain_configs, retrain_pair
-from cae.tracking import Run, Tracker
+from cae.report.score import score
+from cae.search.best import load_best_model, read_best
+from cae.tracking import Tracker
 
 OPTUNA_FIGURES = ("param_importances", "optimization_history", "pareto_front")  # the ones the report shows
 COLORIZATION = "colorization.md"  # written next to search.md by `make colorize-best`
@@ -39,39 +40,78 @@ def build_report(
 ) -> Path:
     """Write ``reports/<study>/search.md`` (+ images) and log them to the study's parent run.
 
-    The reference and the best trial are retrained for ``epochs`` (default: the search's) on the
-    study's data, or on ``data`` overrides (``data.source``, ``data.subset``, ``seed``): a search
-    run on a subset can be retrained on the full split.
+    Without ``epochs`` or ``data`` the trials' own models are scored; with them the reference and the
+    best are retrained for ``epochs`` (default: the search's) on the study's data or on ``data``
+    (``data.source``, ``data.subset``, ``seed``).
     """
-    from cae.search.best import read_best
-
     tracker = tracker or Tracker()
     study, points = _load(cfg)
     best = read_best(cfg.study)
-    reference_trial = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("reference")), None)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    reference_trial = next((t for t in trials.values() if t.user_attrs.get("reference")), None)
     budget, best_config, reference_config = retrain_configs(
         best, reference_trial.params if reference_trial else None, epochs, data
     )
-    out = ensure_dir(reports_dir() / cfg.study)
-    splits = load_splits(best_config.data.source, best_config.seed, best_config.data.subset)
-    parent_id = tracker.find_study_parent(cfg.study)
-    ref, top = retrain_pair(best_config, reference_config, best["trial_number"], cfg.study, splits, tracker)
+    splits = splits_for(best_config)
+    own = epochs is None and not data
+    if own:
+        top = score(load_best_model(cfg.study)[0], splits, **_own(trials[best["trial_number"]], "best", best))
+        ref = _own_model(cfg.study, reference_trial, splits) if reference_trial else None
+        if ref is None:  # an older study kept no reference model: train it at the same budget
+            ref = retrain_pair(best_config, reference_config, best["trial_number"], cfg.study, splits, tracker)[0]
+    else:
+        ref, top = retrain_pair(best_config, reference_config, best["trial_number"], cfg.study, splits, tracker)
+    front = {p.trial: m for p in pareto_front(points) if (m := _own_model(cfg.study, trials[p.trial], splits))}
+    ablation = [m for t in trials.values() if t.user_attrs.get("enqueued") and t.state.name == "COMPLETE"
+                if (m := _own_model(cfg.study, t, splits))]  # fmt: skip
+    scored = [ref, top, *front.values(), *ablation]
     inputs = Inputs(
-        cfg=cfg, study=study, points=points, best=best, budget=budget, splits=splits, reference=ref, top=top,
-        test_curve=baseline_curve(splits.x_test), val_curve=baseline_curve(splits.x_val), parent_run_id=parent_id,
-        colorization=COLORIZATION if (out / COLORIZATION).exists() else None,
-        front_test=front_test_psnr(cfg.study, pareto_front(points), splits),
+        cfg=cfg, study=study, points=points, best=best, budget=budget,
+        data={"data_source": splits.data_source, "location": splits.location, "sizes": splits.sizes,
+              "seed": splits.seed},
+        reference=ref, top=top, tables=_tables(splits, points, scored),
+        parent_run_id=tracker.find_study_parent(cfg.study),
+        front_scored=front, ablation=ablation,
+        colorization=COLORIZATION if (reports_dir() / cfg.study / COLORIZATION).exists() else None,
     )  # fmt: skip
+    out = ensure_dir(reports_dir() / cfg.study)
     numbers = measure(inputs, report_command(cfg.study, epochs, data or {}))
-    numbers = replace(numbers, images=_figures(inputs, numbers, out, tracker))
-    report = out / "search.md"
-    write_text_atomic(report, render(numbers))
-    if parent_id:
-        run = Run(tracker, parent_id)
-        run.log_artifact(report, "report")
-        for name in numbers.images.values():
-            run.log_artifact(out / name, "report")
-    return report
+    models = {m["run_id"]: m["model"] for m in scored}
+    numbers = replace(numbers, images=_figures(inputs, numbers, out, tracker, models, splits))
+    return publish(out / "search.md", render(numbers), tracker=tracker, runs=[inputs.parent_run_id],
+                   figures=numbers.images.values())  # fmt: skip
+
+
+def _own(trial: Any, label: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The scoring labels of a trial's own model: its run, epochs and time per epoch."""
+    epochs = (record or {}).get("epochs") or (max(trial.intermediate_values) + 1 if trial.intermediate_values
+                                              else trial.user_attrs.get("epochs_run", 0))  # fmt: skip
+    seconds = trial.user_attrs.get("seconds_per_epoch") or trial.user_attrs.get("seconds", 0.0) / max(1, epochs)
+    return {"label": label, "run_id": trial.user_attrs.get("mlflow_run_id", "?"), "epochs": epochs,
+            "retrained": False, "seconds_per_epoch": seconds}  # fmt: skip
+
+
+def _own_model(study: str, trial: Any, splits: Splits) -> dict[str, Any] | None:
+    """A trial's own model (kept under runs/<study>/models/) scored, or None if it was not kept."""
+    import keras
+
+    path = study_dir(study) / "models" / f"trial-{trial.number}.keras"
+    if trial.state.name != "COMPLETE" or not path.exists():
+        return None
+    keras.backend.clear_session()
+    label = "reference" if trial.user_attrs.get("reference") else f"trial {trial.number}"
+    return score(keras.models.load_model(path, compile=False), splits, **_own(trial, label))
+
+
+def _tables(splits: Splits, points: list[Point], scored: list[dict[str, Any]]) -> dict[str, Any]:
+    """PCA and the thumbnail at every size the report names, on validation, test and the photo tiles."""
+    basis = pca_basis(splits)
+    sizes = {*PCA_VALUES, *AIM_GRID, *(p.code_values for p in points)}
+    sizes |= {m[k] for m in scored for k in ("code_values", "latent_values")}
+    tiles, _ = photo_tiles()
+    return {"val": baseline_table(basis, splits.x_val, sizes, "validation"),
+            "test": baseline_table(basis, splits.x_test, sizes, "test"),
+            "photos": baseline_table(basis, tiles, sizes, "photo tiles")}  # fmt: skip
 
 
 def _load(cfg: SearchConfig) -> tuple[Any, list[Point]]:
@@ -90,12 +130,13 @@ def _load(cfg: SearchConfig) -> tuple[Any, list[Point]]:
     return study, points
 
 
-def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker) -> dict[str, str]:
+def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker, models: dict[str, Any],
+             splits: Splits) -> dict[str, str]:  # fmt: skip
     """Draw (or copy) every figure into ``out``; returns figure key -> file name for those that exist."""
     from cae.compare import compare
     from cae.search.figures import save_optuna_plots
 
-    cfg, ref, top, number = inputs.cfg, inputs.reference, inputs.top, inputs.best["trial_number"]
+    cfg = inputs.cfg
     images: dict[str, str] = {}
     try:
         _, png, _ = compare([cfg.study], top=5, tracker=tracker, out_dir=out)
@@ -103,19 +144,21 @@ def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker) -
     except CAEError as err:
         print(f"note: no comparison plot ({err})")
     for p in save_optuna_plots(inputs.study, study_dir(cfg.study) / "plots"):
-        if p.stem in OPTUNA_FIGURES:
+        if p.stem in OPTUNA_FIGURES and (p.stem != "param_importances" or numbers.importances):
             shutil.copy(p, out / p.name)
             images[p.stem] = p.name
-    models = [(f"reference\n{ref['test_psnr']:.1f} dB", ref["model"]),
-              (f"best #{number}\n{top['test_psnr']:.1f} dB", top["model"])]  # fmt: skip
-    title = f"{cfg.study}: test images, {inputs.budget}-epoch retrains"
-    reconstruction_grid(inputs.splits, models, out / "reconstructions.png", title)
+    ref, top = numbers.reference, numbers.top
+    grid = [(f"reference\n{ref.test_psnr:.1f} dB", models[ref.run_id]),
+            (f"best #{numbers.best.number}\n{top.test_psnr:.1f} dB", models[top.run_id])]  # fmt: skip
+    how = "their own models" if not top.retrained else f"{inputs.budget}-epoch retrains"
+    reconstruction_grid(splits, grid, out / "reconstructions.png", f"{cfg.study}: test images, {how}")
     images["reconstructions"] = "reconstructions.png"
-    plot_size_vs_error(inputs.points, numbers.rho_code, numbers.rho_params, out / "size_vs_error.png")
-    images["size_vs_error"] = "size_vs_error.png"
-    scored = [(r["label"], r["code_values"], r["test_psnr"]) for r in (ref, top)]
-    plot_rate_distortion(inputs.points, pareto_front(inputs.points), inputs.val_curve, out / "rate_distortion.png",
-                         scored)  # fmt: skip
+    if numbers.n_completed >= MIN_FOR_IMPORTANCES:  # fewer: the report says there are too few to tell
+        plot_size_vs_error(inputs.points, numbers.rho_code, numbers.rho_params, out / "size_vs_error.png")
+        images["size_vs_error"] = "size_vs_error.png"
+    shown = [numbers.top, *(p.scored for p in numbers.front if p.scored and p.scored.run_id != top.run_id)]
+    plot_rate_distortion(inputs.points, pareto_front(inputs.points), inputs.tables["val"], out / "rate_distortion.png",
+                         shown)  # fmt: skip
     images["rate_distortion"] = "rate_distortion.png"
     return images
 
@@ -126,19 +169,3 @@ def report_command(study: str, epochs: int | None, data: dict[str, Any]) -> str:
     args = [f"EPOCHS={epochs}"] if epochs else []
     args += [f"{names[k]}={0 if k == 'data.subset' and v is None else v}" for k, v in data.items() if k in names]
     return " ".join(["make report", f"STUDY={study}", *args])
-
-
-def front_test_psnr(study: str, front: list[Point], splits: Splits) -> dict[int, float]:
-    """Each front trial's own model (kept by a two-objective study) scored once on the test split."""
-    import keras
-
-    from cae.train import evaluate
-
-    out = {}
-    for p in front:
-        path = study_dir(study) / "models" / f"trial-{p.trial}.keras"
-        if path.exists():
-            keras.backend.clear_session()
-            scores, _ = evaluate(keras.models.load_model(path, compile=False), splits.x_test)
-            out[p.trial] = scores["test_psnr"]
-    return out

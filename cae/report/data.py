@@ -2,6 +2,8 @@
 
 No study, model or tracker in here, so the Markdown can be written (and tested) without training.
 Paths are already repository-relative: committed reports name no machine's absolute paths.
+Every PSNR is in dB over a whole split; a margin is a model's PSNR minus a baseline's at the same
+code size ("vs PCA", "vs thumbnail"), at equal values (float codes) or equal bytes (8-bit codes).
 """
 
 from __future__ import annotations
@@ -14,12 +16,28 @@ from cae.metrics import psnr_from_mse
 Rank = tuple[float, float]  # (Spearman ρ, p-value); NaN for both when there are too few points
 
 
+def margin(model: float | None, baseline: float | None) -> float | None:
+    return None if model is None or baseline is None else model - baseline
+
+
 @dataclass(frozen=True)
-class Retrained:
-    """A model retrained at the report's epoch budget and scored on the test split."""
+class Against:
+    """The baselines at a model's size on the images it was scored on (None: not measured there)."""
+
+    pca: float | None = None  # PCA at the code size, float coefficients
+    pca_q8: float | None = None  # PCA at the latent's size, 8-bit coefficients (the model's 8-bit bytes)
+    thumb: float | None = None  # the thumbnail at the code size (None outside 192..2,028 values)
+    thumb_bytes: float | None = None  # the thumbnail at as many bytes as the 8-bit latent
+
+
+@dataclass(frozen=True)
+class ScoredModel:
+    """A model scored on the test split: a trial's own model, or one retrained at the report's budget."""
 
     label: str
     run_id: str
+    epochs: int
+    retrained: bool  # False: the trial's own model, exactly as the study trained it
     n_params: int
     code_values: int  # the narrower of latent and bottleneck
     latent_values: int
@@ -28,39 +46,45 @@ class Retrained:
     test_ssim: float
     q8_psnr: float  # test PSNR with the latent stored as 8-bit integers
     seconds_per_epoch: float
-    thumb_at_code: float | None  # thumbnail codec PSNR at ``code_values`` values (None: outside its curve)
-    thumb_at_latent: float | None  # the same at as many bytes as the 8-bit latent
+    test: Against = field(default_factory=Against)
+    photos_psnr: float | None = None  # on the photo tiles (ordinary photos, not CIFAR-10)
+    photos: Against = field(default_factory=Against)
 
     @property
-    def margin(self) -> float | None:
-        return None if self.thumb_at_code is None else self.test_psnr - self.thumb_at_code
+    def vs_pca(self) -> float | None:
+        return margin(self.test_psnr, self.test.pca)
+
+    @property
+    def vs_pca_q8(self) -> float | None:
+        return margin(self.q8_psnr, self.test.pca_q8)
+
+    @property
+    def vs_thumb(self) -> float | None:
+        return margin(self.test_psnr, self.test.thumb)
 
 
 @dataclass(frozen=True)
 class FrontPoint:
-    """A Pareto-front trial (chosen on validation) beside the thumbnail codec of its code size."""
+    """A Pareto-front trial (chosen on validation), beside the baselines of its code size."""
 
     trial: int
     code_values: int
     n_params: int
     val_loss: float
-    thumb: float | None  # thumbnail codec PSNR on the validation images (None: outside its curve)
-    # The trial's own model scored on the test split, beside the thumbnail on the test images (a
-    # two-objective study keeps every trial's model); None where it was not scored.
-    test_psnr: float | None = None
-    test_thumb: float | None = None
+    val: Against = field(default_factory=Against)
+    scored: ScoredModel | None = None  # its own model on the test split (kept by a two-objective study)
 
     @property
     def val_psnr(self) -> float:
         return psnr_from_mse(self.val_loss)
 
     @property
-    def margin(self) -> float | None:
-        return None if self.thumb is None else self.val_psnr - self.thumb
+    def val_vs_pca(self) -> float | None:
+        return margin(self.val_psnr, self.val.pca)
 
     @property
-    def test_margin(self) -> float | None:
-        return None if self.test_thumb is None or self.test_psnr is None else self.test_psnr - self.test_thumb
+    def val_vs_thumb(self) -> float | None:
+        return margin(self.val_psnr, self.val.thumb)
 
 
 @dataclass(frozen=True)
@@ -85,6 +109,14 @@ class BestTrial:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """A baseline's rate–distortion curve: (code size, PSNR) points."""
+
+    label: str
+    points: list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
 class ReportData:
     study: str
     generated: str  # "YYYY-MM-DD HH:MM"
@@ -103,18 +135,21 @@ class ReportData:
     trial_seconds: float  # summed over trials
     space: str
     best: BestTrial
-    budget: int  # epochs of the two retrains
-    reference: Retrained
-    top: Retrained
+    budget: int  # epochs of the two scored models
+    reference: ScoredModel
+    top: ScoredModel
     rho_code: Rank  # code size vs validation MSE over the completed trials
     rho_params: Rank  # parameter count vs validation MSE
     n_completed: int
     single_objective: bool  # the code size is capped, not searched along
     front: list[FrontPoint]
+    ablation: list[ScoredModel] = field(default_factory=list)  # the enqueued points' own models
+    pca_test: dict[int, float] = field(default_factory=dict)  # PCA on test at the target grid (float)
+    pca_q8_test: dict[int, float] = field(default_factory=dict)  # ... with 8-bit coefficients
     importances: list[Importance] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # figure key -> file name next to search.md
     colorization: str | None = None  # the colorization report's file name, when it exists
-    thumb_largest: tuple[int, float] | None = None  # the thumbnail curve's largest size and its val PSNR
+    reached: tuple[float, float] | None = None  # (hours into the study, PSNR) when it first beat the old best
 
     @property
     def n_trials(self) -> int:

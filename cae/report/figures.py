@@ -1,7 +1,7 @@
 """The report's own figures: size vs error, rate–distortion and the reconstruction grid.
 
 Optuna's figures (history, importances, front) come from ``cae.search.figures``; these draw values
-already computed (points, correlations, the thumbnail curve, retrained scores).
+already computed (points, correlations, the baseline tables, scored models).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cae.codec import BaselinePoint
+from cae.codec import BaselineTable
 from cae.data import CLASSES, Splits, to_unit
 from cae.report.data import Rank
 from cae.report.points import Point
@@ -56,37 +56,33 @@ def plot_size_vs_error(points: list[Point], rho_code: Rank, rho_params: Rank, pa
     return save(fig, path)
 
 
-def plot_rate_distortion(points: list[Point], front: list[Point], curve: list[BaselinePoint], path: Path,
-                         scored: list[tuple[str, int, float]]) -> Path:  # fmt: skip
-    """Validation PSNR vs code size with the front and the thumbnail codec; ``scored``: (label, values, test PSNR)."""
+def plot_rate_distortion(points: list[Point], front: list[Point], val: BaselineTable, path: Path,
+                         scored: list[Any]) -> Path:  # fmt: skip
+    """Validation PSNR vs code size: trials, the front, PCA (float, 8-bit) and the thumbnail on the same images.
+
+    ``scored``: :class:`~cae.report.data.ScoredModel` rows, drawn on the test split (filled star: float
+    code at its code size; open star: 8-bit code at its latent's bytes).
+    """
     from cae.plots import plt, save
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    ax.plot(
-        [c.values for c in curve],
-        [c.psnr for c in curve],
-        "-",
-        color="gray",
-        lw=2,
-        label="bicubic thumbnail s×s → 32×32 (no learning)",
-    )
-    for c in curve[::3]:
-        ax.annotate(
-            f"{c.side}²", (c.values, c.psnr), fontsize=7, color="gray", xytext=(0, -11), textcoords="offset points"
-        )
-    ax.scatter([p.code_values for p in points], [p.val_psnr for p in points], alpha=0.55, label="completed trials")
+    fig, ax = plt.subplots(figsize=(9.5, 6))
+    sizes = sorted(val.pca)
+    ax.plot(sizes, [val.pca[k] for k in sizes], "-", color="k", lw=2, label="PCA, float coefficients (linear)")
+    ax.plot(sizes, [val.pca_q8[k] for k in sizes], ":", color="k", lw=2, label="PCA, 8-bit coefficients")
+    ax.plot([c.values for c in val.thumbnail], [c.psnr for c in val.thumbnail], "-", color="gray", lw=1.5,
+            label="bicubic thumbnail s×s → 32×32 (no learning)")  # fmt: skip
+    ax.scatter([p.code_values for p in points], [p.val_psnr for p in points], alpha=0.5, label="completed trials")
     ax.plot([p.code_values for p in front], [p.val_psnr for p in front], "o-", color="tab:red", label="Pareto front")
-    for label, values, psnr in scored:
-        ax.plot(values, psnr, "*", ms=14, label=f"{label} (retrained, test split)")
-    ax.set(
-        xscale="log",
-        xlabel="code size (values: the narrower of latent and bottleneck)",
-        ylabel="PSNR (dB; validation unless marked)",
-        title="Rate–distortion: autoencoders vs a thumbnail codec",
-    )
+    for i, m in enumerate(scored):
+        colour = f"C{(i + 2) % 10}"
+        ax.plot(m.code_values, m.test_psnr, "*", ms=14, color=colour, label=f"{m.label} (test)")
+        ax.plot(m.latent_values, m.q8_psnr, "*", ms=14, mfc="none", color=colour)
+    ax.set(xscale="log", xlabel="code size (values: the narrower of latent and bottleneck; 8-bit: bytes)",
+           ylabel="PSNR (dB; validation unless marked test)",
+           title="Rate–distortion: autoencoders against PCA and a thumbnail codec")  # fmt: skip
     _plain_log_ticks(ax.xaxis)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="lower right")
     return save(fig, path)
 
 

@@ -1,88 +1,130 @@
-"""From the study, its exported best trial and the two retrains to the report's plain values.
+"""From the study, its scored models and the baseline tables to the report's plain values: no side effects.
 
-The study is only read (trials, their states and times, its attributes); importances come from
+``build`` gathers the inputs (the study, the exported best, each scored model's numbers, PCA's and
+the thumbnail's PSNR on each set of images); this turns them into a :class:`ReportData`. The
+study is only read (trials, their states and times, its attributes); importances come from
 ``cae.search.study`` (fANOVA), the one place that talks to Optuna.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from cae.codec import BaselinePoint
+from cae.codec import BaselineTable
 from cae.config import SearchConfig
-from cae.data import Splits
 from cae.hardware import machine
-from cae.report.data import BestTrial, Importance, ReportData, Retrained
+from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel
 from cae.report.locations import repo_relative, shown_storage
-from cae.report.points import Point, front_points, importance, pareto_front, size_correlations, thumbnail_psnr
+from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+
+# The code sizes the aim's table lists (PCA's exact PSNR at each).
+AIM_GRID = (192, 256, 320, 384, 448, 512, 640, 768, 832, 896, 1024)
 
 
 @dataclass(frozen=True)
 class Inputs:
-    """What ``build`` gathered before measuring: the study, the best trial, the retrains, the thumbnail curves."""
+    """What ``build`` gathered before measuring."""
 
     cfg: SearchConfig
     study: Any  # an Optuna study, read only
     points: list[Point]
     best: dict[str, Any]  # the validated best.json
     budget: int
-    splits: Splits
-    reference: dict[str, Any]  # retrain records (see ``retrain``)
+    data: dict[str, Any]  # data_source, location, sizes (train, val, test), seed
+    reference: dict[str, Any]  # scored-model records (see ``build.score``)
     top: dict[str, Any]
-    test_curve: list[BaselinePoint]
-    val_curve: list[BaselinePoint]
+    tables: dict[str, BaselineTable]  # "val", "test", "photos"
     parent_run_id: str | None
+    front_scored: dict[int, dict[str, Any]] = field(default_factory=dict)  # front trial -> its own model's record
+    ablation: list[dict[str, Any]] = field(default_factory=list)  # the enqueued points' own models
     colorization: str | None = None
-    front_test: dict[int, float] | None = None  # front trial -> its own model's test PSNR
+
+
+def against(table: BaselineTable | None, code_values: int, latent_values: int) -> Against:
+    """The baselines at a model's code size (float) and at its 8-bit latent's bytes, from a table."""
+    if table is None:
+        return Against()
+    return Against(table.pca.get(code_values), table.pca_q8.get(latent_values), table.thumb(code_values),
+                   table.thumb(latent_values))  # fmt: skip
+
+
+def scored(record: dict[str, Any], tables: dict[str, BaselineTable]) -> ScoredModel:
+    """A scored model's record as a row, beside the baselines on the same images."""
+    code, latent = record["code_values"], record["latent_values"]
+    return ScoredModel(
+        label=record["label"], run_id=record["run_id"], epochs=record["epochs"], retrained=record["retrained"],
+        n_params=record["n_params"], code_values=code, latent_values=latent, test_mse=record["test_mse"],
+        test_psnr=record["test_psnr"], test_ssim=record["test_ssim"], q8_psnr=record["test_q8_psnr"],
+        seconds_per_epoch=record["seconds_per_epoch"], test=against(tables.get("test"), code, latent),
+        photos_psnr=record.get("photos_psnr"), photos=against(tables.get("photos"), code, latent),
+    )  # fmt: skip
 
 
 def measure(inputs: Inputs, command: str) -> ReportData:
-    """Every number and name the Markdown states, but the figures (``build`` adds those drawn); no side effects."""
-    cfg, study, best = inputs.cfg, inputs.study, inputs.best
+    """Every number and name the Markdown states, but the figures (``build`` adds those drawn)."""
+    cfg, study, best, tables = inputs.cfg, inputs.study, inputs.best, inputs.tables
     trials = study.get_trials(deepcopy=False)
     wall, trial_seconds = study_times(trials)
     rho_code, rho_params = size_correlations(inputs.points)
+    front = [FrontPoint(p.trial, p.code_values, p.n_params, p.val_loss, against(tables.get("val"), p.code_values,
+                                                                                p.code_values),
+                        scored(inputs.front_scored[p.trial], tables) if p.trial in inputs.front_scored else None)
+             for p in pareto_front(inputs.points)]  # fmt: skip
+    test = tables.get("test")
+    grid = [k for k in AIM_GRID if AIM_SIZES[0] <= k <= AIM_SIZES[1]]
     return ReportData(
         study=cfg.study, generated=time.strftime("%Y-%m-%d %H:%M"), command=command, machine=machine(),
-        data_source=inputs.splits.data_source, data_location=repo_relative(inputs.splits.location),
-        split=inputs.splits.sizes, seed=inputs.splits.seed, parent_run_id=inputs.parent_run_id,
+        data_source=inputs.data["data_source"], data_location=repo_relative(inputs.data["location"]),
+        split=tuple(inputs.data["sizes"]), seed=inputs.data["seed"], parent_run_id=inputs.parent_run_id,
         storage=shown_storage(cfg.storage), states=dict(sorted(_state_counts(study).items())),
         objectives=list(study.user_attrs.get("objectives", ["best_val_loss"])),
         epochs_per_trial=best["config"]["train"]["epochs"], wall_seconds=wall, trial_seconds=trial_seconds,
         space=repo_relative(str(study.user_attrs.get("space", cfg.space))),
         best=BestTrial(best["trial_number"], best["best_val_loss"], best["mlflow_run_id"], dict(best["params"]),
                        best["n_params"], best["latent_values"], best["bottleneck_values"]),
-        budget=inputs.budget,
-        reference=retrained(inputs.reference, inputs.test_curve), top=retrained(inputs.top, inputs.test_curve),
+        budget=inputs.budget, reference=scored(inputs.reference, tables), top=scored(inputs.top, tables),
         rho_code=rho_code, rho_params=rho_params, n_completed=len(inputs.points),
-        single_objective=len(study.directions) == 1,
-        front=front_points(pareto_front(inputs.points), inputs.val_curve, inputs.front_test or {},
-                           inputs.test_curve),
-        importances=importances(study, inputs.points),
-        colorization=inputs.colorization,
-        thumb_largest=(inputs.val_curve[-1].values, inputs.val_curve[-1].psnr) if inputs.val_curve else None,
+        single_objective=len(study.directions) == 1, front=front,
+        ablation=[scored(r, tables) for r in inputs.ablation],
+        pca_test={k: test.pca[k] for k in grid if test and k in test.pca},
+        pca_q8_test={k: test.pca_q8[k] for k in grid if test and k in test.pca_q8},
+        importances=importances(study, inputs.points), colorization=inputs.colorization,
+        reached=first_reached(trials),
     )  # fmt: skip
 
 
-def retrained(record: dict[str, Any], test_curve: list[BaselinePoint]) -> Retrained:
-    """A retrain record as a table row, beside the thumbnail codec on the same test images."""
-    return Retrained(
-        label=record["label"], run_id=record["run_id"], n_params=record["n_params"],
-        code_values=record["code_values"], latent_values=record["latent_values"], test_mse=record["test_mse"],
-        test_psnr=record["test_psnr"], test_ssim=record["test_ssim"], q8_psnr=record["test_q8_psnr"],
-        seconds_per_epoch=record["seconds_per_epoch"],
-        thumb_at_code=thumbnail_psnr(test_curve, record["code_values"]),
-        thumb_at_latent=thumbnail_psnr(test_curve, record["latent_values"]),
-    )  # fmt: skip
+OLD_BEST_PSNR = 35.83  # the conv-only study's best, retrained 30 epochs (results/cae-search-v1/)
+
+
+def first_reached(trials: list[Any], target: float = OLD_BEST_PSNR) -> tuple[float, float] | None:
+    """(hours from the study's first start, PSNR) when a trial's validation PSNR first beat ``target``.
+
+    From the epoch values the pruner saw (Optuna's intermediate values), each timed by spreading the
+    trial's duration evenly over its epochs; None if no trial got there (or none reported epochs).
+    """
+    start = min((t.datetime_start for t in trials if t.datetime_start), default=None)
+    hits = []
+    for t in trials:
+        if not (t.intermediate_values and t.datetime_start and t.datetime_complete and start):
+            continue
+        per_epoch = (t.datetime_complete - t.datetime_start).total_seconds() / len(t.intermediate_values)
+        for step, loss in sorted(t.intermediate_values.items()):
+            psnr = 10 * math.log10(1 / loss) if loss > 0 else math.inf
+            if psnr > target:
+                at = (t.datetime_start - start).total_seconds() + (step + 1) * per_epoch
+                hits.append((at / 3600, psnr))
+                break
+    return min(hits) if hits else None
 
 
 def importances(study: Any, points: list[Point]) -> list[Importance]:
-    """fANOVA shares of validation MSE's variance, largest first; none below two completed trials."""
+    """fANOVA shares of validation MSE's variance, largest first; none below ``MIN_FOR_IMPORTANCES`` trials."""
     from cae.search.study import importances as fanova
 
-    if len(points) < 2:
+    if len(points) < MIN_FOR_IMPORTANCES:
         return []
     return [importance(name, share, points) for name, share in fanova(study).items()]
 

@@ -1,7 +1,7 @@
 """The completed trials as points (code size, parameters, validation MSE) and what is computed on them.
 
-The Pareto front, rank correlations, thumbnail margins and per-parameter trends. "Best" and the
-front are chosen on validation; the test split scores the chosen points only (in ``retrain``).
+The Pareto front, rank correlations and per-parameter trends. "Best" and the front are chosen on
+validation; the test split scores the chosen points only (in ``build``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from cae.codec import BaselinePoint, baseline_psnr_at
 from cae.metrics import psnr_from_mse
-from cae.report.data import FrontPoint, Importance, Rank
+from cae.report.data import Importance, Rank
 
-FRONT_MARGIN_DB = 3.0  # the project's bar: every front point beats the thumbnail of its size by this much
+PCA_MARGIN_DB = 1.0  # the project's aim: at every code size from 192 to 1,024 values, 1 dB above PCA (8-bit)
+AIM_SIZES = (192, 1024)  # the span of code sizes the aim names
+AIM_PSNR, AIM_PSNR_SIZE = 40.0, 832  # and at least 40 dB at no more than 832 values
+# Importances and rank correlations need this many completed trials: with fewer, fANOVA's shares and a
+# Spearman ρ are noise (3 trials give ρ = ±1.00), and the report says there are too few instead.
+MIN_FOR_IMPORTANCES = 8
 
 
 @dataclass(frozen=True)
@@ -62,29 +66,6 @@ def size_correlations(points: list[Point]) -> tuple[Rank, Rank]:
     """Spearman ρ of validation MSE against code size and against parameter count."""
     errs = [p.val_loss for p in points]
     return spearman([p.code_values for p in points], errs), spearman([p.n_params for p in points], errs)
-
-
-def thumbnail_psnr(curve: list[BaselinePoint], values: int) -> float | None:
-    """The thumbnail codec's PSNR at ``values``; None outside the sizes it was measured at."""
-    try:
-        return baseline_psnr_at(values, curve)
-    except ValueError:
-        return None
-
-
-def front_points(front: list[Point], val_curve: list[BaselinePoint], test_psnr: dict[int, float] | None = None,
-                 test_curve: list[BaselinePoint] | None = None) -> list[FrontPoint]:  # fmt: skip
-    """Front rows beside the thumbnail on validation and, where a trial's model was scored, on test."""
-    test_psnr = test_psnr or {}
-    return [FrontPoint(p.trial, p.code_values, p.n_params, p.val_loss, thumbnail_psnr(val_curve, p.code_values),
-                       test_psnr.get(p.trial),
-                       thumbnail_psnr(test_curve, p.code_values) if test_curve and p.trial in test_psnr else None)
-            for p in front]  # fmt: skip
-
-
-def front_margins(front: list[FrontPoint]) -> dict[int, float]:
-    """Trial -> validation PSNR minus the thumbnail's at equal size, for points inside the curve."""
-    return {p.trial: p.margin for p in front if p.margin is not None}
 
 
 def importance(name: str, share: float, points: list[Point]) -> Importance:

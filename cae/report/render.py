@@ -1,7 +1,8 @@
 """``search.md`` from a ``ReportData``: Markdown only, no study, no models, no files read.
 
-Sections in order: header, study, best trial, reference vs best (test split), loss curves, what
-mattered (fANOVA importances, size vs error), rate–distortion with the front table, colorization.
+Sections: header, study, best trial, the scored models against PCA and the thumbnail, what the
+parts buy, the aims (met or missed, with the figure), loss curves, what mattered, rate–distortion
+with the front table, colorization. A sentence is written only where the data supports it.
 """
 
 from __future__ import annotations
@@ -9,14 +10,15 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cae.report.data import FrontPoint, Importance, Rank, ReportData, Retrained
-from cae.report.points import FRONT_MARGIN_DB, front_margins
+from cae.report.aims import aim_lines
+from cae.report.data import FrontPoint, Importance, Rank, ReportData, ScoredModel
+from cae.report.points import MIN_FOR_IMPORTANCES
 
 
 def render(data: ReportData) -> str:
     lines = [
-        *_header(data), *_study(data), *_best(data), *_retrained(data), *_curves(data), *_mattered(data),
-        *_rate_distortion(data), *_colorization(data),
+        *_header(data), *_study(data), *_best(data), *_scored(data), *_ablation(data), *aim_lines(data),
+        *_curves(data), *_mattered(data), *_rate_distortion(data), *_colorization(data),
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -25,8 +27,8 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
 
 
-def _db(v: float | None, signed: bool = False) -> str:
-    if v is None:
+def db(v: float | None, signed: bool = False) -> str:
+    if v is None or not math.isfinite(v):
         return "n/a"
     return f"{v:+.2f}" if signed else f"{v:.2f}"
 
@@ -40,87 +42,94 @@ def _duration(seconds: float) -> str:
 def _header(data: ReportData) -> list[str]:
     n_train, n_val, n_test = data.split
     return [
-        f"# Search report: `{data.study}`",
-        "",
+        f"# Search report: `{data.study}`", "",
         f"Generated {data.generated} by `{data.command}` on {data.machine}. "
         f"Data: `{data.data_source}` ({data.data_location}), split {n_train:,}/{n_val:,}/{n_test:,} "
         f"(seed {data.seed}). MLflow parent run `{data.parent_run_id}` (experiment `{data.study}`); "
-        f"Optuna storage `{data.storage}`.",
-        "",
-    ]
+        f"Optuna storage `{data.storage}`. PSNR is over the whole split; a margin is a model's PSNR minus a "
+        "baseline's at the same code size: **PCA** (the optimal linear code, fitted on the training split) and the "
+        "bicubic **thumbnail** (no learning).", "",
+    ]  # fmt: skip
 
 
 def _study(data: ReportData) -> list[str]:
     states = ", ".join(f"{n} {s}" for s, n in data.states.items())
     return [
-        "## Study",
-        "",
+        "## Study", "",
         f"- Trials: {data.n_trials} ({states}); objectives {data.objectives}; "
         f"{data.epochs_per_trial} epochs per trial at most.",
         f"- Wall time: {_duration(data.wall_seconds)} from first start to last finish "
         f"({_duration(data.trial_seconds)} of trial time).",
-        f"- Search space: `{data.space}`.",
-        "",
-    ]
+        f"- Search space: `{data.space}`.", "",
+    ]  # fmt: skip
 
 
 def _best(data: ReportData) -> list[str]:
     b = data.best
     return [
-        f"## Best trial: #{b.number} (validation MSE {b.val_loss:.6f}, MLflow run `{b.run_id}`)",
-        "",
-        "| parameter | value |",
-        "|---|---|",
+        f"## Best trial: #{b.number} (validation MSE {b.val_loss:.6f}, MLflow run `{b.run_id}`)", "",
+        "| parameter | value |", "|---|---|",
         *[f"| `{k}` | {_fmt(v)} |" for k, v in b.params.items()],
         f"| parameters | {b.n_params:,} |",
-        f"| code (latent / narrowest) | {b.latent_values:,} / {b.bottleneck_values:,} values |",
-        "",
-    ]
+        f"| code (latent / narrowest) | {b.latent_values:,} / {b.bottleneck_values:,} values |", "",
+    ]  # fmt: skip
 
 
-def _retrained_row(r: Retrained) -> str:
+SCORED_HEAD = [
+    "| model | epochs | params | code / latent (values) | test MSE | PSNR | SSIM | PCA at code | vs PCA "
+    "| 8-bit latent PSNR | PCA 8-bit at latent bytes | vs PCA, equal bytes | thumbnail at code | vs thumbnail "
+    "| s/epoch | MLflow run |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def scored_row(r: ScoredModel) -> str:
+    epochs = f"{r.epochs} (retrained)" if r.retrained else f"{r.epochs} (its own)"
     return (
-        f"| {r.label} | {r.n_params:,} | {r.code_values:,} / {r.latent_values:,} | "
-        f"{r.test_mse:.6f} | {r.test_psnr:.2f} | {r.test_ssim:.4f} | {_db(r.thumb_at_code)} | "
-        f"{_db(r.margin, signed=True)} | {r.q8_psnr:.2f} | {_db(r.thumb_at_latent)} | "
+        f"| {r.label} | {epochs} | {r.n_params:,} | {r.code_values:,} / {r.latent_values:,} | {r.test_mse:.6f} | "
+        f"{r.test_psnr:.2f} | {r.test_ssim:.4f} | {db(r.test.pca)} | {db(r.vs_pca, True)} | {r.q8_psnr:.2f} | "
+        f"{db(r.test.pca_q8)} | {db(r.vs_pca_q8, True)} | {db(r.test.thumb)} | {db(r.vs_thumb, True)} | "
         f"{r.seconds_per_epoch:.1f} | `{r.run_id}` |"
     )
 
 
-def _retrained(data: ReportData) -> list[str]:
+def _scored(data: ReportData) -> list[str]:
     ref, top = data.reference, data.top
+    how = ("each trial's own model (no retraining)" if not (ref.retrained or top.retrained)
+           else f"both retrained for {data.budget} epochs")  # fmt: skip
     return [
-        f"## Reference vs best, both retrained for {data.budget} epochs, scored on the test split",
-        "",
-        "| model | params | code: narrowest / latent (values) | test MSE | PSNR (dB) | SSIM "
-        "| thumbnail at narrowest (dB) | margin (dB) | PSNR, latent as 8-bit | thumbnail at latent bytes (dB) "
-        "| s/epoch | MLflow run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        _retrained_row(ref),
-        _retrained_row(top),
-        "",
-        f"The best trial's architecture is {top.test_psnr - ref.test_psnr:+.2f} dB against the reference at the same "
-        f"budget ({ref.test_mse / top.test_mse:.2f}× lower test MSE). Thumbnail columns: the no-learning codec "
-        "(PIL bicubic down to s×s and back up, uint8) with as many values as the model's narrowest layer, and with "
-        "as many bytes as its latent stored as 8-bit integers (per-channel range from the training split); "
-        "both interpolated linearly in values between squares.",
-        "",
-        "![reconstructions](reconstructions.png)",
-        "",
-    ]
+        f"## The best trial and the reference on the test split: {how}", "",
+        *SCORED_HEAD, scored_row(ref), scored_row(top), "",
+        f"The best is {top.test_psnr - ref.test_psnr:+.2f} dB against the reference "
+        f"({ref.test_mse / top.test_mse:.2f}× lower test MSE) and {db(top.vs_pca, True)} dB against PCA at its "
+        f"{top.code_values:,} values "
+        f"({db(top.vs_pca_q8, True)} dB with 8-bit codes on both sides). 8-bit: each latent channel (PCA: each "
+        "component) stored as an integer in its range over the training split; equal bytes is the latent's size.", "",
+        "![reconstructions](reconstructions.png)", "",
+    ]  # fmt: skip
+
+
+def _ablation(data: ReportData) -> list[str]:
+    if not data.ablation:
+        return []
+    sizes = sorted({r.code_values for r in data.ablation})
+    pca = [f"PCA alone at {k:,} values scores {db(data.pca_test.get(k))} dB ({db(data.pca_q8_test.get(k))} dB with "
+           "8-bit coefficients): a linear code needs no training." for k in sizes if k in data.pca_test]  # fmt: skip
+    return [
+        "## What each part buys (the enqueued points, same budget)", "",
+        "The points every new study runs first after the reference; each row is that trial's own model.", "",
+        *SCORED_HEAD, *[scored_row(r) for r in data.ablation], "", *pca, "",
+    ]  # fmt: skip
 
 
 def _curves(data: ReportData) -> list[str]:
     if "compare" not in data.images:
         return []
     return [
-        "## Loss curves of the five best trials",
-        "",
-        f"Validation solid, train dashed; read from MLflow (`make compare STUDY={data.study}`).",
-        "",
-        f"![compare]({data.images['compare']})",
-        "",
-    ]
+        "## Loss curves of the five best trials", "",
+        f"Validation solid, train dashed; read from MLflow (`make compare STUDY={data.study}`).", "",
+        f"![compare]({data.images['compare']})", "",
+    ]  # fmt: skip
 
 
 def importance_sentence(imp: Importance) -> str:
@@ -145,7 +154,7 @@ def importance_sentence(imp: Importance) -> str:
 def rank_verdict(rho: Rank) -> str:
     r = rho[0]
     if not math.isfinite(r):
-        return "too few trials to tell"
+        return f"too few trials to tell (fewer than {MIN_FOR_IMPORTANCES} completed)"
     if abs(r) < 0.3:
         return "no clear monotonic relation"
     strength = "a clear" if abs(r) >= 0.6 else "a moderate"
@@ -155,105 +164,57 @@ def rank_verdict(rho: Rank) -> str:
 def _mattered(data: ReportData) -> list[str]:
     if data.importances:
         sentences = [importance_sentence(i) for i in data.importances]
-    elif data.n_completed < 2:
-        sentences = ["(importances need at least two completed trials)"]
+    elif data.n_completed < MIN_FOR_IMPORTANCES:
+        sentences = [f"Too few completed trials ({data.n_completed}) to say what mattered: importances and rank "
+                     f"correlations need at least {MIN_FOR_IMPORTANCES}."]  # fmt: skip
     else:
         sentences = ["(no importances: no searched parameter varied across the completed trials)"]
     lines = ["## What mattered", "", *[f"- {s}" for s in sentences]]
-    if "param_importances" in data.images:
+    if data.importances and "param_importances" in data.images:
         lines += ["", f"![importances]({data.images['param_importances']})"]
     return [*lines, *_size_vs_error(data)]
 
 
 def _size_vs_error(data: ReportData) -> list[str]:
+    if data.n_completed < MIN_FOR_IMPORTANCES:
+        return [""]
     (rc, pc), (rp, pp) = data.rho_code, data.rho_params
-    capped = (
-        "This study caps the code size, so the spread in code size is narrow; the Pareto study "
-        "(`make pareto`) varies it on purpose."
-        if data.single_objective
-        else ""
-    )
+    capped = ("This study caps the code size, so the spread in code size is narrow; the Pareto study "
+              "(`make pareto`) varies it on purpose." if data.single_objective else "")  # fmt: skip
     return [
-        "",
-        "### Is there an obvious correlation between the size of the latent representation and the error?",
-        "",
+        "", "### Is there an obvious correlation between the size of the latent representation and the error?", "",
         f"Across {data.n_completed} completed trials: code size vs validation MSE has Spearman ρ = {rc:.2f} "
         f"(p = {pc:.2g}): {rank_verdict(data.rho_code)}; parameter count vs validation MSE ρ = {rp:.2f} "
-        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. {capped}".rstrip(),
-        "",
-        "![size vs error](size_vs_error.png)",
-        "",
-    ]
+        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. {capped}".rstrip(), "",
+        "![size vs error](size_vs_error.png)", "",
+    ]  # fmt: skip
 
 
 def _front_row(p: FrontPoint, with_test: bool) -> str:
-    test = f" {_db(p.test_psnr)} | {_db(p.test_thumb)} | {_db(p.test_margin, signed=True)} |" if with_test else ""
-    return (
-        f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
-        f"{_db(p.thumb)} | {_db(p.margin, signed=True)} |{test}"
-    )
+    s = p.scored
+    test = (f" {db(s.test_psnr)} | {db(s.vs_pca, True)} | {db(s.q8_psnr)} | {db(s.vs_pca_q8, True)} | "
+            f"{db(s.vs_thumb, True)} |" if s else " n/a | n/a | n/a | n/a | n/a |") if with_test else ""  # fmt: skip
+    return (f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
+            f"{db(p.val.pca)} | {db(p.val_vs_pca, True)} | {db(p.val_vs_thumb, True)} |{test}")  # fmt: skip
 
 
 def _rate_distortion(data: ReportData) -> list[str]:
-    with_test = any(p.test_psnr is not None for p in data.front)
-    lines = [
-        "## Rate–distortion",
-        "",
-        "Validation PSNR of every completed trial against its code size, the Pareto front (chosen on validation) "
-        "and the bicubic-thumbnail codec on the same validation images; stars are the two retrained models on the "
-        "test split.",
-        "",
-        "![rate-distortion](rate_distortion.png)",
-        "",
-        "| trial | code values | params | val MSE | val PSNR (dB) | thumbnail at equal size (dB) | margin (dB) |"
-        + (" test PSNR (dB) | thumbnail, test (dB) | test margin (dB) |" if with_test else ""),
-        "|---|---|---|---|---|---|---|" + ("---|---|---|" if with_test else ""),
+    with_test = any(p.scored is not None for p in data.front)
+    return [
+        "## Rate–distortion", "",
+        "Validation PSNR of every completed trial against its code size, the Pareto front (chosen on validation), "
+        "PCA (float and 8-bit coefficients) and the thumbnail on the same validation images; stars are models "
+        "scored on the test split (filled: float code, open: 8-bit).", "",
+        "![rate-distortion](rate_distortion.png)", "",
+        "| trial | code values | params | val MSE | val PSNR | PCA, val | vs PCA, val | vs thumbnail, val |"
+        + (" test PSNR | vs PCA | 8-bit PSNR | vs PCA 8-bit | vs thumbnail |" if with_test else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|---|---|---|---|" if with_test else ""),
         *[_front_row(p, with_test) for p in data.front],
-        "",
-        "On validation: " + front_verdict(front_margins(data.front)),
-    ]
-    if with_test:
-        test = {p.trial: p.test_margin for p in data.front if p.test_margin is not None}
-        lines += ["", "On test (each front trial's own model): " + front_verdict(test)]
-    reach = front_reach(data.front, data.thumb_largest)
-    if reach:
-        lines += ["", reach]
-    if "pareto_front" in data.images:
-        lines += ["", f"![pareto front]({data.images['pareto_front']})"]
-    return lines
-
-
-def front_reach(front: list[FrontPoint], thumb_largest: tuple[int, float] | None) -> str:
-    """Where the front stops short of the thumbnail curve's largest size: what a larger code would need."""
-    if not front or thumb_largest is None or front[-1].code_values >= thumb_largest[0]:
-        return ""
-    last, (size, psnr) = front[-1], thumb_largest
-    return (
-        f"The front ends at {last.code_values:,} values: no completed trial with a larger code reached a lower "
-        f"validation MSE than trial {last.trial}, so from {last.code_values:,} to {size:,} values the best this study "
-        f"offers is that trial's {last.val_psnr:.2f} dB, against {psnr:.2f} dB for the thumbnail at {size:,} values "
-        f"({last.val_psnr - psnr - FRONT_MARGIN_DB:+.2f} dB from the {FRONT_MARGIN_DB:g} dB bar there)."
-    )
-
-
-def front_verdict(margins: dict[int, float], bar: float = FRONT_MARGIN_DB) -> str:
-    """One sentence on whether every front point clears the thumbnail by ``bar`` dB, naming the misses."""
-    if not margins:
-        return "No front point has a code size inside the thumbnail curve's range, so no margin is measured."
-    misses = {t: m for t, m in margins.items() if m < bar}
-    if not misses:
-        return (
-            f"Every front point beats the thumbnail of equal size by at least {bar:g} dB "
-            f"(smallest margin {min(margins.values()):+.2f} dB)."
-        )
-    named = ", ".join(f"trial {t} ({m:+.2f} dB, {bar - m:.2f} dB short)" for t, m in sorted(misses.items()))
-    return (
-        f"Target missed: {len(misses)} of {len(margins)} front points beat the thumbnail of equal size by less "
-        f"than {bar:g} dB: {named}."
-    )
+        *(["", f"![pareto front]({data.images['pareto_front']})"] if "pareto_front" in data.images else []), "",
+    ]  # fmt: skip
 
 
 def _colorization(data: ReportData) -> list[str]:
     if data.colorization is None:
         return []
-    return ["", "## Colorization", "", f"See [the colorization report]({data.colorization})."]
+    return ["## Colorization", "", f"See [the colorization report]({data.colorization})."]

@@ -1,7 +1,8 @@
-"""Retraining the reference and the best trial at the same epoch budget, cached per config.
+"""Retraining the reference and the best trial at another epoch budget (``make report EPOCHS=``), cached.
 
-A search trains each trial for few epochs (and maybe on a subset); the report compares the two
-architectures on equal terms. Each retrain is a tracked run in the study's experiment and is
+A study's trials train to the length its best is quoted at, so a report normally scores the trials'
+own models; retraining is for comparing at another budget or on other data (a subset search
+retrained on the full split). Each retrain is a tracked run in the study's experiment and is
 kept under ``runs/<study>/report/``, so a later report reuses it instead of training again.
 """
 
@@ -12,18 +13,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cae.codec import quantized_metrics
 from cae.config import ExperimentConfig
 from cae.data import Splits
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.report.locations import repo_relative
+from cae.report.score import score
 from cae.schema import flatten, from_dict, to_dict, with_overrides
 from cae.tracking import Tracker
 
 # What report rendering reads from a cached record: a record lacking one is retrained, not trusted.
 RECORD_KEYS = (
-    "label", "run_id", "n_params", "code_values", "latent_values", "seconds_per_epoch", "test_mse", "test_psnr",
-    "test_ssim", "test_q8_psnr",
+    "label", "run_id", "epochs", "retrained", "n_params", "code_values", "latent_values", "seconds_per_epoch",
+    "test_mse", "test_psnr", "test_ssim", "test_q8_psnr", "photos_psnr",
 )  # fmt: skip
 
 
@@ -70,19 +71,15 @@ def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tr
         config, tracker, experiment=study, run_name=f"{label} (report retrain)", splits=splits,
         tags={"cae.role": "retrain", "study": study, "label": label},
     )  # fmt: skip
-    record = {
-        "label": label, "run_id": run_id, "epochs": result.epochs_run, "n_params": result.n_params,
-        "latent_values": result.latent_values, "bottleneck_values": result.bottleneck_values,
-        "code_values": result.code_values, "seconds_per_epoch": result.seconds_per_epoch,
-        "best_val_loss": result.best_val_loss, **result.test,
-        **quantized_metrics(result.model, splits, config.data.input),
-        "config": to_dict(config), "loss_curve": repo_relative(str(out / "loss_curve.png")),
-    }  # fmt: skip
+    record = score(result.model, splits, label=label, run_id=run_id, epochs=result.epochs_run, retrained=True,
+                   seconds_per_epoch=result.seconds_per_epoch)  # fmt: skip
+    model = record.pop("model")
+    record.update(best_val_loss=result.best_val_loss, config=to_dict(config),
+                  loss_curve=repo_relative(str(out / "loss_curve.png")))  # fmt: skip
     with atomic_path(model_path) as tmp:  # a killed report never leaves half a model in the cache
-        result.model.save(tmp)
+        model.save(tmp)
     write_text_atomic(record_path, json.dumps(record, indent=2))
-    record["model"] = result.model
-    return record
+    return {**record, "model": model}
 
 
 def _read_cached(record_path: Path, model_path: Path) -> dict[str, Any] | None:

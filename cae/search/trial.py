@@ -64,8 +64,9 @@ class TrialRun:
         spec, result = self.spec, outcome.result
         self.run.log_result(result)
         self.run.log_metrics(outcome.metrics, step=result.epochs_run)
-        attrs = {"best_epoch": result.best_epoch, "seconds": round(result.seconds, 2), **outcome.attrs,
-                 **outcome.metrics}  # fmt: skip
+        attrs = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
+                 "seconds": round(result.seconds, 2), "seconds_per_epoch": round(result.seconds_per_epoch, 2),
+                 **outcome.attrs, **outcome.metrics}  # fmt: skip
         for key, value in attrs.items():
             spec.set_attr(key, value)
         first = spec.cfg.objectives[0]
