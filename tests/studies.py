@@ -15,6 +15,7 @@ def tiny_search(tmp: Path, study: str, trials: int = 4, **overrides) -> SearchCo
     cfg = load_search(REPO / "experiments/search.yaml", {
         "study": study, "trials": trials, "storage": f"sqlite:///{tmp}/optuna.db",
         "experiment.data.source": "sample", "experiment.data.subset": 240, "experiment.train.epochs": 2,
+        "enqueue": [],  # the default study's enqueued points are 832-value dense models: not for tiny tests
         **overrides,
     })  # fmt: skip
     run_search(cfg)

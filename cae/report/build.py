@@ -50,7 +50,7 @@ def build_report(
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
     reference_trial = next((t for t in trials.values() if t.user_attrs.get("reference")), None)
     budget, best_config, reference_config = retrain_configs(
-        best, reference_trial.params if reference_trial else None, epochs, data
+        best, reference_trial.params if reference_trial else None, epochs, data, cfg.experiment
     )
     splits = splits_for(best_config)
     own = epochs is None and not data

@@ -29,20 +29,24 @@ RECORD_KEYS = (
 
 
 def retrain_configs(
-    best: dict[str, Any], reference_params: dict[str, Any] | None, epochs: int | None, data: dict[str, Any] | None
-) -> tuple[int, ExperimentConfig, ExperimentConfig]:
+    best: dict[str, Any], reference_params: dict[str, Any] | None, epochs: int | None, data: dict[str, Any] | None,
+    base: ExperimentConfig | None = None,
+) -> tuple[int, ExperimentConfig, ExperimentConfig]:  # fmt: skip
     """(epoch budget, best config, reference config), both at that budget and on the same data.
 
-    The reference is its trial's parameters (or the defaults of the searched keys) on everything
-    else the study used; ``data`` overrides (``data.source``, ``data.subset``, ``seed``) let a
-    search run on a subset be retrained on the full split.
+    The reference is its trial's parameters (or the defaults of the searched keys) on the study's
+    base architecture (``base``) and everything else the best trial used (data, training); ``data``
+    overrides (``data.source``, ``data.subset``, ``seed``) let a search run on a subset be retrained
+    on the full split.
     """
     searched = from_dict(ExperimentConfig, best["config"], "best.json")
     budget = epochs or searched.train.epochs
     common = {"train.epochs": budget, **(data or {})}
     defaults = flatten(ExperimentConfig())
     point = reference_params if reference_params is not None else {k: defaults[k] for k in best["params"]}
-    return budget, with_overrides(searched, common), with_overrides(searched, {**point, **common})
+    # The best's architecture keys (a dense code's, say) are not the reference's: start from the base's.
+    model = {f"model.{k}": v for k, v in to_dict((base or ExperimentConfig()).model).items()}
+    return budget, with_overrides(searched, common), with_overrides(searched, {**model, **point, **common})
 
 
 def retrain_pair(
