@@ -14,7 +14,7 @@ PY_MIN := 3.11
 # Every variable a target reads. A name on the command line that is not here is refused at once:
 # a misspelt `TRIAL=2` would otherwise run the whole default study.
 KNOWN_VARS := DATA SUBSET EPOCHS SEED STUDY STORAGE SET TRIALS ENGINE WORKERS TIMEOUT EXTEND CONFIG TOP TRIAL_IDS \
-	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS QUICK PLAN PYTEST_ARGS TF_EXTRA PYTHON
+	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS QUICK PLAN PYTEST_ARGS TF_EXTRA PYTHON VENV
 unknown_vars := $(filter-out $(KNOWN_VARS),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
 ifneq ($(unknown_vars),)
 closest := $(shell $(PYTHON) -c 'import difflib, sys; m = difflib.get_close_matches(sys.argv[1], sys.argv[2:], 1, 0.5); \

@@ -146,7 +146,12 @@ def suggest(key: str, keys: list[str]) -> str:
     """"did you mean ...?" for a misspelt or unprefixed key (``train.x`` on a search is
     ``experiment.train.x``), else the keys allowed."""
     prefixed = [k for k in keys if k.endswith("." + key)]
-    close = prefixed or difflib.get_close_matches(key, keys, n=3, cutoff=0.6)
+    # Scored on the last part (a shared `experiment.model.` prefix makes every key look close), and
+    # only the near-best: `model.dpth` suggests model.depth, not model.predict as well.
+    last = key.rsplit(".", 1)[-1]
+    scores = {k: difflib.SequenceMatcher(None, last, k.rsplit(".", 1)[-1]).ratio() for k in keys}
+    best = max(scores.values(), default=0.0)
+    close = prefixed or sorted((k for k, r in scores.items() if r >= max(0.6, best - 0.05)), key=lambda k: -scores[k])[:3]
     return f"did you mean {' or '.join(close)}?" if close else f"allowed: {', '.join(keys)}"
 
 
