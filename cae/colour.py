@@ -133,9 +133,9 @@ def decoding_model(logits_model: keras.Model, temperature: float = DEFAULT_TEMPE
 
     Shares the trained layers (and weights) of ``logits_model``; only decoding is added.
     """
-    luma = logits_model.input
-    rgb = chroma_to_rgb(luma, annealed_mean(logits_model.output, temperature))
-    return keras.Model(luma, rgb, name=logits_model.name)
+    inputs = logits_model.inputs  # the luma first (a semantic oracle also takes its label)
+    rgb = chroma_to_rgb(inputs[0], annealed_mean(logits_model.output, temperature))
+    return keras.Model(inputs if len(inputs) > 1 else inputs[0], rgb, name=logits_model.name)
 
 
 CLASS_LOGITS = "chroma_logits"  # the layer a classification colorizer's class logits come out of
@@ -143,7 +143,8 @@ CLASS_LOGITS = "chroma_logits"  # the layer a classification colorizer's class l
 
 def logits_network(model: keras.Model) -> keras.Model:
     """The class-logits network inside a classification colorizer (its ``chroma_logits`` layer)."""
-    return keras.Model(model.input, model.get_layer(CLASS_LOGITS).output, name=model.name)
+    inputs = model.inputs if len(model.inputs) > 1 else model.inputs[0]
+    return keras.Model(inputs, model.get_layer(CLASS_LOGITS).output, name=model.name)
 
 
 def classification_loss(weights: np.ndarray) -> Any:

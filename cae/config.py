@@ -88,6 +88,13 @@ class ModelConfig:
     # linear projection of the whole image to `code_budget` values and back, PCA's form, with
     # residual convolutions around it (cae/hybrid.py); depth, filters and the like do not apply.
     bottleneck: Literal["conv", "dense"] = "conv"
+    # Colorization: a global semantic branch (Iizuka et al. 2016): the deepest encoder features pooled
+    # over the whole image into this many values, fused into the decoder at the bottleneck; 0 = none.
+    # It carries information around the code, so it is for colorization only, like skips.
+    semantic: int = 0
+    # Colorization, an upper bound only: the branch is fed the image's true class (one-hot) instead of
+    # the pooled features. Such a model takes the label as a second input; it is never chosen or saved as one.
+    semantic_oracle: bool = False
     # dense: the projection is the training split's PCA basis, kept fixed, so training starts at
     # PCA's error and the convolutions learn what it misses (cae/hybrid.py says why fixed).
     pca_init: bool = False
@@ -139,8 +146,13 @@ class ModelConfig:
             raise CAEError(f"model.refine_width must be a positive integer, got {self.refine_width}")
         if self.bottleneck == "conv" and (self.pca_init or self.encode_layers or self.refine_layers):
             raise CAEError("model.pca_init, model.encode_layers and model.refine_layers need model.bottleneck: dense")
-        if self.bottleneck == "dense" and self.skips:
-            raise CAEError("model.skips needs model.bottleneck: conv (a dense code has no encoder levels to skip)")
+        if self.semantic < 0:
+            raise CAEError(f"model.semantic must be 0 (off) or a positive width, got {self.semantic}")
+        if self.semantic_oracle and not self.semantic:
+            raise CAEError("model.semantic_oracle feeds the semantic branch: it needs model.semantic > 0")
+        if self.bottleneck == "dense" and (self.skips or self.semantic):
+            raise CAEError("model.skips and model.semantic need model.bottleneck: conv (a dense code has no "
+                           "encoder levels)")
         if self.bottleneck == "dense" and not 1 <= self.code_values() <= 3 * IMAGE_SIZE**2:
             raise CAEError(f"model.code_budget of a dense code must be 1..{3 * IMAGE_SIZE**2} values, "
                            f"got {self.code_values()}")
@@ -164,6 +176,9 @@ class TrainConfig:
     # is 1 / (rebalance · p(bin) + (1 − rebalance) / Q): 0 = plain cross-entropy, 1 = inverse
     # frequency, 0.5 = the paper's choice. Rare vivid colours are otherwise averaged away.
     rebalance: float = 0.5
+    # Colorization with model.semantic: weight of the auxiliary CIFAR-10 class loss (cross-entropy of a
+    # class head on the semantic features, Iizuka et al.) beside the colour loss; 0 = no class head.
+    class_weight: float = 0.0
     # Numerics: "mixed_float16" computes in float16 with float32 weights (fast on recent GPUs,
     # slower on CPUs); XLA compiles the train step. Both are measured in `make bench`.
     precision: Precision = "float32"
@@ -181,6 +196,8 @@ class TrainConfig:
             raise CAEError("train.early_stopping_patience must be >= 1 or null")
         if not 0 <= self.rebalance <= 1:
             raise CAEError(f"train.rebalance must be between 0 and 1, got {self.rebalance}")
+        if self.class_weight < 0:
+            raise CAEError(f"train.class_weight must be 0 (off) or more, got {self.class_weight}")
 
 
 @dataclass(frozen=True)
@@ -192,10 +209,14 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        if self.model.skips and self.data.input == "rgb":
+        if (self.model.skips or self.model.semantic) and self.data.input == "rgb":
             raise CAEError(
-                "model.skips bypasses the bottleneck: allowed only for colorization (data.input: luma or mean)"
+                "model.skips and model.semantic bypass the bottleneck: allowed only for colorization (data.input: "
+                "luma or mean)"
             )
+        if self.train.class_weight and (not self.model.semantic or self.model.semantic_oracle):
+            raise CAEError("train.class_weight trains a class head on the semantic features: it needs "
+                           "model.semantic > 0 (and no oracle, which is given the class)")
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
         if self.train.loss == "classification" and self.model.predict != "chroma":

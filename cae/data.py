@@ -173,8 +173,14 @@ def make_dataset(
     shuffle: bool,
     seed: int,
     input_transform: str = "rgb",
+    labels: np.ndarray | None = None,
+    label_input: bool = False,
+    label_target: bool = False,
 ) -> Any:
     """``tf.data`` pipeline of (input, RGB target) batches from uint8 images held in memory.
+
+    With ``labels``: ``label_input`` adds the one-hot class as a second input (a semantic oracle),
+    ``label_target`` the class as a second target (an auxiliary class loss).
 
     The uint8 array is the cache (4× smaller than float32). Each epoch shuffles the *indices*
     (seeded, reshuffled every epoch) and gathers a whole batch at once, then converts it to float
@@ -185,13 +191,21 @@ def make_dataset(
 
     transform = TRANSFORMS[input_transform]
     table = tf.constant(images)
+    classes = tf.constant(labels.astype(np.int32)) if labels is not None else None
+    if (label_input or label_target) and classes is None:
+        raise ValueError("make_dataset: label_input / label_target need labels")
     ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
 
     def prepare(index: Any) -> tuple[Any, Any]:
         x = tf.cast(tf.gather(table, index), tf.float32) / 255.0
-        return transform(x), x
+        inputs, target = transform(x), x
+        if label_input:  # by name: a (image, label) tuple would be read by Keras as (input, target)
+            inputs = {"image": inputs, "label": tf.one_hot(tf.gather(classes, index), len(CLASSES))}
+        if label_target:
+            target = (target, tf.gather(classes, index))
+        return inputs, target
 
     ds = ds.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     # tf.data's autotuner keeps a model thread per iterator, and tearing the iterator down (every

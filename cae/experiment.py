@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from cae import plots
+from cae.callbacks import progress_callback
 from cae.config import ExperimentConfig
 from cae.data import CLASSES, TRANSFORMS, Splits, load_splits, to_unit
 from cae.hardware import machine
@@ -95,8 +96,9 @@ def run_experiment(
         run.log_datasets(splits)
         id_file.write_text(run.run_id)
     with run:
-        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback()], workdir=workdir, model=model,
-                                    evaluate_test=evaluate_test)  # fmt: skip
+        progress = progress_callback(f"{run_name or config.name} ", config.train.epochs)
+        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback(), progress], workdir=workdir,
+                                    model=model, evaluate_test=evaluate_test)  # fmt: skip
         n_train, n_val, n_test = splits.sizes
         title = f"{run_name or config.name}: {n_train:,}/{n_val:,}/{n_test:,} images ({Path(splits.location).name})"
         out = log_outputs(run, config, splits, result, title)

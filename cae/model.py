@@ -22,8 +22,12 @@ from keras import layers
 
 from cae.colour import CLASS_LOGITS, chroma_to_rgb
 from cae.config import ModelConfig
+from cae.data import CLASSES
 from cae.errors import CAEError
 from cae.hybrid import build_linear_code
+
+NUM_CLASSES = len(CLASSES)
+CLASS_HEAD = "class_logits"  # the auxiliary class output's layer (and loss) name
 
 
 def _conv_block(
@@ -41,7 +45,7 @@ def _conv_block(
 def build_autoencoder(
     *, input_channels: int = 3, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
     chroma_classes: int = 0, image_size: int = 32, name: str = "cae", pca: tuple[Any, Any] | None = None,
-    **architecture: Any,
+    class_head: bool = False, **architecture: Any,
 ) -> keras.Model:  # fmt: skip
     """A CAE whose input is ``image_size``² × ``input_channels`` and output RGB in [0, 1] units.
 
@@ -54,7 +58,9 @@ def build_autoencoder(
     encoder level to the decoder level of the same resolution. ``input_mean`` / ``input_std`` add a
     Normalization layer, so the saved model always takes [0, 1] pixels. ``bottleneck="dense"`` builds
     the linear-code family (:mod:`cae.hybrid`); ``pca`` = (mean, components) of the training split
-    initialises its projection (``pca_init``).
+    initialises its projection (``pca_init``). ``semantic`` adds the global branch (and, with
+    ``semantic_oracle``, a ``label`` input); ``class_head`` a second output, class logits for the
+    auxiliary loss.
     """
     try:
         arch = ModelConfig(**architecture)
@@ -68,14 +74,35 @@ def build_autoencoder(
             input_channels=input_channels, image_size=image_size, input_mean=input_mean, input_std=input_std,
             pca=pca, name=name,
         )  # fmt: skip
-    widths = arch.level_filters()
-    block = dict(kernel_size=arch.kernel_size, activation=arch.activation, batch_norm=arch.batch_norm)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
     if input_mean is not None and input_std is not None:
         x = layers.Normalization(mean=list(input_mean), variance=[s * s for s in input_std], name="standardize")(x)
-    skip_tensors = []  # each level's last full-resolution features (used only with skips=True)
-    for i, width in enumerate(widths):
+    x, skip_tensors = _encoder(x, arch)
+    model_inputs, outputs = [inputs], []
+    features = None
+    if arch.semantic:  # the global branch reads the deepest encoder features (or, as an oracle, the label)
+        label = keras.Input((NUM_CLASSES,), name="label") if arch.semantic_oracle else None
+        model_inputs += [label] if label is not None else []
+        features = layers.Dense(arch.semantic, activation="relu", name="semantic")(
+            label if label is not None else layers.GlobalAveragePooling2D(name="semantic_pool")(x))
+    x = layers.Conv2D(arch.latent_channels(), arch.kernel_size, padding="same", activation=arch.latent_activation,
+                      name="latent")(x)  # fmt: skip
+    if features is not None:
+        x = _fuse(x, features, arch.level_filters()[-1])
+    x = _decoder(x, arch, skip_tensors)
+    outputs.append(_head(x, inputs, arch, chroma_classes))
+    if class_head:  # the auxiliary class loss's logits (training only; a saved colorizer has one output)
+        outputs.append(layers.Dense(NUM_CLASSES, name=CLASS_HEAD)(features))
+    return keras.Model(model_inputs if len(model_inputs) > 1 else inputs, outputs if len(outputs) > 1 else outputs[0],
+                       name=name)  # fmt: skip
+
+
+def _encoder(x: keras.KerasTensor, arch: ModelConfig) -> tuple[keras.KerasTensor, list[keras.KerasTensor]]:
+    """The encoder levels; returns the deepest features and each level's last full-resolution ones (skips)."""
+    block = dict(kernel_size=arch.kernel_size, activation=arch.activation, batch_norm=arch.batch_norm)
+    skip_tensors = []
+    for i, width in enumerate(arch.level_filters()):
         for j in range(arch.convs_per_level):
             strided = arch.downsample == "stride" and j == arch.convs_per_level - 1
             if strided:
@@ -87,8 +114,22 @@ def build_autoencoder(
             x = layers.MaxPooling2D(2, name=f"enc{i}_pool")(x)
         elif arch.downsample == "avgpool":
             x = layers.AveragePooling2D(2, name=f"enc{i}_pool")(x)
-    x = layers.Conv2D(arch.latent_channels(), arch.kernel_size, padding="same", activation=arch.latent_activation,
-                      name="latent")(x)  # fmt: skip
+    return x, skip_tensors
+
+
+def _fuse(x: keras.KerasTensor, features: keras.KerasTensor, width: int) -> keras.KerasTensor:
+    """The global features copied to every position of the bottleneck, concatenated, mixed by a 1×1 conv."""
+    side_h, side_w = x.shape[1], x.shape[2]
+    g = layers.Reshape((1, 1, features.shape[-1]), name="semantic_map")(features)
+    g = layers.UpSampling2D((side_h, side_w), name="semantic_spread")(g)
+    x = layers.Concatenate(name="semantic_concat")([x, g])
+    return layers.Conv2D(width, 1, activation="relu", name="semantic_fuse")(x)
+
+
+def _decoder(x: keras.KerasTensor, arch: ModelConfig, skip_tensors: list[keras.KerasTensor]) -> keras.KerasTensor:
+    """The decoder levels, mirroring the encoder (the output convolution is the head's)."""
+    block = dict(kernel_size=arch.kernel_size, activation=arch.activation, batch_norm=arch.batch_norm)
+    widths = arch.level_filters()
     for i in reversed(range(arch.depth)):
         if arch.upsample == "transpose":
             x = _conv_block(x, widths[i], strides=2, transpose=True, name=f"dec{i}_up", **block)
@@ -103,7 +144,7 @@ def build_autoencoder(
             n_convs = arch.convs_per_level if i > 0 else arch.convs_per_level - 1
         for j in range(n_convs):
             x = _conv_block(x, widths[i], strides=1, transpose=False, name=f"dec{i}_conv{j}", **block)
-    return keras.Model(inputs, _head(x, inputs, arch, chroma_classes), name=name)
+    return x
 
 
 def _head(x: keras.KerasTensor, inputs: keras.KerasTensor, arch: ModelConfig, chroma_classes: int) -> keras.KerasTensor:
@@ -130,10 +171,12 @@ def code_sizes(model: keras.Model) -> tuple[int, int]:
     768 values just before its 8×8×16 = 1,024-value latent). A fair code size is the smaller one.
     """
     latent = math.prod(model.get_layer("latent").output.shape[1:])
+    side = ("standardize", "label", CLASS_HEAD)  # not on the path from the image to its code
     inner = [
         math.prod(layer.output.shape[1:])
         for layer in model.layers[:-1]
-        if not isinstance(layer, keras.layers.InputLayer) and layer.name != "standardize"
+        if not isinstance(layer, keras.layers.InputLayer) and layer.name not in side
+        and not layer.name.startswith("semantic")
     ]
     return int(latent), int(min(inner))
 

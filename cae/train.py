@@ -8,11 +8,8 @@ classifier uses it too). Nothing here talks to MLflow or Optuna.
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from cae.callbacks import epoch_timer, stop_guard
 from cae.colour import CHROMA_BINS, DEFAULT_TEMPERATURE, chroma_prior, class_weights, classification_loss
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, make_dataset, to_unit
-from cae.errors import CAEError
+from cae.fitting import checked_history, fit
 from cae.metrics import image_metrics
-
-
-class TrainingDiverged(CAEError):
-    """The loss became NaN or infinite (stopped by ``TerminateOnNaN``)."""
 
 
 @dataclass
@@ -107,7 +99,7 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
         pca = (basis.mean, basis.components)
     return build_from_config(
         config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std,
-        chroma_classes=classes, pca=pca,
+        chroma_classes=classes, pca=pca, class_head=config.train.class_weight > 0,
     )  # fmt: skip
 
 
@@ -123,108 +115,19 @@ def loss_for(config: ExperimentConfig, splits: Splits) -> Any:
     return {"mse": "mse", "bce": "binary_crossentropy", "l1": "mae"}[name]
 
 
-def predict(model: Any, images: np.ndarray, input_transform: str = "rgb", batch_size: int = 500) -> np.ndarray:
-    """Model outputs for uint8 images, in [0, 1] pixel units."""
-    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform)
+def predict(model: Any, images: np.ndarray, input_transform: str = "rgb", labels: np.ndarray | None = None,
+            batch_size: int = 500) -> np.ndarray:  # fmt: skip
+    """Model outputs for uint8 images, in [0, 1] pixel units (``labels``: a semantic oracle's second input)."""
+    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform, labels=labels,
+                      label_input=labels is not None)  # fmt: skip
     return np.asarray(model.predict(ds.map(lambda x, y: x), verbose=0), dtype=np.float32)
 
 
-def evaluate(model: Any, images: np.ndarray, input_transform: str = "rgb") -> tuple[dict[str, float], np.ndarray]:
+def evaluate(model: Any, images: np.ndarray, input_transform: str = "rgb", labels: np.ndarray | None = None
+             ) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
     """``test_mse`` / ``test_psnr`` / ``test_ssim`` of a whole split, and the predictions."""
-    pred = predict(model, images, input_transform)
+    pred = predict(model, images, input_transform, labels)
     return image_metrics(pred, to_unit(images)), pred
-
-
-def _history_from_csv(path: Path) -> dict[str, list[float]]:
-    """Full per-epoch history across resumed segments (last row per epoch wins)."""
-    rows: dict[int, dict[str, str]] = {}
-    with path.open() as fh:
-        for row in csv.DictReader(fh):
-            rows[int(row["epoch"])] = row
-    ordered = [rows[e] for e in sorted(rows)]
-    return {
-        "train_loss": [float(r["loss"]) for r in ordered],
-        "val_loss": [float(r["val_loss"]) for r in ordered],
-    }
-
-
-def _checked_history(fitted: Fitted, workdir: Path | None, learning_rate: float) -> dict[str, list[float]]:
-    """The run's per-epoch losses (all resumed segments when ``workdir`` kept them); diverged -> error."""
-    csv_path = workdir / "history.csv" if workdir is not None else None
-    if csv_path is not None and csv_path.exists():
-        history = _history_from_csv(csv_path)
-    else:
-        history = {"train_loss": fitted.history.get("loss", []), "val_loss": fitted.history.get("val_loss", [])}
-    values = history["train_loss"] + history["val_loss"]
-    if not values or not all(math.isfinite(v) for v in values):
-        raise TrainingDiverged(
-            f"training diverged: the loss became NaN or infinite after {len(history['train_loss'])} "
-            f"epoch(s) (learning rate {learning_rate:g}); lower train.learning_rate"
-        )
-    return history
-
-
-@dataclass
-class Fitted:
-    history: dict[str, list[float]]  # Keras' names: loss, val_loss, metrics
-    seconds: float
-    epoch_seconds: list[float]  # wall time of each epoch of this call, validation included
-
-
-def fit(
-    model: Any, train_ds: Any, val_ds: Any, *, loss: Any, learning_rate: Any, epochs: int, initial_epoch: int = 0,
-    callbacks: Sequence[Any] = (), metrics: Sequence[Any] = (), jit_compile: bool = False,
-    early_stopping_patience: int | None = None, plateau: bool = False, workdir: Path | None = None,
-    verbose: int | None = None,
-) -> Fitted:  # fmt: skip
-    """The one ``model.fit`` of the package: Adam, NaN guard, best weights restored, resumable.
-
-    ``callbacks`` run after the built-in ones, so a tracking callback sees each epoch's
-    ``val_loss`` before a pruning callback may stop the trial. ``workdir`` makes training
-    resumable (Keras ``BackupAndRestore``) and keeps the full history in ``history.csv``.
-    """
-    import keras
-
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=list(metrics),
-                  jit_compile=jit_compile)  # fmt: skip
-    timer = epoch_timer()
-    builtin: list[Any] = [
-        keras.callbacks.TerminateOnNaN(),
-        # Restores the best epoch's weights at the end whether or not it stops early.
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=early_stopping_patience or epochs + 1, restore_best_weights=True
-        ),
-        timer,
-        stop_guard(),
-    ]
-    if plateau:
-        builtin.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2))
-    best_path = None
-    if workdir is not None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        csv_path, best_path = workdir / "history.csv", workdir / "best.weights.h5"
-        earlier = _history_from_csv(csv_path)["val_loss"] if csv_path.exists() else []
-        builtin += [
-            keras.callbacks.CSVLogger(str(csv_path), append=True),
-            keras.callbacks.BackupAndRestore(str(workdir / "backup")),
-            # EarlyStopping only remembers the best epoch of this segment; after a resume the best
-            # weights of all segments are the checkpointed ones.
-            keras.callbacks.ModelCheckpoint(
-                str(best_path), monitor="val_loss", save_best_only=True, save_weights_only=True,
-                initial_value_threshold=min(earlier) if earlier else None,
-            ),
-        ]  # fmt: skip
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2  # one line per epoch in log files
-    start = time.perf_counter()
-    history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,  # tf.data shuffles
-        callbacks=[*builtin, *callbacks], verbose=verbose,
-    )  # fmt: skip
-    seconds = time.perf_counter() - start
-    if best_path is not None and best_path.exists():
-        model.load_weights(best_path)
-    return Fitted({k: list(v) for k, v in history.history.items()}, seconds, timer.seconds)
 
 
 def train_and_evaluate(
@@ -237,35 +140,40 @@ def train_and_evaluate(
     initial_epoch: int = 0,
     evaluate_test: bool = True,
     workdir: Path | None = None,
-    verbose: int | None = None,
 ) -> TrainResult:
     """Train the configured network with its loss and Adam; restore the best epoch; score it.
 
-    ``callbacks`` see every epoch after the built-in ones (see :func:`fit`). ``workdir`` makes
-    training resumable. ``model``/``epochs``/``initial_epoch`` let keras-tuner's Hyperband
-    continue a model. A classification colorizer is returned wrapped with its decoding
-    (``result.model`` always maps the input to RGB in [0, 1]).
+    ``callbacks`` see every epoch after the built-in ones (see :func:`cae.fitting.fit`). ``workdir``
+    makes training resumable. ``model``/``epochs``/``initial_epoch`` let keras-tuner's Hyperband
+    continue a model. ``result.model`` always maps the input to RGB in [0, 1]: a classification
+    colorizer is returned with its decoding, one trained with a class head without that head.
     """
     import keras
 
     model = model if model is not None else build_model(config, splits)
-    tc = config.train
+    tc, oracle, class_head = config.train, config.model.semantic_oracle, config.train.class_weight > 0
     epochs = epochs or tc.epochs
     steps = math.ceil(len(splits.x_train) / tc.batch_size)
     lr: Any = tc.learning_rate
     if tc.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=max(1, epochs * steps))
-    train_ds = make_dataset(
-        splits.x_train, tc.batch_size, shuffle=True, seed=config.seed, input_transform=config.data.input
-    )
-    val_ds = make_dataset(splits.x_val, 500, shuffle=False, seed=0, input_transform=config.data.input)
+    labelled = {"label_input": oracle, "label_target": class_head}
+    train_ds = make_dataset(splits.x_train, tc.batch_size, shuffle=True, seed=config.seed,
+                            input_transform=config.data.input, labels=splits.y_train, **labelled)  # fmt: skip
+    val_ds = make_dataset(splits.x_val, 500, shuffle=False, seed=0, input_transform=config.data.input,
+                          labels=splits.y_val, **labelled)  # fmt: skip
+    loss: Any = loss_for(config, splits)
+    if class_head:  # the auxiliary class loss beside the colour loss (Iizuka et al.)
+        loss = [loss, keras.losses.SparseCategoricalCrossentropy(from_logits=True)]
     fitted = fit(
-        model, train_ds, val_ds, loss=loss_for(config, splits), learning_rate=lr, epochs=epochs,
-        initial_epoch=initial_epoch, callbacks=callbacks, jit_compile=tc.jit_compile,
-        early_stopping_patience=tc.early_stopping_patience, plateau=tc.lr_schedule == "plateau", workdir=workdir,
-        verbose=verbose,
+        model, train_ds, val_ds, loss=loss, learning_rate=lr, epochs=epochs, initial_epoch=initial_epoch,
+        callbacks=callbacks, jit_compile=tc.jit_compile, early_stopping_patience=tc.early_stopping_patience,
+        plateau=tc.lr_schedule == "plateau", workdir=workdir,
+        loss_weights=[1.0, tc.class_weight] if class_head else None,
     )  # fmt: skip
-    history = _checked_history(fitted, workdir, tc.learning_rate)
+    history = checked_history(fitted, workdir, tc.learning_rate)
+    if class_head:
+        model = keras.Model(model.inputs, model.outputs[0], name=model.name)
     if tc.loss == "classification":
         from cae.colour import decoding_model
 
@@ -280,5 +188,5 @@ def train_and_evaluate(
         latent_values=latent_values, bottleneck_values=bottleneck_values, epoch_seconds=fitted.epoch_seconds,
     )  # fmt: skip
     if evaluate_test:
-        result.test, _ = evaluate(model, splits.x_test, config.data.input)
+        result.test, _ = evaluate(model, splits.x_test, config.data.input, splits.y_test if oracle else None)
     return result

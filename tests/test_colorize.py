@@ -22,7 +22,7 @@ def best_json(tracking_uri):
         {"data.source": "sample", "data.subset": 240, "train.epochs": 1, "train.learning_rate": 6e-3},
     )
     splits = load_splits("sample", config.seed, 240)
-    result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+    result = train_and_evaluate(config, splits, evaluate_test=False)
     record = trial_record(
         "col",
         0,
@@ -67,7 +67,7 @@ def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
 def test_shapes_and_the_chroma_variant_keeps_the_input_luma(best_json):
     splits = load_splits("sample", best_json.seed, 240)
     config = variant_config(best_json, "chroma", {"train.epochs": 1})
-    result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+    result = train_and_evaluate(config, splits, evaluate_test=False)
     assert tuple(result.model.input.shape[1:]) == (32, 32, 1)
     assert tuple(result.model.output.shape[1:]) == (32, 32, 3)
     pred = predict(result.model, splits.x_test[:8], "luma")

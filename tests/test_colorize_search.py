@@ -49,7 +49,7 @@ def source(tracking_uri):
         "data.source": "sample", "data.subset": 240, "train.epochs": 1, "model.filters": SOURCE_FILTERS,
         "train.learning_rate": 6e-3,
     })  # fmt: skip
-    result = train_and_evaluate(config, load_splits("sample", config.seed, 240), evaluate_test=False, verbose=0)
+    result = train_and_evaluate(config, load_splits("sample", config.seed, 240), evaluate_test=False)
     record = trial_record("colsrc", 7, result, config, {"model.filters": SOURCE_FILTERS}, run_id="src-run",
                           engine="optuna", data_source="sample", uid=None,
                           objective=("best_val_loss", result.best_val_loss, "minimize"))  # fmt: skip
@@ -169,7 +169,7 @@ def test_each_loss_family_trains_and_decodes(loss):
         "model.skips": True, "train.loss": loss, "train.epochs": 1,
     })  # fmt: skip
     splits = load_splits("sample", config.seed, 160)
-    result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+    result = train_and_evaluate(config, splits, evaluate_test=False)
     model, scores, attrs = validation_scores(result.model, config, splits, vivid=0.7)
     assert 5 < scores["val_psnr"] < 40 and scores["val_colourfulness"] >= 0
     rgb = predict_rgb(model, splits.x_val[:4], config)

@@ -167,6 +167,6 @@ def test_skips_are_refused_for_reconstruction():
     from cae.errors import CAEError
     from cae.schema import with_overrides
 
-    with pytest.raises(CAEError, match=r"model\.skips bypasses the bottleneck"):
+    with pytest.raises(CAEError, match=r"model\.skips and model\.semantic bypass the bottleneck"):
         with_overrides(ExperimentConfig(), {"model.skips": True})
     assert with_overrides(ExperimentConfig(), {"model.skips": True, "data.input": "luma"}).model.skips

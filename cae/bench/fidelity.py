@@ -17,10 +17,11 @@ from cae.bench.store import Store
 from cae.bench.studies import BASE
 from cae.config import load_search
 from cae.data import load_splits
+from cae.fitting import TrainingDiverged
 from cae.paths import project_root
 from cae.schema import with_overrides
 from cae.space import Param, SearchSpace, load_space
-from cae.train import TrainingDiverged, train_and_evaluate
+from cae.train import train_and_evaluate
 
 DRAW_SEED = 0
 
@@ -64,7 +65,7 @@ def measure_fidelity(plan: Plan, source: str | None, store: Store, host: str) ->
         keras.backend.clear_session()
         config = space.apply(with_overrides(base, {"train.epochs": epochs}), point)
         try:
-            result = train_and_evaluate(config, splits, evaluate_test=False, verbose=0)
+            result = train_and_evaluate(config, splits, evaluate_test=False)
         except TrainingDiverged:  # a point of the space that diverges ranks last (JSON: Infinity)
             return math.inf, 0.0
         return result.best_val_loss, result.seconds

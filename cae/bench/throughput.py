@@ -23,7 +23,7 @@ def harness_epochs(config: ExperimentConfig, splits: Splits, repeats: int) -> li
     import keras
 
     keras.backend.clear_session()
-    result = train_and_evaluate(config, splits, epochs=1 + repeats, evaluate_test=False, verbose=0)
+    result = train_and_evaluate(config, splits, epochs=1 + repeats, evaluate_test=False)
     return result.epoch_seconds[1:]
 
 

@@ -59,8 +59,8 @@ def semantic_classifier(splits: Splits, tracker: Tracker, epochs: int = EPOCHS) 
     import keras
 
     from cae.data import to_unit
+    from cae.fitting import fit
     from cae.hardware import machine
-    from cae.train import fit
 
     folder = ensure_dir(runs_dir() / "classifier")
     n_train = len(splits.x_train)
@@ -83,7 +83,7 @@ def semantic_classifier(splits: Splits, tracker: Tracker, epochs: int = EPOCHS) 
             model, make_labelled_dataset(splits.x_train, splits.y_train, 64, shuffle=True, seed=splits.seed),
             make_labelled_dataset(splits.x_val, splits.y_val, 500, shuffle=False, seed=0),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), learning_rate=1e-3, epochs=epochs,
-            metrics=["accuracy"], early_stopping_patience=3, callbacks=[run.epoch_callback()], verbose=0,
+            metrics=["accuracy"], early_stopping_patience=3, callbacks=[run.epoch_callback()],
         )  # fmt: skip
         test_accuracy = accuracy(model, to_unit(splits.x_test), splits.y_test)
         run.log_metrics({"test_accuracy": test_accuracy, "best_val_accuracy": max(fitted.history["val_accuracy"])})

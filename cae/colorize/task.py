@@ -76,7 +76,7 @@ class ColorizationTask:
               initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
         stop = collapse_stop(self.splits.x_val[:PROBE_IMAGES], config)
         result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
-                                    initial_epoch=initial_epoch, evaluate_test=False, verbose=0)  # fmt: skip
+                                    initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip
         if stop.reason:
             raise TrialStopped(stop.reason)
         result.model, metrics, attrs = validation_scores(result.model, config, self.splits, self.vivid)

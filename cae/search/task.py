@@ -79,7 +79,7 @@ class ReconstructionTask:
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
               initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
         result = train_and_evaluate(config, self.splits, model=model, callbacks=callbacks, epochs=epochs,
-                                    initial_epoch=initial_epoch, evaluate_test=False, verbose=0)  # fmt: skip
+                                    initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip
         values = {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)}
         return TrialOutcome(result, values, metrics=self.baseline_metrics(result.best_val_loss, result.code_values))
 

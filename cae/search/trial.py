@@ -8,8 +8,6 @@ user attrs, the trial's record and its export to ``runs/<study>/best.*``, and th
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ from typing import Any
 
 import keras
 
+from cae.callbacks import progress_callback
 from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
@@ -111,24 +110,6 @@ def tracked_trial(
         elif str(err):  # which rung stopped it, and why
             spec.set_attr("stop_reason", str(err))
         raise
-
-
-def progress_callback(prefix: str, epochs: int) -> Any:
-    """One line per epoch while a trial trains (silent under CI, where the log is read afterwards)."""
-    quiet = os.environ.get("CI", "").lower() == "true"
-
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            if not quiet:
-                logs = logs or {}
-                print(f"{prefix}epoch {epoch + 1}/{epochs}  train {logs.get('loss', float('nan')):.6g}  "
-                      f"val {logs.get('val_loss', float('nan')):.6g}  {time.perf_counter() - self.start:.1f}s",
-                      flush=True)  # fmt: skip
-
-    return Progress()
 
 
 def over_budget(cfg: SearchConfig, code_values: int) -> str | None:

@@ -157,7 +157,10 @@ class Run:
         class EpochLogger(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
-                metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss")}
+                metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
+                           # the auxiliary class loss of a colorizer with a class head (cae.model.CLASS_HEAD)
+                           "class_loss": logs.get("class_logits_loss"),
+                           "val_class_loss": logs.get("val_class_logits_loss")}
                 lr = logs.get("learning_rate")
                 if lr is not None:
                     metrics["learning_rate"] = lr
