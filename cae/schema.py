@@ -151,7 +151,8 @@ def suggest(key: str, keys: list[str]) -> str:
     last = key.rsplit(".", 1)[-1]
     scores = {k: difflib.SequenceMatcher(None, last, k.rsplit(".", 1)[-1]).ratio() for k in keys}
     best = max(scores.values(), default=0.0)
-    close = prefixed or sorted((k for k, r in scores.items() if r >= max(0.6, best - 0.05)), key=lambda k: -scores[k])[:3]
+    near = sorted((k for k, r in scores.items() if r >= max(0.6, best - 0.05)), key=lambda k: -scores[k])
+    close = prefixed or near[:3]
     return f"did you mean {' or '.join(close)}?" if close else f"allowed: {', '.join(keys)}"
 
 
