@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cae.config import SearchConfig
+from cae.config import SearchConfig, load_search
 
 
 def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
@@ -57,7 +57,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _search_config(args: argparse.Namespace) -> Any:
-    from cae.config import load_search
     from cae.schema import with_overrides
 
     overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "study", "storage", "engine",
@@ -72,7 +71,10 @@ def _search_config(args: argparse.Namespace) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     from cae.preflight import check_search
 
-    cfg = check_search(_search_config(args), study_given=args.study is not None)
+    # A study name is the user's own when given on the command line or in a config file that itself
+    # trains on the sample; only a real-data study run on the sample (fallback, DATA=sample) is renamed.
+    named = args.study is not None or load_search(args.config).experiment.data.source == "sample"
+    cfg = check_search(_search_config(args), study_given=named)
     # TensorFlow from here on: every check above ran without it.
     if args.join:
         from cae.search.workers import join
@@ -108,7 +110,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """Forget a study: its Optuna trials, its MLflow experiment (kept in MLflow's trash) and runs/<study>/."""
     import shutil
 
-    from cae.config import load_search
     from cae.paths import study_dir
     from cae.search.study import delete_study
     from cae.tracking import Tracker

@@ -36,7 +36,7 @@ def stores(tmp_path_factory):
 def search_yaml(stores: dict, study: str, trials: int, epochs: int) -> Path:
     path = stores["root"] / f"{study}.yaml"
     path.write_text(yaml.safe_dump({
-        "study": study, "space": "search_spaces/reconstruction.yaml", "trials": trials,
+        "study": study, "space": "tests/spaces/steady.yaml", "trials": trials,
         "storage": stores["storage"], "heartbeat_interval": 1, "grace_period": 3,
         "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window to kill it in
         "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}},

@@ -33,7 +33,7 @@ OUTAGE_SECONDS = 20
 
 def search_yaml(path: Path, study: str, trials: int, epochs: int, **extra: object) -> Path:
     path.write_text(yaml.safe_dump({
-        "study": study, "space": "search_spaces/reconstruction.yaml", "trials": trials,
+        "study": study, "space": "tests/spaces/steady.yaml", "trials": trials,
         "heartbeat_interval": 1, "grace_period": 5,
         "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window for the fault
         "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}}, **extra,
@@ -155,9 +155,9 @@ def test_postgres_restart_mid_trial_is_waited_out(own_postgres, tmp_path):
 def small_disk(tmp_path) -> Iterator[Path]:
     mount = tmp_path / "runs"
     mount.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True,
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)], capture_output=True,
                          text=True)  # fmt: skip
-    require(out.returncode == 0, f"cannot mount a 4 MB tmpfs as the runs folder (needs root): {out.stderr.strip()}")
+    require(out.returncode == 0, f"cannot mount a 96 MB tmpfs as the runs folder (needs root): {out.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 

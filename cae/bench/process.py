@@ -65,8 +65,9 @@ class SearchProcess:
         threads = extra.get("threads")
         child_env = {**os.environ, **({"CAE_THREADS": str(threads)} if threads else {})}
         self.start = time.perf_counter()
-        self.proc = subprocess.Popen([sys.executable, "-m", "cae", "search", str(self.config)], env=child_env,
-                                     start_new_session=True)  # fmt: skip
+        # The study named on the command line: the bench reads this study back, so no `-sample` rename.
+        argv = [sys.executable, "-m", "cae", "search", str(self.config), "--study", cfg.study]
+        self.proc = subprocess.Popen(argv, env=child_env, start_new_session=True)
         self.pidfile.write_text(str(self.proc.pid))
         self.wall: float | None = None
 
