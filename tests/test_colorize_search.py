@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -209,8 +210,9 @@ def _measured(**changes) -> Measured:
         study="s-colorize", source="s", command="make colorize-search STUDY=s",
         data={"data_source": "path", "sizes": (48000, 6000, 6000), "seed": 42, "machine": "CPU x2", "epochs": 2,
               "final_epochs": 12},
-        trials=[{"number": 5, "state": "COMPLETE", "recipe": "classification", "val_psnr": 23.0,
-                 "val_colourfulness": 0.6, "temperature": 0.38, "front": True, "first": "", "reason": ""}],
+        trials=[{"number": n, "state": "COMPLETE", "recipe": "classification", "val_psnr": 23.0,
+                 "val_colourfulness": 0.6, "temperature": 0.38, "front": n == 5, "first": "", "reason": ""}
+                for n in (3, 4, 5)],
         finals=[final], chosen=5, baselines={"gray copied to RGB": gray, "gray + mean training chroma": gray},
         semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.5, "classifier_acc": 0.8,
                   "classifier_run_id": "clf"},
@@ -238,3 +240,35 @@ def test_early_points_are_in_the_space(source, tmp_path):
     points = early_points(cfg)
     assert [p["params"]["model.skips"] for p in points] == [True, True]
     assert points[1]["params"]["train.loss"] == "classification" and "model.predict" not in points[1]["params"]
+
+
+def test_a_finding_the_data_contradicts_is_not_written():
+    from cae.colorize.render import shortcomings as variant_shortcomings
+    from cae.colorize.report import shortcomings
+
+    # One completed trial: too thin for any finding.
+    thin = shortcomings(_measured(trials=_measured().trials[:1]))
+    assert len(thin) == 1 and thin[0].startswith("Too thin to state findings: 1 completed trial(s)")
+    # A regression model and a more colourful classification model that scores *higher*: the
+    # "vivid colours cost PSNR" sentence would be false, so the cost is stated as nothing.
+    m = _measured()
+    regress = dataclasses.replace(m.finals[0], trial=3, temperature=None, test={**m.finals[0].test, "test_psnr": 23.0})
+    text = " ".join(shortcomings(dataclasses.replace(m, finals=[*m.finals, regress])))
+    assert "its vivid colours cost nothing (+1.00 dB)" in text and "wrong hues" not in text
+
+    # colorize-best: a vivid gain that costs almost nothing means right hues, never "a wrong hue";
+    # classes within 1.2× are even, with no story about sky and fur; colourful models are not "grey".
+    row = {"test_psnr": 23.0, "test_colourfulness": 0.8, "luma_psnr": 60.0, "config": ExperimentConfig(),
+           "per_class_mse": {"cat": 0.0050, "ship": 0.0055, "truck": 0.0052},
+           "vivid": {"gain": 1.3, "test_psnr": 22.9, "test_colourfulness": 0.95}}  # fmt: skip
+    base = {"gray copied to RGB": {"test_psnr": 22.2}, "gray + mean training chroma": {"test_psnr": 22.4}}
+    text = " ".join(variant_shortcomings({"chroma": row}, base))
+    assert "Errors are even across classes (chroma): 1.10× from cat to ship" in text
+    assert "sky" not in text and "fur" not in text and "Desaturated" not in text
+    assert "for -0.10 dB PSNR: the hues it predicts are mostly right, only too faint" in text
+    costly = {**row, "test_colourfulness": 0.3, "vivid": {**row["vivid"], "test_psnr": 21.5},
+              "per_class_mse": {"cat": 0.004, "ship": 0.008}}  # fmt: skip
+    text = " ".join(variant_shortcomings({"chroma": costly}, base))
+    assert "wrong often enough that saturating them costs PSNR" in text and "mostly right" not in text
+    assert "Classes differ (chroma, test MSE): lowest on cat (0.0040)" in text and "2.0× from best to worst" in text
+    assert "Desaturated predictions (colourfulness ratios `chroma` 0.30" in text

@@ -19,6 +19,10 @@ from cae.hardware import machine
 from cae.paths import ensure_dir, reports_dir, write_text_atomic
 from cae.tracking import Run, Tracker
 
+# Below these the report states no findings (a couple of short trials support none).
+MIN_TRIALS = 3
+MIN_EPOCHS = 5
+
 TARGET_PSNR, TARGET_CF = 24.5, 0.7  # the project's aim for colorization
 
 
@@ -242,6 +246,12 @@ def shortcomings(m: Measured) -> list[str]:
     """Claims about what the models get wrong, each backed by a number measured here."""
     if not m.finals:
         return ["nothing measured yet"]
+    completed = sum(t["state"] == "COMPLETE" for t in m.trials)
+    epochs = max(f.epochs for f in m.finals)
+    if completed < MIN_TRIALS or epochs < MIN_EPOCHS:  # no finding from a handful of short runs
+        return [f"Too thin to state findings: {completed} completed trial(s), models trained at most {epochs} "
+                f"epoch(s) (findings need {MIN_TRIALS} trials and {MIN_EPOCHS} epochs); the tables above are "
+                "the measurements."]  # fmt: skip
     out = []
     c = next(f for f in m.finals if f.trial == m.chosen)
     ratios = {n: c.per_class["hasler_cf"][n] / c.per_class["true_hasler_cf"][n] for n in c.per_class["hasler_cf"]}
@@ -258,10 +268,13 @@ def shortcomings(m: Measured) -> list[str]:
     if regress and classify:
         r = max(regress, key=lambda f: f.test["test_psnr"])
         k = max(classify, key=lambda f: f.test["test_colourfulness"])
+        cost = k.test["test_psnr"] - r.test["test_psnr"]
+        verdict = (f"its vivid colours cost {-cost:.2f} dB (wrong hues, saturated)" if cost < 0
+                   else f"its vivid colours cost nothing ({cost:+.2f} dB)")  # fmt: skip
         out.append(f"Regression against classification: the best regression model (trial {r.trial}) scores "
                    f"{r.test['test_psnr']:.2f} dB at colourfulness {r.test['test_colourfulness']:.2f}; the most "
                    f"colourful classification model (trial {k.trial}) {k.test['test_psnr']:.2f} dB at "
-                   f"{k.test['test_colourfulness']:.2f}: vivid colours cost PSNR when the hue is wrong.")  # fmt: skip
+                   f"{k.test['test_colourfulness']:.2f}: {verdict}.")  # fmt: skip
     for f in classify:
         if f.curve:
             hot, cold = f.curve[0], f.curve[-1]
