@@ -181,6 +181,27 @@ def test_each_loss_family_trains_and_decodes(loss):
         assert scale == pytest.approx(1 / attrs["temperature"])
 
 
+def test_rung_value_is_probe_psnr_less_the_colourfulness_shortfall():
+    from cae.colorize.task import PROBE_IMAGES, rgb_of_training_model
+    from cae.metrics import colourfulness_ratio, psnr_from_mse
+    from cae.train import build_model
+
+    experiment = with_overrides(ExperimentConfig(), {"data.input": "luma", "model.predict": "chroma"})
+    splits = load_splits("sample", 42, 160)
+    model = build_model(experiment, splits)
+    values = {}
+    for vivid in (0.0, 0.7, 5.0):
+        cfg = SearchConfig(stage="colorization", objectives=("val_psnr", "colourfulness_gap"), vivid=vivid,
+                           experiment=experiment)  # fmt: skip
+        values[vivid] = ColorizationTask(cfg, splits, {}).rung_value(model, float("nan"), 0)
+    truth = to_unit(splits.x_val[:PROBE_IMAGES])
+    rgb = rgb_of_training_model(model, splits.x_val[:PROBE_IMAGES], experiment)
+    cf = colourfulness_ratio(rgb, truth)
+    assert values[0.0] == pytest.approx(psnr_from_mse(float(np.mean((rgb - truth) ** 2))), abs=1e-4)
+    assert values[0.0] - values[5.0] == pytest.approx(10 * (5.0 - cf), abs=1e-3)  # a grey model pays
+    assert values[0.0] - values[0.7] == pytest.approx(10 * max(0.0, 0.7 - cf), abs=1e-3)
+
+
 def test_a_collapse_stops_the_task_with_its_reason():
     cfg = SearchConfig(stage="colorization", objectives=("val_psnr", "colourfulness_gap"), experiment=with_overrides(
         ExperimentConfig(), {"data.input": "luma", "model.predict": "chroma", "train.epochs": 2}))  # fmt: skip

@@ -17,7 +17,7 @@ from cae.colour import DEFAULT_TEMPERATURE
 from cae.config import ExperimentConfig, SearchConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
-from cae.metrics import colourfulness_ratio
+from cae.metrics import colourfulness_ratio, psnr_from_mse
 from cae.search.task import TrialOutcome
 from cae.tags import run_tags
 from cae.train import train_and_evaluate
@@ -69,12 +69,14 @@ class ColorizationTask:
 
     def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: Mapping[str, Any]):
         self.base, self.splits, self.vivid = cfg.experiment, splits, cfg.vivid
+        self.training = cfg.experiment
         lineage = study_attrs.get("lineage") or {}
         self.tags = {**run_tags("colorization", splits.data_source), **{k: str(v) for k, v in lineage.items()}}
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
               initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
         stop = collapse_stop(self.splits.x_val[:PROBE_IMAGES], config)
+        self.training = config  # the trial in training (one per process): what rung_value decodes with
         result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
                                     initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip
         if stop.reason:
@@ -85,6 +87,16 @@ class ColorizationTask:
         if "temperature" in attrs:
             metrics["temperature"] = attrs["temperature"]
         return TrialOutcome(result, values, metrics, attrs)
+
+    def rung_value(self, model: Any, val_loss: float, code_values: int) -> float:
+        """How good an epoch's colorizer is, for the rungs of a two-objective study (higher is better):
+        PSNR on the probe images, less 10 dB per unit of colourfulness short of the study's ``vivid``
+        aim, so a grey model does not survive a rung on PSNR alone."""
+        images = self.splits.x_val[:PROBE_IMAGES]
+        truth = to_unit(images)
+        rgb = rgb_of_training_model(model, images, self.training)
+        shortfall = max(0.0, (self.vivid or 0.0) - colourfulness_ratio(rgb, truth))
+        return psnr_from_mse(float(np.mean((rgb - truth) ** 2))) - 10.0 * shortfall
 
     def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
         return {}
