@@ -168,7 +168,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    from cae.colorize.best import colorize
+    from cae.colorize.from_best import colorize
     from cae.colorize.variants import ALL
 
     variants = list(ALL) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cae.colorize.best import colorize
+from cae.colorize.from_best import colorize
 from cae.colorize.scoring import baselines
 from cae.colorize.variants import variant_config
 from cae.config import ExperimentConfig

@@ -221,10 +221,13 @@ def _measured(**changes) -> Measured:
             "test_hasler_cf": 20.0, "true_hasler_cf": 30.0}  # fmt: skip
     per_class = {"hasler_cf": {"cat": 10.0, "ship": 25.0}, "true_hasler_cf": {"cat": 20.0, "ship": 25.0},
                  "mse": {"cat": 0.005, "ship": 0.003}}  # fmt: skip
-    final = FinalModel(5, "classification (rebalance 0.50), skips", "run5", ExperimentConfig(), {}, 12,
-                       {"val_psnr": 24.1, "val_colourfulness": 0.7}, test, 0.55, 21.0, per_class, Path("m.keras"),
-                       600.0, 0.38, [{"temperature": 1.0, "psnr": 24.5, "colourfulness": 0.4},
-                                     {"temperature": 0.38, "psnr": 24.1, "colourfulness": 0.7}])  # fmt: skip
+    curve = [{"temperature": 1.0, "psnr": 24.5, "colourfulness": 0.4},
+             {"temperature": 0.38, "psnr": 24.1, "colourfulness": 0.7}]  # fmt: skip
+    final = FinalModel(trial=5, label="classification (rebalance 0.50), skips", run_id="run5",
+                       config=ExperimentConfig(), params={}, epochs=12,
+                       val={"val_psnr": 24.1, "val_colourfulness": 0.7}, test=test, classifier_acc=0.55,
+                       photos_psnr=21.0, per_class=per_class, path=Path("m.keras"),
+                       seconds=600.0, temperature=0.38, curve=curve)  # fmt: skip
     gray = {"test_mse": 0.006, "test_psnr": 22.15, "test_ssim": 0.95, "test_colourfulness": 0.0,
             "test_hasler_cf": 0.0, "true_hasler_cf": 30.0}  # fmt: skip
     base = dict(

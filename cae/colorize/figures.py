@@ -48,7 +48,7 @@ def front_figure(m: Any, path: Path) -> Path:
 
 def grid_figure(cfg: SearchConfig, finals: list[FinalModel], path: Path) -> Path:
     """Fixed test images: gray input, each final model, truth."""
-    from cae.colorize.best import colorization_grid
+    from cae.colorize.from_best import colorization_grid
 
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     models = [(f"trial {f.trial}\n{f.test['test_psnr']:.1f} dB, cf {f.test['test_colourfulness']:.2f}", f.model,

@@ -29,7 +29,7 @@ from cae.tracking import Run, Tracker
 MAX_FRONT = 3  # front models trained again at most (spread along the front)
 
 
-@dataclass
+@dataclass(kw_only=True)  # 16 fields: built by name, never by position
 class FinalModel:
     trial: int
     label: str
@@ -112,11 +112,12 @@ def train_final(
     tiles, _ = photo_tiles()
     photos_psnr = psnr_from_mse(mse(predict_rgb(model, tiles, config), to_unit(tiles)))
     final = FinalModel(
-        trial.number, describe(trial.params), run_id, config, dict(trial.params), epochs or config.train.epochs,
-        val, test, test["test_classifier_acc"], photos_psnr, per_class_colour(pred, truth, splits.y_test),
-        folder / f"trial-{trial.number}.keras", seconds, attrs.get("temperature"), attrs.get("temperature_curve", []),
-        model,
-    )  # fmt: skip
+        trial=trial.number, label=describe(trial.params), run_id=run_id, config=config, params=dict(trial.params),
+        epochs=epochs or config.train.epochs, val=val, test=test, classifier_acc=test["test_classifier_acc"],
+        photos_psnr=photos_psnr, per_class=per_class_colour(pred, truth, splits.y_test),
+        path=folder / f"trial-{trial.number}.keras", seconds=seconds, temperature=attrs.get("temperature"),
+        curve=attrs.get("temperature_curve", []), model=model,
+    )
     save(final)
     Run(tracker, run_id).log_metrics({**val, **test, "photos_psnr": photos_psnr,
                                       **({"temperature": final.temperature} if final.temperature else {})})  # fmt: skip
@@ -151,10 +152,11 @@ def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
         val = {k: v for k, v in r.items() if k.startswith("val_")}
         test = {k: v for k, v in r.items() if k.startswith("test_") or k == "true_hasler_cf"}
         return FinalModel(
-            r["trial_number"], r["recipe"], r["mlflow_run_id"], config, r["params"], r["epochs"], val, test,
-            r["test_classifier_acc"], r["photos_psnr"], r["per_class"], path.with_suffix(".keras"), r["seconds"],
-            r["temperature"], r["temperature_curve"], model,
-        )  # fmt: skip
+            trial=r["trial_number"], label=r["recipe"], run_id=r["mlflow_run_id"], config=config, params=r["params"],
+            epochs=r["epochs"], val=val, test=test, classifier_acc=r["test_classifier_acc"],
+            photos_psnr=r["photos_psnr"], per_class=r["per_class"], path=path.with_suffix(".keras"),
+            seconds=r["seconds"], temperature=r["temperature"], curve=r["temperature_curve"], model=model,
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # none yet, or from another config: train it
 

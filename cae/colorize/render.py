@@ -23,7 +23,7 @@ def render(
     """The Markdown of ``reports/<study>/colorization.md``: table, grid link, measured shortcomings.
 
     ``data``: ``data_source``, ``sizes`` (train, val, test), ``seed``, ``machine``; ``results`` per
-    variant: the scores of :func:`cae.colorize.best.evaluate_variant`, ``run_id``, ``config``, times.
+    variant: the scores of :func:`cae.colorize.from_best.evaluate_variant`, ``run_id``, ``config``, times.
     """
     n_train, n_val, n_test = data["sizes"]
     any_config = next(iter(results.values()))["config"]
