@@ -19,3 +19,15 @@ def stage_of(config: Any) -> str:
 def run_tags(stage: str, data_source: str) -> dict[str, str]:
     """The conventions' run tags: what the run trains, on which data, on which machine."""
     return {"stage": stage, "data_source": data_source, "machine": machine()}
+
+
+# MLflow experiments beside a study's own (conventions: one experiment per study, a child run per
+# trial): runs that are not trials go here, so the study's run list in the UI is its trials.
+def report_experiment(study: str) -> str:
+    """Where a report's retrained models (and a colorization study's retrained front) are tracked."""
+    return f"{study}-report"
+
+
+def colorize_best_experiment(study: str) -> str:
+    """Where ``make colorize-best STUDY=<study>`` tracks its variants."""
+    return f"{study}-colorize-best"

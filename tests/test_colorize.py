@@ -48,8 +48,10 @@ def test_colorization_end_to_end_with_lineage(best_json, tracking_uri):
     assert "baseline: gray copied to RGB" in text and "`chroma`" in text and "Shortcomings" in text
     assert (report.parent / "colorization.png").stat().st_size > 1000
     client = Tracker(tracking_uri).client
-    runs = client.search_runs([client.get_experiment_by_name("col").experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("col-colorize-best").experiment_id])
     assert len(runs) == 3
+    source = client.get_experiment_by_name("col")  # the source study's run list stays its own
+    assert source is None or not client.search_runs([source.experiment_id], "tags.variant != ''")
     seed = next(r for r in runs if r.data.tags["variant"] == "seed")
     assert seed.data.params["train.loss"] == "bce" and seed.data.params["data.input"] == "mean"
     assert "`seed`: seed recipe" in text

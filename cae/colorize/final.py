@@ -24,6 +24,7 @@ from cae.data import Splits, luma, to_unit
 from cae.metrics import mse, psnr_from_mse
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import to_dict, with_overrides
+from cae.tags import report_experiment
 from cae.tracking import Run, Tracker
 
 MAX_FRONT = 3  # front models trained again at most (spread along the front)
@@ -96,8 +97,8 @@ def train_final(
         tags = {"stage": "colorization", "cae.role": "final", "source_trial_number": trial.number,
                 **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
         run_id, result, _ = run_experiment(
-            config, tracker, experiment=cfg.study, run_name=f"final-trial-{trial.number}", splits=splits, tags=tags,
-            evaluate_test=False,
+            config, tracker, experiment=report_experiment(cfg.study), run_name=f"final-trial-{trial.number}",
+            splits=splits, tags=tags, evaluate_test=False,
         )  # fmt: skip
         model, seconds, epochs = result.model, result.seconds, result.epochs_run
     else:

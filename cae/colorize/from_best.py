@@ -27,6 +27,7 @@ from cae.errors import CAEError
 from cae.hardware import machine
 from cae.metrics import per_class_mse, psnr_from_mse
 from cae.paths import ensure_dir, reports_dir, write_text_atomic
+from cae.tags import colorize_best_experiment
 from cae.tracking import Run, Tracker
 
 
@@ -70,7 +71,9 @@ def colorize(
     configs = {v: variant_config(base, v, overrides or {}) for v in variants}
     first = next(iter(configs.values()))
     splits = load_splits(first.data.source, first.seed, first.data.subset)
-    results = {v: train_variant(v, c, splits, tracker, study_name, lineage, vivid) for v, c in configs.items()}
+    # Its own MLflow experiment: the source study's run list stays its trials (and its parent run).
+    experiment = colorize_best_experiment(study_name)
+    results = {v: train_variant(v, c, splits, tracker, experiment, lineage, vivid) for v, c in configs.items()}
     command = "make colorize-best " + " ".join(
         f"{k}={v}" for k, v in (
             ("STUDY", lineage.get("source_study")), ("CONFIG", config_path), ("VARIANT", ",".join(variants)),

@@ -19,6 +19,7 @@ from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.report.locations import repo_relative
 from cae.report.score import score
 from cae.schema import flatten, from_dict, to_dict, with_overrides
+from cae.tags import report_experiment
 from cae.tracking import Tracker
 
 # What report rendering reads from a cached record: a record lacking one is retrained, not trusted.
@@ -61,7 +62,7 @@ def retrain_pair(
 
 
 def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tracker: Tracker) -> dict[str, Any]:
-    """Train ``config`` once (a tracked run in the study's experiment); reuse it on later reports."""
+    """Train ``config`` once (a tracked run in ``<study>-report``); reuse it on later reports."""
     from cae.experiment import run_experiment
 
     cache = ensure_dir(study_dir(study) / "report")
@@ -72,7 +73,8 @@ def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tr
         return cached
     print(f"retraining {label} for {config.train.epochs} epochs on {splits.sizes[0]:,} images ...", flush=True)
     run_id, result, out = run_experiment(
-        config, tracker, experiment=study, run_name=f"{label} (report retrain)", splits=splits,
+        # Beside the study, never in it: the study's run list in MLflow stays its trials.
+        config, tracker, experiment=report_experiment(study), run_name=f"{label} (report retrain)", splits=splits,
         tags={"cae.role": "retrain", "study": study, "label": label},
     )  # fmt: skip
     record = score(result.model, splits, label=label, run_id=run_id, epochs=result.epochs_run, retrained=True,
