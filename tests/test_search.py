@@ -315,3 +315,14 @@ def test_delete_forgets_a_study_so_its_name_starts_afresh(db, tracking_uri):
     run_search(cfg)  # the name is free again: a new study with its own experiment and nothing of the old one
     parent = Tracker(tracking_uri).find_study_parent("doomed")
     assert len(Tracker(tracking_uri).child_runs(parent, "doomed")) == 1
+
+
+def test_the_duration_estimate_follows_the_finished_trials():
+    from cae.search.workers import duration_estimate
+
+    assert duration_estimate([100.0, 300.0, 200.0], left=18, workers=1) == (
+        "estimate: ~1.0 h for the 18 trial(s) left at 200 s per trial (median of 3 finished; pruned trials "
+        "end sooner, long ones later)"
+    )
+    assert duration_estimate([60.0], left=10, workers=2).startswith("estimate: ~5 min for the 10 trial(s)")
+    assert duration_estimate([60.0], left=0, workers=1) is None  # nothing left: no line

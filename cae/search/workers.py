@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,8 +74,20 @@ class AskLock:
             self.fh = None
 
 
-def report_trial(prefix: str) -> Callable[[Any, Any], None]:
-    """An Optuna callback printing one line per finished trial: state, value, time, size, params."""
+def duration_estimate(seconds: list[float], left: int, workers: int) -> str | None:
+    """What is left of the study at the pace of its finished trials, e.g. ``~1.2 h for 20 trials``."""
+    if left <= 0 or not seconds:
+        return None
+    per_trial = statistics.median(seconds)
+    total = per_trial * left / max(1, workers)
+    shown = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
+    return (f"estimate: ~{shown} for the {left} trial(s) left at {per_trial:.0f} s per trial (median of "
+            f"{len(seconds)} finished; pruned trials end sooner, long ones later)")
+
+
+def report_trial(prefix: str, trials: int = 0, workers: int = 1) -> Callable[[Any, Any], None]:
+    """An Optuna callback printing one line per finished trial: state, value, time, size, params;
+    then, while trials are left of ``trials``, the study's remaining time at the pace so far."""
 
     def report(study: Any, trial: Any) -> None:
         a = trial.user_attrs
@@ -84,6 +97,11 @@ def report_trial(prefix: str) -> Callable[[Any, Any], None]:
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0
         reason = a.get("fail_reason") or a.get("stop_reason") or ""
         print(trial_line(prefix, trial.number, state_name(trial), value, secs, a, trial.params, reason), flush=True)
+        done = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and t.datetime_complete]
+        spent = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done if t.datetime_start]
+        estimate = duration_estimate(spent, trials - len(done), workers)
+        if estimate:
+            print(f"{prefix}{estimate}", flush=True)
 
     return report
 
@@ -107,7 +125,7 @@ def run_worker(
     # One trial per optimize() call: the loop below keeps the study's budget (MaxTrialsCallback would
     # only ever see the trial it was called after).
     callbacks = [
-        report_trial(prefix),
+        report_trial(prefix, cfg.trials, cfg.workers),
         lambda study, trial: outcomes.append(trial),
     ]
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else math.inf
