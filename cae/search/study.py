@@ -19,6 +19,7 @@ from cae.config import SearchConfig
 from cae.errors import CAEError, TrialStopped, disk_full, first_line
 from cae.paths import ensure_dir, runs_dir
 from cae.space import SearchSpace
+from cae.storelock import creating_schema
 from cae.urls import journal_path, shown, with_driver
 
 FINISHED = ("COMPLETE", "PRUNED")
@@ -140,16 +141,17 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
         with warnings.catch_warnings():
             # The heartbeat API has been "experimental" since Optuna 2.8; the conventions rely on it.
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            backend = optuna.storages.RDBStorage(
-                with_driver(url),
-                # pool_pre_ping: a pooled connection that died with a database restart is replaced
-                # before use instead of failing the next call.
-                engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
-                heartbeat_interval=cfg.heartbeat_interval,
-                grace_period=cfg.grace_period,
-                # A trial whose worker died is failed and re-queued with the same parameters, once.
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )
+            with creating_schema(url):  # two first workers on an empty file: one creates the tables
+                backend = optuna.storages.RDBStorage(
+                    with_driver(url),
+                    # pool_pre_ping: a pooled connection that died with a database restart is replaced
+                    # before use instead of failing the next call.
+                    engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                    heartbeat_interval=cfg.heartbeat_interval,
+                    grace_period=cfg.grace_period,
+                    # A trial whose worker died is failed and re-queued with the same parameters, once.
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )
     except Exception as err:  # driver missing, host unreachable, bad credentials, bad path, full disk
         full = sqlite_disk_full(err, sqlite_file)
         if full is not None:

@@ -12,6 +12,7 @@ from typing import Any
 from cae.environ import scoped_env
 from cae.errors import CAEError, disk_full_message, first_line, no_space
 from cae.paths import ensure_dir, project_root, runs_dir
+from cae.storelock import creating_schema, sqlite_file
 from cae.tracking.auth import read_credentials
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
@@ -68,8 +69,11 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
         try:
-            # A database store connects (and creates its tables) right here.
-            self.client = MlflowClient(tracking_uri=with_driver(self.uri))
+            # A database store connects (and creates its tables) right here: one process at a time.
+            with creating_schema(self.uri):
+                self.client = MlflowClient(tracking_uri=with_driver(self.uri))
+                if sqlite_file(self.uri):
+                    self.client.search_experiments(max_results=1)  # the tables exist now, under the lock
         except Exception as err:
             full = no_space(err)
             if full:  # creating the store's tables on a full disk is no bad URI

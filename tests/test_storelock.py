@@ -1,0 +1,48 @@
+"""Two first runs at once on an empty runs/ folder: real processes, real SQLite stores (MLflow and
+Optuna), started together and repeated; every one must succeed and the stores must work after."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cae.storelock import sqlite_file
+
+REPO = Path(__file__).resolve().parent.parent
+
+# What `make search` does first against the stores: the MLflow store, then the Optuna storage.
+FIRST_START = """
+import sys
+from cae.config import SearchConfig
+from cae.search.study import open_storage
+from cae.tracking import Tracker
+root = sys.argv[1]
+Tracker(f"sqlite:///{root}/mlflow.db").check().experiment_id(sys.argv[2], create=True)
+storage = open_storage(SearchConfig(study=sys.argv[2], storage=f"sqlite:///{root}/optuna.db"))
+print("ok", storage.get_all_studies() is not None)
+"""
+
+
+def test_the_lock_file_sits_beside_a_sqlite_database_only(tmp_path):
+    assert sqlite_file(f"sqlite:///{tmp_path}/a.db") == tmp_path / "a.db"
+    assert sqlite_file("sqlite:///:memory:") is None and sqlite_file("postgresql://u@h/db") is None
+
+
+@pytest.mark.slow  # starts 2 × 3 Python processes
+def test_two_first_starts_on_an_empty_store_both_succeed(tmp_path):
+    for attempt in range(3):
+        root = tmp_path / f"runs{attempt}"
+        root.mkdir()
+        procs = [subprocess.Popen([sys.executable, "-c", FIRST_START, str(root), f"study{i}"], cwd=REPO,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for i in range(2)]  # fmt: skip
+        outs = [p.communicate(timeout=240) for p in procs]
+        for proc, (out, err) in zip(procs, outs, strict=True):
+            assert proc.returncode == 0 and out.startswith("ok"), err[-2000:]
+        from cae.tracking import Tracker
+
+        names = Tracker(f"sqlite:///{root}/mlflow.db").experiment_names()  # the store works afterwards
+        assert {"study0", "study1"} <= set(names)
