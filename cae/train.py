@@ -120,7 +120,10 @@ def predict(model: Any, images: np.ndarray, input_transform: str = "rgb", labels
     """Model outputs for uint8 images, in [0, 1] pixel units (``labels``: a semantic oracle's second input)."""
     ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform, labels=labels,
                       label_input=labels is not None)  # fmt: skip
-    return np.asarray(model.predict(ds.map(lambda x, y: x), verbose=0), dtype=np.float32)
+    out = model.predict(ds.map(lambda x, y: x), verbose=0)
+    if isinstance(out, (list, tuple)):  # a model in training with its class head: [image, class logits]
+        out = out[0]
+    return np.asarray(out, dtype=np.float32)
 
 
 def evaluate(model: Any, images: np.ndarray, input_transform: str = "rgb", labels: np.ndarray | None = None
