@@ -34,6 +34,7 @@ from cae.commands import (  # noqa: E402
 )  # fmt: skip
 from cae.config import SearchConfig  # noqa: E402
 from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
+from cae.urls import shown  # noqa: E402
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
@@ -167,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CAEError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {shown(str(err))}", file=sys.stderr)  # a URL in a message never shows its password
         return 2
     except OSError as err:  # a full disk while writing outputs: one line, the folder named
         full = no_space(err)

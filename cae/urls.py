@@ -19,9 +19,21 @@ def with_driver(url: str) -> str:
     return "postgresql+psycopg2://" + url.removeprefix("postgresql://") if url.startswith("postgresql://") else url
 
 
+# A URL's password: ``scheme://user:SECRET@host``, read as SQLAlchemy reads it (an empty user, and a
+# password holding ``/`` or ``:``, up to the first ``@``), and secrets passed as query parameters
+# (``?password=...``, libpq's form, or a token).
+_USERINFO = re.compile(r"(://[^\s:/@]*:)[^\s@]+@")
+_QUERY_SECRET = re.compile(r"([?&](?:password|passwd|pwd|secret|token|access_token|api_key|apikey)=)[^&#\s]+",
+                           re.IGNORECASE)  # fmt: skip
+
+
 def shown(url: str) -> str:
-    """``url`` without its password, for messages, reports and tags."""
-    return re.sub(r"(://[^:/@]+:)[^@/]+@", r"\1***@", url)
+    """``url`` (or any text holding URLs) without its passwords: the one masking function.
+
+    Everything recorded or printed that may hold a storage or tracking URL goes through it:
+    messages, reports, and every MLflow param and tag (:class:`cae.tracking.run.Run`).
+    """
+    return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
 
 
 def journal_path(url: str) -> Path | None:
