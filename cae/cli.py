@@ -34,6 +34,7 @@ from cae.commands import (  # noqa: E402
 )  # fmt: skip
 from cae.config import SearchConfig  # noqa: E402
 from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
+from cae.paths import check_study_name  # noqa: E402
 from cae.urls import shown  # noqa: E402
 
 
@@ -161,11 +162,22 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _check_study_names(args: argparse.Namespace) -> None:
+    """Every command's ``--study`` (compare's comma-separated list too), checked once before it runs:
+    a name becomes runs/<study>/ and reports/<study>/, so `/abs` or `../x` must not reach any command."""
+    text = getattr(args, "study", None)
+    if text is not None:
+        names = [t.strip() for t in text.split(",") if t.strip()] if args.command == "compare" else [text]
+        for name in names:
+            check_study_name(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        _check_study_names(args)
         return int(args.func(args) or 0)
     except CAEError as err:
         print(f"error: {shown(str(err))}", file=sys.stderr)  # a URL in a message never shows its password
