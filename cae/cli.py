@@ -180,7 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _check_study_names(args)
         return int(args.func(args) or 0)
     except CAEError as err:
-        print(f"error: {shown(str(err))}", file=sys.stderr)  # a URL in a message never shows its password
+        message = shown(str(err))  # a URL in a message never shows its password
+        # Messages quote values through cae.errors.quoted; this bounds any that slipped past it.
+        print(f"error: {message[:2000]}{'…' if len(message) > 2000 else ''}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk while writing outputs: one line, the folder named
         full = no_space(err)
