@@ -128,6 +128,8 @@ def _viewing_commands(sub: Any) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--auth", action="store_true",
+                   help="require the `make ui` login also on localhost (always on for any other HOST)")  # fmt: skip
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("compare", help="overlay trial loss curves (from MLflow) and tabulate them")

@@ -6,6 +6,7 @@ Optuna, MLflow and optuna-dashboard need is derived here, once.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 
@@ -49,3 +50,21 @@ def journal_path(url: str) -> Path | None:
 def has_password(url: str) -> bool:
     """Whether ``url`` carries a password (``scheme://user:secret@host``)."""
     return shown(url) != url
+
+
+def is_local_host(host: str) -> bool:
+    """Whether a server bound to ``host`` is reachable from this machine only (the loopback interface).
+
+    ``localhost``, ``127.0.0.0/8``, ``::1`` (also bracketed, and as ``::ffff:127.x``) are local; anything
+    else is not, names that merely start like an address included (``127.evil.com``, ``localhost.evil.com``):
+    a name is resolved by the network, so only the literal ``localhost`` is trusted.
+    """
+    name = host.strip().strip("[]").lower()
+    if name in ("localhost", "localhost."):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # Python < 3.13 calls ::ffff:127.0.0.1 not loopback
+    return (mapped or address).is_loopback
