@@ -13,7 +13,7 @@ from cae.environ import scoped_env
 from cae.errors import CAEError, disk_full_message, first_line, no_space
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
-from cae.tracking.run import Run, flat_str
+from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
 from cae.urls import has_password, shown, with_driver
 
@@ -149,7 +149,7 @@ class Tracker:
         self, experiment: str, name: str, *, tags: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> Run:  # fmt: skip
-        tags = {k: flat_str(v) for k, v in (tags or {}).items()}  # passwords masked, as for every tag
+        tags = {k: shown(str(v)) for k, v in (tags or {}).items()}  # passwords masked, as for every tag
         tags.setdefault("git_commit", git_commit())
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id

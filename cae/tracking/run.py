@@ -35,8 +35,8 @@ _MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
 
 def flat_str(value: Any) -> str:
-    """A param's or tag's text, any password in it masked: every value MLflow records passes here,
-    so a storage or tracking URL (a config key, an error message) never carries its secret there."""
+    """A param's text, any password in it masked (tags and texts pass :func:`~cae.urls.shown` too), so
+    a storage or tracking URL (a config key, an error message) never carries its secret into MLflow."""
     return shown(",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
 
 
@@ -117,7 +117,7 @@ class Run:
         from mlflow.entities import RunTag
 
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, flat_str(v)) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, shown(str(v))) for k, v in tags.items()])
 
     def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
