@@ -116,8 +116,8 @@ best: $(STAMP) ## print the best trial of STUDY (best.json)
 ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY AUTH=1 (basic auth; always on for a HOST other than localhost)
 	$(PY) -m cae ui $(call opt,STUDY,study) $(call opt,HOST,host) $(call opt,PORT,port) $(if $(AUTH),--auth)
 
-dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); STORAGE (sqlite, postgresql, journal) HOST PORT
-	$(PY) -m cae dashboard $(call opt,STORAGE,storage) $(call opt,HOST,host) $(call opt,PORT,port)
+dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); STORAGE (sqlite, postgresql, journal) HOST PORT AUTH=1 (the ui's login; always on for a HOST other than localhost)
+	$(PY) -m cae dashboard $(call opt,STORAGE,storage) $(call opt,HOST,host) $(call opt,PORT,port) $(if $(AUTH),--auth)
 
 compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<ids> STATES=COMPLETE,PRUNED LINEAR=1
 	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \

@@ -34,6 +34,8 @@ from cae.commands import (  # noqa: E402
 )  # fmt: skip
 from cae.config import SearchConfig  # noqa: E402
 from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
+from cae.paths import check_study_name  # noqa: E402
+from cae.urls import shown  # noqa: E402
 
 
 def _add_training_flags(p: argparse.ArgumentParser) -> None:
@@ -126,6 +128,8 @@ def _viewing_commands(sub: Any) -> None:
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--auth", action="store_true",
+                   help="require the `make ui` login also on localhost (always on for any other HOST)")  # fmt: skip
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("compare", help="overlay trial loss curves (from MLflow) and tabulate them")
@@ -160,14 +164,27 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _check_study_names(args: argparse.Namespace) -> None:
+    """Every command's ``--study`` (compare's comma-separated list too), checked once before it runs:
+    a name becomes runs/<study>/ and reports/<study>/, so `/abs` or `../x` must not reach any command."""
+    text = getattr(args, "study", None)
+    if text is not None:
+        names = [t.strip() for t in text.split(",") if t.strip()] if args.command == "compare" else [text]
+        for name in names:
+            check_study_name(name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        _check_study_names(args)
         return int(args.func(args) or 0)
     except CAEError as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = shown(str(err))  # a URL in a message never shows its password
+        # Messages quote values through cae.errors.quoted; this bounds any that slipped past it.
+        print(f"error: {message[:2000]}{'…' if len(message) > 2000 else ''}", file=sys.stderr)
         return 2
     except OSError as err:  # a full disk while writing outputs: one line, the folder named
         full = no_space(err)

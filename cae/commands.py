@@ -134,7 +134,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from cae.dashboard import serve
 
-    return serve(args.storage, args.host, args.port)
+    return serve(args.storage, args.host, args.port, auth=args.auth)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

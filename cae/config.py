@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cae.errors import CAEError
+from cae.paths import check_study_name
 from cae.schema import check_choices, from_dict, read_yaml, with_overrides
 
 IMAGE_SIZE = 32  # CIFAR-10 images are 32×32; depth is limited by it
@@ -209,6 +210,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
+        check_study_name(self.name, "experiment")  # it names runs/train/<name>-... and the MLflow experiment
         if (self.model.skips or self.model.semantic) and self.data.input == "rgb":
             raise CAEError(
                 "model.skips and model.semantic bypass the bottleneck: allowed only for colorization (data.input: "
@@ -308,8 +310,7 @@ class SearchConfig:
                 f"{list(self.objectives)}; allowed: [best_val_loss] or [best_val_loss, code_values] "
                 "(reconstruction), [val_psnr] or [val_psnr, colourfulness_gap] (colorization)"
             )
-        if not self.study or "/" in self.study or self.study.startswith("."):
-            raise CAEError(f"study must be a plain name (no '/'), got {self.study!r}")
+        check_study_name(self.study)
 
 
 def load_experiment(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> ExperimentConfig:

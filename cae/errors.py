@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import reprlib
+from typing import Any
 
 
 class CAEError(Exception):
@@ -89,3 +91,39 @@ def failure_reason(err: BaseException) -> str:
         return full
     first = first_line(str(err), 300)
     return f"{type(err).__name__}: {first}"[:300] if first else type(err).__name__
+
+
+QUOTE_LIMIT = 80  # characters of a bad value an error message quotes
+
+
+class _Short(reprlib.Repr):
+    """A repr that never builds more than a few levels and items of a value.
+
+    A YAML alias bomb ("billion laughs") is a small file whose value expands to billions of items
+    when printed: ``repr`` of it runs out of memory, so the value is never formatted whole.
+    """
+
+    def __init__(self, limit: int):
+        super().__init__()
+        self.maxlevel = 3
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = self.maxfrozenset = self.maxdeque = 5
+        self.maxstring = self.maxother = self.maxlong = limit
+
+    def repr_str(self, x: str, level: int) -> str:
+        return repr(x[: self.maxstring])  # a prefix, not reprlib's middle cut: the start is what users wrote
+
+    def repr_int(self, x: int, level: int) -> str:
+        # repr of an int over 4,300 digits raises ValueError (Python's int-to-str limit)
+        return repr(x) if x.bit_length() < 1000 else f"<an integer of about {int(x.bit_length() * 0.30103)} digits>"
+
+
+def quoted(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to ``limit`` characters (then ``…``), without ever formatting all of it.
+
+    Every error message that quotes a user's value uses this: a 50 MB string or an alias bomb in a
+    config file must not become a 27 MB error line (or exhaust memory while it is being built).
+    """
+    if isinstance(value, str):
+        return repr(value[:limit]) + ("…" if len(value) > limit else "")
+    text = _Short(limit).repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import tarfile
 import zlib
@@ -28,15 +29,41 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
         inner = path / "cifar-10-batches-py"
         if (inner / "data_batch_1").exists():
             return decode(inner)
-        return _from_image_files(
-            ((str(f.relative_to(path)), f.read_bytes) for f in path.rglob("*") if f.is_file()), str(path)
-        )
+        return _from_image_files(((str(f.relative_to(path)), f.read_bytes) for f in tree_files(path)), str(path))
     if tarfile.is_tarfile(path) or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return _decode_tar(path)
     raise CAEError(
         f"{path}: not a CIFAR-10 source; expected a cifar-10-batches-py folder, cifar-10-python.tar.gz, "
         "or a {train,test}/<class>/*.png|jpg folder or .tar.gz"
     )
+
+
+def tree_files(root: Path) -> list[Path]:
+    """Every file under ``root`` in a fixed order, following links to folders (a class folder is often one).
+
+    ``Path.rglob`` skips what it cannot read: a linked class folder, a folder without read permission
+    and a broken link all vanished without a word, and a study trained on the rest. Here a folder
+    that cannot be listed and a broken link are one-line errors naming them.
+    """
+    found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(err: OSError) -> None:
+        raise CAEError(f"{err.filename}: cannot read this folder ({err.strerror or err}); fix its permissions")
+
+    for folder, dirs, files in os.walk(root, followlinks=True, onerror=unreadable):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # a link back up the tree: walked once already
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in sorted(files):
+            f = Path(folder) / name
+            if f.is_symlink() and not f.exists():
+                raise CAEError(f"{f}: a broken link (its target {os.readlink(f)} does not exist)")
+            found.append(f)
+    return found
 
 
 def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -70,15 +97,42 @@ def _from_batches(files: Iterable[tuple[str, Callable[[], bytes]]], where: str) 
     for name in wanted:
         try:
             batch = pickle.loads(found[name](), encoding="bytes")
-            data = np.asarray(batch[b"data"], dtype=np.uint8)
-            lab = np.asarray(batch[b"labels"], dtype=np.uint8)
+            # As stored, not converted: np.uint8(0.7) is 0, so float pixels would train as black images.
+            data, lab = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
         except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
             raise CAEError(f"{where}/{name}: not a CIFAR-10 python batch ({type(err).__name__})") from None
-        if data.ndim != 2 or data.shape[1] != 3072 or len(lab) != len(data):
-            raise CAEError(f"{where}/{name}: expected N×3072 uint8 images and N labels, got {data.shape}")
+        if data.dtype != np.uint8:
+            raise CAEError(f"{where}/{name}: pixels are {data.dtype}, expected uint8 values 0-255 (the official "
+                           "format)")  # fmt: skip
+        if data.ndim != 2 or data.shape[1] != 3072 or lab.shape != (len(data),):
+            raise CAEError(f"{where}/{name}: expected N×3072 uint8 images and N labels, got {data.shape} and "
+                           f"{lab.shape}")  # fmt: skip
         images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-        labels.append(lab)
+        labels.append(_checked_labels(lab, f"{where}/{name}"))
     return np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels)
+
+
+def _checked_labels(labels: np.ndarray, where: str) -> np.ndarray:
+    """``labels`` as uint8 class indices, refused unless they are integers 0-9 (a cast would wrap 300 to 44)."""
+    if not np.issubdtype(labels.dtype, np.integer) or (len(labels) and (labels.min() < 0 or labels.max() >= 10)):
+        shown = f"{labels.dtype}" if not np.issubdtype(labels.dtype, np.integer) else f"{labels.min()}..{labels.max()}"
+        raise CAEError(f"{where}: labels must be class indices 0-9, got {shown}")
+    labels = labels.astype(np.uint8)
+    check_classes(labels, where)
+    return labels
+
+
+def check_classes(labels: np.ndarray, where: str) -> None:
+    """Every class present, none with less than half the images of the largest (CIFAR-10 is balanced:
+    a class folder read in part, or a batch of the wrong dataset, shows here)."""
+    counts = np.bincount(labels, minlength=len(CLASSES))
+    missing = [CLASSES[c] for c in np.flatnonzero(counts == 0)]
+    if missing:
+        raise CAEError(f"{where}: no images of class {', '.join(missing)}; CIFAR-10 has all 10 classes")
+    low = int(np.argmin(counts))
+    if counts[low] * 2 < counts.max():
+        raise CAEError(f"{where}: class {CLASSES[low]} has {counts[low]} images, others up to {counts.max()}; "
+                       "a class folder read only in part?")  # fmt: skip
 
 
 def _class_index(name: str) -> int | None:
@@ -123,4 +177,8 @@ def _from_image_files(files: Iterator[tuple[str, Callable[[], bytes]]], where: s
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise CAEError(f"{where}/{name}: unreadable image ({type(err).__name__})") from None
         labels[i] = label
+    # After the images (a damaged file is the more precise message), each split on its own: train and
+    # test must both be complete.
+    for split_name in sorted({e[0] for e in entries}):
+        check_classes(labels[[e[0] == split_name for e in entries]], "/".join((where, *split_name)))
     return images, labels

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,8 +43,30 @@ def resolve(path: str | Path) -> Path:
     return project_root() / p if (project_root() / p).exists() else p
 
 
+# A study's name becomes a folder (runs/<study>/, reports/<study>/) and an MLflow experiment: a plain
+# file name only, so that no name can reach outside those folders (`/abs`, `../x`) or hide in them (`.x`).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_MAX_NAME = 100  # far below a file name's 255 bytes, leaving room for suffixes (-colorize, -sample, -kt)
+
+
+def check_study_name(name: str, what: str = "study") -> str:
+    """``name`` if it is a plain name (letters, digits, ``.``, ``_``, ``-``; no ``..``), else a one-line error.
+
+    The one check of a study's (or experiment's) name: the CLI runs it on every command's
+    ``--study`` before anything else, the configs on load, and :func:`study_dir` before any path is made.
+    """
+    if not isinstance(name, str) or not _PLAIN_NAME.fullmatch(name) or ".." in name or len(name) > _MAX_NAME:
+        shown = repr(name[:80] + "…" if isinstance(name, str) and len(name) > 80 else name)
+        raise CAEError(
+            f"{what} name {shown} is not a plain name: use at most {_MAX_NAME} letters, digits, '.', '_' and '-' "
+            "(no '/', no '..', not starting with '.')"
+        )
+    return name
+
+
 def study_dir(study: str) -> Path:
-    return runs_dir() / study
+    """``runs/<study>``; a name that is not plain is refused here too, so no caller can write outside runs/."""
+    return runs_dir() / check_study_name(study)
 
 
 def ensure_dir(path: Path) -> Path:

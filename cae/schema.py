@@ -17,7 +17,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from cae.errors import CAEError
+from cae.errors import CAEError, quoted
 from cae.paths import resolve
 
 
@@ -81,20 +81,20 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise CAEError(f"{where}: {key} must be {_type_name(tp)}, got {value!r}")
+    raise CAEError(f"{where}: {key} must be {_type_name(tp)}, got {quoted(value)}")
 
 
 def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise CAEError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a mapping of keys, got {data!r}")
+        raise CAEError(f"{where}: {prefix.rstrip('.') or 'the file'} must be a mapping of keys, got {quoted(data)}")
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     for key in data:
         if key not in names:
-            hint = suggest(prefix + str(key), [prefix + n for n in names])
-            raise CAEError(f"{where}: unknown key '{prefix}{key}'; {hint}")
+            hint = suggest(prefix + str(key)[:100], [prefix + n for n in names])  # a huge key: a prefix
+            raise CAEError(f"{where}: unknown key {quoted(prefix + str(key))}; {hint}")
     values = {k: coerce(v, hints[k], prefix + k, where) for k, v in data.items()}
     obj = cls(**values)
     if hasattr(obj, "validate"):
@@ -186,18 +186,27 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """``"train.epochs=3"`` -> ``("train.epochs", 3)``; values are parsed as YAML scalars."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise CAEError(f"--set expects KEY=VALUE (e.g. train.epochs=3), got {text!r}")
+        raise CAEError(f"--set expects KEY=VALUE (e.g. train.epochs=3), got {quoted(text)}")
     return key.strip(), yaml_load(raw) if raw.strip() else None
+
+
+# The project's configs are a few kB; a file past this is not a config (a log, data, a generated
+# file), and parsing it first would take minutes and memory before any error could be said.
+MAX_CONFIG_BYTES = 1_000_000
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = resolve(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise CAEError(f"config file {path} is {size / 1e6:.1f} MB; a config file is at most "
+                           f"{MAX_CONFIG_BYTES / 1e6:.0f} MB (is it the right file?)")  # fmt: skip
         text = path.read_text()
     except FileNotFoundError:
         raise CAEError(f"config file {path} does not exist") from None
-    except OSError as err:
-        raise CAEError(f"cannot read config file {path}: {err.strerror}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CAEError(f"cannot read config file {path}: {getattr(err, 'strerror', None) or err}") from None
     try:
         data = yaml_load(text)
     except yaml.YAMLError as err:
@@ -205,6 +214,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         line = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
         raise CAEError(f"{path}:{line} {problem}") from None
+    except ValueError as err:  # e.g. an integer over Python's 4,300-digit limit, raised by the constructor
+        raise CAEError(f"{path}: a value cannot be read: {str(err)[:200]}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -226,4 +237,4 @@ def check_choices(config: Any, prefix: str = "") -> None:
                 continue
             tp = next(a for a in get_args(tp) if a is not type(None))
         if get_origin(tp) is Literal and (value not in get_args(tp) or isinstance(value, bool)):
-            raise CAEError(f"{prefix}{f.name} must be {_type_name(tp)}, got {value!r}")
+            raise CAEError(f"{prefix}{f.name} must be {_type_name(tp)}, got {quoted(value)}")

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from cae.errors import CAEError, first_line
-from cae.formats import CLASSES, IMAGE_SHAPE, decode
+from cae.formats import CLASSES, IMAGE_SHAPE, decode, tree_files
 from cae.paths import atomic_path, runs_dir
 
 SAMPLE_PATH = Path(__file__).parent / "assets" / "cifar10-sample.tar.gz"
@@ -142,7 +142,9 @@ def _keras_download() -> Path | None:
 def _digest(path: Path) -> str:
     h = hashlib.sha256()
     if path.is_dir():
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        # The files the decoder reads (linked folders too), in the order rglob's sorted list had, so a
+        # study's recorded data digest is unchanged for the trees it read before.
+        for f in sorted(tree_files(path)):
             st = f.stat()
             h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from cae.config import ExperimentConfig
-from cae.errors import CAEError
+from cae.errors import CAEError, quoted
 from cae.schema import coerce, field_type, flatten, read_yaml, with_overrides
 
 _SPEC_KEYS = {"low", "high", "step", "log", "choices", "if"}
@@ -140,22 +140,23 @@ def _param(name: str, spec: Any, where: str) -> Param:
     tp = _scalar_type(tp)
     if not isinstance(spec, dict) or not spec:
         raise CAEError(
-            f"{where}: {name} must be a mapping like {{low: 1, high: 4}} or {{choices: [a, b]}}, got {spec!r}"
+            f"{where}: {name} must be a mapping like {{low: 1, high: 4}} or {{choices: [a, b]}}, got {quoted(spec)}"
         )
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise CAEError(
-            f"{where}: {name}: unknown key '{sorted(unknown)[0]}'; allowed: choices, low, high, step, log, if"
+            f"{where}: {name}: unknown key {quoted(sorted(map(str, unknown))[0])}; "
+            "allowed: choices, low, high, step, log, if"
         )
     if "choices" in spec:
         if set(spec) != {"choices"}:
             raise CAEError(f"{where}: {name}: 'choices' cannot be combined with low/high/step/log")
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
-            raise CAEError(f"{where}: {name}: choices must be a non-empty list, got {choices!r}")
+            raise CAEError(f"{where}: {name}: choices must be a non-empty list, got {quoted(choices)}")
         values = tuple(coerce(c, tp, f"{name} choice", where) for c in choices)
         if len(set(values)) != len(values):
-            raise CAEError(f"{where}: {name}: choices repeat a value: {choices!r}")
+            raise CAEError(f"{where}: {name}: choices repeat a value: {quoted(choices)}")
         return Param(name, "categorical", choices=values)
     if tp not in (int, float):
         raise CAEError(f"{where}: {name} is not numeric; give it choices: [...] instead of low/high")
@@ -165,7 +166,7 @@ def _param(name: str, spec: Any, where: str) -> Param:
     step = coerce(spec["step"], tp, f"{name}.step", where) if spec.get("step") is not None else None
     log = spec.get("log", False)
     if not isinstance(log, bool):
-        raise CAEError(f"{where}: {name}.log must be true or false, got {log!r}")
+        raise CAEError(f"{where}: {name}.log must be true or false, got {quoted(log)}")
     if low > high:
         raise CAEError(f"{where}: {name}: low ({low}) is greater than high ({high})")
     if log and low <= 0:
@@ -184,11 +185,11 @@ def _condition(name: str, spec: Any, earlier: dict[str, Param], where: str) -> t
                        "{train.loss: [classification]}")  # fmt: skip
     ((parent, values),) = spec.items()
     if parent not in earlier or earlier[parent].kind != "categorical":
-        raise CAEError(f"{where}: {name}.if: {parent!r} is not a categorical parameter listed before {name}")
+        raise CAEError(f"{where}: {name}.if: {quoted(parent)} is not a categorical parameter listed before {name}")
     values = values if isinstance(values, list) else [values]
     missing = [v for v in values if v not in earlier[parent].choices]
     if missing or not values:
-        raise CAEError(f"{where}: {name}.if: {missing or values!r} not among {parent}'s choices")
+        raise CAEError(f"{where}: {name}.if: {quoted(missing or values)} not among {parent}'s choices")
     return parent, tuple(values)
 
 
@@ -212,7 +213,7 @@ def load_space(path: str | Path) -> SearchSpace:
     data = read_yaml(path)
     unknown = set(data) - {"params", "description"}
     if unknown:
-        raise CAEError(f"{where}: unknown key '{sorted(unknown)[0]}'; allowed: params, description")
+        raise CAEError(f"{where}: unknown key {quoted(sorted(map(str, unknown))[0])}; allowed: params, description")
     specs = data.get("params")
     if not isinstance(specs, dict) or not specs:
         raise CAEError(f"{where}: 'params' must map config keys to ranges or choices (none given)")

@@ -23,14 +23,12 @@ from cae.errors import CAEError
 from cae.paths import ensure_dir, runs_dir
 from cae.tracking import Tracker, tracking_uri
 from cae.tracking.auth import auth_server_env
-from cae.urls import shown, with_driver
-
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+from cae.urls import is_local_host, shown, with_driver
 
 
 def needs_auth(host: str) -> bool:
-    """A server reachable from other machines must authenticate its users."""
-    return host not in LOOPBACK and not host.startswith("127.")
+    """A server reachable from other machines must authenticate its users (the UI and the dashboard)."""
+    return not is_local_host(host)
 
 
 def server_command(

@@ -117,6 +117,13 @@ def damaged_best(case: Case, damage: str) -> str:
     return case.study
 
 
+def abs_study_yaml(case: Case) -> str:
+    """The row's search YAML with an absolute path as its study."""
+    path = Path(case.search_yaml())
+    path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "study": str(case.tmp / "elsewhere")}))
+    return str(path)
+
+
 def experiment_yaml(case: Case, text: str) -> str:
     path = case.tmp / "experiment.yaml"
     path.write_text(text)
@@ -261,6 +268,30 @@ ROWS += [
         lambda c: ["colorize", "--study", "nope-colorize"],
         r"no best trial exported for study 'nope-colorize' .*run `make search STUDY=nope-colorize` first, "
         r"or pass CONFIG=<experiment yaml> to colorize an explicit architecture$",
+        None,
+    ),
+]
+
+# A study name that would reach outside runs/ (or reports/) is refused by every command, before anything runs.
+NOT_PLAIN = r"study name '{}' is not a plain name: use at most 100 letters, digits, '\.', '_' and '-' \(no '/', no"
+ROWS += [
+    (
+        "absolute study name: train",
+        lambda c: ["train", "--study", str(c.tmp / "elsewhere"), "--data", "sample"],
+        NOT_PLAIN.format(".*/elsewhere"),
+        None,
+    ),
+    ("study name with ..: best", lambda c: ["best", "--study", "../x"], NOT_PLAIN.format(r"\.\./x"), None),
+    ("study name with ..: colorize", lambda c: ["colorize", "--study", "a..b"], NOT_PLAIN.format(r"a\.\.b"), None),
+    ("study name with /: delete", lambda c: ["delete", "--study", "a/b"], NOT_PLAIN.format("a/b"), None),
+    ("study name with ..: compare", lambda c: ["compare", "--study", "ok,../x"], NOT_PLAIN.format(r"\.\./x"), None),
+    ("study name with a space: report", lambda c: ["report", "--study", "a b"], NOT_PLAIN.format("a b"), None),
+    ("hidden study name: search", lambda c: ["search", c.search_yaml(), "--study", ".x"], NOT_PLAIN.format(r"\.x"),
+     None),
+    (
+        "absolute study name in a search YAML",
+        lambda c: ["search", abs_study_yaml(c)],
+        NOT_PLAIN.format("/.*"),
         None,
     ),
 ]

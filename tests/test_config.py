@@ -1,5 +1,6 @@
 """cae.config and cae.schema: defaults once, YAML → frozen dataclasses, one-line errors; every shipped file builds."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -183,5 +184,60 @@ def test_search_config_validation():
         from_dict(SearchConfig, {"stage": "colorization"})
     with pytest.raises(CAEError, match=r"unknown key 'pruner\.warmup'"):
         from_dict(SearchConfig, {"pruner": {"warmup": 2}})
-    with pytest.raises(CAEError, match="study must be a plain name"):
+    with pytest.raises(CAEError, match=r"study name .* is not a plain name"):
         from_dict(SearchConfig, {"study": "../elsewhere"})
+
+
+def alias_bomb(levels: int, width: int = 10) -> str:
+    """A "billion laughs" YAML flow list, a few hundred bytes: its last item expands to ``width ** levels`` items."""
+    items = [f"&a0 [{', '.join(['1'] * width)}]"]
+    items += [f"&a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels)]
+    return "[" + ", ".join(items) + "]"
+
+
+def one_line_error(path: Path, loader=load_experiment) -> str:
+    with pytest.raises(CAEError) as err:
+        loader(path)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < len(str(path)) + 300, message[:500]
+    return message
+
+
+def test_an_alias_bomb_as_a_typed_value_is_quoted_by_a_short_prefix(tmp_path):
+    """A real file: the value expands to 10**6 items (10**9 with 9 levels), never formatted whole."""
+    path = tmp_path / "bomb.yaml"
+    path.write_text(f"train:\n  epochs: {alias_bomb(6)}\n")
+    assert path.stat().st_size < 1000
+    message = one_line_error(path)
+    assert "train.epochs must be an integer, got [[1, 1, 1, 1, 1, ...], [[1, 1" in message and message.endswith("…")
+
+
+def test_an_alias_bomb_in_a_search_space_is_quoted_by_a_short_prefix(tmp_path):
+    from cae.space import load_space
+
+    path = tmp_path / "space.yaml"
+    path.write_text(f"params:\n  model.depth:\n    choices: [{alias_bomb(6)}]\n")  # one choice: the bomb
+    assert "model.depth choice must be an integer, got [[1, 1, 1, 1, 1, ...], [[1" in one_line_error(path, load_space)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train: {epochs: '" + "9" * 500_000 + "'}\n", r"train\.epochs must be an integer, got '9{80}'…$"),
+        # an explicit key (`? key`): PyYAML reads a plain one of at most 1,024 characters
+        ("? " + "x" * 300_000 + "\n: 1\n", r"unknown key 'x{80}'…; allowed: "),
+        ("seed: " + "7" * 5000 + "\n", r"a value cannot be read: Exceeds the limit"),
+    ],
+    ids=["long string value", "long key", "integer over Python's digit limit"],
+)
+def test_a_huge_value_is_quoted_by_a_short_prefix(tmp_path, text, expected):
+    path = tmp_path / "huge.yaml"
+    path.write_text(text)
+    assert re.search(expected, one_line_error(path))
+
+
+def test_a_config_file_over_one_megabyte_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text("name: '" + "a" * 1_500_000 + "'\n")
+    message = one_line_error(path)
+    assert re.search(r"config file .*big\.yaml is 1\.5 MB; a config file is at most 1 MB", message)

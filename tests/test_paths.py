@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from cae.errors import CAEError
-from cae.paths import atomic_path, ensure_dir, resolve, write_text_atomic
+from cae.paths import atomic_path, check_study_name, ensure_dir, resolve, study_dir, write_text_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,3 +67,16 @@ def test_committed_results_name_no_path_of_the_machine_they_were_made_on():
         data = json.loads(path.read_text()) if path.suffix == ".json" else yaml.safe_load(path.read_text())
         for text in _strings(data):
             assert not text.startswith(("/", "~")), f"{path.relative_to(REPO)}: absolute path {text!r}"
+
+
+@pytest.mark.parametrize("name", ["/abs/path", "../x", "a/b", "..", ".", ".hidden", "a..b", "a b", "é", "", "x" * 101,
+                                  "a\nb", "a\\b", "~"])
+def test_a_study_name_that_is_not_a_plain_file_name_is_refused_everywhere(name):
+    with pytest.raises(CAEError, match="is not a plain name") as err:
+        study_dir(name)  # the one way to runs/<study>: no caller can reach outside runs/
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+@pytest.mark.parametrize("name", ["cae-search", "cae_search.v2", "bench-quick-tpe-s0-a1", "A1", "x" * 100])
+def test_plain_study_names_are_kept(name):
+    assert check_study_name(name) == name

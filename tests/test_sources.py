@@ -236,3 +236,58 @@ def test_corrupt_pickle_batch(tmp_path):
     folder, _ = write_batches(tmp_path / "src")
     (folder / "test_batch").write_bytes(io.BytesIO(b"garbage").getvalue())
     _expect(tmp_path, folder, "test_batch: not a CIFAR-10 python batch")
+
+
+# ---- decoded data validated: dtype, labels, every class present and readable -------------------
+
+
+def _rewrite_batch(folder: Path, name: str, key: bytes, value) -> None:
+    batch = pickle.loads((folder / name).read_bytes(), encoding="bytes")
+    (folder / name).write_bytes(pickle.dumps({**batch, key: value}))
+
+
+def test_float_pixels_in_a_batch_are_refused_not_turned_into_black_images(tmp_path):
+    folder, _ = write_batches(tmp_path / "src")
+    batch = pickle.loads((folder / "data_batch_2").read_bytes(), encoding="bytes")
+    _rewrite_batch(folder, "data_batch_2", b"data", batch[b"data"] / 255.0)  # pixels in [0, 1]
+    _expect(tmp_path, folder, "data_batch_2: pixels are float64, expected uint8 values 0-255")
+
+
+@pytest.mark.parametrize(("labels", "message"), [
+    ([10] * 20, "labels must be class indices 0-9, got 10..10"),
+    ([-1] + [i % 10 for i in range(19)], "labels must be class indices 0-9, got -1..9"),
+    ([0.5] * 20, "labels must be class indices 0-9, got float64"),
+    ([1] * 20, "test_batch: no images of class airplane, bird, cat"),
+])  # fmt: skip
+def test_labels_of_a_batch_are_class_indices_of_every_class(tmp_path, labels, message):
+    folder, _ = write_batches(tmp_path / "src")
+    _rewrite_batch(folder, "test_batch", b"labels", labels)
+    _expect(tmp_path, folder, message)
+
+
+def test_a_linked_class_folder_is_read_not_skipped(tmp_path):
+    root = write_class_tree(tmp_path / "imgs")
+    (root / "train" / "cat").rename(tmp_path / "cats-elsewhere")
+    (root / "train" / "cat").symlink_to(tmp_path / "cats-elsewhere", target_is_directory=True)
+    ds = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    assert len(ds.images) == 60 and np.bincount(ds.labels).tolist() == [6] * 10
+
+
+def test_a_broken_link_in_a_class_folder_is_named(tmp_path):
+    root = write_class_tree(tmp_path / "imgs")
+    (root / "train" / "dog" / "0009.png").symlink_to(tmp_path / "unmounted" / "0009.png")
+    _expect(tmp_path, root, "train/dog/0009.png: a broken link (its target ")
+
+
+def test_a_class_folder_read_only_in_part_is_refused(tmp_path):
+    root = write_class_tree(tmp_path / "imgs")
+    for name in ("0001.png", "0002.png"):
+        (root / "train" / "cat" / name).unlink()
+    _expect(tmp_path, root, "imgs/train: class cat has 1 images, others up to 3; a class folder read only in part?")
+
+
+def test_a_missing_class_folder_is_refused(tmp_path):
+    root = write_class_tree(tmp_path / "imgs")
+    for f in (root / "test" / "ship").iterdir():
+        f.unlink()
+    _expect(tmp_path, root, "imgs/test: no images of class ship; CIFAR-10 has all 10 classes")

@@ -193,3 +193,52 @@ def test_a_password_in_a_database_tracking_uri_is_never_shown(tmp_path):
     message = str(err.value)
     assert "s3cret-pass-word" not in message and "cae:***@127.0.0.1:9/mlflow" in message
     assert "\n" not in message
+
+
+SECRET = "Pa55-SECRET-word"
+
+
+def recorded_text(tracker: Tracker, run_id: str) -> str:
+    """Everything MLflow holds for a run that a password could hide in: params, tags, text artifacts."""
+    from pathlib import Path
+
+    data = tracker.client.get_run(run_id).data
+    files = [tracker.client.download_artifacts(run_id, a.path) for a in tracker.client.list_artifacts(run_id)]
+    return repr([data.params, data.tags]) + "".join(Path(f).read_text() for f in files if Path(f).is_file())
+
+
+def test_no_param_tag_or_text_of_a_run_holds_a_password(tracker):
+    """Every value a run records passes the one masking function: params, tags (also at creation), text."""
+    url = f"postgresql://cae:{SECRET}@db.example:5432/cae?sslmode=require"
+    run = tracker.start_run("tracking-secrets", "parent", tags={"storage_at_start": url})
+    with run:
+        run.log_params({"storage": url, "urls": [url, "sqlite:///x.db"]})
+        run.set_tags({"storage": url, "error": f"cannot connect to {url}: refused",
+                      "query": f"postgresql://cae@db/cae?password={SECRET}"})  # fmt: skip
+        run.log_text(f"storage: {url}\n", "notes.txt")
+    text = recorded_text(tracker, run.run_id)
+    assert SECRET not in text
+    params = tracker.client.get_run(run.run_id).data.params
+    assert params["storage"] == "postgresql://cae:***@db.example:5432/cae?sslmode=require"
+
+
+def test_a_study_parent_run_on_postgresql_records_no_password(postgres, tracker, tmp_path):
+    """A real PostgreSQL storage URL with a password: the parent run's `storage` param and tag are masked."""
+    from cae.config import SearchConfig
+    from cae.schema import with_overrides
+    from cae.search.run import prepare
+    from cae.search.task import ReconstructionTask
+
+    # The cluster trusts 127.0.0.1, so the server accepts any password: the URL is a real one that works.
+    url = postgres.create_database("secrets").replace("postgres@", f"postgres:{SECRET}@")
+    assert SECRET in url
+    cfg = with_overrides(SearchConfig(), {
+        "study": "tracking-pg-secret", "storage": url, "trials": 1,
+        "experiment.data.source": "sample", "experiment.data.subset": 160,
+    })  # fmt: skip
+    _, _, parent = prepare(cfg, tracker, ReconstructionTask)
+    parent.end()
+    data = tracker.client.get_run(parent.run_id).data
+    assert data.params["storage"].startswith("postgresql://postgres:***@127.0.0.1:")
+    assert data.tags["storage"] == data.params["storage"]
+    assert SECRET not in recorded_text(tracker, parent.run_id)

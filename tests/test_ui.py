@@ -20,7 +20,7 @@ from cae.dashboard import make_dashboard
 from cae.errors import CAEError
 from cae.tracking import Tracker
 from cae.ui import needs_auth, server_command, wait_until_up
-from cae.urls import with_driver
+from cae.urls import is_local_host, with_driver
 
 from .servers import SlowProxy
 from .studies import tiny_search
@@ -71,7 +71,6 @@ def test_a_network_server_refuses_anonymous_clients_and_logs_an_authenticated_wo
     monkeypatch.setenv("HOME", str(root))  # no ~/.mlflow/credentials of the machine
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "cae-admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
-    assert needs_auth("0.0.0.0") and not needs_auth("127.0.0.1")
     port = free_port()
     argv, env = server_command(f"sqlite:///{root}/mlflow.db", "127.0.0.1", port, root / "artifacts", auth=True,
                                auth_dir=root / "auth")  # fmt: skip
@@ -105,6 +104,72 @@ def test_a_network_server_refuses_anonymous_clients_and_logs_an_authenticated_wo
 
 
 # ---- optuna-dashboard on every storage form ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("host", "local"),
+    [("127.0.0.1", True), ("127.8.9.10", True), ("localhost", True), ("LOCALHOST", True), ("::1", True),
+     ("[::1]", True), ("::ffff:127.0.0.1", True), ("0.0.0.0", False), ("::", False), ("", False),
+     ("127.evil.com", False), ("127.0.0.1.nip.io", False), ("localhost.evil.com", False), ("10.0.0.5", False),
+     ("my-host", False), ("128.0.0.1", False)],
+)  # fmt: skip
+def test_only_loopback_addresses_and_localhost_count_as_local(host, local):
+    assert is_local_host(host) is local
+    assert needs_auth(host) is not local  # the UI and the dashboard decide with the same function
+
+
+def test_a_dashboard_open_to_the_network_without_an_account_does_not_start(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.mlflow/credentials of the machine
+    monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
+    tiny_optuna_study(f"sqlite:///{tmp_path}/o.db", "open")
+    with pytest.raises(CAEError, match=r"a dashboard open to the network \(HOST=0\.0\.0\.0\) needs a login: set "):
+        make_dashboard(f"sqlite:///{tmp_path}/o.db", "0.0.0.0", 0)
+    with pytest.raises(CAEError, match="needs a login"):
+        make_dashboard(f"sqlite:///{tmp_path}/o.db", "127.evil.com", 0)
+
+
+def dashboard_request(url: str, method: str = "GET", login: tuple[str, str] | None = None) -> tuple[int, bytes]:
+    import base64
+
+    headers = {"Authorization": "Basic " + base64.b64encode(":".join(login).encode()).decode()} if login else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method, headers=headers), timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+@pytest.mark.slow
+def test_a_dashboard_on_all_interfaces_refuses_anonymous_requests(tmp_path):
+    """A real `cae dashboard --host 0.0.0.0` process: anonymous reads and deletes are 401; the login works."""
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    tiny_optuna_study(storage, "guarded")
+    port = free_port()
+    env = {**os.environ, "HOME": str(tmp_path), "MLFLOW_TRACKING_USERNAME": "cae-admin",
+           "MLFLOW_TRACKING_PASSWORD": PASSWORD}  # fmt: skip
+    argv = [sys.executable, "-m", "cae", "dashboard", "--storage", storage, "--host", "0.0.0.0", "--port", str(port)]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until it listens (any answer)
+            try:
+                status, _ = dashboard_request(f"{url}/api/studies")
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.5)
+        assert status == 401
+        assert dashboard_request(f"{url}/api/studies/1", "DELETE")[0] == 401
+        assert dashboard_request(f"{url}/api/studies/1", "DELETE", ("cae-admin", "wrong-password-123"))[0] == 401
+        assert dashboard_request(f"{url}/", login=("cae-admin", "wrong-password-123"))[0] == 401
+        assert optuna.get_all_study_names(storage) == ["guarded"]  # nothing deleted
+        status, body = dashboard_request(f"{url}/api/studies", login=("cae-admin", PASSWORD))
+        assert status == 200 and [s["study_name"] for s in json.loads(body)["study_summaries"]] == ["guarded"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def tiny_optuna_study(storage, name: str) -> None:

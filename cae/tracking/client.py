@@ -153,7 +153,7 @@ class Tracker:
         self, experiment: str, name: str, *, tags: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
     ) -> Run:  # fmt: skip
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags = {k: shown(str(v)) for k, v in (tags or {}).items()}  # passwords masked, as for every tag
         tags.setdefault("git_commit", git_commit())
         if parent_id:
             tags["mlflow.parentRunId"] = parent_id

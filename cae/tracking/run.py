@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from cae.errors import failure_reason
 from cae.tracking.system import start_system_metrics
+from cae.urls import shown
 
 if TYPE_CHECKING:
     from cae.tracking.client import Tracker
@@ -33,8 +34,10 @@ RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 _MAX_BATCH = 100  # MLflow accepts at most 100 params per log_batch call
 
 
-def _flat_str(value: Any) -> str:
-    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+def flat_str(value: Any) -> str:
+    """A param's text, any password in it masked (tags and texts pass :func:`~cae.urls.shown` too), so
+    a storage or tracking URL (a config key, an error message) never carries its secret into MLflow."""
+    return shown(",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value))
 
 
 # The size params every trial run logs beside its sampled keys (conventions' names).
@@ -59,7 +62,7 @@ class Run:
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, _flat_str(v)) for k, v in params.items()]
+        items = [Param(k, flat_str(v)) for k, v in params.items()]
         for i in range(0, len(items), _MAX_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + _MAX_BATCH])
 
@@ -114,13 +117,13 @@ class Run:
         from mlflow.entities import RunTag
 
         if tags:
-            self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+            self.client.log_batch(self.run_id, tags=[RunTag(k, shown(str(v))) for k, v in tags.items()])
 
     def log_artifact(self, path: Path | str, folder: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), folder)
 
     def log_text(self, text: str, name: str) -> None:
-        self.client.log_text(self.run_id, text, name)
+        self.client.log_text(self.run_id, shown(text), name)
 
     def end(self, status: str = "FINISHED") -> None:
         self.flush()
