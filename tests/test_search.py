@@ -92,6 +92,19 @@ def test_best_json_reloads_into_the_logged_model(three_trials, tracking_uri):
     assert record["test"]["test_mse"] > 0
 
 
+def test_a_damaged_best_keras_is_fetched_again_from_its_registered_model(three_trials, tracking_uri, capsys):
+    from cae.search.best import best_paths
+
+    model, _ = load_best_model("three")
+    path = best_paths("three")[1]
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk or a killed copy
+    again, _ = load_best_model("three")
+    assert "fetched again from models:/three/" in capsys.readouterr().out
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    keras.models.load_model(path, compile=False)  # repaired in place: the next command needs no fetch
+
+
 def test_rerunning_continues_the_numbering_without_duplicates(three_trials, tracking_uri, db):
     cfg = config(db, "three", trials=4)
     run_search(cfg)

@@ -161,10 +161,35 @@ def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # missing, truncated or not a Keras archive
-        raise CAEError(f"{path} cannot be loaded ({type(err).__name__}); rerun `make search STUDY={study}`") from None
+        model = _refetch(record, path)
+        if model is None:
+            raise CAEError(f"{path} cannot be loaded ({type(err).__name__}) and best.json names no registered "
+                           f"model to fetch it from; rerun `make search STUDY={study}`") from None  # fmt: skip
     if model.name != f"trial_{record['trial_number']}":
         raise CAEError(f"{path} does not match best.json (interrupted export); rerun the search")
     return model, record
+
+
+def _refetch(record: dict[str, Any], path: Path) -> Any:
+    """A damaged or missing ``best.keras`` fetched again from the registered model (the same trial's
+    weights, logged to its MLflow run) and written back in place; None when nothing is registered."""
+    import keras
+
+    registered = record.get("registered_model")
+    if not registered:
+        return None
+    from cae.tracking import Tracker
+    from cae.tracking.registry import load_registered
+
+    try:
+        model = load_registered(Tracker(), registered["name"], registered["version"])
+    except Exception as err:  # the registry's copy is not there either: say both
+        raise CAEError(f"{path} cannot be loaded, nor fetched again from models:/{registered['name']}/"
+                       f"{registered['version']} ({type(err).__name__}); rerun the search") from None  # fmt: skip
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+    print(f"note: {path} was damaged; fetched again from models:/{registered['name']}/{registered['version']}")
+    return keras.models.load_model(path, compile=False)
 
 
 def _register(study: str, record: dict[str, Any], model: Any, splits: Any, config: Any, tracker: Any) -> int | None:
