@@ -227,3 +227,14 @@ def test_the_report_names_the_command_with_its_data_settings():
     assert report_command("s", None, {}) == "make report STUDY=s"
 
 
+
+
+def test_an_enqueued_point_that_was_pruned_is_said_with_how_far_it_got():
+    from cae.report.data import StoppedPoint
+
+    stopped = StoppedPoint(2, "pca_init=False, encode_layers=2", "PRUNED", 3, 26.60, 832, 38.84)
+    text = render(_report_data(ablation=[], stopped=[stopped]))
+    assert ("- Trial 2 (pca_init=False, encode_layers=2): pruned at 26.60 dB validation PSNR after 3 epoch(s) "
+            "(PCA at its 832 values: 38.84 dB); no model of it was kept.") in text
+    assert "## What each part buys" in text
+    assert "## What each part buys" not in render(_report_data(ablation=[], stopped=[]))

@@ -117,6 +117,19 @@ class Curve:
 
 
 @dataclass(frozen=True)
+class StoppedPoint:
+    """An enqueued point that did not complete (pruned or failed): no model of it was kept to score."""
+
+    trial: int
+    label: str  # the enqueued change, e.g. "pca_init=False, encode_layers=2"
+    state: str
+    epochs: int  # epochs it ran
+    val_psnr: float | None  # its best validation PSNR
+    code_values: int | None
+    pca_val: float | None  # PCA on validation at its code size
+
+
+@dataclass(frozen=True)
 class ReportData:
     study: str
     generated: str  # "YYYY-MM-DD HH:MM"
@@ -144,6 +157,7 @@ class ReportData:
     single_objective: bool  # the code size is capped, not searched along
     front: list[FrontPoint]
     ablation: list[ScoredModel] = field(default_factory=list)  # the enqueued points' own models
+    stopped: list[StoppedPoint] = field(default_factory=list)  # enqueued points that did not complete
     pca_test: dict[int, float] = field(default_factory=dict)  # PCA on test at the target grid (float)
     pca_q8_test: dict[int, float] = field(default_factory=dict)  # ... with 8-bit coefficients
     importances: list[Importance] = field(default_factory=list)

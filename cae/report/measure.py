@@ -16,7 +16,8 @@ from typing import Any
 from cae.codec import BaselineTable
 from cae.config import SearchConfig
 from cae.hardware import machine
-from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel
+from cae.metrics import psnr_from_mse
+from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
 
@@ -88,12 +89,30 @@ def measure(inputs: Inputs, command: str) -> ReportData:
         budget=inputs.budget, reference=scored(inputs.reference, tables), top=scored(inputs.top, tables),
         rho_code=rho_code, rho_params=rho_params, n_completed=len(inputs.points),
         single_objective=len(study.directions) == 1, front=front,
-        ablation=[scored(r, tables) for r in inputs.ablation],
+        ablation=[scored(r, tables) for r in inputs.ablation], stopped=stopped_points(study, tables.get("val")),
         pca_test={k: test.pca[k] for k in grid if test and k in test.pca},
         pca_q8_test={k: test.pca_q8[k] for k in grid if test and k in test.pca_q8},
         importances=importances(study, inputs.points), colorization=inputs.colorization,
         reached=first_reached(trials),
     )  # fmt: skip
+
+
+def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
+    """The enqueued points that were pruned or failed, with how far they got (their kept epochs)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        if not t.user_attrs.get("enqueued") or t.state.name in ("COMPLETE", "RUNNING", "WAITING"):
+            continue
+        values = t.intermediate_values
+        sizes = [t.user_attrs[k] for k in ("latent_values", "bottleneck_values") if k in t.user_attrs]
+        code = min(sizes) if sizes else None
+        out.append(StoppedPoint(
+            trial=t.number, label=str(t.user_attrs["enqueued"]), state=t.state.name,
+            epochs=max(values) + 1 if values else 0,
+            val_psnr=psnr_from_mse(min(values.values())) if values else None, code_values=code,
+            pca_val=val.pca.get(code) if val and code else None,
+        ))  # fmt: skip
+    return out
 
 
 OLD_BEST_PSNR = 35.83  # the conv-only study's best, retrained 30 epochs (results/cae-search-v1/)

@@ -110,7 +110,7 @@ def _scored(data: ReportData) -> list[str]:
 
 
 def _ablation(data: ReportData) -> list[str]:
-    if not data.ablation:
+    if not data.ablation and not data.stopped:
         return []
     sizes = sorted({r.code_values for r in data.ablation})
     pca = [f"PCA alone at {k:,} values scores {db(data.pca_test.get(k))} dB ({db(data.pca_q8_test.get(k))} dB with "
@@ -118,8 +118,19 @@ def _ablation(data: ReportData) -> list[str]:
     return [
         "## What each part buys (the enqueued points, same budget)", "",
         "The points every new study runs first after the reference; each row is that trial's own model.", "",
-        *SCORED_HEAD, *[scored_row(r) for r in data.ablation], "", *pca, "",
+        *SCORED_HEAD, *[scored_row(r) for r in data.ablation], "", *pca, "", *_stopped(data),
     ]  # fmt: skip
+
+
+def _stopped(data: ReportData) -> list[str]:
+    """The enqueued points that did not complete: how far they got, against PCA on validation."""
+    lines = []
+    for p in data.stopped:
+        reached = (f"at {p.val_psnr:.2f} dB validation PSNR after {p.epochs} epoch(s)" if p.val_psnr is not None
+                   else "before its first epoch")  # fmt: skip
+        versus = f" (PCA at its {p.code_values:,} values: {p.pca_val:.2f} dB)" if p.pca_val is not None else ""
+        lines.append(f"- Trial {p.trial} ({p.label}): {p.state.lower()} {reached}{versus}; no model of it was kept.")
+    return [*lines, ""] if lines else []
 
 
 def _curves(data: ReportData) -> list[str]:
