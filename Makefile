@@ -126,7 +126,7 @@ compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<
 report: $(STAMP) ## reports/<STUDY>/search.md (default cae-search): the trials' own models, or retrained for EPOCHS; DATA SUBSET(0=all) SEED
 	$(PY) -m cae report $(STUDY_ARGS) $(TRAIN_ARGS)
 
-colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
+colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|chroma-semantic|chroma-oracle|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \
 		$(call opt,VIVID,vivid) $(TRAIN_ARGS)
 

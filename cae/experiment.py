@@ -51,7 +51,8 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
     plots.loss_curve(result.history, out / "loss_curve.png", title)
     idx = grid_indices(splits.y_test)
     truth = to_unit(splits.x_test[idx])
-    prediction = predict(result.model, splits.x_test[idx], config.data.input)
+    labels = splits.y_test[idx] if config.model.semantic_oracle else None  # the oracle's second input
+    prediction = predict(result.model, splits.x_test[idx], config.data.input, labels)
     if config.data.input == "rgb":
         rows, what = [("original", truth), ("reconstruction", prediction)], "originals over reconstructions"
     else:

@@ -42,8 +42,9 @@ def evaluate_variant(
     """
     from cae.train import predict
 
+    oracle = config.model.semantic_oracle  # the bound takes the true class as its second input
     truth = to_unit(splits.x_test)
-    pred = np.clip(predict(model, splits.x_test, config.data.input), 0, 1)
+    pred = np.clip(predict(model, splits.x_test, config.data.input, splits.y_test if oracle else None), 0, 1)
     pred_luma, true_luma = luma(pred), luma(truth)
     scores = {
         **colour_scores(pred, truth),
@@ -53,7 +54,7 @@ def evaluate_variant(
     }
     # A collapsed network's chroma is noise around a constant; a gain would only amplify the noise.
     if vivid is not None and COLLAPSED <= scores["test_colourfulness"] < vivid:
-        val_pred = np.clip(predict(model, splits.x_val, config.data.input), 0, 1)
+        val_pred = np.clip(predict(model, splits.x_val, config.data.input, splits.y_val if oracle else None), 0, 1)
         gain = calibrate_gain(val_pred, to_unit(splits.x_val), vivid)
         scores["vivid"] = {"gain": gain, **colour_scores(saturate(pred, gain), truth)}
     return scores
@@ -139,6 +140,7 @@ def colorization_grid(splits: Splits, models: list[tuple[str, Any, ExperimentCon
     idx = grid_indices(splits.y_test)
     truth = to_unit(splits.x_test[idx])
     rows = [("gray input", luma(truth))]
-    rows += [(label, predict_rgb(model, splits.x_test[idx], config)) for label, model, config in models]
+    labels = splits.y_test[idx]  # only a semantic oracle reads them
+    rows += [(label, predict_rgb(model, splits.x_test[idx], config, labels)) for label, model, config in models]
     rows.append(("truth", truth))
     return image_grid(rows, path, title, [CLASSES[c] for c in splits.y_test[idx]])

@@ -168,6 +168,13 @@ def _between_variants(results: dict[str, dict[str, Any]]) -> list[str]:
         out.append(
             f"Warm-starting from the reconstruction weights changes PSNR by {d:+.2f} dB against training from scratch."
         )
+    for variant, what in (("chroma-semantic", "A global semantic branch with a class loss"),
+                          ("chroma-oracle", "Given the true class (the oracle: the most knowing the object can buy)")):
+        if variant in results and "chroma" in results:
+            a, b = results[variant], results["chroma"]
+            cf = f"{b['test_colourfulness']:.2f} → {a['test_colourfulness']:.2f}"
+            gain = a["test_psnr"] - b["test_psnr"]
+            out.append(f"{what}: {gain:+.2f} dB and colourfulness {cf} against plain `chroma`.")
     if "chroma-skips" in results and "chroma" in results:
         a, b = results["chroma-skips"], results["chroma"]
         out.append(

@@ -121,11 +121,13 @@ def choose_temperature(curve: list[dict[str, float]], vivid: float) -> dict[str,
     return min(curve, key=lambda c: abs(1.0 - c["colourfulness"]))
 
 
-def predict_rgb(model: Any, images: np.ndarray, config: Any) -> np.ndarray:
-    """RGB in [0, 1] from a colorizer (every colorizer the harness returns maps its input to RGB)."""
+def predict_rgb(model: Any, images: np.ndarray, config: Any, labels: np.ndarray | None = None) -> np.ndarray:
+    """RGB in [0, 1] from a colorizer (every colorizer the harness returns maps its input to RGB);
+    ``labels`` are used only by a semantic oracle, whose second input is the true class."""
     from cae.train import predict
 
-    return np.clip(predict(model, images, config.data.input), 0.0, 1.0)
+    given = labels if config.model.semantic_oracle else None
+    return np.clip(predict(model, images, config.data.input, given), 0.0, 1.0)
 
 
 def validation_scores(model: Any, config: Any, splits: Splits, vivid: float) -> tuple[Any, dict[str, float],

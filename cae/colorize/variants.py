@@ -7,6 +7,10 @@
 - ``chroma-warm``: ``chroma`` with the encoder/decoder initialised from the best reconstruction
   weights (first convolution summed over its RGB inputs, which is exact for a gray image);
 - ``chroma-skips``: ``chroma`` with U-Net skip connections, so detail need not pass the bottleneck;
+- ``chroma-semantic``: ``chroma`` with a global semantic branch (pooled encoder features fused into
+  the decoder) and an auxiliary CIFAR-10 class loss (Iizuka et al. 2016);
+- ``chroma-oracle``: the same branch fed the *true* class instead: an upper bound on what knowing
+  the object buys, reported beside, never a model to use (it needs the label at inference);
 - ``all``: rgb, chroma and seed.
 """
 
@@ -24,6 +28,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seed": {"data.input": "mean", "model.predict": "rgb", "model.output_activation": "sigmoid", "train.loss": "bce"},
     "chroma-warm": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse"},
     "chroma-skips": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": True},
+    "chroma-semantic": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.semantic": 128,
+                        "train.class_weight": 0.1},
+    "chroma-oracle": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.semantic": 128,
+                      "model.semantic_oracle": True},
 }
 ALL = ("rgb", "chroma", "seed")
 # A rate tuned for reconstruction can be too high for colour: at the main study's 6.07e-3 the chroma
@@ -36,6 +44,8 @@ DESCRIPTIONS = {
     "seed": "seed recipe: mean-gray in, sigmoid RGB, BCE",
     "chroma-warm": "chroma, warm-started from the reconstruction weights",
     "chroma-skips": "chroma with U-Net skip connections around the bottleneck",
+    "chroma-semantic": "chroma with a global semantic branch and a class loss (weight 0.1)",
+    "chroma-oracle": "chroma given the true class (upper bound; not a usable model)",
 }
 
 
