@@ -97,7 +97,8 @@ def _training_commands(sub: Any) -> None:
         help="also score each variant with a chroma gain set on validation to reach this colourfulness (0: off)",
     )  # fmt: skip
     p.add_argument(
-        "--variant", default="all", help="rgb, chroma, seed, chroma-warm, chroma-skips (comma-separated) or all"
+        "--variant", default="all",
+        help="rgb, chroma, seed, chroma-warm, chroma-skips, chroma-semantic, chroma-oracle (comma-separated) or all",
     )
     _add_training_flags(p)
     p.set_defaults(func=cmd_colorize)
