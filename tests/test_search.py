@@ -339,3 +339,34 @@ def test_the_duration_estimate_follows_the_finished_trials():
     )
     assert duration_estimate([60.0], left=10, workers=2).startswith("estimate: ~5 min for the 10 trial(s)")
     assert duration_estimate([60.0], left=0, workers=1) is None  # nothing left: no line
+
+
+def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, tracking_uri, capsys):
+    """A worker paused past grace_period finds its trial FAILed by another worker's stale-trial sweep
+    (here a second connection to the same SQLite storage does it mid-training): one note, no traceback,
+    and the study still ends with its trials finished."""
+    from cae.config import load_search
+    from cae.search.run import run_search
+
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    cfg = load_search(REPO / "experiments/search.yaml", {
+        "study": "paused", "trials": 2, "storage": storage, "enqueue": [], "pruner.name": "none",
+        "experiment.data.source": "sample", "experiment.data.subset": 160, "experiment.train.epochs": 2,
+    })  # fmt: skip
+
+    class FailedElsewhere(keras.callbacks.Callback):
+        def __init__(self, trial):
+            super().__init__()
+            self.trial = trial
+
+        def on_epoch_end(self, epoch, logs=None):
+            other = optuna.storages.RDBStorage(storage)  # another worker's own connection
+            other.set_trial_state_values(self.trial._trial_id, optuna.trial.TrialState.FAIL)
+            other.engine.dispose()
+
+    run_search(cfg, extra_callbacks=lambda trial: [FailedElsewhere(trial)] if trial.number == 0 else [])
+    out = capsys.readouterr().out
+    assert "this worker's trial was failed as stale by another worker" in out
+    study = optuna.load_study(study_name="paused", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states[0] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") == 2

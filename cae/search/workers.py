@@ -145,12 +145,22 @@ def run_worker(
                 time.sleep(min(5, cfg.heartbeat_interval))
                 continue
             remaining = None if deadline == math.inf else max(1.0, deadline - time.monotonic())
-            with storage_errors():  # the storage's one-line error, not Optuna's follow-up errors
-                study.optimize(
-                    # No gc_after_trial: the next trial's clear_session collects anyway, and each
-                    # collection walks TensorFlow's objects (~0.5 s a trial measured).
-                    objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,),
-                )  # fmt: skip
+            try:
+                with storage_errors():  # the storage's one-line error, not Optuna's follow-up errors
+                    study.optimize(
+                        # No gc_after_trial: the next trial's clear_session collects anyway, and each
+                        # collection walks TensorFlow's objects (~0.5 s a trial measured).
+                        objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,),
+                    )  # fmt: skip
+            except ValueError as err:
+                if "Cannot tell a" not in str(err):
+                    raise
+                # This worker was paused past grace_period (SIGSTOP, a suspended machine): another worker
+                # failed its trial as stale and queued the retry, so this result cannot be told. Go on.
+                print(f"{prefix}note: this worker's trial was failed as stale by another worker while it was "
+                      f"paused (past grace_period: {cfg.grace_period} s); its retry runs in its place",
+                      flush=True)  # fmt: skip
+                continue
         finally:
             lock.release()
         guard.check(outcomes[-1] if outcomes else None)
