@@ -80,6 +80,21 @@ def ensure_dir(path: Path) -> Path:
     return path
 
 
+def check_writable(folder: Path) -> Path:
+    """``folder`` exists and takes a file, or a one-line error: a read-only ``runs/`` (a read-only
+    mount, another user's checkout) is said before anything trains, not as a traceback at the end."""
+    ensure_dir(folder)
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-probe-"):
+            pass
+    except OSError as err:
+        if err.errno == errno.ENOSPC:
+            raise
+        raise CAEError(f"cannot write in {folder}: {err.strerror or err}; make it writable or set CAE_RUNS_DIR "
+                       "to a folder that is") from None  # fmt: skip
+    return folder
+
+
 def _disk_full_at(err: OSError, target: Path) -> OSError | None:
     """ENOSPC naming ``target`` when ``err`` is a full disk without a file name, else None.
 

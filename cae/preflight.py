@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cae.config import ExperimentConfig, SearchConfig
-from cae.paths import ensure_dir, runs_dir
+from cae.paths import check_writable, ensure_dir, runs_dir
 from cae.schema import with_overrides
 from cae.search.study import parse_storage_url, storage_url
 from cae.sources import resolve_source
@@ -35,8 +35,8 @@ def pinned_source(source: str | None) -> str:
 
 
 def check_experiment(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` with its data source pinned; the runs folder exists."""
-    ensure_dir(runs_dir())
+    """``config`` with its data source pinned; the runs folder exists and is writable."""
+    check_writable(runs_dir())
     return with_overrides(config, {"data.source": pinned_source(config.data.source)})
 
 

@@ -59,3 +59,21 @@ def test_the_data_source_is_pinned_once(monkeypatch, tmp_path):
     assert pinned_source("sample") == "sample"
     with pytest.raises(CAEError, match="does not exist"):
         pinned_source(str(tmp_path / "missing"))
+
+
+def test_a_read_only_runs_folder_is_one_line_before_anything_trains(tmp_path):
+    from .conftest import require
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(runs)], capture_output=True,
+                         text=True)  # fmt: skip
+    require(out.returncode == 0, f"cannot mount a read-only tmpfs (needs root): {out.stderr.strip()}")
+    try:
+        code, err, heavy = run_cli("train", "--data", "sample", "--epochs", "1", tmp_path=tmp_path)
+    finally:
+        subprocess.run(["umount", "-l", str(runs)], capture_output=True)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and errors == [f"error: cannot write in {runs}: Read-only file system; make it writable or set "
+                                    "CAE_RUNS_DIR to a folder that is"], err  # fmt: skip
+    assert heavy == []  # said before TensorFlow is imported
