@@ -1,6 +1,8 @@
 """What each `cae` command does: read the flags into config, call one function, print the outcome.
 
 The command line itself (flags, help) is :mod:`cae.cli`; these functions are what it dispatches to.
+Their imports sit inside each function on purpose: a command loads only what it uses, and the
+checks of :mod:`cae.preflight` answer before TensorFlow, MLflow or Optuna is imported (~15 s).
 """
 
 from __future__ import annotations
