@@ -185,12 +185,15 @@ def _between_variants(results: dict[str, dict[str, Any]]) -> list[str]:
 
 
 def _what_would_help(results: dict[str, dict[str, Any]]) -> str:
-    tried = ["predicting chroma around the given luma (`chroma` vs `rgb`)"]
+    # Only what this run compared: each item names the variants whose rows above measure it.
+    tried = ["predicting chroma around the given luma (`chroma` vs `rgb`)"] if {"chroma", "rgb"} <= set(results) else []
     tried += ["warm-starting the encoder"] if "chroma-warm" in results else []
     tried += ["skip connections (`chroma-skips`)"] if "chroma-skips" in results else []
+    tried += ["a semantic branch with a class loss (`chroma-semantic`)"] if "chroma-semantic" in results else []
+    tried += ["the true class as an input (`chroma-oracle`, a bound)"] if "chroma-oracle" in results else []
     return (
         "What would help: a classification loss over quantised chroma (multimodal colours instead of their "
         "mean), skip connections around the bottleneck (detail), knowing the object (`model.semantic` with "
         f"`train.class_weight`: a class head on global features). Tried here, with the numbers above: "
-        f"{'; '.join(tried)}. `make colorize-search` searches these and reports the trade-off."
+        f"{'; '.join(tried) or 'none of these'}. `make colorize-search` searches these and reports the trade-off."
     )
