@@ -288,6 +288,7 @@ def test_a_finding_the_data_contradicts_is_not_written():
     base = {"gray copied to RGB": {"test_psnr": 22.2}, "gray + mean training chroma": {"test_psnr": 22.4}}
     text = " ".join(variant_shortcomings({"chroma": row}, base))
     assert "Errors are even across classes (chroma): 1.10× from cat to ship" in text
+    assert "Tried here, with the numbers above: none of these." in text  # no `rgb` row: no chroma-vs-rgb claim
     assert "sky" not in text and "fur" not in text and "Desaturated" not in text
     assert "for -0.10 dB PSNR: the hues it predicts are mostly right, only too faint" in text
     costly = {**row, "test_colourfulness": 0.3, "vivid": {**row["vivid"], "test_psnr": 21.5},
