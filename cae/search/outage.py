@@ -24,7 +24,9 @@ from cae.errors import CAEError, disk_full, first_line
 PATIENCE_ENV = "CAE_STORAGE_PATIENCE"
 DEFAULT_PATIENCE = 300.0  # seconds: a database restart or a failover takes well under a minute
 # SQLite errors that mean the file cannot be reached right now (a network filesystem dropping out).
-_SQLITE_UNREACHABLE = ("unable to open database file", "disk I/O error")
+# "database is locked": another process held a write lock past the 30 s busy timeout (a long backup,
+# a stuck reader); waited out like an outage, so a finished trial's result is retried, not discarded.
+_SQLITE_UNREACHABLE = ("unable to open database file", "disk I/O error", "database is locked")
 
 
 class StorageUnavailable(CAEError):
