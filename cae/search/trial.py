@@ -107,7 +107,8 @@ def tracked_trial(
     except BaseException as err:
         if not isinstance(err, pruned):
             spec.set_attr("fail_reason", failure_reason(err))
-        elif str(err):  # which rung stopped it, and why
+        elif str(err) and not str(err).startswith("Trial was pruned at epoch"):  # which rung stopped it, and why
+            # (Optuna's own message counts epochs from 0; the trial's line already says where it stopped.)
             spec.set_attr("stop_reason", str(err))
         raise
 
