@@ -219,6 +219,10 @@ class ExperimentConfig:
         if self.train.class_weight and (not self.model.semantic or self.model.semantic_oracle):
             raise CAEError("train.class_weight trains a class head on the semantic features: it needs "
                            "model.semantic > 0 (and no oracle, which is given the class)")
+        if self.model.bottleneck == "dense" and self.data.input != "rgb":
+            # PCA's basis and the linear code map RGB to RGB; a colorizer needs convolutional features.
+            raise CAEError("model.bottleneck: dense is a reconstruction code (RGB in, RGB out): colorization needs "
+                           "a conv architecture, e.g. CONFIG=experiments/conv-best.yaml")  # fmt: skip
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
         if self.train.loss == "classification" and self.model.predict != "chroma":

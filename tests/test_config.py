@@ -241,3 +241,14 @@ def test_a_config_file_over_one_megabyte_is_refused_before_parsing(tmp_path):
     path.write_text("name: '" + "a" * 1_500_000 + "'\n")
     message = one_line_error(path)
     assert re.search(r"config file .*big\.yaml is 1\.5 MB; a config file is at most 1 MB", message)
+
+
+def test_a_dense_linear_code_is_refused_for_colorization_in_one_line():
+    from cae.config import ExperimentConfig
+    from cae.errors import CAEError
+    from cae.schema import with_overrides
+
+    dense = {"model.bottleneck": "dense", "model.code_budget": 256, "model.pca_init": True}
+    with_overrides(ExperimentConfig(), dense)  # a reconstruction code: fine
+    with pytest.raises(CAEError, match=r"colorization needs a conv architecture, e\.g\. CONFIG=experiments/conv"):
+        with_overrides(ExperimentConfig(), {**dense, "data.input": "luma", "model.predict": "chroma"})
