@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 # Public name -> the module that defines it (one place each; see their docstrings).
 _EXPORTS = {
     "load_experiment": "cae.config",  # an experiment YAML (or the defaults) with overrides, validated
-    "load_search": "cae.config",  # a study YAML with overrides, validated
+    "load_search": "cae.search_config",  # a study YAML with overrides, validated
     "load_splits": "cae.data",  # the seeded 80/10/10 split of a CIFAR-10 source (labels kept)
     "splits_for": "cae.data",  # the split an experiment config trains on
     "train_and_evaluate": "cae.train",  # the one unit of work: train, restore the best epoch, score

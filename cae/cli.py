@@ -32,9 +32,9 @@ from cae.commands import (  # noqa: E402
     cmd_train,
     cmd_ui,
 )  # fmt: skip
-from cae.config import SearchConfig  # noqa: E402
 from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
 from cae.paths import check_study_name  # noqa: E402
+from cae.search_config import SearchConfig  # noqa: E402
 from cae.urls import shown  # noqa: E402
 
 

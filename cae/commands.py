@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cae.config import SearchConfig, load_search
+from cae.search_config import SearchConfig, load_search
 
 
 def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:

@@ -16,10 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.paths import check_writable, ensure_dir, runs_dir
 from cae.schema import with_overrides
 from cae.search.study import parse_storage_url, storage_url
+from cae.search_config import SearchConfig
 from cae.sources import resolve_source
 from cae.space import load_space
 from cae.urls import journal_path

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cae.config import SearchConfig
 from cae.errors import CAEError
 from cae.search.task import ReconstructionTask, TaskFactory
+from cae.search_config import SearchConfig
 
 
 def task_for(stage: str) -> TaskFactory:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cae.config import SearchConfig, load_search
+from cae.search_config import SearchConfig, load_search
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -273,7 +273,7 @@ def test_the_default_pruner_is_the_winner_of_the_committed_pruner_rerun():
 
     from cae.bench.plan import PRUNER_STRATEGY
     from cae.bench.render import runs_by
-    from cae.config import load_search
+    from cae.search_config import load_search
 
     repo = Path(__file__).resolve().parent.parent
     data = read_raw(repo / "results/bench/pruners.json")

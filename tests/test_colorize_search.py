@@ -17,12 +17,13 @@ from cae.colorize.report import Measured, render, write_search_report
 from cae.colorize.scoring import TEMPERATURES, predict_rgb, validation_scores
 from cae.colorize.search import colorization_config, early_points
 from cae.colorize.task import ColorizationTask
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.data import load_splits, to_unit
 from cae.errors import CAEError, TrialStopped
 from cae.schema import with_overrides
 from cae.search.best import export_trial, trial_record
 from cae.search.run import run_search
+from cae.search_config import SearchConfig
 from cae.tracking import Tracker
 from cae.train import train_and_evaluate
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cae.config import ExperimentConfig, ModelConfig, SearchConfig, TrainConfig, load_experiment, load_search
+from cae.config import ExperimentConfig, ModelConfig, TrainConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import field_type, flatten, from_dict, parse_assignment, read_yaml, to_dict, with_overrides, yaml_load
+from cae.search_config import SearchConfig, load_search
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))

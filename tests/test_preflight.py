@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cae.config import load_search
 from cae.errors import CAEError
 from cae.preflight import check_search, pinned_source
+from cae.search_config import load_search
 
 REPO = Path(__file__).resolve().parent.parent
 HEAVY = ("tensorflow", "keras", "optuna", "mlflow")
@@ -74,6 +74,7 @@ def test_a_read_only_runs_folder_is_one_line_before_anything_trains(tmp_path):
     finally:
         subprocess.run(["umount", "-l", str(runs)], capture_output=True)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert code == 2 and errors == [f"error: cannot write in {runs}: Read-only file system; make it writable or set "
-                                    "CAE_RUNS_DIR to a folder that is"], err  # fmt: skip
+    expected = (f"error: cannot write in {runs}: Read-only file system; give it write permission or set "
+                "CAE_RUNS_DIR to a writable folder")  # fmt: skip
+    assert code == 2 and errors == [expected], err
     assert heavy == []  # said before TensorFlow is imported

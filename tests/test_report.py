@@ -68,9 +68,9 @@ def test_pareto_front_keeps_only_undominated_points():
 def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tracking_uri):
     from pathlib import Path
 
-    from cae.config import load_search
     from cae.paths import study_dir
     from cae.search.run import run_search
+    from cae.search_config import load_search
 
     repo = Path(__file__).resolve().parent.parent
     cfg = load_search(repo / "experiments/pareto.yaml", {

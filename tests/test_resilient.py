@@ -30,8 +30,8 @@ def own_postgres() -> Iterator[Postgres]:
 @pytest.fixture
 def open_study(own_postgres, monkeypatch) -> Callable[..., tuple[optuna.Study, object]]:
     """``open_study(database, patience, grace=2)``: study "s" in ``database`` through ``open_storage``."""
-    from cae.config import SearchConfig
     from cae.search.study import open_storage
+    from cae.search_config import SearchConfig
 
     created: set[str] = set()
 
@@ -180,8 +180,8 @@ def test_a_running_trial_that_never_sent_a_heartbeat_is_failed_after_the_grace_p
     for ever, and a rerun would wait for it."""
     from optuna.storages import fail_stale_trials
 
-    from cae.config import SearchConfig
     from cae.search.study import open_storage
+    from cae.search_config import SearchConfig
 
     monkeypatch.setenv("CAE_STORAGE_PATIENCE", "5")
     config = SearchConfig(storage=f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=1)

@@ -11,10 +11,10 @@ import optuna
 import pytest
 
 import cae.search.workers as workers
-from cae.config import load_search
 from cae.search.best import best_paths, fetch_best, load_best_model
 from cae.search.run import run_search
 from cae.search.task import ReconstructionTask
+from cae.search_config import load_search
 from cae.tracking import Tracker
 from cae.urls import with_driver
 

@@ -12,10 +12,10 @@ import optuna
 import pytest
 
 import cae.search.study as study_module
-from cae.config import load_search
 from cae.errors import CAEError
 from cae.search.best import load_best_model
 from cae.search.run import run_search
+from cae.search_config import load_search
 from cae.tracking import Tracker
 
 REPO = Path(__file__).resolve().parent.parent
@@ -345,8 +345,8 @@ def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, trackin
     """A worker paused past grace_period finds its trial FAILed by another worker's stale-trial sweep
     (here a second connection to the same SQLite storage does it mid-training): one note, no traceback,
     and the study still ends with its trials finished."""
-    from cae.config import load_search
     from cae.search.run import run_search
+    from cae.search_config import load_search
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
     cfg = load_search(REPO / "experiments/search.yaml", {

@@ -6,9 +6,10 @@ import optuna
 import pytest
 import yaml
 
-from cae.config import ExperimentConfig, load_experiment, load_search
+from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import with_overrides
+from cae.search_config import load_search
 from cae.space import load_space
 
 REPO = Path(__file__).resolve().parent.parent

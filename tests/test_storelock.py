@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parent.parent
 # What `make search` does first against the stores: the MLflow store, then the Optuna storage.
 FIRST_START = """
 import sys
-from cae.config import SearchConfig
+from cae.search_config import SearchConfig
 from cae.search.study import open_storage
 from cae.tracking import Tracker
 root = sys.argv[1]

@@ -224,10 +224,10 @@ def test_no_param_tag_or_text_of_a_run_holds_a_password(tracker):
 
 def test_a_study_parent_run_on_postgresql_records_no_password(postgres, tracker, tmp_path):
     """A real PostgreSQL storage URL with a password: the parent run's `storage` param and tag are masked."""
-    from cae.config import SearchConfig
     from cae.schema import with_overrides
     from cae.search.run import prepare
     from cae.search.task import ReconstructionTask
+    from cae.search_config import SearchConfig
 
     # The cluster trusts 127.0.0.1, so the server accepts any password: the URL is a real one that works.
     url = postgres.create_database("secrets").replace("postgres@", f"postgres:{SECRET}@")

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from cae.config import load_search
 from cae.search.best import load_best_model
 from cae.search.tuner import run_tuner
+from cae.search_config import load_search
 from cae.space import load_space
 from cae.tracking import Tracker
 

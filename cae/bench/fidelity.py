@@ -15,11 +15,11 @@ import numpy as np
 from cae.bench.plan import Plan
 from cae.bench.store import Store
 from cae.bench.studies import BASE
-from cae.config import load_search
 from cae.data import load_splits
 from cae.fitting import TrainingDiverged
 from cae.paths import project_root
 from cae.schema import with_overrides
+from cae.search_config import load_search
 from cae.space import Param, SearchSpace, load_space
 from cae.train import train_and_evaluate
 

@@ -19,9 +19,9 @@ from typing import Any
 import yaml
 
 from cae.bench.studies import BenchEnv, timeline
-from cae.config import SearchConfig
 from cae.errors import CAEError
 from cae.schema import to_dict
+from cae.search_config import SearchConfig
 
 
 def _alive(pid: int) -> bool:

@@ -21,10 +21,10 @@ from cae.bench.store import Store
 from cae.bench.studies import BASE, bench_env
 from cae.bench.throughput import measure_throughput
 from cae.bench.workers import default_strategy, measure_workers
-from cae.config import load_search
 from cae.data import load_splits
 from cae.hardware import configure_threads
 from cae.paths import ensure_dir, project_root
+from cae.search_config import load_search
 
 
 def describe_machine() -> str:

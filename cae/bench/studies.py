@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from cae.bench.plan import STRATEGIES, Plan
-from cae.config import SearchConfig, load_search
 from cae.environ import scoped_env
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.schema import with_overrides
+from cae.search_config import SearchConfig, load_search
 from cae.sources import default_cache_dir
 from cae.tracking import Tracker
 

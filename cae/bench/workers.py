@@ -14,8 +14,8 @@ from cae.bench.plan import PRUNER_STRATEGY, Plan
 from cae.bench.process import SearchProcess
 from cae.bench.store import Store
 from cae.bench.studies import BASE, BenchEnv, search_config, study_name
-from cae.config import load_search
 from cae.paths import project_root
+from cae.search_config import load_search
 
 WORKERS = 2
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from cae.colorize.final import FinalModel
-from cae.config import SearchConfig
 from cae.data import load_splits
+from cae.search_config import SearchConfig
 
 
 def front_figure(m: Any, path: Path) -> Path:

@@ -19,11 +19,12 @@ import numpy as np
 from cae.colorize.classifier import Classifier, accuracy
 from cae.colorize.photos import photo_tiles
 from cae.colorize.scoring import colour_scores, per_class_colour, predict_rgb, validation_scores, vivid_enough
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.data import Splits, luma, to_unit
 from cae.metrics import mse, psnr_from_mse
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import to_dict, with_overrides
+from cae.search_config import SearchConfig
 from cae.tags import report_experiment
 from cae.tracking import Run, Tracker
 

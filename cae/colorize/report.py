@@ -13,10 +13,10 @@ from typing import Any
 
 from cae.colorize.final import FinalModel, choose, gray_and_true_accuracy, gray_photos_psnr, pick_front, train_final
 from cae.colorize.scoring import baselines
-from cae.config import SearchConfig
 from cae.data import CLASSES, load_splits
 from cae.hardware import machine
 from cae.paths import ensure_dir, reports_dir, write_text_atomic
+from cae.search_config import SearchConfig
 from cae.tracking import Run, Tracker
 
 # Below these the report states no findings (a couple of short trials support none).

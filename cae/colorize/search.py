@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cae.colorize.variants import capped, source_architecture
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.errors import CAEError
 from cae.schema import flatten_mapping, from_dict, read_yaml, to_dict, with_overrides
+from cae.search_config import SearchConfig
 from cae.tracking import Tracker
 
 DEFAULT_CONFIG = "experiments/colorize-search.yaml"

@@ -14,11 +14,12 @@ import numpy as np
 
 from cae.colorize.scoring import COLLAPSED, decode_at, predict_rgb, validation_scores
 from cae.colour import DEFAULT_TEMPERATURE
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
 from cae.metrics import colourfulness_ratio, psnr_from_mse
 from cae.search.task import TrialOutcome
+from cae.search_config import SearchConfig
 from cae.tags import run_tags
 from cae.train import train_and_evaluate
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from cae.config import ExperimentConfig, SearchConfig, load_experiment
+from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import from_dict, with_overrides
+from cae.search_config import SearchConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "rgb": {"data.input": "luma", "model.predict": "rgb", "train.loss": "mse"},

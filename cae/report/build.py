@@ -16,7 +16,6 @@ from typing import Any
 
 from cae.codec import PCA_VALUES, baseline_table, pca_basis
 from cae.colorize.photos import photo_tiles
-from cae.config import SearchConfig
 from cae.data import Splits, splits_for
 from cae.errors import CAEError
 from cae.paths import ensure_dir, reports_dir, study_dir
@@ -29,6 +28,7 @@ from cae.report.render import render
 from cae.report.retrain import retrain_configs, retrain_pair
 from cae.report.score import score
 from cae.search.best import load_best_model, read_best
+from cae.search_config import SearchConfig
 from cae.tracking import Tracker
 
 OPTUNA_FIGURES = ("param_importances", "optimization_history", "pareto_front")  # the ones the report shows

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cae.codec import BaselineTable
-from cae.config import SearchConfig
 from cae.hardware import machine
 from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+from cae.search_config import SearchConfig
 
 # The code sizes the aim's table lists (PCA's exact PSNR at each).
 AIM_GRID = (192, 256, 320, 384, 448, 512, 640, 768, 832, 896, 1024)

@@ -12,7 +12,6 @@ from typing import Any
 import keras
 from optuna_integration import KerasPruningCallback
 
-from cae.config import SearchConfig
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.model import code_sizes
@@ -20,6 +19,7 @@ from cae.search.rungs import RungPruning, rung_epochs
 from cae.search.study import SKIPPED, SkippedTrial, optuna_module
 from cae.search.task import Task
 from cae.search.trial import TrialSpec, over_budget, tracked_trial
+from cae.search_config import SearchConfig
 from cae.space import SearchSpace
 from cae.tracking import Tracker
 from cae.train import build_model

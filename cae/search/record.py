@@ -12,11 +12,11 @@ import hashlib
 import time
 from typing import Any
 
-from cae.config import SearchConfig
 from cae.data import Splits
 from cae.errors import CAEError
 from cae.paths import resolve
 from cae.report.locations import repo_relative
+from cae.search_config import SearchConfig
 
 RECORDED = ("data_source", "data_digest", "subset", "epochs", "space", "space_digest")
 

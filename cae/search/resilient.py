@@ -42,6 +42,7 @@ from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
 from cae.errors import disk_full, first_line
+from cae.search.heartbeat import never_beat
 from cae.search.outage import Outage, is_outage, sqlite_disk_full
 
 _MAX_BACKOFF = 4.0  # seconds between two tries at most: a returning database is noticed quickly
@@ -265,27 +266,8 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         return [] if self._outage.ended_within(self._grace + 2 * _MAX_BACKOFF) else stale
 
     def _never_beat(self, study_id: int) -> list[int]:
-        """RUNNING trials started over a grace period ago without a single heartbeat.
+        return never_beat(self._backend, study_id, self._grace)
 
-        Optuna never counts them stale, so they would stay RUNNING for ever (and a rerun wait for
-        them): their worker died, or its disk filled, or its database went away for good, between
-        creating the trial and its first heartbeat. The start is the creating host's clock; a
-        healthy trial has no heartbeat only for the milliseconds before its first one.
-        """
-        from optuna.storages._rdb import models
-        from optuna.storages._rdb.storage import _create_scoped_session
-
-        trial, beat = models.TrialModel, models.TrialHeartbeatModel
-        # Optuna 5 stores the start as naive UTC (the column behind TrialModel.datetime_start).
-        now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-        with _create_scoped_session(self._backend.scoped_session) as session:
-            rows = (
-                session.query(trial.trial_id).outerjoin(beat, beat.trial_id == trial.trial_id)
-                .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING, beat.trial_id.is_(None),
-                        trial._datetime_start_utc < now - datetime.timedelta(seconds=self._grace))
-                .all()
-            )  # fmt: skip
-        return [row[0] for row in rows]
 
 def _forward(name: str) -> Callable[..., Any]:
     if name in _LOCAL:

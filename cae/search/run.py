@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from cae.config import SearchConfig
 from cae.data import splits_for
 from cae.errors import CAEError
 from cae.hardware import configure_threads
@@ -32,6 +31,7 @@ from cae.search.study import (
 )  # fmt: skip
 from cae.search.task import ReconstructionTask, Task, TaskFactory
 from cae.search.workers import run_worker, spawn_workers
+from cae.search_config import SearchConfig
 from cae.space import SearchSpace, load_space
 from cae.tracking import Run, Tracker
 from cae.urls import shown

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cae.config import SearchConfig
 from cae.errors import CAEError, TrialStopped, disk_full, first_line
 from cae.paths import ensure_dir, runs_dir
+from cae.search_config import SearchConfig
 from cae.space import SearchSpace
 from cae.storelock import creating_schema
 from cae.urls import journal_path, shown, with_driver

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cae.codec import baseline_curve, baseline_psnr_at, pca_basis, pca_point
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.data import Splits
 from cae.metrics import psnr_from_mse
 from cae.search.best import score_best
+from cae.search_config import SearchConfig
 from cae.tags import run_tags, stage_of
 from cae.train import TrainResult, train_and_evaluate
 

@@ -16,11 +16,12 @@ from typing import Any
 import keras
 
 from cae.callbacks import progress_callback
-from cae.config import ExperimentConfig, SearchConfig
+from cae.config import ExperimentConfig
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.search.best import export_trial, trial_record
 from cae.search.task import Task, TrialOutcome
+from cae.search_config import SearchConfig
 from cae.tracking import SIZE_PARAMS, Run, Tracker, trial_run
 
 

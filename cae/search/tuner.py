@@ -16,7 +16,6 @@ from typing import Any
 import keras
 import keras_tuner
 
-from cae.config import SearchConfig
 from cae.data import Splits, splits_for
 from cae.errors import CAEError, failure_reason, first_line
 from cae.hardware import configure_threads
@@ -26,6 +25,7 @@ from cae.search.best import best_paths
 from cae.search.study import SKIPPED
 from cae.search.task import ReconstructionTask, Task, TaskFactory, TrialOutcome
 from cae.search.trial import TrialSpec, over_budget, tracked_trial, trial_line
+from cae.search_config import SearchConfig
 from cae.space import SearchSpace, load_space
 from cae.tracking import Tracker
 from cae.train import build_model

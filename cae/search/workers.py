@@ -24,7 +24,6 @@ from typing import Any
 
 import yaml
 
-from cae.config import SearchConfig
 from cae.data import splits_for
 from cae.errors import NO_SPACE, CAEError, disk_full_message
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
@@ -44,6 +43,7 @@ from cae.search.study import (
 )
 from cae.search.task import TaskFactory
 from cae.search.trial import trial_line
+from cae.search_config import SearchConfig
 from cae.space import load_space
 from cae.tracking import Tracker
 from cae.urls import journal_path
