@@ -173,8 +173,6 @@ def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
 def _refetch(record: dict[str, Any], path: Path) -> Any:
     """A damaged or missing ``best.keras`` fetched again from the registered model (the same trial's
     weights, logged to its MLflow run) and written back in place; None when nothing is registered."""
-    import keras
-
     registered = record.get("registered_model")
     if not registered:
         return None
@@ -189,7 +187,7 @@ def _refetch(record: dict[str, Any], path: Path) -> Any:
     with atomic_path(path) as tmp:
         model.save(tmp)
     print(f"note: {path} was damaged; fetched again from models:/{registered['name']}/{registered['version']}")
-    return keras.models.load_model(path, compile=False)
+    return model  # the fetched model itself: reading back what was just written would be I/O twice
 
 
 def _register(study: str, record: dict[str, Any], model: Any, splits: Any, config: Any, tracker: Any) -> int | None:
