@@ -14,7 +14,7 @@ PY_MIN := 3.11
 # Every variable a target reads. A name on the command line that is not here is refused at once:
 # a misspelt `TRIAL=2` would otherwise run the whole default study.
 KNOWN_VARS := DATA SUBSET EPOCHS SEED STUDY STORAGE SET TRIALS ENGINE WORKERS TIMEOUT EXTEND CONFIG TOP TRIAL_IDS \
-	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS QUICK PLAN PYTEST_ARGS TF_EXTRA PYTHON VENV
+	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS FROM QUICK PLAN PYTEST_ARGS TF_EXTRA PYTHON VENV
 unknown_vars := $(filter-out $(KNOWN_VARS),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
 ifneq ($(unknown_vars),)
 closest := $(shell $(PYTHON) -c 'import difflib, sys; m = difflib.get_close_matches(sys.argv[1], sys.argv[2:], 1, 0.5); \
@@ -130,8 +130,8 @@ colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chr
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \
 		$(call opt,VIVID,vivid) $(TRAIN_ARGS)
 
-colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from STUDY's best; TRIALS EPOCHS FINAL_EPOCHS SUBSET DATA STORAGE WORKERS SEED
-	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs)
+colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from STUDY's best, or FROM=<experiment yaml>; TRIALS EPOCHS FINAL_EPOCHS SUBSET DATA STORAGE WORKERS SEED
+	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs) $(call opt,FROM,from)
 
 bench: $(STAMP) ## search and speed benchmarks into BENCHMARKS.md (hours; resumable); QUICK=1 PLAN=pruners DATA
 	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data)

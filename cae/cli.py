@@ -106,6 +106,8 @@ def _training_commands(sub: Any) -> None:
     p = sub.add_parser("colorize-search", help="search colorization from a study's best (study <study>-colorize)")
     _add_search_flags(p, config=None)
     p.add_argument("--final-epochs", type=int, help="train the front's models again this long (0: keep the trials')")
+    p.add_argument("--from", dest="source_config", metavar="EXPERIMENT_YAML",
+                   help="start from this architecture instead of the study's best (study <its name>-colorize)")
     p.set_defaults(func=cmd_colorize_search)
 
     p = sub.add_parser("bench", help="speed benchmarks into BENCHMARKS.md (resumable)")

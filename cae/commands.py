@@ -186,7 +186,8 @@ def cmd_colorize_search(args: argparse.Namespace) -> int:
 
     overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "storage", "engine", "workers",
                                                                     "timeout", "final_epochs")}  # fmt: skip
-    print(f"wrote {colorize_search(args.config, args.study or SearchConfig().study, overrides)}")
+    source = args.study or SearchConfig().study
+    print(f"wrote {colorize_search(args.config, source, overrides, source_config=args.source_config)}")
     return 0
 
 

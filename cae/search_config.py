@@ -52,6 +52,9 @@ class SearchConfig:
     # ("colorization", `make colorize-search`, starting from source_study's best trial).
     stage: Literal["reconstruction", "colorization"] = "reconstruction"
     source_study: str | None = None  # colorization: the reconstruction study whose best it starts from
+    # colorization: an experiment file to start from instead (`FROM=experiments/conv-best.yaml`);
+    # source_study is then its `name`.
+    source_config: str | None = None
     trials: int = 30  # finished trials (COMPLETE + PRUNED) the study should hold in total
     # Resume the study although this call's data, subset, epochs or space differ from what its
     # trials were trained on (cae/search/record.py); the change is recorded with the study.

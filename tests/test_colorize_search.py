@@ -13,7 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
-from cae.colorize.report import Measured, render, write_search_report
+from cae.colorize.report import Measured, command_of, render, write_search_report
 from cae.colorize.scoring import TEMPERATURES, predict_rgb, validation_scores
 from cae.colorize.search import colorization_config, early_points
 from cae.colorize.task import ColorizationTask
@@ -85,6 +85,16 @@ def test_the_config_starts_from_the_source_architecture_with_the_chroma_recipe(s
     assert (lineage["source_study"], lineage["source_trial"], lineage["source_run_id"]) == ("colsrc", 7, "src-run")
     with pytest.raises(CAEError, match="Optuna only"):
         study_config(tmp_path, engine="keras-tuner")
+
+
+def test_an_experiment_file_can_stand_for_the_source_study(tmp_path):
+    """`make colorize-search FROM=experiments/conv-best.yaml`: no study's best.json is needed."""
+    cfg, lineage = colorization_config(REPO / "experiments/colorize-search.yaml", "ignored", {
+        "storage": f"sqlite:///{tmp_path}/optuna.db"}, source_config="experiments/conv-best.yaml")  # fmt: skip
+    assert cfg.study == "conv-best-colorize" and cfg.source_study == "conv-best"
+    assert cfg.source_config == lineage["source_config"] == "experiments/conv-best.yaml"
+    assert cfg.experiment.model.filters == 41 and cfg.experiment.model.predict == "chroma"
+    assert command_of(cfg).startswith("make colorize-search FROM=experiments/conv-best.yaml TRIALS=")
 
 
 def test_trial_zero_is_the_source_architecture_and_the_front_is_written(study, tracking_uri):

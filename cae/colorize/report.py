@@ -80,7 +80,8 @@ def measure(cfg: SearchConfig, tracker: Tracker) -> Measured:
 
 def command_of(cfg: SearchConfig) -> str:
     data, subset = cfg.experiment.data.source, cfg.experiment.data.subset
-    parts = [f"STUDY={cfg.source_study}", f"TRIALS={cfg.trials}", f"EPOCHS={cfg.experiment.train.epochs}"]
+    source = f"FROM={cfg.source_config}" if cfg.source_config else f"STUDY={cfg.source_study}"
+    parts = [source, f"TRIALS={cfg.trials}", f"EPOCHS={cfg.experiment.train.epochs}"]
     parts += [f"FINAL_EPOCHS={cfg.final_epochs}"] if cfg.final_epochs else []
     parts += [f"SUBSET={subset}"] if subset else []
     parts += [f"DATA={data}"] if data else []

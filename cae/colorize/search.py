@@ -37,13 +37,14 @@ EARLY = {
 
 def colorization_config(
     path: str | Path | None, source_study: str, overrides: dict[str, Any],
-    source: tuple[ExperimentConfig, dict[str, Any]] | None = None,
+    source: tuple[ExperimentConfig, dict[str, Any]] | None = None, source_config: str | None = None,
 ) -> tuple[SearchConfig, dict[str, Any]]:  # fmt: skip
     """(study config, lineage): the YAML's settings on top of the source study's best architecture.
 
     The YAML's ``experiment:`` block and ``overrides`` (``experiment.*`` keys) change the source's
     config rather than replace it; the study is named ``<source>-colorize``. ``source``: (config,
-    lineage) to start from instead of ``source_study``'s best.json.
+    lineage) to start from instead of ``source_study``'s best.json; ``source_config``: an experiment
+    file to start from, whose ``name`` then stands for ``source_study``.
     """
     raw = read_yaml(path or DEFAULT_CONFIG)
     where = str(path or DEFAULT_CONFIG)
@@ -56,11 +57,15 @@ def colorization_config(
     cfg = with_overrides(from_dict(SearchConfig, {**raw, "stage": "colorization"}, where), search)
     if cfg.engine != "optuna":
         raise CAEError("colorize-search runs on Optuna only (ENGINE=keras-tuner is for reconstruction)")
+    if source_config:
+        source = source_architecture(None, source_config)
+        source_study = source[0].name
     start, lineage = source or source_architecture(source_study, None)
     lineage = dict(lineage)
     base = with_overrides(start, {**RECIPE, **experiment, **training, "name": f"{source_study}-colorize"}, where)
     base = capped(base, lineage, {**experiment, **training})
-    cfg = dataclasses.replace(cfg, study=f"{source_study}-colorize", source_study=source_study, experiment=base)
+    cfg = dataclasses.replace(cfg, study=f"{source_study}-colorize", source_study=source_study, experiment=base,
+                              source_config=lineage.get("source_config"))  # fmt: skip
     return from_dict(SearchConfig, to_dict(cfg), where), lineage
 
 
@@ -82,13 +87,18 @@ def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
 
 def colorize_search(
     path: str | Path | None, source_study: str, overrides: dict[str, Any], tracker: Tracker | None = None,
+    source_config: str | None = None,
 ) -> Path:  # fmt: skip
-    """Run (or resume) the study, train and score its front, write the report; returns the report."""
+    """Run (or resume) the study, train and score its front, write the report; returns the report.
+
+    ``source_config``: an experiment file to start from instead of ``source_study``'s best (the
+    study is then ``<its name>-colorize``), for an architecture whose study is not at hand.
+    """
     from cae.colorize.report import write_search_report
     from cae.colorize.task import ColorizationTask
     from cae.search.run import run_search
 
-    cfg, lineage = colorization_config(path, source_study, overrides)
+    cfg, lineage = colorization_config(path, source_study, overrides, source_config=source_config)
     tracker = (tracker or Tracker()).check()
     run_search(cfg, ColorizationTask, tracker=tracker, extra_points=early_points(cfg), study_attrs={"lineage": lineage})
     return write_search_report(cfg, tracker)
