@@ -159,7 +159,9 @@ class SlowProxy:
     """An HTTP proxy on a free 127.0.0.1 port that holds every request ``delay`` seconds, then forwards it.
 
     Stands in for a slow or stalled tracking server (a busy host, a far network) in front of a real one.
-    ``delay`` may be changed while it runs; ``requests`` counts what it forwarded.
+    ``delay`` may be changed while it runs; ``requests`` counts what it forwarded. While ``stalled``
+    is set, requests get no answer at all (a hung server): each is held until the stall ends, then
+    dropped unanswered (its client has given up by then; forwarding it late would run it twice).
     """
 
     def __init__(self, target: str, delay: float):
@@ -170,10 +172,16 @@ class SlowProxy:
 
         proxy = self
         self.target, self.delay, self.requests = target.rstrip("/"), delay, 0
+        self.stalled = False
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _forward(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
+                if proxy.stalled:
+                    while proxy.stalled:
+                        time.sleep(0.1)
+                    self.close_connection = True
+                    return
                 time.sleep(proxy.delay)
                 proxy.requests += 1
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}

@@ -23,7 +23,7 @@ from cae.tracking import Tracker
 from cae.urls import with_driver
 
 from .conftest import require
-from .servers import Postgres, postgres_bin_dir
+from .servers import Postgres, SlowProxy, postgres_bin_dir
 
 pytestmark = pytest.mark.slow  # every test starts `cae search` processes (and services)
 
@@ -230,3 +230,73 @@ def test_mlflow_server_restart_mid_search_leaves_every_run_closed(mlflow_server,
     trials = trials_of(storage, "mlflow-restart")
     assert Counter(t.state.name for t in trials) == {"COMPLETE": 3}
     assert_runs_closed(mlflow_server.url, "mlflow-restart", trials)
+
+
+# --------------------------------------------------------------------------------------------
+# The tracking server stops answering (a hung proxy: connections accepted, no reply)
+
+# Bounds small enough for a test: each call gives up after 3 tries of 3 s and 4 s of backoff.
+QUICK_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "3", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
+
+
+def test_a_tracking_server_that_stops_answering_for_a_while_is_said_and_waited_for(mlflow_server, tmp_path):
+    proxy = SlowProxy(mlflow_server.url, delay=0.0).start()
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    config = search_yaml(tmp_path / "search.yaml", "mlflow-silent", trials=2, epochs=3, storage=storage)
+    log = tmp_path / "search.log"
+    try:
+        process = start(config, log, tmp_path / "runs", proxy.url, **QUICK_BOUNDS)
+        wait_until(lambda: running(storage, "mlflow-silent", 0), process, log, "trial 0 running")
+        proxy.stalled = True
+        wait_until(lambda: "has not answered for" in log.read_text(), process, log, "the silence said", 60)
+        time.sleep(2)
+        proxy.stalled = False
+        output = finish(process, log)
+    finally:
+        proxy.stalled = False
+        proxy.stop()
+
+    assert process.returncode == 0, output[-3000:]
+    assert "Traceback" not in output, output
+    assert f"MLflow tracking server {proxy.url} has not answered for" in output
+    assert f"MLflow tracking server {proxy.url} answered after" in output
+    trials = trials_of(storage, "mlflow-silent")
+    assert Counter(t.state.name for t in trials) == {"COMPLETE": 2}
+    assert_runs_closed(mlflow_server.url, "mlflow-silent", trials)
+
+
+def test_a_tracking_server_that_stays_silent_ends_the_search_in_one_line_and_nothing_is_lost(
+    mlflow_server, tmp_path
+):  # fmt: skip
+    proxy = SlowProxy(mlflow_server.url, delay=0.0).start()
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    config = search_yaml(tmp_path / "search.yaml", "mlflow-gone", trials=2, epochs=3, storage=storage)
+    log = tmp_path / "search.log"
+    try:
+        process = start(config, log, tmp_path / "runs", proxy.url, **QUICK_BOUNDS)
+        wait_until(lambda: running(storage, "mlflow-gone", 0), process, log, "trial 0 running")
+        proxy.stalled = True
+        started = time.monotonic()
+        output = finish(process, log, timeout=180)
+        seconds = time.monotonic() - started
+        proxy.stalled = False
+
+        assert process.returncode == 2, output[-3000:]
+        assert "Traceback" not in output, output
+        last = output.strip().splitlines()[-1]
+        assert last.startswith(f"error: MLflow tracking server {proxy.url} did not answer for"), output[-3000:]
+        assert ": no answer); trial 0 is queued again" in last and len(last) < 300, last
+        assert seconds < 120, f"{seconds:.0f} s from the stall to the exit"
+        trials = trials_of(storage, "mlflow-gone")
+        assert [t.state.name for t in trials] == ["FAIL", "WAITING"], trials
+        assert trials[1].system_attrs["fixed_params"] == trials[0].params
+
+        # The server answers again: the same command finishes the study, every run closed.
+        output = finish(start(config, log, tmp_path / "runs", proxy.url, **QUICK_BOUNDS), log)
+    finally:
+        proxy.stalled = False
+        proxy.stop()
+    assert "Traceback" not in output, output
+    trials = trials_of(storage, "mlflow-gone")
+    assert Counter(t.state.name for t in trials) == {"COMPLETE": 2, "FAIL": 1}, trials
+    assert_runs_closed(mlflow_server.url, "mlflow-gone", trials)

@@ -46,10 +46,13 @@ from cae.search.trial import trial_line
 from cae.search_config import SearchConfig
 from cae.space import load_space
 from cae.tracking import Tracker
+from cae.tracking.patience import TrackingUnavailable
 from cae.urls import journal_path
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops when this many trials fail in a row: a config problem
 MAX_SKIPPED_IN_A_ROW = 50  # a space (almost) entirely outside max_code_values is a config error
+
+UNANSWERED = f"{TrackingUnavailable.__name__}: "  # how such a trial's fail_reason starts (errors.failure_reason)
 
 
 class AskLock:
@@ -163,7 +166,21 @@ def run_worker(
                 continue
         finally:
             lock.release()
-        guard.check(outcomes[-1] if outcomes else None)
+        last = outcomes[-1] if outcomes else None
+        requeue_if_unanswered(study, last)
+        guard.check(last)
+
+
+def requeue_if_unanswered(study: Any, trial: Any) -> None:
+    """A trial failed because the tracking server stopped answering: queue its point again (its
+    training is not the trial's fault) and stop this worker with the server's one line."""
+    reason = trial.user_attrs.get("fail_reason", "") if trial is not None else ""
+    if not reason.startswith(UNANSWERED):
+        return
+    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    what = reason.removeprefix(UNANSWERED).split("; the study is intact")[0]
+    raise TrackingUnavailable(f"{what}; trial {trial.number} is queued again and the study is intact: run the "
+                              "same command again once the server answers")  # fmt: skip
 
 
 class _Guard:

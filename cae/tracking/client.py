@@ -6,6 +6,7 @@ import os
 import subprocess
 import time
 from collections.abc import Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from cae.errors import CAEError, disk_full_message, first_line, no_space
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.storelock import creating_schema, sqlite_file
 from cae.tracking.auth import read_credentials
+from cae.tracking.patience import Watched, bound_http
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
 from cae.urls import has_password, shown, with_driver
@@ -68,10 +70,14 @@ class Tracker:
             )
         if self.uri.startswith("sqlite:///"):
             ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
+        if _is_remote(self.uri):
+            bound_http()  # a server that stops answering: minutes of MLflow's retries, bounded to about two
         try:
             # A database store connects (and creates its tables) right here: one process at a time.
             with creating_schema(self.uri):
-                self.client = MlflowClient(tracking_uri=with_driver(self.uri))
+                client = MlflowClient(tracking_uri=with_driver(self.uri))
+                # A server's every call is watched: a silent one is said, and gives up within the bounds.
+                self.client = Watched(client, self.uri) if _is_remote(self.uri) else client
                 if sqlite_file(self.uri):
                     self.client.search_experiments(max_results=1)  # the tables exist now, under the lock
         except Exception as err:
@@ -81,6 +87,15 @@ class Tracker:
             first = shown(first_line(err))
             what = "unreachable or refused the login" if "OperationalError" in repr(err) else "invalid"
             raise CAEError(f"MLflow tracking store {self.shown} is {what}: {first}") from None
+
+    @property
+    def silent(self) -> bool:
+        """True while the tracking server has stopped answering (a call gave up): skip closing calls."""
+        return bool(getattr(self.client, "silent", False))
+
+    def answering(self, what: str) -> Any:
+        """A context in which waiting on the server is said (:meth:`Watched.answering`); a no-op for local stores."""
+        return self.client.answering(what) if isinstance(self.client, Watched) else nullcontext()
 
     @property
     def shown(self) -> str:

@@ -89,9 +89,13 @@ class Run:
         pending, self._pending = self._pending, []
         _UNFLUSHED.discard(self)
         lost, reason = 0, ""
+        if pending and self.tracker.silent:  # waiting would only spend the client's bounds again
+            lost, reason = len(pending), "the tracking server is not answering"
+            pending = []
         for operation in pending:
             try:
-                operation.wait()
+                with self.tracker.answering("storing the queued per-epoch metrics"):
+                    operation.wait()
             except Exception as err:
                 lost, reason = lost + 1, failure_reason(err)
         if lost:
@@ -141,11 +145,24 @@ class Run:
     def end_quietly(self, state: str, reason: str | None) -> None:
         """End the run while an error is on its way out: if the store fails too (e.g. the same full
         disk), say so in one line and let the original error through instead of this one."""
+        if self._left_to_next_search():
+            return
         try:
             self.end_trial(state, reason)
         except Exception as err:
             print(f"note: MLflow run {self.run_id} could not be closed ({failure_reason(err)}); the next "
                   "search closes it", file=sys.stderr)  # fmt: skip
+
+    def _left_to_next_search(self) -> bool:
+        """True (with one line) if the server has stopped answering: closing the run would wait the
+        client's bounds out once more; the next search closes it (``Tracker.close_orphans``)."""
+        if not self.tracker.silent:
+            return False
+        self._pending = []
+        _UNFLUSHED.discard(self)
+        print(f"note: MLflow run {self.run_id} is left RUNNING (the tracking server is not answering); the next "
+              "search closes it", file=sys.stderr, flush=True)  # fmt: skip
+        return True
 
     def epoch_callback(self) -> Any:
         """A Keras callback that logs ``train_loss`` / ``val_loss`` (and ``lr``) at step = epoch.
@@ -188,6 +205,8 @@ class Run:
             return
         if exc_type is None:
             self.end("FINISHED")
+            return
+        if self._left_to_next_search():
             return
         try:
             self.set_tags({"error": failure_reason(exc)[:500]})

@@ -1,0 +1,55 @@
+"""cae.tracking.patience: a tracking server that accepts connections and never answers, in-process.
+
+A real listening socket that never replies and a real ``MlflowClient``; the end-to-end case (a
+search through a stalling proxy in front of a real ``mlflow server``) is in tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from cae.tracking import Tracker
+from cae.tracking.patience import HTTP_BOUNDS, TrackingUnavailable, Watched, bound_http
+
+
+@pytest.fixture
+def silent_server():
+    """``http://127.0.0.1:<port>``: connections are accepted (by the kernel's backlog), nothing answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+def test_a_silent_server_is_said_then_given_up_on_in_one_line(silent_server, monkeypatch, capsys):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    tracker = Tracker(silent_server)
+    assert isinstance(tracker.client, Watched) and not tracker.silent
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable, match=r"did not answer for \d+ s \(get_experiment_by_name: no answer\)"):
+        tracker.client.get_experiment_by_name("anything")
+    assert time.monotonic() - started < 30  # 2 tries of 1 s and urllib3's backoff, not MLflow's 16 minutes
+    assert tracker.silent  # the run's closing calls are skipped from now on
+    err = capsys.readouterr().err
+    assert "has not answered for 1 s (get_experiment_by_name); still trying, at most 2 tries of 1 s" in err
+
+
+def test_http_bounds_are_set_only_where_the_user_has_not(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    bound_http()
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == HTTP_BOUNDS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_local_store_is_not_watched(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db")
+    assert not isinstance(tracker.client, Watched) and not tracker.silent
+    with tracker.answering("anything"):
+        pass
