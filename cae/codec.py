@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cae.metrics import mse, psnr_from_mse
+from cae.data import make_dataset, to_unit
+from cae.metrics import image_metrics, mse, psnr_from_mse
 from cae.paths import atomic_path, ensure_dir, runs_dir
 
 SIDES = tuple(range(8, 27))  # 192 .. 2,028 values: the span of interesting CAE code sizes
@@ -82,9 +83,7 @@ def quantized_metrics(model: Any, splits: Any, input_transform: str = "rgb", bit
 
     This compares the autoencoder with a uint8 thumbnail at equal bytes, not just equal values.
     """
-    from cae.data import make_dataset, to_unit
-    from cae.metrics import image_metrics
-    from cae.model import split_at_latent
+    from cae.model import split_at_latent  # lazy: Keras; the PCA and thumbnail baselines need no TensorFlow
 
     encoder, decoder = split_at_latent(model)
 

@@ -1,8 +1,6 @@
 """What each `cae` command does: read the flags into config, call one function, print the outcome.
 
 The command line itself (flags, help) is :mod:`cae.cli`; these functions are what it dispatches to.
-Their imports sit inside each function on purpose: a command loads only what it uses, and the
-checks of :mod:`cae.preflight` answer before TensorFlow, MLflow or Optuna is imported (~15 s).
 """
 
 from __future__ import annotations
@@ -10,13 +8,19 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cae.config import load_experiment
+from cae.errors import CAEError
+from cae.paths import study_dir
+from cae.schema import parse_assignment, with_overrides
 from cae.search_config import SearchConfig, load_search
+
+# lazy: each command imports the modules it runs inside its function, so it loads only what it uses
+# and the checks of cae.preflight answer bad input in about a second, before TensorFlow, MLflow or
+# Optuna is imported (~15 s); the imports above cost nothing (cae.search_config loads them anyway).
 
 
 def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
     """Make variables / flags -> dotted config keys (``prefix`` = "experiment." for searches)."""
-    from cae.schema import parse_assignment
-
     out: dict[str, Any] = {}
     for flag, key in (("data", "data.source"), ("subset", "data.subset"), ("epochs", "train.epochs"), ("seed", "seed")):
         value = getattr(args, flag, None)
@@ -34,7 +38,6 @@ def _given(args: argparse.Namespace, *flags: str) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from cae.config import load_experiment
     from cae.preflight import check_experiment
 
     config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
@@ -59,8 +62,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _search_config(args: argparse.Namespace) -> Any:
-    from cae.schema import with_overrides
-
     overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "study", "storage", "engine",
                                                                     "workers", "timeout", "extend")}  # fmt: skip
     cfg = load_search(args.config, overrides)
@@ -112,7 +113,6 @@ def cmd_delete(args: argparse.Namespace) -> int:
     """Forget a study: its Optuna trials, its MLflow experiment (kept in MLflow's trash) and runs/<study>/."""
     import shutil
 
-    from cae.paths import study_dir
     from cae.search.study import delete_study
     from cae.tracking import Tracker
 
@@ -148,8 +148,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         trial_ids = [int(t) for t in split(args.trial_ids)]
     except ValueError:
-        from cae.errors import CAEError
-
         raise CAEError(f"TRIAL_IDS must be comma-separated trial numbers, got {args.trial_ids!r}") from None
     rows, png, csv_path = compare(
         split(args.study) or [SearchConfig().study], top=args.top, trial_ids=trial_ids, run_ids=split(args.runs),

@@ -17,6 +17,8 @@ from cae.errors import CAEError
 from cae.paths import atomic_path, ensure_dir, reports_dir
 from cae.tracking import SIZE_PARAMS, Run, Tracker
 
+# lazy: cae.plots (matplotlib, ~0.6 s) is imported where a figure is drawn: reading the runs and the table need none.
+
 STATES = ("COMPLETE", "PRUNED")
 
 

@@ -23,6 +23,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cae.errors import CAEError
 from cae.paths import runs_dir
+from cae.search.study import open_existing_storage
+from cae.tracking.auth import HOW, MIN_PASSWORD, read_credentials
 from cae.urls import is_local_host, shown
 
 
@@ -72,8 +74,6 @@ def login_for(host: str, auth: bool = False) -> tuple[str, str] | None:
     """
     if not auth and is_local_host(host):
         return None
-    from cae.tracking.auth import HOW, MIN_PASSWORD, read_credentials
-
     found = read_credentials()
     if found is None:
         raise CAEError(f"a dashboard open to the network (HOST={host}) needs a login: {HOW}")
@@ -86,8 +86,6 @@ def make_dashboard(storage: str | None, host: str, port: int, *, auth: bool = Fa
     """A bound (not yet serving) WSGI server with optuna-dashboard on ``storage``; behind a login for
     a non-local ``host`` (or ``auth``)."""
     import optuna_dashboard
-
-    from cae.search.study import open_existing_storage
 
     login = login_for(host, auth)  # before the storage is opened: a refused start costs nothing
     url = storage or default_storage()

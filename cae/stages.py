@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cae.errors import CAEError
+from cae.preflight import check_search
 from cae.search.task import ReconstructionTask, TaskFactory
 from cae.search_config import SearchConfig
 
@@ -30,9 +31,8 @@ def run_study(cfg: SearchConfig, *, study_given: bool = False, **options: Any) -
     The checks of :mod:`cae.preflight` come first (a study on the bundled sample is renamed
     ``<study>-sample`` unless ``study_given``); ``options`` go to the engine (e.g. ``tracker``).
     """
-    from cae.preflight import check_search
-
     cfg = check_search(cfg, study_given=study_given)
+    # lazy: an engine is imported only when a study runs on it (keras-tuner, or Optuna's objective and workers)
     if cfg.engine == "keras-tuner":
         from cae.search.tuner import run_tuner
 

@@ -17,11 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from cae.colour import CHROMA_BINS, DEFAULT_TEMPERATURE, chroma_prior, class_weights, classification_loss
+from cae.codec import pca_basis
+from cae.colour import (
+    CHROMA_BINS,
+    DEFAULT_TEMPERATURE,
+    chroma_prior,
+    class_weights,
+    classification_loss,
+    decoding_model,
+)
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, make_dataset, to_unit
 from cae.fitting import checked_history, fit
 from cae.metrics import image_metrics
+from cae.model import build_from_config, code_sizes
 
 
 @dataclass
@@ -84,8 +93,6 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
     """
     import keras
 
-    from cae.model import build_from_config
-
     keras.utils.set_random_seed(config.seed)
     # The policy is global in Keras and read when layers are created: set it for every model.
     keras.mixed_precision.set_global_policy(config.train.precision)
@@ -93,8 +100,6 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
     classes = len(CHROMA_BINS) if config.train.loss == "classification" else 0
     pca = None
     if config.model.pca_init:
-        from cae.codec import pca_basis
-
         basis = pca_basis(splits)  # fitted once per split, cached under runs/pca/
         pca = (basis.mean, basis.components)
     return build_from_config(
@@ -178,12 +183,8 @@ def train_and_evaluate(
     if class_head:
         model = keras.Model(model.inputs, model.outputs[0], name=model.name)
     if tc.loss == "classification":
-        from cae.colour import decoding_model
-
         model = decoding_model(model, DEFAULT_TEMPERATURE)
     best_epoch = int(np.argmin(history["val_loss"])) + 1
-    from cae.model import code_sizes
-
     latent_values, bottleneck_values = code_sizes(model)
     result = TrainResult(
         model=model, history=history, best_val_loss=float(history["val_loss"][best_epoch - 1]),

@@ -30,7 +30,7 @@ def progress_bands(runs: Sequence[Trials], grid: np.ndarray) -> tuple[np.ndarray
 def plot_progress(runs: Mapping[str, Sequence[Trials]], labels: Mapping[str, str], eff: Efficiency, path: Path,
                   title: str) -> Path:  # fmt: skip
     """Median line and min–max band over seeds per strategy; the target and random's time marks."""
-    from cae.plots import plt, save
+    from cae.plots import plt, save  # lazy: matplotlib only when drawing; the Markdown of cae.bench.render needs none
 
     end = max(wall_time(r) for rs in runs.values() for r in rs)
     grid = np.linspace(0.0, end, 600)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cae.bench.efficiency import measure_efficiency
 from cae.bench.fidelity import measure_fidelity
-from cae.bench.gpu import measure_gpu
+from cae.bench.gpu import gpu_device, measure_gpu
 from cae.bench.plan import PLANS, Plan
 from cae.bench.render import write_report
 from cae.bench.store import Store
@@ -30,8 +30,6 @@ from cae.search_config import load_search
 def describe_machine() -> str:
     """``AMD EPYC ..., 2 cores, 24 GiB RAM, no GPU; Python 3.11.7, TensorFlow 2.21.0``."""
     import tensorflow as tf
-
-    from cae.bench.gpu import gpu_device
 
     cpu = platform.processor() or platform.machine()
     mem = float("nan")

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from cae.data import Splits, make_labelled_dataset
+from cae.data import Splits, make_labelled_dataset, to_unit
+from cae.fitting import fit
+from cae.hardware import machine
 from cae.paths import atomic_path, ensure_dir, runs_dir, write_text_atomic
 from cae.tracking import Tracker
 
@@ -57,10 +59,6 @@ def accuracy(model: Any, images: np.ndarray, labels: np.ndarray, batch_size: int
 def semantic_classifier(splits: Splits, tracker: Tracker, epochs: int = EPOCHS) -> Classifier:
     """The classifier of this data source and split: trained once, then read from the cache."""
     import keras
-
-    from cae.data import to_unit
-    from cae.fitting import fit
-    from cae.hardware import machine
 
     folder = ensure_dir(runs_dir() / "classifier")
     n_train = len(splits.x_train)

@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from cae.colorize.final import FinalModel
+from cae.colorize.from_best import colorization_grid
 from cae.data import load_splits
+from cae.plots import plt, save
 from cae.search_config import SearchConfig
 
 
 def front_figure(m: Any, path: Path) -> Path:
     """Validation PSNR against colourfulness for every trial; front, finals (test), baselines, aim."""
-    from cae.colorize.report import TARGET_CF, TARGET_PSNR
-    from cae.plots import plt, save
+    from cae.colorize.report import TARGET_CF, TARGET_PSNR  # lazy: cae.colorize.report imports this module
 
     fig, ax = plt.subplots(figsize=(9, 5.5))
     done = [t for t in m.trials if t["val_psnr"] is not None]
@@ -48,8 +49,6 @@ def front_figure(m: Any, path: Path) -> Path:
 
 def grid_figure(cfg: SearchConfig, finals: list[FinalModel], path: Path) -> Path:
     """Fixed test images: gray input, each final model, truth."""
-    from cae.colorize.from_best import colorization_grid
-
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     models = [(f"trial {f.trial}\n{f.test['test_psnr']:.1f} dB, cf {f.test['test_colourfulness']:.2f}", f.model,
                f.config) for f in finals]  # fmt: skip

@@ -21,6 +21,7 @@ from cae.colorize.photos import photo_tiles
 from cae.colorize.scoring import colour_scores, per_class_colour, predict_rgb, validation_scores, vivid_enough
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, to_unit
+from cae.experiment import run_experiment
 from cae.metrics import mse, psnr_from_mse
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import to_dict, with_overrides
@@ -83,8 +84,6 @@ def train_final(
 ) -> FinalModel:  # fmt: skip
     """One front model: trained for ``cfg.final_epochs`` (or the trial's own), decoded, scored, saved."""
     import keras
-
-    from cae.experiment import run_experiment
 
     config = space.apply(cfg.experiment, trial.params)
     if cfg.final_epochs:

@@ -24,6 +24,7 @@ from cae.metrics import (
     per_class_mse,
     psnr_from_mse,
 )  # fmt: skip
+from cae.train import predict
 
 # Annealed-mean temperatures tried on validation (Zhang et al. show 1 … 0; 0.38 is their choice).
 TEMPERATURES = (1.0, 0.77, 0.58, 0.38, 0.29, 0.2, 0.14)
@@ -124,8 +125,6 @@ def choose_temperature(curve: list[dict[str, float]], vivid: float) -> dict[str,
 def predict_rgb(model: Any, images: np.ndarray, config: Any, labels: np.ndarray | None = None) -> np.ndarray:
     """RGB in [0, 1] from a colorizer (every colorizer the harness returns maps its input to RGB);
     ``labels`` are used only by a semantic oracle, whose second input is the true class."""
-    from cae.train import predict
-
     given = labels if config.model.semantic_oracle else None
     return np.clip(predict(model, images, config.data.input, given), 0.0, 1.0)
 

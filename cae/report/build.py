@@ -16,6 +16,7 @@ from typing import Any
 
 from cae.codec import PCA_VALUES, baseline_table, pca_basis
 from cae.colorize.photos import photo_tiles
+from cae.compare import compare
 from cae.data import Splits, splits_for
 from cae.errors import CAEError
 from cae.paths import ensure_dir, reports_dir, study_dir
@@ -28,6 +29,8 @@ from cae.report.render import render
 from cae.report.retrain import retrain_configs, retrain_pair
 from cae.report.score import score
 from cae.search.best import load_best_model, read_best
+from cae.search.figures import save_optuna_plots
+from cae.search.study import load_existing_study, state_counts
 from cae.search_config import SearchConfig
 from cae.tracking import Tracker
 
@@ -116,8 +119,6 @@ def _tables(splits: Splits, points: list[Point], scored: list[dict[str, Any]]) -
 
 def _load(cfg: SearchConfig) -> tuple[Any, list[Point]]:
     """The study and its completed trials; a one-line error when there is nothing to report."""
-    from cae.search.study import load_existing_study, state_counts
-
     study = load_existing_study(cfg)
     points = completed_points(study)
     if not points:
@@ -133,9 +134,6 @@ def _load(cfg: SearchConfig) -> tuple[Any, list[Point]]:
 def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker, models: dict[str, Any],
              splits: Splits) -> dict[str, str]:  # fmt: skip
     """Draw (or copy) every figure into ``out``; returns figure key -> file name for those that exist."""
-    from cae.compare import compare
-    from cae.search.figures import save_optuna_plots
-
     cfg = inputs.cfg
     images: dict[str, str] = {}
     try:

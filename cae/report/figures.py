@@ -14,6 +14,9 @@ from cae.data import CLASSES, Splits, to_unit
 from cae.report.data import Rank
 from cae.report.points import Point
 
+# lazy: matplotlib (cae.plots) and TensorFlow (cae.experiment, cae.train) load only when a figure is drawn:
+# the module itself, like the values it draws, needs neither.
+
 
 def _plain_log_ticks(axis: Any) -> None:
     """1,024 rather than 10^3 on a log axis: code sizes and parameter counts are read as numbers."""

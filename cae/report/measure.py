@@ -19,6 +19,8 @@ from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+from cae.search.study import importances as fanova
+from cae.search.study import state_counts
 from cae.search_config import SearchConfig
 
 # The code sizes the aim's table lists (PCA's exact PSNR at each).
@@ -141,8 +143,6 @@ def first_reached(trials: list[Any], target: float = OLD_BEST_PSNR) -> tuple[flo
 
 def importances(study: Any, points: list[Point]) -> list[Importance]:
     """fANOVA shares of validation MSE's variance, largest first; none below ``MIN_FOR_IMPORTANCES`` trials."""
-    from cae.search.study import importances as fanova
-
     if len(points) < MIN_FOR_IMPORTANCES:
         return []
     return [importance(name, share, points) for name, share in fanova(study).items()]
@@ -159,6 +159,4 @@ def study_times(trials: list[Any]) -> tuple[float, float]:
 
 
 def _state_counts(study: Any) -> dict[str, int]:
-    from cae.search.study import state_counts
-
     return dict(state_counts(study))

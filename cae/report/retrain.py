@@ -15,6 +15,7 @@ from typing import Any
 
 from cae.config import ExperimentConfig
 from cae.data import Splits
+from cae.experiment import run_experiment
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.report.locations import repo_relative
 from cae.report.score import score
@@ -63,8 +64,6 @@ def retrain_pair(
 
 def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tracker: Tracker) -> dict[str, Any]:
     """Train ``config`` once (a tracked run in ``<study>-report``); reuse it on later reports."""
-    from cae.experiment import run_experiment
-
     cache = ensure_dir(study_dir(study) / "report")
     key = hashlib.sha256(json.dumps([to_dict(config), splits.digest], sort_keys=True).encode()).hexdigest()[:10]
     record_path, model_path = cache / f"{label}-{key}.json", cache / f"{label}-{key}.keras"

@@ -18,9 +18,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from cae.config import ExperimentConfig
+from cae.data import TRANSFORMS, load_splits, to_unit
 from cae.errors import CAEError
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
-from cae.schema import to_dict
+from cae.schema import from_dict, to_dict
+from cae.tracking import Tracker
+from cae.tracking.registry import load_registered, register_model
 
 BEST_ARTIFACTS = "best"  # a trial run's folder for the best.keras / best.json it exported
 # Keys every best.json has, with their types: what readers rely on.
@@ -176,9 +180,6 @@ def _refetch(record: dict[str, Any], path: Path) -> Any:
     registered = record.get("registered_model")
     if not registered:
         return None
-    from cae.tracking import Tracker
-    from cae.tracking.registry import load_registered
-
     try:
         model = load_registered(Tracker(), registered["name"], registered["version"])
     except Exception as err:  # the registry's copy is not there either: say both
@@ -196,9 +197,6 @@ def _register(study: str, record: dict[str, Any], model: Any, splits: Any, confi
     Reconstruction studies only: a colorization study registers the model it chooses (``<study>-colorize``,
     from its own final scoring), not its best trial by the first objective.
     """
-    from cae.data import TRANSFORMS, to_unit
-    from cae.tracking.registry import register_model
-
     if config.data.input != "rgb":
         return None
     example = TRANSFORMS[config.data.input](to_unit(splits.x_test[:2]))
@@ -211,10 +209,7 @@ def _register(study: str, record: dict[str, Any], model: Any, splits: Any, confi
 
 def score_best(study: str, parent: Any, step: int) -> dict[str, Any]:
     """Score the exported best trial once on the test split; log it to the study's parent run."""
-    from cae.config import ExperimentConfig
-    from cae.data import load_splits
-    from cae.schema import from_dict
-    from cae.train import evaluate
+    from cae.train import evaluate  # lazy: TensorFlow; reading best.json (make best, reports) needs none
 
     model, record = load_best_model(study)
     config = from_dict(ExperimentConfig, record["config"], "best.json")

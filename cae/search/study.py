@@ -17,6 +17,7 @@ from typing import Any
 
 from cae.errors import CAEError, TrialStopped, disk_full, first_line
 from cae.paths import ensure_dir, runs_dir
+from cae.search.outage import patience, sqlite_disk_full
 from cae.search_config import SearchConfig
 from cae.space import SearchSpace
 from cae.storelock import creating_schema
@@ -134,8 +135,6 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
         connect_args = {"timeout": 30}  # wait for the other workers' writes instead of "database is locked"
     else:
         connect_args = {"connect_timeout": 20}
-    from cae.search.outage import patience, sqlite_disk_full
-
     wait = patience()  # a bad CAE_STORAGE_PATIENCE fails here, before anything is created
     try:
         with warnings.catch_warnings():
@@ -158,7 +157,7 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
             raise full from None
         first = first_line(err)
         raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
-    from cae.search.resilient import ResilientStorage
+    from cae.search.resilient import ResilientStorage  # lazy: Optuna; cae.preflight imports this module
 
     return ResilientStorage(backend, shown(url), wait, sqlite_file)
 
