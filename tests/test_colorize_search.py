@@ -15,7 +15,7 @@ import pytest
 
 from cae.colorize.report import Measured, command_of, render, write_search_report
 from cae.colorize.scoring import TEMPERATURES, predict_rgb, validation_scores
-from cae.colorize.search import colorization_config, early_points
+from cae.colorize.search import colorization_config, early_points, report_models
 from cae.colorize.task import ColorizationTask
 from cae.config import ExperimentConfig
 from cae.data import load_splits, to_unit
@@ -72,7 +72,8 @@ def study(source, tracking_uri, tmp_path_factory):
     cfg, lineage = study_config(tmp_path_factory.mktemp("colstudy"))
     run_search(cfg, ColorizationTask, extra_points=early_points(cfg), study_attrs={"lineage": lineage},
                extra_callbacks=lambda trial: [Collapse()] if trial.number == 3 else [])  # fmt: skip
-    report = write_search_report(cfg, Tracker(tracking_uri))
+    tracker = Tracker(tracking_uri)
+    report = write_search_report(cfg, tracker, report_models(cfg, tracker))
     return cfg, optuna.load_study(study_name=cfg.study, storage=cfg.storage), report
 
 
@@ -174,6 +175,21 @@ def test_final_models_are_self_contained_and_record_their_scores(study, tracking
     assert runs and "test_accuracy" in runs[0].data.metrics
 
 
+def test_the_oracle_is_trained_beside_the_chosen_model_and_never_registered(study, tracking_uri):
+    from cae.paths import study_dir
+
+    cfg, _st, report = study
+    oracles = list((study_dir(cfg.study) / "final").glob("oracle-trial-*.keras"))
+    assert len(oracles) == 1
+    record = json.loads(oracles[0].with_suffix(".json").read_text())
+    assert record["config"]["model"]["semantic_oracle"] is True and "registered_model" not in record
+    model = keras.models.load_model(oracles[0], compile=False)
+    assert len(model.inputs) == 2  # the luma and the true class
+    run = Tracker(tracking_uri).get_run(record["mlflow_run_id"])
+    assert run.data.tags["cae.role"] == "oracle" and "test_psnr" in run.data.metrics
+    assert "## Oracle bound: the chosen network given the true class" in report.read_text()
+
+
 @pytest.mark.parametrize("loss", ["mse", "l1", "huber", "classification"])
 def test_each_loss_family_trains_and_decodes(loss):
     config = with_overrides(ExperimentConfig(), {
@@ -258,16 +274,40 @@ def _measured(**changes) -> Measured:
 
 def test_the_report_states_each_target_with_its_figure_without_training():
     text = render(_measured())
-    assert "**Missed**: one model with ≥ 24.5 dB test PSNR and colourfulness ≥ 0.7" in text
-    assert "24.00 dB (-0.50 dB) at colourfulness 0.72 (+0.02)" in text
-    assert "**Missed**: its colorized test images are classified 17% of the way" in text  # (0.55-0.5)/(0.8-0.5)
+    # The gray copy scores 22.15 dB: the aim is 23.15 dB at colourfulness >= 0.7, classified as well as gray.
+    assert ("**Met**: at colourfulness ≥ 0.7, a model ≥ 1 dB above the gray copy (≥ 23.15 dB) that the classifier "
+            "recognises at least as well as the gray images (50.0%): the best front model that colourful (trial 5, "
+            "colourfulness 0.72) scores 24.00 dB (+0.85 dB against the aim) and is classified 55.0% (+5.0 points "
+            "against gray).") in text  # fmt: skip
+    assert "**Met**: the most accurate model ≥ 23.8 dB: trial 5 scores 24.00 dB (+0.20 dB)." in text
     assert "**Met**: every front model above the gray copy in PSNR" in text
+    assert "its images are classified 17% of the way from gray (50.0%) to true colour (80.0%)" in text
     assert "| trial 5: classification (rebalance 0.50), skips **(chosen)** | 12 | 0.004000 | 24.00 |" in text
     assert "least colourful relative to the truth are cat (0.50)" in text
     assert "T=1 gives 24.50 dB at colourfulness 0.40" in text
-    halfway = render(_measured(semantic={"true_classifier_acc": 0.6, "gray_classifier_acc": 0.5,
-                                         "classifier_acc": 0.8, "classifier_run_id": "clf"}))  # fmt: skip
-    assert "**Met**: its colorized test images are classified 50% of the way" in halfway  # (0.55-0.5)/(0.6-0.5)
+    assert "Oracle bound" not in text  # none measured: no sentence about it
+    # Classified worse than gray: the first aim is missed although the PSNR clears it.
+    worse = render(_measured(semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.6,
+                                       "classifier_acc": 0.8, "classifier_run_id": "clf"}))  # fmt: skip
+    assert "**Missed**: at colourfulness ≥ 0.7" in worse and "(-5.0 points against gray)" in worse
+    # Not colourful enough: missed, with the most colourful model's figures.
+    m = _measured()
+    dull = dataclasses.replace(m.finals[0], test={**m.finals[0].test, "test_colourfulness": 0.4})
+    text = render(dataclasses.replace(m, finals=[dull]))
+    assert "no front model is that colourful on test (the most colourful, trial 5, reaches 0.40 at 24.00 dB)" in text
+
+
+def test_the_oracle_bound_is_reported_beside_never_as_the_chosen_model():
+    m = _measured()
+    oracle = dataclasses.replace(m.finals[0], label="oracle", run_id="oracle-run", photos_psnr=float("nan"),
+                                 test={**m.finals[0].test, "test_psnr": 24.6, "test_colourfulness": 0.8},
+                                 classifier_acc=0.7)  # fmt: skip
+    text = render(dataclasses.replace(m, oracle=oracle))
+    assert "| oracle: trial 5 given the true class (a bound) | 12 | 0.004000 | 24.60 |" in text
+    assert "## Oracle bound: the chosen network given the true class" in text
+    assert "Knowing the object is worth +0.60 dB to this network on this data at most" in text
+    assert "the aim (≥ 23.15 dB at colourfulness ≥ 0.7) is within its reach" in text
+    assert "**(chosen)**" not in text.split("| oracle:")[1].split("\n")[0]
 
 
 def test_early_points_are_in_the_space(source, tmp_path):

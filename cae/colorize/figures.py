@@ -14,8 +14,9 @@ from cae.search_config import SearchConfig
 
 def front_figure(m: Any, path: Path) -> Path:
     """Validation PSNR against colourfulness for every trial; front, finals (test), baselines, aim."""
-    from cae.colorize.report import TARGET_CF, TARGET_PSNR  # lazy: cae.colorize.report imports this module
+    from cae.colorize.report import GRAY_MARGIN_DB, VIVID_CF  # lazy: cae.colorize.report imports this module
 
+    aim = m.baselines["gray copied to RGB"]["test_psnr"] + GRAY_MARGIN_DB
     fig, ax = plt.subplots(figsize=(9, 5.5))
     done = [t for t in m.trials if t["val_psnr"] is not None]
     ax.scatter([t["val_colourfulness"] for t in done], [t["val_psnr"] for t in done], alpha=0.5,
@@ -34,12 +35,17 @@ def front_figure(m: Any, path: Path) -> Path:
                 label=f"trial {f.trial} trained {f.epochs} epochs (test)")  # fmt: skip
         if f.curve:
             ax.plot([c["colourfulness"] for c in f.curve], [c["psnr"] for c in f.curve], "--", lw=1, alpha=0.7)
+    if m.oracle is not None:
+        o = m.oracle
+        ax.plot(o.test["test_colourfulness"], o.test["test_psnr"], "P", ms=11, color="tab:purple",
+                label=f"oracle: trial {o.trial} given the true class (test; a bound)")  # fmt: skip
     for name, b in m.baselines.items():
         ax.plot(b["test_colourfulness"], b["test_psnr"], "s", ms=8, label=f"baseline: {name} (test)")
-    top = max([TARGET_PSNR + 0.5] + [t["val_psnr"] for t in done] + [f.test["test_psnr"] for f in m.finals])
+    top = max([aim + 0.5] + [t["val_psnr"] for t in done] + [f.test["test_psnr"] for f in m.finals])
     right = max([1.2] + [t["val_colourfulness"] + 0.05 for t in done] + [f.test["test_colourfulness"] + 0.05
                                                                           for f in m.finals])  # fmt: skip
-    ax.fill_between([TARGET_CF, right], TARGET_PSNR, top, color="tab:green", alpha=0.12, label="the aim")
+    ax.fill_between([VIVID_CF, right], aim, top, color="tab:green", alpha=0.12,
+                    label=f"the aim (≥ gray copy + {GRAY_MARGIN_DB:g} dB at colourfulness ≥ {VIVID_CF})")  # fmt: skip
     ax.set(xlabel="colourfulness (predicted / true chroma spread; 1 = as colourful as the truth)",
            ylabel="PSNR (dB)", xlim=(-0.02, right), title=f"{m.study}: PSNR against colourfulness")  # fmt: skip
     ax.grid(alpha=0.3)

@@ -102,27 +102,78 @@ def train_final(
         )  # fmt: skip
         model, seconds, epochs = result.model, result.seconds, result.epochs_run
     else:
-
         model = keras.models.load_model(study_dir(cfg.study) / "models" / f"trial-{trial.number}.keras", compile=False)
         run_id, seconds, epochs = trial.user_attrs["mlflow_run_id"], trial.user_attrs.get("seconds", 0.0), None
-    model, val, attrs = validation_scores(model, config, splits, cfg.vivid)
+    return scored(model, config, splits, tracker, classifier, vivid=cfg.vivid, trial=trial.number,
+                  label=describe(trial.params), params=dict(trial.params), run_id=run_id, seconds=seconds,
+                  epochs=epochs or config.train.epochs, path=folder / f"trial-{trial.number}.keras")  # fmt: skip
+
+
+def train_oracle(
+    cfg: SearchConfig, chosen: FinalModel, splits: Splits, tracker: Tracker, classifier: Classifier,
+    lineage: dict[str, Any],
+) -> FinalModel:  # fmt: skip
+    """The chosen model's network given the true class (the semantic oracle), trained as long as it.
+
+    An upper bound on what knowing the object could buy this architecture on this data; reported
+    beside the front, never chosen or registered (its saved model takes the label as a second input).
+    """
+    import keras
+
+    config = with_overrides(chosen.config, {
+        "model.semantic": chosen.config.model.semantic or ORACLE_BRANCH, "model.semantic_oracle": True,
+        "train.class_weight": 0.0, "train.epochs": chosen.epochs, "name": f"{cfg.study}-oracle",
+    })  # fmt: skip
+    folder = ensure_dir(study_dir(cfg.study) / "final")
+    path = folder / f"oracle-trial-{chosen.trial}.keras"
+    cached = load_final(path.with_suffix(".json"), config)
+    if cached is not None:
+        return cached
+    keras.backend.clear_session()
+    tags = {"stage": "colorization", "cae.role": "oracle", "source_trial_number": chosen.trial,
+            **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
+    run_id, result, _ = run_experiment(
+        config, tracker, experiment=report_experiment(cfg.study), run_name=f"oracle-trial-{chosen.trial}",
+        splits=splits, tags=tags, evaluate_test=False,
+    )  # fmt: skip
+    return scored(result.model, config, splits, tracker, classifier, vivid=cfg.vivid, trial=chosen.trial,
+                  label=f"{chosen.label}, given the true class (oracle)", params=chosen.params, run_id=run_id,
+                  seconds=result.seconds, epochs=result.epochs_run, path=path)  # fmt: skip
+
+
+ORACLE_BRANCH = 128  # width of the semantic branch an oracle adds to a chosen model that has none
+
+
+def scored(
+    model: Any, config: ExperimentConfig, splits: Splits, tracker: Tracker, classifier: Classifier, *,
+    vivid: float, trial: int, label: str, params: dict[str, Any], run_id: str, seconds: float, epochs: int,
+    path: Path,
+) -> FinalModel:  # fmt: skip
+    """A trained colorizer decoded on validation, scored on test (and the photo tiles), saved, logged."""
+    model, val, attrs = validation_scores(model, config, splits, vivid)
     truth = to_unit(splits.x_test)
-    pred = predict_rgb(model, splits.x_test, config)
+    pred = predict_rgb(model, splits.x_test, config, splits.y_test)
     test = colour_scores(pred, truth)
     test["test_classifier_acc"] = accuracy(classifier.model, pred, splits.y_test)
-    tiles, _ = photo_tiles()
-    photos_psnr = psnr_from_mse(mse(predict_rgb(model, tiles, config), to_unit(tiles)))
+    # The photo tiles have no class: an oracle cannot be run on them.
+    photos_psnr = float("nan") if config.model.semantic_oracle else photos_score(model, config)
     final = FinalModel(
-        trial=trial.number, label=describe(trial.params), run_id=run_id, config=config, params=dict(trial.params),
-        epochs=epochs or config.train.epochs, val=val, test=test, classifier_acc=test["test_classifier_acc"],
-        photos_psnr=photos_psnr, per_class=per_class_colour(pred, truth, splits.y_test),
-        path=folder / f"trial-{trial.number}.keras", seconds=seconds, temperature=attrs.get("temperature"),
-        curve=attrs.get("temperature_curve", []), model=model,
-    )
+        trial=trial, label=label, run_id=run_id, config=config, params=params, epochs=epochs, val=val, test=test,
+        classifier_acc=test["test_classifier_acc"], photos_psnr=photos_psnr,
+        per_class=per_class_colour(pred, truth, splits.y_test), path=path, seconds=seconds,
+        temperature=attrs.get("temperature"), curve=attrs.get("temperature_curve", []), model=model,
+    )  # fmt: skip
     save(final)
-    Run(tracker, run_id).log_metrics({**val, **test, "photos_psnr": photos_psnr,
+    Run(tracker, run_id).log_metrics({**val, **test, **({"photos_psnr": photos_psnr} if photos_psnr == photos_psnr
+                                                         else {}),
                                       **({"temperature": final.temperature} if final.temperature else {})})  # fmt: skip
     return final
+
+
+def photos_score(model: Any, config: ExperimentConfig) -> float:
+    """PSNR on the ordinary photo tiles (not CIFAR-10)."""
+    tiles, _ = photo_tiles()
+    return psnr_from_mse(mse(predict_rgb(model, tiles, config), to_unit(tiles)))
 
 
 def save(final: FinalModel) -> None:

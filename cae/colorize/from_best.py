@@ -16,19 +16,25 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from cae.colorize.render import render
-from cae.colorize.scoring import COLLAPSED, baselines, calibrate_gain, colour_scores, saturate
+from cae.colorize.scoring import COLLAPSED, baselines, calibrate_gain, colour_scores, predict_rgb, saturate
 from cae.colorize.variants import ALL, capped, source_architecture, variant_config, warm_start
 from cae.config import ExperimentConfig
 from cae.data import CLASSES, Splits, load_splits, luma, to_unit
 from cae.errors import CAEError
+from cae.experiment import grid_indices, run_experiment
 from cae.hardware import machine
 from cae.metrics import per_class_mse, psnr_from_mse
-from cae.paths import ensure_dir, reports_dir, write_text_atomic
+from cae.paths import ensure_dir, reports_dir
+from cae.plots import image_grid
+from cae.report.publish import publish
+from cae.search.best import load_best_model
 from cae.tags import colorize_best_experiment
 from cae.tracking import Run, Tracker
+from cae.train import build_model, predict
 
 
 def evaluate_variant(
@@ -40,8 +46,6 @@ def evaluate_variant(
     between prediction and truth times the true spread; a gain trades a little MSE (flat near
     its optimum) for colours as vivid as asked. The gain is chosen on validation, never on test.
     """
-    from cae.train import predict
-
     oracle = config.model.semantic_oracle  # the bound takes the true class as its second input
     truth = to_unit(splits.x_test)
     pred = np.clip(predict(model, splits.x_test, config.data.input, splits.y_test if oracle else None), 0, 1)
@@ -86,11 +90,8 @@ def colorize(
     colorization_grid(splits, [(v, r["model"], r["config"]) for v, r in results.items()], out / "colorization.png",
                       f"{study_name}: colorization on fixed test images")  # fmt: skip
     data = {"data_source": splits.data_source, "sizes": splits.sizes, "seed": splits.seed, "machine": machine()}
-    report = out / "colorization.md"
-    write_text_atomic(report, render(study_name, lineage, base, data, results, baselines(splits), command))
-    for r in results.values():
-        Run(tracker, r["run_id"]).log_artifact(report, "report")
-    return report
+    markdown = render(study_name, lineage, base, data, results, baselines(splits), command)
+    return publish(out / "colorization.md", markdown, tracker=tracker, runs=[r["run_id"] for r in results.values()])
 
 
 def train_variant(
@@ -98,16 +99,9 @@ def train_variant(
     lineage: dict[str, Any], vivid: float | None,
 ) -> dict[str, Any]:  # fmt: skip
     """One variant trained as a tracked run, scored on test (and with a vivid chroma gain)."""
-    import keras
-
-    from cae.experiment import run_experiment
-
     keras.backend.clear_session()
     model = None
     if variant == "chroma-warm":
-        from cae.search.best import load_best_model
-        from cae.train import build_model
-
         if "source_study" not in lineage:
             raise CAEError("chroma-warm needs a study's best.keras (STUDY=), not CONFIG=")
         model = build_model(config, splits)
@@ -133,10 +127,6 @@ def train_variant(
 
 def colorization_grid(splits: Splits, models: list[tuple[str, Any, ExperimentConfig]], path: Path, title: str) -> Path:
     """Fixed test images (one per class): gray input, each model's colours, the truth."""
-    from cae.colorize.scoring import predict_rgb
-    from cae.experiment import grid_indices
-    from cae.plots import image_grid
-
     idx = grid_indices(splits.y_test)
     truth = to_unit(splits.x_test[idx])
     rows = [("gray input", luma(truth))]

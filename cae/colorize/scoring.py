@@ -86,20 +86,23 @@ def calibrate_gain(pred: np.ndarray, truth: np.ndarray, target: float) -> float:
 
 
 def decode_at(model: Any, images: np.ndarray, input_transform: str, temperatures: Sequence[float],
-              batch_size: int = 250) -> dict[float, np.ndarray]:  # fmt: skip
+              batch_size: int = 250, labels: np.ndarray | None = None) -> dict[float, np.ndarray]:  # fmt: skip
     """RGB predictions of a classification colorizer at each annealed-mean temperature.
 
     One forward pass of its logits network; then, per temperature, the same built-in-layer decoder
-    that a saved model carries (:func:`cae.colour.class_decoder`), on those logits.
+    that a saved model carries (:func:`cae.colour.class_decoder`), on those logits. ``labels``: a
+    semantic oracle's second input.
     """
     logits_model = logits_network(model)
     decoders = {t: class_decoder(t) for t in temperatures}
-    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform)
+    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform, labels=labels,
+                      label_input=labels is not None)  # fmt: skip
     out: dict[float, list[np.ndarray]] = {t: [] for t in temperatures}
     for x, _ in ds:
         logits = logits_model(x, training=False)
+        gray = x["image"] if labels is not None else x
         for t, decoder in decoders.items():
-            out[t].append(np.asarray(decoder([x, logits], training=False), dtype=np.float32))
+            out[t].append(np.asarray(decoder([gray, logits], training=False), dtype=np.float32))
     return {t: np.concatenate(v) for t, v in out.items()}
 
 
@@ -138,8 +141,9 @@ def validation_scores(model: Any, config: Any, splits: Splits, vivid: float) -> 
     """
     truth = to_unit(splits.x_val)
     if config.train.loss != "classification":
-        return model, colour_scores(predict_rgb(model, splits.x_val, config), truth, split="val"), {}
-    decoded = decode_at(model, splits.x_val, config.data.input, TEMPERATURES)  # one forward pass for all T
+        return model, colour_scores(predict_rgb(model, splits.x_val, config, splits.y_val), truth, split="val"), {}
+    labels = splits.y_val if config.model.semantic_oracle else None
+    decoded = decode_at(model, splits.x_val, config.data.input, TEMPERATURES, labels=labels)  # one pass for all T
     curve = [curve_point(t, pred, truth) for t, pred in decoded.items()]
     chosen = choose_temperature(curve, vivid)["temperature"]
     attrs = {"temperature": chosen, "temperature_curve": curve}

@@ -19,9 +19,11 @@ from typing import Any
 
 from cae.colorize.variants import capped, source_architecture
 from cae.config import ExperimentConfig
+from cae.data import load_splits
 from cae.errors import CAEError
 from cae.schema import flatten_mapping, from_dict, read_yaml, to_dict, with_overrides
 from cae.search_config import SearchConfig
+from cae.space import load_space
 from cae.tracking import Tracker
 
 DEFAULT_CONFIG = "experiments/colorize-search.yaml"
@@ -71,8 +73,6 @@ def colorization_config(
 
 def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
     """Trials 1, 2: the source with skip connections, then with chroma classes (when in the space)."""
-    from cae.space import load_space
-
     space = load_space(cfg.space)
     points = []
     for recipe, change in EARLY.items():
@@ -94,14 +94,37 @@ def colorize_search(
     ``source_config``: an experiment file to start from instead of ``source_study``'s best (the
     study is then ``<its name>-colorize``), for an architecture whose study is not at hand.
     """
+    cfg, lineage = colorization_config(path, source_study, overrides, source_config=source_config)
+    # lazy: TensorFlow and Optuna load only now, so a bad config or source is said in about a second.
     from cae.colorize.report import write_search_report
     from cae.colorize.task import ColorizationTask
     from cae.search.run import run_search
 
-    cfg, lineage = colorization_config(path, source_study, overrides, source_config=source_config)
     tracker = (tracker or Tracker()).check()
     run_search(cfg, ColorizationTask, tracker=tracker, extra_points=early_points(cfg), study_attrs={"lineage": lineage})
-    return write_search_report(cfg, tracker)
+    return write_search_report(cfg, tracker, report_models(cfg, tracker))
 
 
-__all__ = ["colorization_config", "colorize_search", "early_points"]
+def report_models(cfg: SearchConfig, tracker: Tracker) -> Any:
+    """What the report scores, trained here: the semantic-check classifier, the front's final models
+    (again for ``final_epochs``, or the trials' own) and the oracle bound of the chosen one.
+
+    Returns a :class:`cae.colorize.report.StudyModels`; reruns load what an earlier call trained.
+    """
+    # lazy: TensorFlow, as above.
+    from cae.colorize.classifier import semantic_classifier
+    from cae.colorize.final import choose, pick_front, train_final, train_oracle
+    from cae.colorize.report import StudyModels
+    from cae.search.study import load_existing_study
+
+    space = load_space(cfg.space)
+    study = load_existing_study(cfg, conditional=space.conditional)
+    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
+    classifier = semantic_classifier(splits, tracker)
+    lineage = study.user_attrs.get("lineage") or {}
+    finals = [train_final(cfg, t, splits, tracker, classifier, lineage, space) for t in pick_front(study.best_trials)]
+    oracle = train_oracle(cfg, choose(finals, cfg.vivid), splits, tracker, classifier, lineage) if finals else None
+    return StudyModels(study=study, splits=splits, classifier=classifier, finals=finals, oracle=oracle)
+
+
+__all__ = ["colorization_config", "colorize_search", "early_points", "report_models"]

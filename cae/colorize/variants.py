@@ -21,6 +21,7 @@ from typing import Any
 from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import from_dict, with_overrides
+from cae.search.best import read_best
 from cae.search_config import SearchConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -52,8 +53,6 @@ DESCRIPTIONS = {
 
 def source_architecture(study: str | None, config_path: str | None) -> tuple[ExperimentConfig, dict[str, Any]]:
     """(config, lineage) from a study's best.json, or from an explicit experiment file."""
-    from cae.search.best import read_best
-
     if config_path:
         return load_experiment(config_path), {"source_config": config_path}
     try:

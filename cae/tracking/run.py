@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cae.errors import failure_reason
+from cae.hardware import machine
+from cae.tracking.datasets import dataset_inputs
 from cae.tracking.system import start_system_metrics
 from cae.urls import shown
 
@@ -104,8 +106,6 @@ class Run:
 
     def log_datasets(self, splits: Any) -> None:
         """The train/val/test splits as MLflow dataset inputs (``cifar10-train`` ..., the split's digest)."""
-        from cae.tracking.datasets import dataset_inputs
-
         for attempt in range(3):
             try:
                 self.client.log_inputs(self.run_id, datasets=dataset_inputs(splits))
@@ -251,8 +251,6 @@ def trial_run(
     FAIL with the reason on any other exception, Ctrl-C included. The exception propagates.
     ``splits`` (a :class:`cae.data.Splits`) is logged as the run's dataset inputs.
     """
-    from cae.hardware import machine
-
     run = tracker.start_run(
         study, f"trial-{number}", parent_id=parent_id,
         tags={"machine": machine(), **tags, "study": study, "trial_number": number, "trial_state": "RUNNING"},
