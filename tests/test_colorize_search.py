@@ -13,9 +13,10 @@ import numpy as np
 import optuna
 import pytest
 
-from cae.colorize.report import Measured, command_of, render, write_search_report
+from cae.colorize.report import command_of, write_search_report
 from cae.colorize.scoring import TEMPERATURES, predict_rgb, validation_scores
 from cae.colorize.search import colorization_config, early_points, report_models
+from cae.colorize.search_render import Measured, render
 from cae.colorize.task import ColorizationTask
 from cae.config import ExperimentConfig
 from cae.data import load_splits, to_unit
@@ -319,7 +320,7 @@ def test_early_points_are_in_the_space(source, tmp_path):
 
 def test_a_finding_the_data_contradicts_is_not_written():
     from cae.colorize.render import shortcomings as variant_shortcomings
-    from cae.colorize.report import shortcomings
+    from cae.colorize.search_render import shortcomings
 
     # One completed trial: too thin for any finding.
     thin = shortcomings(_measured(trials=_measured().trials[:1]))

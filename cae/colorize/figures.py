@@ -7,6 +7,7 @@ from typing import Any
 
 from cae.colorize.final import FinalModel
 from cae.colorize.from_best import colorization_grid
+from cae.colorize.search_render import GRAY_MARGIN_DB, VIVID_CF
 from cae.data import load_splits
 from cae.plots import plt, save
 from cae.search_config import SearchConfig
@@ -14,8 +15,6 @@ from cae.search_config import SearchConfig
 
 def front_figure(m: Any, path: Path) -> Path:
     """Validation PSNR against colourfulness for every trial; front, finals (test), baselines, aim."""
-    from cae.colorize.report import GRAY_MARGIN_DB, VIVID_CF  # lazy: cae.colorize.report imports this module
-
     aim = m.baselines["gray copied to RGB"]["test_psnr"] + GRAY_MARGIN_DB
     fig, ax = plt.subplots(figsize=(9, 5.5))
     done = [t for t in m.trials if t["val_psnr"] is not None]
