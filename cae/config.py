@@ -218,7 +218,8 @@ class ExperimentConfig:
         if self.model.bottleneck == "dense" and self.data.input != "rgb":
             # PCA's basis and the linear code map RGB to RGB; a colorizer needs convolutional features.
             raise CAEError("model.bottleneck: dense is a reconstruction code (RGB in, RGB out): colorization needs "
-                           "a conv architecture, e.g. CONFIG=experiments/conv-best.yaml")  # fmt: skip
+                           "a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
+                           "`make colorize-search FROM=experiments/conv-best.yaml`")  # fmt: skip
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
         if self.train.loss == "classification" and self.model.predict != "chroma":

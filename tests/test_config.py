@@ -251,5 +251,6 @@ def test_a_dense_linear_code_is_refused_for_colorization_in_one_line():
 
     dense = {"model.bottleneck": "dense", "model.code_budget": 256, "model.pca_init": True}
     with_overrides(ExperimentConfig(), dense)  # a reconstruction code: fine
-    with pytest.raises(CAEError, match=r"colorization needs a conv architecture, e\.g\. CONFIG=experiments/conv"):
+    with pytest.raises(CAEError, match=r"colorization needs a conv architecture, e\.g\. `make colorize-best "
+                                       r"CONFIG=experiments/conv-best\.yaml` or `make colorize-search FROM="):
         with_overrides(ExperimentConfig(), {**dense, "data.input": "luma", "model.predict": "chroma"})
