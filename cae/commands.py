@@ -184,6 +184,8 @@ def cmd_colorize_search(args: argparse.Namespace) -> int:
 
     overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "storage", "engine", "workers",
                                                                     "timeout", "final_epochs")}  # fmt: skip
+    if args.study and args.source_config:
+        raise CAEError("colorize-search starts from STUDY's best or from FROM=<experiment yaml>, not both")
     source = args.study or SearchConfig().study
     print(f"wrote {colorize_search(args.config, source, overrides, source_config=args.source_config)}")
     return 0

@@ -370,3 +370,24 @@ def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, trackin
     study = optuna.load_study(study_name="paused", storage=storage)
     states = [t.state.name for t in study.trials]
     assert states[0] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") == 2
+
+
+def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
+    """A real (in-memory) study: the point returns WAITING with its identity, the worker stops in one line."""
+    from cae.search.workers import requeue_if_unanswered
+    from cae.tracking.patience import TrackingUnavailable
+
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr("reference", True)
+    trial.set_user_attr("fail_reason", "TrackingUnavailable: MLflow tracking server http://h:5000 did not answer "
+                                       "for 130 s (log_batch: no answer); the study is intact: rerun")  # fmt: skip
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    with pytest.raises(TrackingUnavailable, match=r"did not answer for 130 s \(log_batch: no answer\); trial 0 is "
+                                                  r"queued again and the study is intact"):  # fmt: skip
+        requeue_if_unanswered(study, study.trials[0])
+    waiting = study.trials[1]
+    assert waiting.state.name == "WAITING" and waiting.system_attrs["fixed_params"] == study.trials[0].params
+    assert waiting.user_attrs == {"reference": True, "retry_of": 0}
+    requeue_if_unanswered(study, study.trials[1])  # not a failed trial: nothing happens
+    assert len(study.trials) == 2

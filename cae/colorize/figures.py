@@ -40,9 +40,10 @@ def front_figure(m: Any, path: Path) -> Path:
                 label=f"oracle: trial {o.trial} given the true class (test; a bound)")  # fmt: skip
     for name, b in m.baselines.items():
         ax.plot(b["test_colourfulness"], b["test_psnr"], "s", ms=8, label=f"baseline: {name} (test)")
-    top = max([aim + 0.5] + [t["val_psnr"] for t in done] + [f.test["test_psnr"] for f in m.finals])
-    right = max([1.2] + [t["val_colourfulness"] + 0.05 for t in done] + [f.test["test_colourfulness"] + 0.05
-                                                                          for f in m.finals])  # fmt: skip
+    tested = [f.test for f in m.finals] + ([m.oracle.test] if m.oracle is not None else [])
+    top = max([aim + 0.5] + [t["val_psnr"] for t in done] + [t["test_psnr"] for t in tested])
+    right = max([1.2] + [t["val_colourfulness"] + 0.05 for t in done] + [t["test_colourfulness"] + 0.05
+                                                                          for t in tested])  # fmt: skip
     ax.fill_between([VIVID_CF, right], aim, top, color="tab:green", alpha=0.12,
                     label=f"the aim (≥ gray copy + {GRAY_MARGIN_DB:g} dB at colourfulness ≥ {VIVID_CF})")  # fmt: skip
     ax.set(xlabel="colourfulness (predicted / true chroma spread; 1 = as colourful as the truth)",

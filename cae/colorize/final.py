@@ -183,9 +183,12 @@ def save(final: FinalModel) -> None:
         final.model.save(tmp)
     record = {
         "trial_number": final.trial, "recipe": final.label, "mlflow_run_id": final.run_id, "epochs": final.epochs,
-        "input": "1-channel BT.601 luma in [0, 1], 32×32", "output": "RGB in [0, 1]",
+        "input": "1-channel BT.601 luma in [0, 1], 32×32" + (" and the one-hot true class (an oracle)"
+                                                              if final.config.model.semantic_oracle else ""),
+        "output": "RGB in [0, 1]",
         "temperature": final.temperature, **final.val, **final.test, "colourfulness": final.test["test_colourfulness"],
-        "photos_psnr": final.photos_psnr, "config": to_dict(final.config), "params": final.params,
+        "photos_psnr": None if np.isnan(final.photos_psnr) else final.photos_psnr,  # an oracle has none
+        "config": to_dict(final.config), "params": final.params,
         "per_class": final.per_class, "temperature_curve": final.curve, "seconds": final.seconds,
     }  # fmt: skip
     write_text_atomic(final.path.with_suffix(".json"), json.dumps(record, indent=2))
@@ -206,7 +209,8 @@ def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
         return FinalModel(
             trial=r["trial_number"], label=r["recipe"], run_id=r["mlflow_run_id"], config=config, params=r["params"],
             epochs=r["epochs"], val=val, test=test, classifier_acc=r["test_classifier_acc"],
-            photos_psnr=r["photos_psnr"], per_class=r["per_class"], path=path.with_suffix(".keras"),
+            photos_psnr=float("nan") if r["photos_psnr"] is None else r["photos_psnr"], per_class=r["per_class"],
+            path=path.with_suffix(".keras"),
             seconds=r["seconds"], temperature=r["temperature"], curve=r["temperature_curve"], model=model,
         )
     except (OSError, ValueError, KeyError, TypeError):

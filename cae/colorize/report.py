@@ -53,7 +53,7 @@ def measure(cfg: SearchConfig, models: StudyModels) -> Measured:
     return Measured(
         study=cfg.study, source=cfg.source_study or "", command=command_of(cfg),
         data={"data_source": splits.data_source, "sizes": splits.sizes, "seed": splits.seed, "machine": machine(),
-              "epochs": cfg.experiment.train.epochs, "final_epochs": cfg.final_epochs},
+              "epochs": cfg.experiment.train.epochs, "final_epochs": cfg.final_epochs, "vivid": cfg.vivid},
         trials=trials, finals=finals, chosen=choose(finals, cfg.vivid).trial if finals else -1,
         baselines=baselines(splits), oracle=models.oracle, source_config=cfg.source_config,
         semantic={**gray_and_true_accuracy(classifier, splits), "classifier_acc": classifier.test_accuracy,

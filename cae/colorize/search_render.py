@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cae.colorize.final import FinalModel
+from cae.colorize.scoring import vivid_enough
 from cae.data import CLASSES
 
 # Below these the report states no findings (a couple of short trials support none).
@@ -61,12 +62,12 @@ def targets(m: Measured) -> list[str]:
     aim = (f"at colourfulness ≥ {VIVID_CF}, a model ≥ {GRAY_MARGIN_DB:g} dB above the gray copy (≥ {need:.2f} dB) "
            f"that the classifier recognises at least as well as the gray images ({gray_acc:.1%})")  # fmt: skip
     if vivid:
-        v = max(vivid, key=lambda f: psnr[f.trial])
-        met = psnr[v.trial] >= need and v.classifier_acc >= gray_acc
-        lines = [f"**{'Met' if met else 'Missed'}**: {aim}: the best front model that colourful (trial {v.trial}, "
-                 f"colourfulness {cf[v.trial]:.2f}) scores {psnr[v.trial]:.2f} dB ({psnr[v.trial] - need:+.2f} dB "
-                 f"against the aim) and is classified {v.classifier_acc:.1%} "
-                 f"({(v.classifier_acc - gray_acc) * 100:+.1f} points against gray)."]  # fmt: skip
+        meeting = [f for f in vivid if psnr[f.trial] >= need and f.classifier_acc >= gray_acc]
+        v = max(meeting or vivid, key=lambda f: psnr[f.trial])  # one that meets it, else the closest in PSNR
+        lines = [f"**{'Met' if meeting else 'Missed'}**: {aim}: the best front model that colourful"
+                 f"{' and recognised so' if meeting else ''} (trial {v.trial}, colourfulness {cf[v.trial]:.2f}) "
+                 f"scores {psnr[v.trial]:.2f} dB ({psnr[v.trial] - need:+.2f} dB against the aim) and is classified "
+                 f"{v.classifier_acc:.1%} ({(v.classifier_acc - gray_acc) * 100:+.1f} points vs gray)."]  # fmt: skip
     else:
         most = max(m.finals, key=lambda f: cf[f.trial])
         lines = [f"**Missed**: {aim}: no front model is that colourful on test (the most colourful, trial "
@@ -84,8 +85,13 @@ def targets(m: Measured) -> list[str]:
         f"{min(f.photos_psnr for f in m.finals) - m.gray_photos_psnr:+.2f} dB at worst ({len(below_photos)} below)."
     )
     c = next(f for f in m.finals if f.trial == m.chosen)
-    lines.append(f"The chosen model (trial {c.trial}: on validation, the best PSNR among the front models vivid "
-                 f"enough) scores {psnr[c.trial]:.2f} dB at colourfulness {cf[c.trial]:.2f}; its images are classified "
+    vivid_val = m.data.get("vivid", VIVID_CF)
+    how = ("the best PSNR among the front models within "
+           f"{1 - vivid_val:.2f} of the true colour spread" if any(vivid_enough(f.val["val_colourfulness"], vivid_val)
+                                                                  for f in m.finals)
+           else f"no front model within {1 - vivid_val:.2f} of the true colour spread: the best PSNR")  # fmt: skip
+    lines.append(f"The chosen model (trial {c.trial}; on validation, {how}) scores {psnr[c.trial]:.2f} dB at "
+                 f"colourfulness {cf[c.trial]:.2f}; its images are classified "
                  f"{_pct(_recovered(c.classifier_acc, m.semantic))} of the way from gray ({gray_acc:.1%}) to true "
                  f"colour ({m.semantic['true_classifier_acc']:.1%}).")  # fmt: skip
     return lines
@@ -99,14 +105,17 @@ def oracle_lines(m: Measured) -> list[str]:
     c = next(f for f in m.finals if f.trial == m.chosen)
     need = m.baselines["gray copied to RGB"]["test_psnr"] + GRAY_MARGIN_DB
     psnr, cf = o.test["test_psnr"], o.test["test_colourfulness"]
-    reach = "within its reach" if psnr >= need and cf >= VIVID_CF else "out of its reach even so"
+    gain = psnr - c.test["test_psnr"]
+    reach = "within reach of the oracle" if psnr >= need and cf >= VIVID_CF else "out of the oracle's reach too"
+    worth = (f"knowing the object bought this network {gain:+.2f} dB on this data" if gain > 0 else
+             f"the true class bought this network nothing in PSNR ({gain:+.2f} dB): what it lacks is not the object's "
+             "identity")  # fmt: skip
     return ["## Oracle bound: the chosen network given the true class", "",
-            f"Trained as long as the chosen model ({o.epochs} epochs; MLflow run `{o.run_id}`; never chosen or "
-            f"registered): {psnr:.2f} dB at colourfulness {cf:.2f}, classified {o.classifier_acc:.1%}, against the "
-            f"chosen model's {c.test['test_psnr']:.2f} dB at {c.test['test_colourfulness']:.2f}, "
-            f"{c.classifier_acc:.1%}. Knowing the object is worth {psnr - c.test['test_psnr']:+.2f} dB to this "
-            f"network on this data at most; the aim (≥ {need:.2f} dB at colourfulness ≥ {VIVID_CF}) is {reach}.",
-            ""]  # fmt: skip
+            f"One run, trained as long as the chosen model ({o.epochs} epochs; MLflow run `{o.run_id}`; never chosen "
+            f"or registered; a semantic branch fed the true class, no class loss): {psnr:.2f} dB at colourfulness "
+            f"{cf:.2f}, classified {o.classifier_acc:.1%}, against the chosen model's {c.test['test_psnr']:.2f} dB at "
+            f"{c.test['test_colourfulness']:.2f}, {c.classifier_acc:.1%}: {worth}. The PSNR part of the aim "
+            f"(≥ {need:.2f} dB at colourfulness ≥ {VIVID_CF}) is {reach}.", ""]  # fmt: skip
 
 
 def render(m: Measured) -> str:
@@ -137,6 +146,7 @@ def render(m: Measured) -> str:
         f"{m.semantic['classifier_acc']:.1%}, MLflow run `{m.semantic['classifier_run_id']}`). \"Gap recovered\" is "
         "(colorized − gray) / (true − gray) accuracy: the semantic check of Zhang et al. Saved models take the "
         f"1-channel BT.601 luma in [0, 1] and return RGB in [0, 1], decoding included: `runs/{m.study}/final/`"
+        " (the oracle's file also takes the class)"
         + (f"; the chosen one is registered as `{m.registered}`." if m.registered else "."), "",
         "![colorization grid](colorization-search.png)", "", *oracle_lines(m),
         *per_class_table(m), "", "## Every trial (validation)", "",

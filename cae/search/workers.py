@@ -174,10 +174,15 @@ def run_worker(
 def requeue_if_unanswered(study: Any, trial: Any) -> None:
     """A trial failed because the tracking server stopped answering: queue its point again (its
     training is not the trial's fault) and stop this worker with the server's one line."""
-    reason = trial.user_attrs.get("fail_reason", "") if trial is not None else ""
+    if trial is None or trial.state.name != "FAIL":
+        return
+    reason = trial.user_attrs.get("fail_reason", "")
     if not reason.startswith(UNANSWERED):
         return
-    study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+    # What the point is (the reference, an enqueued recipe) goes with it, as Optuna's own retry keeps it;
+    # not the failure's attrs (its fail_reason would mark the retry as failed the same way).
+    kept = {k: trial.user_attrs[k] for k in ("reference", "enqueued", "recipe") if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
     what = reason.removeprefix(UNANSWERED).split("; the study is intact")[0]
     raise TrackingUnavailable(f"{what}; trial {trial.number} is queued again and the study is intact: run the "
                               "same command again once the server answers")  # fmt: skip

@@ -15,7 +15,7 @@ from cae.errors import CAEError, disk_full_message, first_line, no_space
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.storelock import creating_schema, sqlite_file
 from cae.tracking.auth import read_credentials
-from cae.tracking.patience import Watched, bound_http
+from cae.tracking.patience import TrackingUnavailable, Watched, bound_http
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
 from cae.urls import has_password, shown, with_driver
@@ -117,7 +117,8 @@ class Tracker:
         try:
             # One quick try: a store that is down is said at once, not after MLflow's minutes of retries.
             with scoped_env({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
-                self.client.search_experiments(max_results=1)
+                unwatched = self.client._client if isinstance(self.client, Watched) else self.client  # one quick try
+                unwatched.search_experiments(max_results=1)
         except Exception as err:
             first = first_line(err)
             if "401" in first or "403" in first or "Unauthorized" in first:
@@ -147,6 +148,8 @@ class Tracker:
         location = None if _is_remote(self.uri) else ensure_dir(runs_dir() / "mlartifacts" / name).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
+        except TrackingUnavailable:  # asking again would wait the bounds out once more
+            raise
         except Exception:  # created meanwhile by another worker
             exp = self.client.get_experiment_by_name(name)
             if exp is None:

@@ -18,10 +18,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
-from cae.errors import CAEError, first_line
+from cae.errors import CAEError
 from cae.urls import shown
 
 # Bounds for a server over HTTP, used when the user has not set MLflow's variables: 5 tries of at
@@ -60,14 +60,33 @@ def bounds_text() -> str:
             f"MLFLOW_HTTP_REQUEST_TIMEOUT={timeout})")  # fmt: skip
 
 
-# What the client's exception says, in a few words (its own text is a URL and a urllib3 repr).
-_CAUSES = {"timed out": "no answer", "Connection refused": "connection refused", "Max retries": "no answer",
-           "Connection aborted": "connection dropped", "RemoteDisconnected": "connection dropped"}  # fmt: skip
+# The client gave up on the network (its own text is a URL and a urllib3 repr): these words, in a few.
+# Any other error, slow or not (a 404 of a slow server, a full disk while downloading), is no silence.
+_CAUSES = {"timed out": "no answer", "Read timeout": "no answer", "Max retries": "no answer",
+           "Connection refused": "connection refused", "Connection aborted": "connection dropped",
+           "RemoteDisconnected": "connection dropped", "Connection reset": "connection dropped"}  # fmt: skip
 
 
-def _cause(err: BaseException) -> str:
-    text = str(err)
-    return next((cause for marker, cause in _CAUSES.items() if marker in text), shown(first_line(err, 80)))
+def _gave_up(err: BaseException) -> str | None:
+    """A few words for a network give-up of the client (in ``err`` or its causes), else None."""
+    cause: BaseException | None = err
+    for _ in range(6):
+        if cause is None:
+            return None
+        text = str(cause)
+        found = next((words for marker, words in _CAUSES.items() if marker in text), None)
+        if found:
+            return found
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+_GAVE_UP = threading.Event()  # a call gave up unanswered and none has been answered since
+
+
+def gave_up() -> bool:
+    """True if this process's last word from the tracking server was silence (see ``cae.__main__``)."""
+    return _GAVE_UP.is_set()
 
 
 def _note_after() -> float:
@@ -91,19 +110,23 @@ class Watched:
         self.silent = False
 
     def __getattr__(self, name: str) -> Any:
-        value = getattr(self._client, name)
+        client = self.__dict__.get("_client")
+        if client is None:  # copy / pickle look attributes up before __init__ ran
+            raise AttributeError(name)
+        value = getattr(client, name)
         if not callable(value) or name.startswith("_"):
             return value
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            with self.answering(name):
+            # A queued call (synchronous=False) returns at once: it says nothing about the server.
+            with self.answering(name, reaches_server=kwargs.get("synchronous", True) is not False):
                 return value(*args, **kwargs)
 
         return call
 
     @contextmanager
-    def answering(self, what: str) -> Iterator[None]:
-        """Say so while ``what`` waits for the server; a call that fails after waiting raises
+    def answering(self, what: str, reaches_server: bool = True) -> Iterator[None]:
+        """Say so while ``what`` waits for the server; a call the client gave up on after waiting raises
         :class:`TrackingUnavailable` (one line) instead of the client's retry traceback."""
         start = time.monotonic()
         done = threading.Event()
@@ -118,23 +141,29 @@ class Watched:
                 wait = NOTE_EVERY
 
         watcher = threading.Thread(target=watch, name="cae-tracking-watch", daemon=True)
-        watcher.start()
+        with suppress(RuntimeError):  # at interpreter shutdown (3.12+) no thread starts: call unwatched
+            watcher.start()
         try:
             yield
         except Exception as err:
-            waited = time.monotonic() - start
-            if waited < _note_after():
+            waited, cause = time.monotonic() - start, _gave_up(err)
+            if waited < _note_after() or cause is None:
                 raise
             self.silent = True
+            _GAVE_UP.set()
             raise TrackingUnavailable(
-                f"MLflow tracking server {self.server} did not answer for {waited:.0f} s ({what}: {_cause(err)}); "
+                f"MLflow tracking server {self.server} did not answer for {waited:.0f} s ({what}: {cause}); "
                 "the study is intact: run the same command again once it answers"
             ) from None
         finally:
             done.set()
-        self.silent = False
+            if watcher.is_alive():
+                watcher.join()  # a line it is printing now is followed by the one below, not after it
+        if reaches_server:
+            self.silent = False
+            _GAVE_UP.clear()
         if said.is_set():
             _say(f"MLflow tracking server {self.server} answered after {time.monotonic() - start:.0f} s ({what})")
 
 
-__all__ = ["HTTP_BOUNDS", "TrackingUnavailable", "Watched", "bound_http", "bounds_text"]
+__all__ = ["HTTP_BOUNDS", "TrackingUnavailable", "Watched", "bound_http", "bounds_text", "gave_up"]

@@ -91,10 +91,10 @@ class Run:
         pending, self._pending = self._pending, []
         _UNFLUSHED.discard(self)
         lost, reason = 0, ""
-        if pending and self.tracker.silent:  # waiting would only spend the client's bounds again
-            lost, reason = len(pending), "the tracking server is not answering"
-            pending = []
-        for operation in pending:
+        for i, operation in enumerate(pending):
+            if self.tracker.silent:  # waiting would only spend the client's bounds again, batch after batch
+                lost, reason = lost + len(pending) - i, "the tracking server is not answering"
+                break
             try:
                 with self.tracker.answering("storing the queued per-epoch metrics"):
                     operation.wait()
@@ -131,6 +131,8 @@ class Run:
 
     def end(self, status: str = "FINISHED") -> None:
         self.flush()
+        if self._left_to_next_search():
+            return
         if self._monitor is not None:
             self._monitor.finish()
             self._monitor = None
@@ -155,13 +157,13 @@ class Run:
 
     def _left_to_next_search(self) -> bool:
         """True (with one line) if the server has stopped answering: closing the run would wait the
-        client's bounds out once more; the next search closes it (``Tracker.close_orphans``)."""
+        client's bounds out once more; a rerun closes it (a search: ``Tracker.close_orphans``)."""
         if not self.tracker.silent:
             return False
         self._pending = []
         _UNFLUSHED.discard(self)
-        print(f"note: MLflow run {self.run_id} is left RUNNING (the tracking server is not answering); the next "
-              "search closes it", file=sys.stderr, flush=True)  # fmt: skip
+        print(f"note: MLflow run {self.run_id} is left RUNNING (the tracking server is not answering); running "
+              "the same command again closes or resumes it", file=sys.stderr, flush=True)  # fmt: skip
         return True
 
     def epoch_callback(self) -> Any:
