@@ -287,7 +287,8 @@ def test_the_report_states_each_target_with_its_figure_without_training():
     assert "| trial 5: classification (rebalance 0.50), skips **(chosen)** | 12 | 0.004000 | 24.00 |" in text
     assert "least colourful relative to the truth are cat (0.50)" in text
     assert "T=1 gives 24.50 dB at colourfulness 0.40" in text
-    assert "Oracle bound" not in text  # none measured: no sentence about it
+    assert "## Oracle bound: the chosen network given the true class\n\nNot measured in this run" in text
+    assert "also takes the class" not in text
     # Classified worse than gray: the first aim is missed although the PSNR clears it.
     worse = render(_measured(semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.6,
                                        "classifier_acc": 0.8, "classifier_run_id": "clf"}))  # fmt: skip

@@ -100,8 +100,12 @@ def targets(m: Measured) -> list[str]:
 def oracle_lines(m: Measured) -> list[str]:
     """How much knowing the object could buy the chosen network at best: the oracle's figures beside it."""
     o = m.oracle
-    if o is None or not m.finals:
+    if not m.finals:
         return []
+    if o is None:
+        return ["## Oracle bound: the chosen network given the true class", "",
+                "Not measured in this run (the command trains it after the front; its log says why it is missing).",
+                ""]  # fmt: skip
     c = next(f for f in m.finals if f.trial == m.chosen)
     need = m.baselines["gray copied to RGB"]["test_psnr"] + GRAY_MARGIN_DB
     psnr, cf = o.test["test_psnr"], o.test["test_colourfulness"]
@@ -146,7 +150,7 @@ def render(m: Measured) -> str:
         f"{m.semantic['classifier_acc']:.1%}, MLflow run `{m.semantic['classifier_run_id']}`). \"Gap recovered\" is "
         "(colorized − gray) / (true − gray) accuracy: the semantic check of Zhang et al. Saved models take the "
         f"1-channel BT.601 luma in [0, 1] and return RGB in [0, 1], decoding included: `runs/{m.study}/final/`"
-        " (the oracle's file also takes the class)"
+        + (" (the oracle's file also takes the class)" if m.oracle is not None else "")
         + (f"; the chosen one is registered as `{m.registered}`." if m.registered else "."), "",
         "![colorization grid](colorization-search.png)", "", *oracle_lines(m),
         *per_class_table(m), "", "## Every trial (validation)", "",
