@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -239,22 +240,30 @@ def test_mlflow_server_restart_mid_search_leaves_every_run_closed(mlflow_server,
 QUICK_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "3", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2"}
 
 
-def test_a_tracking_server_that_stops_answering_for_a_while_is_said_and_waited_for(mlflow_server, tmp_path):
+@contextmanager
+def stalled_mid_trial(mlflow_server, tmp_path: Path, study: str) -> Iterator[tuple]:
+    """A search through a proxy before the real server, stalled once trial 0 runs; yields
+    (proxy, storage, config, log, process); the proxy answers again and stops on the way out."""
     proxy = SlowProxy(mlflow_server.url, delay=0.0).start()
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    config = search_yaml(tmp_path / "search.yaml", "mlflow-silent", trials=2, epochs=3, storage=storage)
+    config = search_yaml(tmp_path / "search.yaml", study, trials=2, epochs=3, storage=storage)
     log = tmp_path / "search.log"
     try:
         process = start(config, log, tmp_path / "runs", proxy.url, **QUICK_BOUNDS)
-        wait_until(lambda: running(storage, "mlflow-silent", 0), process, log, "trial 0 running")
+        wait_until(lambda: running(storage, study, 0), process, log, "trial 0 running")
         proxy.stalled = True
+        yield proxy, storage, config, log, process
+    finally:
+        proxy.stalled = False
+        proxy.stop()
+
+
+def test_a_tracking_server_that_stops_answering_for_a_while_is_said_and_waited_for(mlflow_server, tmp_path):
+    with stalled_mid_trial(mlflow_server, tmp_path, "mlflow-silent") as (proxy, storage, _config, log, process):
         wait_until(lambda: "has not answered for" in log.read_text(), process, log, "the silence said", 60)
         time.sleep(2)
         proxy.stalled = False
         output = finish(process, log)
-    finally:
-        proxy.stalled = False
-        proxy.stop()
 
     assert process.returncode == 0, output[-3000:]
     assert "Traceback" not in output, output
@@ -268,14 +277,7 @@ def test_a_tracking_server_that_stops_answering_for_a_while_is_said_and_waited_f
 def test_a_tracking_server_that_stays_silent_ends_the_search_in_one_line_and_nothing_is_lost(
     mlflow_server, tmp_path
 ):  # fmt: skip
-    proxy = SlowProxy(mlflow_server.url, delay=0.0).start()
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    config = search_yaml(tmp_path / "search.yaml", "mlflow-gone", trials=2, epochs=3, storage=storage)
-    log = tmp_path / "search.log"
-    try:
-        process = start(config, log, tmp_path / "runs", proxy.url, **QUICK_BOUNDS)
-        wait_until(lambda: running(storage, "mlflow-gone", 0), process, log, "trial 0 running")
-        proxy.stalled = True
+    with stalled_mid_trial(mlflow_server, tmp_path, "mlflow-gone") as (proxy, storage, config, log, process):
         started = time.monotonic()
         output = finish(process, log, timeout=180)
         seconds = time.monotonic() - started
@@ -293,9 +295,6 @@ def test_a_tracking_server_that_stays_silent_ends_the_search_in_one_line_and_not
 
         # The server answers again: the same command finishes the study, every run closed.
         output = finish(start(config, log, tmp_path / "runs", proxy.url, **QUICK_BOUNDS), log)
-    finally:
-        proxy.stalled = False
-        proxy.stop()
     assert "Traceback" not in output, output
     trials = trials_of(storage, "mlflow-gone")
     assert Counter(t.state.name for t in trials) == {"COMPLETE": 2, "FAIL": 1}, trials

@@ -8,7 +8,7 @@ from typing import Any
 from cae.colorize.final import FinalModel
 from cae.colorize.from_best import colorization_grid
 from cae.colorize.search_render import GRAY_MARGIN_DB, VIVID_CF
-from cae.data import load_splits
+from cae.data import Splits
 from cae.plots import plt, save
 from cae.search_config import SearchConfig
 
@@ -53,9 +53,8 @@ def front_figure(m: Any, path: Path) -> Path:
     return save(fig, path)
 
 
-def grid_figure(cfg: SearchConfig, finals: list[FinalModel], path: Path) -> Path:
+def grid_figure(cfg: SearchConfig, finals: list[FinalModel], splits: Splits, path: Path) -> Path:
     """Fixed test images: gray input, each final model, truth."""
-    splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     models = [(f"trial {f.trial}\n{f.test['test_psnr']:.1f} dB, cf {f.test['test_colourfulness']:.2f}", f.model,
                f.config) for f in finals]  # fmt: skip
     return colorization_grid(splits, models, path, f"{cfg.study}: the front's models on fixed test images")

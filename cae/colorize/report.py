@@ -18,7 +18,7 @@ from cae.colorize.figures import front_figure, grid_figure
 from cae.colorize.final import FinalModel, choose, describe, gray_and_true_accuracy, gray_photos_psnr
 from cae.colorize.scoring import baselines
 from cae.colorize.search_render import Measured, render
-from cae.data import TRANSFORMS, Splits, load_splits, to_unit
+from cae.data import TRANSFORMS, Splits, to_unit
 from cae.hardware import machine
 from cae.paths import ensure_dir, reports_dir, write_text_atomic
 from cae.report.publish import publish
@@ -77,21 +77,21 @@ def write_search_report(cfg: SearchConfig, tracker: Tracker, models: StudyModels
     """Measure, register the chosen model, draw, render and log ``reports/<source>/colorization-search.md``."""
     m = measure(cfg, models)
     if m.finals:
-        m.registered = register_chosen(cfg.study, next(f for f in m.finals if f.trial == m.chosen), tracker)
+        chosen = next(f for f in m.finals if f.trial == m.chosen)
+        m.registered = register_chosen(cfg.study, chosen, tracker, models.splits)
     accuracies = {k: m.semantic[k] for k in ("gray_classifier_acc", "true_classifier_acc")}
     for run_id in {f.run_id for f in m.finals} | ({m.parent_run_id} if m.parent_run_id else set()):
         Run(tracker, run_id).log_metrics(accuracies)  # the semantic check's reference points, beside each model
     out = ensure_dir(reports_dir() / m.source)
     if m.finals:
         front_figure(m, out / "colorization-front.png")
-        grid_figure(cfg, m.finals, out / "colorization-search.png")
+        grid_figure(cfg, m.finals, models.splits, out / "colorization-search.png")
     return publish(out / "colorization-search.md", render(m), tracker=tracker, runs=[m.parent_run_id],
                    figures=["colorization-front.png", "colorization-search.png"])  # fmt: skip
 
 
-def register_chosen(study: str, chosen: FinalModel, tracker: Tracker) -> str | None:
+def register_chosen(study: str, chosen: FinalModel, tracker: Tracker, splits: Splits) -> str | None:
     """The chosen model in the MLflow Model Registry as ``<study>``; the version goes into its JSON."""
-    splits = load_splits(chosen.config.data.source, chosen.config.seed, chosen.config.data.subset)
     example = TRANSFORMS[chosen.config.data.input](to_unit(splits.x_test[:2]))
     try:
         version = register_model(tracker, run_id=chosen.run_id, name=study, model=chosen.model, example=example)
