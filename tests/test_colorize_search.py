@@ -105,7 +105,8 @@ def test_trial_zero_is_the_source_architecture_and_the_front_is_written(study, t
     assert first.user_attrs["reference"] is True
     assert first.params["train.loss"] == "mse" and first.params["model.predict"] == "chroma"
     assert first.params["model.width_multiplier"] == 1.0 and "train.rebalance" not in first.params
-    assert st.trials[2].params["train.loss"] == "classification" and "model.predict" not in st.trials[2].params
+    assert st.trials[1].params["train.loss"] == "classification" and "model.predict" not in st.trials[1].params
+    assert st.trials[2].params["model.semantic"] == 128 and st.trials[2].params["train.class_weight"] == 0.3
     assert len(st.directions) == 2 and st.best_trials
     text = report.read_text()
     for section in ("## Targets", "## The front", "## Final models on the test split", "## Every trial",
@@ -326,8 +327,9 @@ def test_the_oracle_bound_is_reported_beside_never_as_the_chosen_model():
 def test_early_points_are_in_the_space(source, tmp_path):
     cfg, _ = study_config(tmp_path)
     points = early_points(cfg)
-    assert [p["params"]["model.skips"] for p in points] == [True, True]
-    assert points[1]["params"]["train.loss"] == "classification" and "model.predict" not in points[1]["params"]
+    assert [p["params"]["model.skips"] for p in points] == [True, True, True]
+    assert points[0]["params"]["train.loss"] == "classification" and "model.predict" not in points[0]["params"]
+    assert points[1]["params"]["model.semantic"] == 128 and points[2]["params"]["train.loss"] == "mse"
 
 
 def test_a_finding_the_data_contradicts_is_not_written():

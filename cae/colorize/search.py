@@ -27,13 +27,17 @@ from cae.space import load_space
 from cae.tracking import Tracker
 
 DEFAULT_CONFIG = "experiments/colorize-search.yaml"
-# Today's best recipe from `make colorize-best` (trial 0), then the two variants the study should
-# see early: skip connections (the most colourful MSE variant) and chroma classes (Zhang et al.).
+# Today's best recipe from `make colorize-best` (trial 0), then the variants the study should see
+# early, most promising first (a short study may run only the first of them): chroma classes
+# (Zhang et al.), the same with the global semantic branch and its class loss (Iizuka et al.), and
+# skip connections (the most colourful MSE variant).
 RECIPE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": False}
+ZHANG = {"train.loss": "classification", "train.rebalance": 0.5, "model.skips": True}
 EARLY = {
+    "enqueued: chroma classes (Zhang et al.)": ZHANG,
+    "enqueued: chroma classes + semantic branch (Iizuka et al.)": {**ZHANG, "model.semantic": 128,
+                                                                   "train.class_weight": 0.3},
     "enqueued: today's skips variant": {"model.skips": True},
-    "enqueued: chroma classes (Zhang et al.)": {"train.loss": "classification", "train.rebalance": 0.5,
-                                                "model.skips": True},
 }  # fmt: skip
 
 
@@ -72,7 +76,7 @@ def colorization_config(
 
 
 def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
-    """Trials 1, 2: the source with skip connections, then with chroma classes (when in the space)."""
+    """Trials 1–3: chroma classes, the same with the semantic branch, the source with skips (those in the space)."""
     space = load_space(cfg.space)
     points = []
     for recipe, change in EARLY.items():
