@@ -1,14 +1,15 @@
+import keras
 import numpy as np
 import pytest
 
 from cae.colorize.from_best import colorize
 from cae.colorize.scoring import baselines
-from cae.colorize.variants import variant_config
+from cae.colorize.variants import source_architecture, variant_config
 from cae.config import ExperimentConfig
 from cae.data import load_splits, luma, to_unit
 from cae.errors import CAEError
-from cae.schema import with_overrides
-from cae.search.best import export_trial, trial_record
+from cae.schema import to_dict, with_overrides
+from cae.search.best import export_trial, load_best_model, trial_record
 from cae.tracking import Tracker
 from cae.train import predict, train_and_evaluate
 
@@ -113,3 +114,31 @@ def test_a_collapsed_variant_is_named_and_gets_no_gain():
     text = " ".join(shortcomings({"chroma": row}, base))
     assert "`chroma` collapsed to one colour for every pixel (colourfulness 0.01)" in text
     assert "learning rate 0.006" in text
+
+
+def _exported(study: str, number: int, config: ExperimentConfig, value: float, uid: str = "u1") -> None:
+    record = {
+        "study": study, "trial_number": number, "engine": "optuna", "best_val_loss": value, "params": {},
+        "config": to_dict(config), "n_params": 3, "latent_values": 1, "bottleneck_values": 1, "code_values": 1,
+        "mlflow_run_id": f"run-{number}", "study_uid": uid,
+        "objective": {"name": "best_val_loss", "value": value, "direction": "minimize"},
+    }  # fmt: skip
+    export_trial(record, keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
+
+
+def test_a_study_whose_best_has_a_dense_code_colorizes_from_its_best_conv_trial(capsys):
+    conv = with_overrides(ExperimentConfig(), {"model.filters": 12})
+    dense = with_overrides(ExperimentConfig(), {"model.bottleneck": "dense", "model.code_budget": 256})
+    _exported("mixed", 1, conv, 0.004)
+    _exported("mixed", 2, dense, 0.001)  # the best: a dense code colorization cannot start from
+    _exported("mixed", 3, with_overrides(conv, {"model.filters": 20}), 0.003)  # better conv, not the best
+    config, lineage = source_architecture("mixed", None)
+    assert config.model.filters == 20 and config.model.bottleneck == "conv"
+    assert (lineage["source_trial"], lineage["source_best_trial"], lineage["source_run_id"]) == (3, 2, "run-3")
+    assert "best trial 2 has a dense code" in capsys.readouterr().out
+    assert load_best_model("mixed", conv=True)[0].name == "trial_3"
+    assert load_best_model("mixed")[0].name == "trial_2"
+    # A new study of that name whose best is dense: the old study's conv trial is not its own.
+    _exported("mixed", 0, dense, 0.002, uid="u2")
+    with pytest.raises(CAEError, match=r"trial 0 has a dense code and the study has no conv trial.*CONFIG="):
+        source_architecture("mixed", None)

@@ -32,6 +32,8 @@ def render(
     source = (
         f"trial {lineage['source_trial']} of study `{lineage['source_study']}` (MLflow run "
         f"`{lineage['source_run_id']}`)"
+        + (f", its best conv trial (the best, trial {lineage['source_best_trial']}, has a dense code)"
+           if "source_best_trial" in lineage else "")
         if "source_trial" in lineage
         else f"`{lineage.get('source_config')}`"
     )

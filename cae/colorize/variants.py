@@ -21,7 +21,7 @@ from typing import Any
 from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import from_dict, with_overrides
-from cae.search.best import read_best
+from cae.search.best import conv_reconstruction, read_best
 from cae.search_config import SearchConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -61,7 +61,33 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
         raise CAEError(f"{err}, or pass CONFIG=<experiment yaml> to colorize an explicit architecture") from None
     lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
                "source_run_id": record["mlflow_run_id"]}  # fmt: skip
-    return from_dict(ExperimentConfig, record["config"], f"runs/{record['study']}/best.json"), lineage
+    where = f"runs/{record['study']}/best.json"
+    if not conv_reconstruction(record["config"]):
+        record = best_conv(record)
+        lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
+                   "source_run_id": record["mlflow_run_id"], "source_best_trial": lineage["source_trial"]}  # fmt: skip
+        where = f"runs/{record['study']}/best-conv.json"
+    return from_dict(ExperimentConfig, record["config"], where), lineage
+
+
+def best_conv(best: dict[str, Any]) -> dict[str, Any]:
+    """The study's best conv trial, for a study whose best has a dense code (RGB to RGB, no features)."""
+    study, number = best["study"], best["trial_number"]
+    try:
+        record = read_best(study, conv=True)
+    except CAEError:
+        record = None
+    if record is None or record.get("study_uid") != best.get("study_uid"):
+        raise CAEError(
+            f"study {study!r}'s best trial {number} has a dense code and the study has no conv trial exported: "
+            "colorization needs a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` "
+            "or `make colorize-search FROM=experiments/conv-best.yaml`"
+        )
+    name = best["objective"]["name"]
+    print(f"note: study {study!r}'s best trial {number} has a dense code (a reconstruction code of RGB); "
+          f"colorization starts from its best conv trial {record['trial_number']} ({name} "
+          f"{record['objective']['value']:.6g} against {best['objective']['value']:.6g})", flush=True)  # fmt: skip
+    return record
 
 
 def variant_config(base: ExperimentConfig, variant: str, overrides: dict[str, Any]) -> ExperimentConfig:

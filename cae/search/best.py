@@ -35,9 +35,17 @@ REQUIRED = {
 }  # fmt: skip
 
 
-def best_paths(study: str) -> tuple[Path, Path]:
+def best_paths(study: str, conv: bool = False) -> tuple[Path, Path]:
+    """``best.json``/``.keras``; with ``conv``, ``best-conv.*``: the best trial with a conv code."""
     d = study_dir(study)
-    return d / "best.json", d / "best.keras"
+    stem = "best-conv" if conv else "best"
+    return d / f"{stem}.json", d / f"{stem}.keras"
+
+
+def conv_reconstruction(config: dict[str, Any]) -> bool:
+    """Whether a trial's config (as in best.json) is a reconstruction model with a conv code."""
+    model, data = config.get("model") or {}, config.get("data") or {}
+    return model.get("bottleneck", "conv") == "conv" and data.get("input", "rgb") == "rgb"
 
 
 @contextmanager
@@ -71,32 +79,42 @@ def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 
 def export_trial(record: dict[str, Any], model: Any, *, keep_all: bool = False, run: Any = None) -> bool:
-    """Write best.json + best.keras if this trial beats the exported best (on validation).
+    """Write best.json + best.keras if this trial beats the exported best (on validation), and
+    best-conv.* likewise among the reconstruction trials with a conv code.
 
     ``keep_all`` (multi-objective studies) also keeps every completed trial's model under
     ``models/``, so a Pareto front can be scored on the test split later. With ``run``, a new best
     is also logged to it (``best/``): the host that finishes a multi-host study fetches it.
     """
     study, number = record["study"], record["trial_number"]
-    json_path, model_path = best_paths(study)
+    json_path, _ = best_paths(study)
     model.name = f"trial_{number}"  # lets a reader check that best.keras matches best.json
     if keep_all:
         with atomic_path(ensure_dir(json_path.parent / "models") / f"trial-{number}.keras") as tmp:
             model.save(tmp)
         write_text_atomic(json_path.parent / "models" / f"trial-{number}.json", json.dumps(record, indent=2))
     with _locked(study):
-        try:
-            old = _validated(json.loads(json_path.read_text()), json_path) if json_path.exists() else None
-        except (ValueError, CAEError):
-            old = None  # unreadable old export: replace it
-        if old is not None and not _beats(record, old):
-            return False
-        with atomic_path(model_path) as tmp:
-            model.save(tmp)
-        write_text_atomic(json_path, json.dumps(record, indent=2))
-        if run is not None:
-            run.log_artifact(model_path, BEST_ARTIFACTS)
-            run.log_artifact(json_path, BEST_ARTIFACTS)
+        exported = _replace_if_better(*best_paths(study), record, model, run)
+        # Colorization needs a conv architecture: when the best has a dense (PCA-like) code, it
+        # starts from the best conv trial, kept here whichever family wins.
+        if conv_reconstruction(record["config"]):
+            _replace_if_better(*best_paths(study, conv=True), record, model, None)
+    return exported
+
+
+def _replace_if_better(json_path: Path, model_path: Path, record: dict[str, Any], model: Any, run: Any) -> bool:
+    try:
+        old = _validated(json.loads(json_path.read_text()), json_path) if json_path.exists() else None
+    except (ValueError, CAEError):
+        old = None  # unreadable old export: replace it
+    if old is not None and not _beats(record, old):
+        return False
+    with atomic_path(model_path) as tmp:
+        model.save(tmp)
+    write_text_atomic(json_path, json.dumps(record, indent=2))
+    if run is not None:
+        run.log_artifact(model_path, BEST_ARTIFACTS)
+        run.log_artifact(json_path, BEST_ARTIFACTS)
     return True
 
 
@@ -140,9 +158,10 @@ def _validated(record: Any, path: Path) -> dict[str, Any]:
     return record
 
 
-def read_best(study: str) -> dict[str, Any]:
-    """The validated best.json of ``study``; one-line errors for a missing or damaged file."""
-    json_path, _ = best_paths(study)
+def read_best(study: str, conv: bool = False) -> dict[str, Any]:
+    """The validated best.json (``conv``: best-conv.json) of ``study``; one-line errors for a missing
+    or damaged file."""
+    json_path, _ = best_paths(study, conv)
     regenerate = f"rerun the study (`make search STUDY={study}`) to regenerate it"
     if not json_path.exists():
         raise CAEError(
@@ -156,12 +175,13 @@ def read_best(study: str) -> dict[str, Any]:
         raise CAEError(f"{err}; {regenerate}") from None
 
 
-def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
-    """(model, record) of the study's best trial; the two files are checked to belong together."""
+def load_best_model(study: str, conv: bool = False) -> tuple[Any, dict[str, Any]]:
+    """(model, record) of the study's best (``conv``: best conv) trial; the two files are checked to
+    belong together."""
     import keras
 
-    record = read_best(study)
-    path = best_paths(study)[1]
+    record = read_best(study, conv)
+    path = best_paths(study, conv)[1]
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # missing, truncated or not a Keras archive
