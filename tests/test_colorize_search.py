@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import pytest
 
+from cae.colorize.final import describe
 from cae.colorize.report import command_of, write_search_report
 from cae.colorize.scoring import TEMPERATURES, predict_rgb, validation_scores
 from cae.colorize.search import colorization_config, early_points, report_models
@@ -330,6 +331,9 @@ def test_early_points_are_in_the_space(source, tmp_path):
     assert [p["params"]["model.skips"] for p in points] == [True, True, True]
     assert points[0]["params"]["train.loss"] == "classification" and "model.predict" not in points[0]["params"]
     assert points[1]["params"]["model.semantic"] == 128 and points[2]["params"]["train.loss"] == "mse"
+    # The report names each recipe: the semantic branch is what tells trial 2 from trial 1.
+    assert "skips, semantic branch 128 (class weight 0.30), width" in describe(points[1]["params"])
+    assert "semantic" not in describe(points[0]["params"])
 
 
 def test_a_finding_the_data_contradicts_is_not_written():

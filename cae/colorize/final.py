@@ -53,13 +53,18 @@ class FinalModel:
 
 
 def describe(params: dict[str, Any]) -> str:
-    """A short name for a trial's recipe: ``classification (rebalance 0.5), skips, width ×1.4``."""
+    """A short name for a trial's recipe: ``classification (rebalance 0.50), skips, semantic branch 128
+    (class weight 0.30), width ×1.40``."""
     loss = params.get("train.loss", "mse")
     parts = [f"{loss}" + (f" (rebalance {params['train.rebalance']:.2f})" if loss == "classification" else "")]
     if loss != "classification":
         parts.append(f"predicts {params.get('model.predict', 'chroma')}")
     if params.get("model.skips"):
         parts.append("skips")
+    if params.get("model.semantic"):
+        weight = params.get("train.class_weight")
+        head = f" (class weight {weight:.2f})" if weight else ""
+        parts.append(f"semantic branch {params['model.semantic']}{head}")
     if "model.width_multiplier" in params:
         parts.append(f"width ×{params['model.width_multiplier']:.2f}")
     if "model.depth" in params:
