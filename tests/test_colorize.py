@@ -140,5 +140,9 @@ def test_a_study_whose_best_has_a_dense_code_colorizes_from_its_best_conv_trial(
     assert load_best_model("mixed")[0].name == "trial_2"
     # A new study of that name whose best is dense: the old study's conv trial is not its own.
     _exported("mixed", 0, dense, 0.002, uid="u2")
-    with pytest.raises(CAEError, match=r"trial 0 has a dense code and the study has no conv trial.*CONFIG="):
+    with pytest.raises(CAEError, match=r"trial 0 has a dense code .* from an older study of that name.*CONFIG="):
         source_architecture("mixed", None)
+    # A study with no conv trial on this host (or from before best-conv.json): one line, both ways out.
+    _exported("alldense", 0, dense, 0.002)
+    with pytest.raises(CAEError, match=r"best-conv.json, its best conv trial, is missing.*CONFIG=.*FROM="):
+        source_architecture("alldense", None)

@@ -21,7 +21,7 @@ from typing import Any
 from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import from_dict, with_overrides
-from cae.search.best import conv_reconstruction, read_best
+from cae.search.best import best_paths, read_best
 from cae.search_config import SearchConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -62,7 +62,8 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
     lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
                "source_run_id": record["mlflow_run_id"]}  # fmt: skip
     where = f"runs/{record['study']}/best.json"
-    if not conv_reconstruction(record["config"]):
+    model = record["config"].get("model")
+    if isinstance(model, dict) and model.get("bottleneck") == "dense":
         record = best_conv(record)
         lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
                    "source_run_id": record["mlflow_run_id"], "source_best_trial": lineage["source_trial"]}  # fmt: skip
@@ -73,16 +74,15 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
 def best_conv(best: dict[str, Any]) -> dict[str, Any]:
     """The study's best conv trial, for a study whose best has a dense code (RGB to RGB, no features)."""
     study, number = best["study"], best["trial_number"]
-    try:
-        record = read_best(study, conv=True)
-    except CAEError:
-        record = None
-    if record is None or record.get("study_uid") != best.get("study_uid"):
-        raise CAEError(
-            f"study {study!r}'s best trial {number} has a dense code and the study has no conv trial exported: "
-            "colorization needs a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` "
-            "or `make colorize-search FROM=experiments/conv-best.yaml`"
-        )
+    dense = f"study {study!r}'s best trial {number} has a dense code (RGB to RGB: no features to colour from)"
+    explicit = ("pass a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
+                "`make colorize-search FROM=experiments/conv-best.yaml`")  # fmt: skip
+    if not best_paths(study, conv=True)[0].exists():
+        raise CAEError(f"{dense} and runs/{study}/best-conv.json, its best conv trial, is missing (no conv trial "
+                       f"finished on this host, or the study predates it); {explicit}")  # fmt: skip
+    record = read_best(study, conv=True)  # a damaged file says so itself
+    if record.get("study_uid") != best.get("study_uid"):
+        raise CAEError(f"{dense} and runs/{study}/best-conv.json is from an older study of that name; {explicit}")
     name = best["objective"]["name"]
     print(f"note: study {study!r}'s best trial {number} has a dense code (a reconstruction code of RGB); "
           f"colorization starts from its best conv trial {record['trial_number']} ({name} "

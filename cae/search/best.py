@@ -1,4 +1,6 @@
-"""A study's exported best trial: ``runs/<study>/best.json`` + ``best.keras``.
+"""A study's exported best trial: ``runs/<study>/best.json`` + ``best.keras``, and beside them
+``best-conv.*``, the best reconstruction trial with a conv code (what colorization starts from when
+the best has a dense one).
 
 Written by whichever engine ran the trial, read by colorization, the report and ``make best``;
 no search engine is imported here. Files are written atomically (temp file, then rename) under a
@@ -44,7 +46,8 @@ def best_paths(study: str, conv: bool = False) -> tuple[Path, Path]:
 
 def conv_reconstruction(config: dict[str, Any]) -> bool:
     """Whether a trial's config (as in best.json) is a reconstruction model with a conv code."""
-    model, data = config.get("model") or {}, config.get("data") or {}
+    model, data = config.get("model"), config.get("data")
+    model, data = model if isinstance(model, dict) else {}, data if isinstance(data, dict) else {}
     return model.get("bottleneck", "conv") == "conv" and data.get("input", "rgb") == "rgb"
 
 
@@ -98,7 +101,7 @@ def export_trial(record: dict[str, Any], model: Any, *, keep_all: bool = False, 
         # Colorization needs a conv architecture: when the best has a dense (PCA-like) code, it
         # starts from the best conv trial, kept here whichever family wins.
         if conv_reconstruction(record["config"]):
-            _replace_if_better(*best_paths(study, conv=True), record, model, None)
+            _replace_if_better(*best_paths(study, conv=True), record, model, None)  # this host's trials only
     return exported
 
 
@@ -187,10 +190,11 @@ def load_best_model(study: str, conv: bool = False) -> tuple[Any, dict[str, Any]
     except Exception as err:  # missing, truncated or not a Keras archive
         model = _refetch(record, path)
         if model is None:
-            raise CAEError(f"{path} cannot be loaded ({type(err).__name__}) and best.json names no registered "
-                           f"model to fetch it from; rerun `make search STUDY={study}`") from None  # fmt: skip
+            raise CAEError(f"{path} cannot be loaded ({type(err).__name__}) and {path.stem}.json names no "
+                           f"registered model to fetch it from; rerun `make search STUDY={study}`"
+                           ) from None  # fmt: skip
     if model.name != f"trial_{record['trial_number']}":
-        raise CAEError(f"{path} does not match best.json (interrupted export); rerun the search")
+        raise CAEError(f"{path} does not match {path.stem}.json (interrupted export); rerun the search")
     return model, record
 
 
