@@ -59,15 +59,13 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
         record = read_best(study or SearchConfig().study)
     except CAEError as err:
         raise CAEError(f"{err}, or pass CONFIG=<experiment yaml> to colorize an explicit architecture") from None
-    lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
-               "source_run_id": record["mlflow_run_id"]}  # fmt: skip
-    where = f"runs/{record['study']}/best.json"
+    fallback, where = {}, f"runs/{record['study']}/best.json"
     model = record["config"].get("model")
     if isinstance(model, dict) and model.get("bottleneck") == "dense":
-        record = best_conv(record)
-        lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
-                   "source_run_id": record["mlflow_run_id"], "source_best_trial": lineage["source_trial"]}  # fmt: skip
-        where = f"runs/{record['study']}/best-conv.json"
+        fallback = {"source_best_trial": record["trial_number"]}
+        record, where = best_conv(record), f"runs/{record['study']}/best-conv.json"
+    lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
+               "source_run_id": record["mlflow_run_id"], **fallback}  # fmt: skip
     return from_dict(ExperimentConfig, record["config"], where), lineage
 
 
