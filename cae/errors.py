@@ -85,7 +85,9 @@ def first_line(err: BaseException | str, limit: int = 200) -> str:
 def failure_reason(err: BaseException) -> str:
     """``"TypeName: first line of the message"`` (at most 300 characters) for logs and tags."""
     if isinstance(err, KeyboardInterrupt):
-        return "interrupted (Ctrl-C)"
+        # The CLI's SIGTERM handler sets the stop flag before raising; Ctrl-C raises on its own. A
+        # worker of WORKERS=N is stopped by its parent's SIGTERM, whichever way the parent was.
+        return "interrupted (SIGTERM)" if stop_requested() else "interrupted (Ctrl-C)"
     full = no_space(err)
     if full:
         return full
