@@ -242,7 +242,7 @@ def test_child_runs_land_in_the_tracker_given_not_the_environments(db, tracking_
 
 
 def test_the_committed_best_json_passes_the_readers_checks(tmp_path, monkeypatch):
-    """results/cae-search/best.* are what `cae best` / `cae colorize` read: they must validate and agree."""
+    """results/cae-search-v1/best.* are what `cae best` / `cae colorize` read: they must validate and agree."""
     import shutil
 
     from cae.config import ExperimentConfig
@@ -252,7 +252,7 @@ def test_the_committed_best_json_passes_the_readers_checks(tmp_path, monkeypatch
     monkeypatch.setenv("CAE_RUNS_DIR", str(tmp_path))
     (tmp_path / "cae-search").mkdir()
     for name in ("best.json", "best.keras"):
-        shutil.copy(REPO / "results" / "cae-search" / name, tmp_path / "cae-search" / name)
+        shutil.copy(REPO / "results" / "cae-search-v1" / name, tmp_path / "cae-search" / name)
     model, record = load_best_model("cae-search")  # read_best validates; the model must be trial 44's
     assert record["objective"] == {"name": "best_val_loss", "value": record["best_val_loss"], "direction": "minimize"}
     assert model.count_params() == record["n_params"]
