@@ -4,6 +4,7 @@ Each trial costs ~10 s, nearly all of it TensorFlow tracing a new model's steps,
 size: tests use 1 epoch on 320 images and as few trials as what they check needs.
 """
 
+import re
 from pathlib import Path
 
 import keras
@@ -154,6 +155,42 @@ def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
     assert "training diverged" in study.trials[0].user_attrs["fail_reason"]
     failed = [r for r in children(tracking_uri, "nan")[1] if r.data.tags["trial_number"] == "0"]
     assert failed[0].info.status == "FAILED" and failed[0].data.tags["trial_state"] == "FAIL"
+
+
+class Dead(keras.callbacks.Callback):
+    """Kills the output: the last layer with weights gets zero weights and a bias of -20 after every
+    batch, so the model predicts black (MSE ~0.3), whatever family the trial drew."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        kernel, bias = [layer for layer in self.model.layers if layer.weights][-1].weights
+        kernel.assign(np.zeros(kernel.shape, dtype="float32"))
+        bias.assign(np.full(bias.shape, -20.0, dtype="float32"))
+
+
+def test_a_dead_trial_is_stopped_after_two_epochs_with_its_reason_and_the_study_goes_on(db, tracking_uri):
+    cfg = config(db, "dead", trials=2, **{"experiment.train.epochs": 6, "pruner.name": "none"})
+    run_search(cfg, extra_callbacks=lambda trial: [Dead()] if trial.number == 1 else [])
+    study = optuna.load_study(study_name="dead", storage=cfg.storage)
+    dead = study.trials[1]
+    assert dead.state.name == "PRUNED" and max(dead.intermediate_values) + 1 == 2  # stopped at epoch 2 of 6
+    assert re.match(r"learns nothing: validation MSE 0\.\d+ after epoch 2 is no better than the training split's "
+                    r"mean image \(0\.0\d+\)", dead.user_attrs["stop_reason"])  # fmt: skip
+    run = next(r for r in children(tracking_uri, "dead")[1] if r.data.tags["trial_number"] == "1")
+    assert run.data.tags["trial_state"] == "PRUNED" and run.data.tags["error"].startswith("learns nothing")
+    assert study.trials[0].state.name == "COMPLETE" and len(study.trials[0].intermediate_values) == 6  # it learns
+
+
+def test_a_model_that_learns_slowly_is_not_called_dead():
+    from cae.callbacks import dead_stop
+
+    stop = dead_stop(mean_image_mse=0.06, learning_rate=1e-4)
+    stop.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stop.on_train_begin()
+    for epoch, val in enumerate([0.3, 0.29995, 0.05, 0.05, 0.0601]):
+        stop.on_epoch_end(epoch, {"loss": 0.3, "val_loss": val})
+        assert stop.reason is None  # 0.017 % an epoch is slow, not dead; below the mean image it learned
+    stop.on_epoch_end(5, {"loss": 0.3, "val_loss": 0.0601})
+    assert stop.reason.startswith("learns nothing: validation MSE 0.0601 after epoch 6")
 
 
 @pytest.mark.slow  # two `cae search-worker` processes, each importing TensorFlow

@@ -8,13 +8,18 @@ stage's name to its task is :mod:`cae.stages`, where commands (and spawned worke
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
+
+from cae.callbacks import dead_stop
 from cae.codec import baseline_curve, baseline_psnr_at, pca_basis, pca_point
 from cae.config import ExperimentConfig
-from cae.data import Splits
+from cae.data import Splits, to_unit
+from cae.errors import TrialStopped
 from cae.metrics import psnr_from_mse
 from cae.search.best import score_best
 from cae.search_config import SearchConfig
@@ -76,13 +81,26 @@ class ReconstructionTask:
         self._pca: Any = None
         self._thumbnails: list[Any] | None = None
         self._pca_psnr: dict[int, float] = {}
+        self._mean_image_mse: float | None = None
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
               initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
-        result = train_and_evaluate(config, self.splits, model=model, callbacks=callbacks, epochs=epochs,
+        # The mean image's score is in MSE units: a model trained on another loss is never called dead.
+        dead_at = self.mean_image_mse() if config.train.loss == "mse" else math.inf
+        stop = dead_stop(dead_at, config.train.learning_rate)
+        result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
                                     initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip
+        if stop.reason:
+            raise TrialStopped(stop.reason)
         values = {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)}
         return TrialOutcome(result, values, metrics=self.baseline_metrics(result.best_val_loss, result.code_values))
+
+    def mean_image_mse(self) -> float:
+        """Validation MSE of the training split's mean image: what a model that learned nothing scores."""
+        if self._mean_image_mse is None:
+            mean = self.splits.x_train.mean(axis=0, dtype=np.float64) / 255.0
+            self._mean_image_mse = float(np.mean((to_unit(self.splits.x_val) - mean) ** 2))
+        return self._mean_image_mse
 
     def pca_val_psnr(self, code_values: int) -> float:
         """PCA's validation PSNR at ``code_values`` (the basis fitted once, on the training split)."""
