@@ -98,7 +98,7 @@ def under_a_file(case: Case) -> str:
     return str(case.tmp / "a-file" / "runs")
 
 
-COMMITTED_BEST = REPO / "results" / "cae-search" / "best.json"  # a real export, to damage
+COMMITTED_BEST = REPO / "results" / "cae-search-v1" / "best.json"  # a real export, to damage
 
 
 def damaged_best(case: Case, damage: str) -> str:
