@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from cae.errors import CAEError
-from cae.paths import project_root
+from cae.paths import project_root, study_dir
 from cae.report.build import build_report
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel
 from cae.report.locations import repo_relative, shown_storage
@@ -41,6 +41,19 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
     assert str(project_root()) not in text and "sqlite:////" not in text
     parent = Tracker(tracking_uri).find_study_parent("rep")
     assert "report/search.md" in {a.path for a in Tracker(tracking_uri).client.list_artifacts(parent, "report")}
+
+
+@pytest.mark.slow  # a real study end to end
+def test_data_naming_the_studys_own_data_scores_its_own_models_and_other_data_retrains(tmp_path_factory,
+                                                                                     tracking_uri):  # fmt: skip
+    # `make report DATA=<the archive the study ran on>` once retrained the reference and the best for
+    # the full budget (~40 min for a hybrid on 2 cores) instead of scoring the models the study kept.
+    cfg = tiny_search(tmp_path_factory.mktemp("same"), "rep-same", trials=1, **{"pruner.name": "none"})
+    retrains = study_dir("rep-same") / "report"
+    text = build_report(cfg, data={"data.source": "sample"}, tracker=Tracker(tracking_uri)).read_text()
+    assert "each trial's own model (no retraining)" in text and not list(retrains.glob("*.keras"))
+    text = build_report(cfg, data={"data.subset": 160}, tracker=Tracker(tracking_uri)).read_text()
+    assert "(retrained)" in text and list(retrains.glob("reference-*.keras"))  # 160 images: other data
 
 
 @pytest.mark.slow  # a real study end to end
