@@ -252,3 +252,21 @@ def test_an_enqueued_point_that_was_pruned_is_said_with_how_far_it_got():
             "(PCA at its 832 values: 38.84 dB); no model of it was kept.") in text
     assert "## What each part buys" in text
     assert "## What each part buys" not in render(_report_data(ablation=[], stopped=[]))
+
+
+def test_same_data_is_judged_by_digest_subset_and_seed_of_the_best_trial():
+    from types import SimpleNamespace
+
+    from cae.report.build import _same_data
+
+    splits = SimpleNamespace(digest="d1")  # what DATA= loads, whatever its path is called
+    recorded = {"data_digest": "d1", "subset": None}
+    best = {"config": {"data": {"subset": None}, "seed": 42}}
+    assert _same_data({}, splits, recorded, best)
+    assert _same_data({"data.source": "elsewhere/cifar10.tar.gz", "data.subset": None, "seed": 42}, splits, recorded,
+                      best)  # fmt: skip
+    assert not _same_data({"data.source": "x"}, SimpleNamespace(digest="d2"), recorded, best)
+    assert not _same_data({"data.subset": 3000}, splits, recorded, best)
+    assert not _same_data({"seed": 7}, splits, recorded, best)
+    extended = {**recorded, "extensions": [{"changed": {"data_digest": ["d0", "d1"]}}]}
+    assert not _same_data({"data.source": "x"}, splits, extended, best)  # the best may predate the new data

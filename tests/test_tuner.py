@@ -41,3 +41,36 @@ def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
     model, record = load_best_model("kt")
     assert record["engine"] == "keras-tuner" and model.count_params() == record["n_params"]
     assert tracker.client.get_run(parent).data.tags["best_trial_number"] == str(record["trial_number"])
+
+
+@pytest.mark.slow  # a real keras-tuner study end to end
+def test_a_dead_trial_under_keras_tuner_is_pruned_in_mlflow_and_the_search_goes_on(tracking_uri, monkeypatch, capsys):
+    import keras
+
+    import cae.search.task as task_module
+
+    calls = []
+
+    def stop_the_second(mean_image_mse, learning_rate):  # the rule is tested in test_search; here its path
+        calls.append(mean_image_mse)
+
+        class Stop(keras.callbacks.Callback):
+            reason = None
+
+            def on_epoch_end(self, epoch, logs=None):
+                if len(calls) == 2:
+                    self.reason, self.model.stop_training = "learns nothing: forced by the test", True
+
+        return Stop()
+
+    monkeypatch.setattr(task_module, "dead_stop", stop_the_second)
+    cfg = load_search(REPO / "experiments/search.yaml", {
+        "study": "kt-dead", "engine": "keras-tuner", "tuner": "random", "trials": 3, "max_code_values": None,
+        "experiment.data.source": "sample", "experiment.data.subset": 160, "experiment.train.epochs": 1,
+    })  # fmt: skip
+    run_tuner(cfg)
+    tracker = Tracker(tracking_uri)
+    runs = {r.data.tags["trial_number"]: r for r in tracker.child_runs(tracker.find_study_parent("kt-dead"), "kt-dead")}
+    stopped = [r for r in runs.values() if r.data.tags["trial_state"] == "PRUNED"]
+    assert len(stopped) == 1 and stopped[0].data.tags["error"] == "learns nothing: forced by the test"
+    assert "PRUNED" in capsys.readouterr().out and len(calls) >= 3  # the search went on after it

@@ -39,9 +39,12 @@ COLORIZATION = "colorization.md"  # written next to search.md by `make colorize-
 
 
 def _same_data(data: dict[str, Any], splits: Any, recorded: dict[str, Any], best: dict[str, Any]) -> bool:
-    """Whether the ``data`` overrides name the data the study trained on: its images (the split's
-    digest, whatever the path is called), its subset and its seed."""
-    trained = {"data.source": recorded.get("data_digest"), "data.subset": recorded.get("subset"),
+    """Whether the ``data`` overrides name the data the best trial trained on: its images (the data
+    source's digest, whatever the path is called), its subset and its seed. A study extended onto
+    other data (``EXTEND=1``) records only the latest digest, so any data override there retrains."""
+    if any({"data_digest", "subset"} & set(e.get("changed", {})) for e in recorded.get("extensions", [])):
+        return not data
+    trained = {"data.source": recorded.get("data_digest"), "data.subset": best["config"]["data"].get("subset"),
                "seed": best["config"].get("seed")}  # fmt: skip
     given = {"data.source": splits.digest, "data.subset": data.get("data.subset"), "seed": data.get("seed")}
     return all(given[key] == trained[key] for key in data)

@@ -85,8 +85,10 @@ class ReconstructionTask:
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
               initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
-        # The mean image's score is in MSE units: a model trained on another loss is never called dead.
-        dead_at = self.mean_image_mse() if config.train.loss == "mse" else math.inf
+        # The mean image's score is in MSE units: a model trained on another loss, or with a class loss
+        # added to its val_loss, is never called dead.
+        plain_mse = config.train.loss == "mse" and config.train.class_weight == 0
+        dead_at = self.mean_image_mse() if plain_mse else math.inf
         stop = dead_stop(dead_at, config.train.learning_rate)
         result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
                                     initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip

@@ -17,7 +17,7 @@ import keras
 import keras_tuner
 
 from cae.data import Splits, splits_for
-from cae.errors import CAEError, failure_reason, first_line
+from cae.errors import CAEError, TrialStopped, failure_reason, first_line
 from cae.hardware import configure_threads
 from cae.model import build_from_config, code_sizes
 from cae.paths import ensure_dir, study_dir
@@ -85,6 +85,10 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits
                     kwargs["callbacks"] = [*kwargs.get("callbacks", []), *tracked.callbacks]
                     out = super().run_trial(trial, *args, **kwargs)
                     tracked.complete(self.hypermodel.last)
+            except TrialStopped as stop:  # the task's own early stop (a dead network): PRUNED in MLflow too
+                print(trial_line("", spec.number, "PRUNED", "-", time.perf_counter() - start, {}, spec.params,
+                                 str(stop)), flush=True)  # fmt: skip
+                raise keras_tuner.errors.FailedTrialError(str(stop)) from None  # keras-tuner has no pruned state
             except Exception as err:
                 print(trial_line("", spec.number, "FAIL", "-", time.perf_counter() - start, {}, spec.params,
                                  failure_reason(err)), flush=True)  # fmt: skip
