@@ -68,10 +68,10 @@ def progress_callback(prefix: str, epochs: int) -> Any:
     return Progress()
 
 
-def dead_stop(mean_image_mse: float, learning_rate: float, min_epochs: int = 2) -> Any:
+def dead_stop(mean_image_mse: float, learning_rate: float) -> Any:
     """A Keras callback that stops a model which learns nothing; ``.reason`` says why it stopped.
 
-    Dead: after at least ``min_epochs`` epochs its validation MSE is no better than predicting the
+    Dead: from its second epoch on, its validation MSE is no better than predicting the
     training split's mean image (``mean_image_mse``) and moved less than 0.01 % in the last epoch (a
     dead network's gradients are zero, so its validation loss is constant; a slow one still moves).
     Seen on the full data (cae-search, trial 7): a learned linear code at a learning rate of 8e-3
@@ -94,7 +94,7 @@ def dead_stop(mean_image_mse: float, learning_rate: float, min_epochs: int = 2) 
             if val is None:
                 return
             flat = self.previous is not None and abs(val - self.previous) <= 1e-4 * abs(self.previous)
-            if epoch + 1 >= min_epochs and val >= mean_image_mse and flat:
+            if flat and val >= mean_image_mse:  # flat needs a previous epoch: never before epoch 2
                 self.reason = (
                     f"learns nothing: validation MSE {val:.4g} after epoch {epoch + 1} is no better than the "
                     f"training split's mean image ({mean_image_mse:.4g}) and stopped moving "

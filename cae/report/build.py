@@ -56,8 +56,8 @@ def build_report(
     """Write ``reports/<study>/search.md`` (+ images) and log them to the study's parent run.
 
     Without ``epochs`` or other ``data`` than the study's the trials' own models are scored; with them
-    the reference and the best are retrained for ``epochs`` (default: the search's) on the study's data or on ``data``
-    (``data.source``, ``data.subset``, ``seed``).
+    the reference and the best are retrained for ``epochs`` (default: the search's) on the study's data
+    or on ``data`` (``data.source``, ``data.subset``, ``seed``).
     """
     tracker = tracker or Tracker()
     study, points = _load(cfg)
@@ -68,7 +68,7 @@ def build_report(
         best, reference_trial.params if reference_trial else None, epochs, data, cfg.experiment
     )
     splits = splits_for(best_config)
-    # DATA= naming the very data the study trained on (the same split digest) is no other data:
+    # DATA= naming the very data the best trial trained on (see _same_data) is no other data:
     # the trials' own models are scored, not retrained (a 30-epoch retrain of a hybrid is ~40 min on 2 cores).
     own = epochs is None and _same_data(data or {}, splits, study.user_attrs, best)
     if own:

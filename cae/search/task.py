@@ -99,9 +99,10 @@ class ReconstructionTask:
 
     def mean_image_mse(self) -> float:
         """Validation MSE of the training split's mean image: what a model that learned nothing scores."""
-        if self._mean_image_mse is None:
-            mean = self.splits.x_train.mean(axis=0, dtype=np.float64) / 255.0
-            self._mean_image_mse = float(np.mean((to_unit(self.splits.x_val) - mean) ** 2))
+        if self._mean_image_mse is None:  # PCA with no component: its basis's mean (fitted once, cached)
+            self._pca = self._pca or pca_basis(self.splits)
+            x_val = to_unit(self.splits.x_val).reshape(len(self.splits.x_val), -1)
+            self._mean_image_mse = float(np.mean((x_val - self._pca.mean) ** 2))
         return self._mean_image_mse
 
     def pca_val_psnr(self, code_values: int) -> float:
