@@ -84,6 +84,11 @@ class SearchSpace:
         point = self.point(config)
         return [f"{p.name}={point[p.name]!r}" for p in self.params if p.name in point and not p.contains(point[p.name])]
 
+    def holds(self, values: dict[str, Any]) -> bool:
+        """Whether ``values`` (e.g. an earlier trial's parameters) is a point of this space."""
+        active = [p for p in self.params if p.active(values)]
+        return {p.name for p in active} == set(values) and all(p.contains(values[p.name]) for p in active)
+
     def apply(self, config: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
         return with_overrides(config, values, where=f"{self.path} (sampled values)")
 

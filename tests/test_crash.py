@@ -148,3 +148,12 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     assert run.info.status != "RUNNING" and run.data.tags["trial_state"] == "FAIL"
     parent = tracker.client.get_run(tracker.find_study_parent("interrupted"))
     assert parent.info.status == "KILLED"
+
+    # The same command again goes on with the interrupted point itself, not only with new ones.
+    process = start(stores, config, log)
+    assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert f"queued again: trial(s) {victim.number}, stopped by an interrupt" in log.read_text()
+    trials = trials_of(storage, "interrupted")
+    retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    assert len(retry) == 1 and retry[0].params == victim.params and retry[0].state.name in FINISHED
+    assert sum(t.state.name in FINISHED for t in trials) == 2

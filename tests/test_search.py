@@ -371,9 +371,12 @@ def test_the_duration_estimate_follows_the_finished_trials():
     from cae.search.workers import duration_estimate
 
     assert duration_estimate([100.0, 300.0, 200.0], left=18, workers=1) == (
-        "estimate: ~1.0 h for the 18 trial(s) left at 200 s per trial (median of 3 finished; pruned trials "
-        "end sooner, long ones later)"
+        "estimate: ~1.0 h for the 18 trial(s) left at 200 s per trial (mean of 3 finished, pruned ones included)"
     )
+    # A Hyperband study: most trials pruned in 5 min, one in 6 completed in 1 h. The wait left is a
+    # sum, so the mean (1,250 s) is its measure; the median (300 s) would promise a quarter of it.
+    hyperband = [300.0] * 5 + [6000.0]
+    assert duration_estimate(hyperband, left=12, workers=2).startswith("estimate: ~2.1 h for the 12 trial(s) left")
     assert duration_estimate([60.0], left=10, workers=2).startswith("estimate: ~5 min for the 10 trial(s)")
     assert duration_estimate([60.0], left=0, workers=1) is None  # nothing left: no line
 
@@ -428,3 +431,31 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
     assert waiting.user_attrs == {"reference": True, "retry_of": 0}
     requeue_if_unanswered(study, study.trials[1])  # not a failed trial: nothing happens
     assert len(study.trials) == 2
+
+
+def test_a_resumed_study_queues_each_interrupted_trial_once_and_only_those():
+    """A real (in-memory) study: Ctrl-C'd and SIGTERM'd points come back WAITING with what they were;
+    other failures, a point the space no longer holds and an already queued trial do not."""
+    from cae.search.study import requeue_interrupted
+    from cae.space import load_space
+
+    space = load_space(REPO / "search_spaces/reconstruction.yaml")
+    study = optuna.create_study()
+    for reason in ["interrupted (Ctrl-C)", "interrupted (SIGTERM)", "FloatingPointError: NaN loss at epoch 1", None]:
+        trial = study.ask()
+        space.sample_optuna(trial)
+        trial.set_user_attr("enqueued", "a recipe")
+        if reason:
+            trial.set_user_attr("fail_reason", reason)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    study.add_trial(optuna.create_trial(  # a parameter the space has since dropped
+        state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "interrupted (Ctrl-C)"},
+        params={"model.gone": 1}, distributions={"model.gone": optuna.distributions.IntDistribution(0, 2)},
+    ))  # fmt: skip
+
+    assert requeue_interrupted(study, space) == [0, 1]
+    queued = study.trials[5:]
+    assert [t.state.name for t in queued] == ["WAITING", "WAITING"]
+    assert [t.system_attrs["fixed_params"] for t in queued] == [study.trials[0].params, study.trials[1].params]
+    assert [t.user_attrs for t in queued] == [{"enqueued": "a recipe", "retry_of": n} for n in (0, 1)]
+    assert requeue_interrupted(study, space) == []  # each is queued once

@@ -252,6 +252,41 @@ def create_or_load_study(
     return study
 
 
+INTERRUPTED = "interrupted"  # fail reason prefix of a trial a Ctrl-C or SIGTERM ended (cae.errors)
+ROLE_ATTRS = ("reference", "enqueued", "recipe")  # what a queued point is; kept when it is queued again
+
+
+def queue_again(study: Any, trial: Any) -> None:
+    """Queue ``trial``'s point once more, tagged ``retry_of``: a failure that was not the point's fault.
+
+    What the point is (the reference, an enqueued recipe) goes with it, as Optuna's own heartbeat
+    retry keeps it; not the failure's attrs (its ``fail_reason`` would mark the retry failed too).
+    """
+    kept = {k: trial.user_attrs[k] for k in ROLE_ATTRS if k in trial.user_attrs}
+    study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
+
+
+def requeue_interrupted(study: Any, space: SearchSpace) -> list[int]:
+    """Queue again each trial a Ctrl-C or SIGTERM ended; returns their numbers.
+
+    The heartbeat re-queues the trial of a worker that died; a trial the user stopped ends FAIL
+    ("interrupted ...") instead, and stopping a search to run the same command later must go on
+    with it rather than lose it (a study resumed in segments lost its most trained trials so).
+    Each is queued once (a trial that a ``retry_of`` names is not); a trial stopped before its point
+    was sampled, or whose point the study's space no longer holds (``EXTEND=1``), is left as it is.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    again = []
+    for t in trials:
+        reason = str(t.user_attrs.get("fail_reason", ""))
+        if t.state.name == "FAIL" and reason.startswith(INTERRUPTED) and t.number not in retried:
+            if t.params and space.holds(t.params):
+                queue_again(study, t)
+                again.append(t.number)
+    return again
+
+
 def state_name(trial: Any) -> str:
     """COMPLETE / PRUNED / FAIL / RUNNING ..., with skipped trials (FAIL in Optuna) as SKIPPED."""
     skipped = trial.state.name == "FAIL" and trial.user_attrs.get("fail_reason", "").startswith(SKIPPED)

@@ -38,6 +38,7 @@ from cae.search.study import (
     count,
     fail_stale_trials,
     load_existing_study,
+    queue_again,
     state_name,
     storage_url,
 )
@@ -78,14 +79,19 @@ class AskLock:
 
 
 def duration_estimate(seconds: list[float], left: int, workers: int) -> str | None:
-    """What is left of the study at the pace of its finished trials, e.g. ``~1.2 h for 20 trials``."""
+    """What is left of the study at the pace of its finished trials, e.g. ``~1.2 h for 20 trials``.
+
+    The mean, not the median: what is left is a sum of trial times, and under Hyperband most trials
+    are pruned within minutes while the few that complete take an hour; the median of such a study
+    is a pruned trial's time and would promise a fraction of the real wait.
+    """
     if left <= 0 or not seconds:
         return None
-    per_trial = statistics.median(seconds)
+    per_trial = statistics.fmean(seconds)
     total = per_trial * left / max(1, workers)
     shown = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
-    return (f"estimate: ~{shown} for the {left} trial(s) left at {per_trial:.0f} s per trial (median of "
-            f"{len(seconds)} finished; pruned trials end sooner, long ones later)")
+    return (f"estimate: ~{shown} for the {left} trial(s) left at {per_trial:.0f} s per trial (mean of "
+            f"{len(seconds)} finished, pruned ones included)")
 
 
 def report_trial(prefix: str, trials: int = 0, workers: int = 1) -> Callable[[Any, Any], None]:
@@ -179,10 +185,7 @@ def requeue_if_unanswered(study: Any, trial: Any) -> None:
     reason = trial.user_attrs.get("fail_reason", "")
     if not reason.startswith(UNANSWERED):
         return
-    # What the point is (the reference, an enqueued recipe) goes with it, as Optuna's own retry keeps it;
-    # not the failure's attrs (its fail_reason would mark the retry as failed the same way).
-    kept = {k: trial.user_attrs[k] for k in ("reference", "enqueued", "recipe") if k in trial.user_attrs}
-    study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
+    queue_again(study, trial)
     what = reason.removeprefix(UNANSWERED).split("; the study is intact")[0]
     raise TrackingUnavailable(f"{what}; trial {trial.number} is queued again and the study is intact: run the "
                               "same command again once the server answers")  # fmt: skip
