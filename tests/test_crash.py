@@ -137,6 +137,7 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
     output = log.read_text()
     assert "run the same command again to resume" in output
+    assert f"trial {victim.number} is queued again (same parameters)" in output
     assert "Traceback" not in output
 
     trials = {t.number: t for t in trials_of(storage, "interrupted")}
@@ -152,7 +153,6 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     # The same command again goes on with the interrupted point itself, not only with new ones.
     process = start(stores, config, log)
     assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
-    assert f"queued again: trial(s) {victim.number}, stopped by an interrupt" in log.read_text()
     trials = trials_of(storage, "interrupted")
     retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
     assert len(retry) == 1 and retry[0].params == victim.params and retry[0].state.name in FINISHED

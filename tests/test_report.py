@@ -270,3 +270,26 @@ def test_same_data_is_judged_by_digest_subset_and_seed_of_the_best_trial():
     assert not _same_data({"seed": 7}, splits, recorded, best)
     extended = {**recorded, "extensions": [{"changed": {"data_digest": ["d0", "d1"]}}]}
     assert not _same_data({"data.source": "x"}, splits, extended, best)  # the best may predate the new data
+
+
+def test_a_point_stopped_and_queued_again_is_told_by_its_retry():
+    """A real (in-memory) study: an interrupted reference and recipe, each completed by its retry."""
+    from cae.report.build import reference_of
+    from cae.report.measure import stopped_points
+
+    study = optuna.create_study()
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def add(state, number_of=None, **attrs):
+        retry = {"retry_of": number_of} if number_of is not None else {}
+        values = {"value": 0.1} if state == "COMPLETE" else {}
+        study.add_trial(optuna.create_trial(state=getattr(optuna.trial.TrialState, state), params={"x": 0.5},
+                                            distributions=dist, user_attrs={**attrs, **retry}, **values))  # fmt: skip
+
+    add("FAIL", reference=True, fail_reason="interrupted (SIGTERM)")
+    add("FAIL", enqueued="pca_init=True", fail_reason="interrupted (Ctrl-C)")
+    add("COMPLETE", 0, reference=True)
+    add("COMPLETE", 1, enqueued="pca_init=True")
+    add("PRUNED", enqueued="pca_init=False")
+    assert reference_of(study.trials).number == 2
+    assert [p.trial for p in stopped_points(study, None)] == [4]

@@ -433,29 +433,35 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
     assert len(study.trials) == 2
 
 
-def test_a_resumed_study_queues_each_interrupted_trial_once_and_only_those():
-    """A real (in-memory) study: Ctrl-C'd and SIGTERM'd points come back WAITING with what they were;
-    other failures, a point the space no longer holds and an already queued trial do not."""
+def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
+    """A real (in-memory) study: the stopped point comes back WAITING with what it was, once; not a
+    point the study's space does not hold, nor one past the budget of finished and queued trials."""
     from cae.search.study import requeue_interrupted
     from cae.space import load_space
 
     space = load_space(REPO / "search_spaces/reconstruction.yaml")
     study = optuna.create_study()
-    for reason in ["interrupted (Ctrl-C)", "interrupted (SIGTERM)", "FloatingPointError: NaN loss at epoch 1", None]:
+    for _ in range(2):
         trial = study.ask()
         space.sample_optuna(trial)
         trial.set_user_attr("enqueued", "a recipe")
-        if reason:
-            trial.set_user_attr("fail_reason", reason)
+        trial.set_user_attr("fail_reason", "interrupted (SIGTERM)")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    study.add_trial(optuna.create_trial(  # a parameter the space has since dropped
-        state=optuna.trial.TrialState.FAIL, user_attrs={"fail_reason": "interrupted (Ctrl-C)"},
-        params={"model.gone": 1}, distributions={"model.gone": optuna.distributions.IntDistribution(0, 2)},
+    study.add_trial(optuna.create_trial(  # a parameter this space does not have
+        state=optuna.trial.TrialState.FAIL, params={"model.gone": 1},
+        distributions={"model.gone": optuna.distributions.IntDistribution(0, 2)},
     ))  # fmt: skip
 
-    assert requeue_interrupted(study, space) == [0, 1]
-    queued = study.trials[5:]
-    assert [t.state.name for t in queued] == ["WAITING", "WAITING"]
-    assert [t.system_attrs["fixed_params"] for t in queued] == [study.trials[0].params, study.trials[1].params]
-    assert [t.user_attrs for t in queued] == [{"enqueued": "a recipe", "retry_of": n} for n in (0, 1)]
-    assert requeue_interrupted(study, space) == []  # each is queued once
+    assert requeue_interrupted(study, 0, space, trials=2)
+    queued = study.trials[3]
+    assert queued.state.name == "WAITING" and queued.system_attrs["fixed_params"] == study.trials[0].params
+    assert queued.user_attrs == {"enqueued": "a recipe", "retry_of": 0}  # not the failure's reason
+    assert not requeue_interrupted(study, 2, space, trials=5)  # outside the space
+    assert not requeue_interrupted(study, 3, space, trials=5)  # WAITING, not an interrupted trial
+    assert not requeue_interrupted(study, None, space, trials=5)  # stopped before its trial began
+    assert requeue_interrupted(study, 1, space, trials=3) and len(study.trials) == 5
+    # Two workers stopped with one trial left in the budget: the second point is not queued.
+    first = study.trials[0]
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params=first.params,
+                                        distributions=first.distributions))  # fmt: skip
+    assert not requeue_interrupted(study, 5, space, trials=2) and len(study.trials) == 6

@@ -10,6 +10,7 @@ and the photo tiles) → figures → numbers (``measure``) → Markdown (``rende
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,12 @@ def _same_data(data: dict[str, Any], splits: Any, recorded: dict[str, Any], best
     return all(given[key] == trained[key] for key in data)
 
 
+def reference_of(trials: Iterable[Any]) -> Any:
+    """The study's reference trial: the completed one where it was stopped and queued again (retry_of)."""
+    references = [t for t in trials if t.user_attrs.get("reference")]
+    return max(references, key=lambda t: t.state.name == "COMPLETE", default=None)
+
+
 def build_report(
     cfg: SearchConfig, *, epochs: int | None = None, data: dict[str, Any] | None = None, tracker: Tracker | None = None
 ) -> Path:
@@ -63,7 +70,7 @@ def build_report(
     study, points = _load(cfg)
     best = read_best(cfg.study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    reference_trial = next((t for t in trials.values() if t.user_attrs.get("reference")), None)
+    reference_trial = reference_of(trials.values())
     budget, best_config, reference_config = retrain_configs(
         best, reference_trial.params if reference_trial else None, epochs, data, cfg.experiment
     )

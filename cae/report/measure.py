@@ -102,8 +102,13 @@ def measure(inputs: Inputs, command: str) -> ReportData:
 def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
     """The enqueued points that were pruned or failed, with how far they got (their kept epochs)."""
     out = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    # A point stopped and queued again (ours: retry_of; the heartbeat's: failed_trial) is told by its retry.
+    retried = {t.user_attrs.get("retry_of") for t in trials} | {t.system_attrs.get("failed_trial") for t in trials}
+    for t in trials:
         if not t.user_attrs.get("enqueued") or t.state.name in ("COMPLETE", "RUNNING", "WAITING"):
+            continue
+        if t.number in retried:
             continue
         values = t.intermediate_values
         sizes = [t.user_attrs[k] for k in ("latent_values", "bottleneck_values") if k in t.user_attrs]

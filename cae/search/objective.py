@@ -39,6 +39,7 @@ class Objective:
         self.tracker, self.parent_id, self.prefix = tracker, parent_id, prefix
         self.before_trial = before_trial  # e.g. release the workers' ask lock: the trial exists now
         self.extra_callbacks = extra_callbacks  # tests inject e.g. a NaN-making callback
+        self.current: int | None = None  # the number of the trial this worker runs (or ran last)
 
     @staticmethod
     def _skip(trial: Any, reason: str) -> None:
@@ -46,6 +47,7 @@ class Objective:
         raise SkippedTrial(reason)
 
     def __call__(self, trial: Any) -> float | tuple[float, ...]:
+        self.current = trial.number
         if self.before_trial is not None:
             self.before_trial()
         ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number
@@ -57,7 +59,7 @@ class Objective:
         try:
             config = self.space.apply(self.task.base, params)
             model = build_model(config, self.splits)
-        except Exception as err:  # a sampled point the config or the builder refuses: say which
+        except BaseException as err:  # a point the config or the builder refuses (or Ctrl-C while building)
             trial.set_user_attr("fail_reason", failure_reason(err))
             raise
         latent, bottleneck = code_sizes(model)

@@ -2,7 +2,7 @@
 
 Resumable by construction: ``trials`` is the study's total of finished trials, a killed worker's
 trial is failed by the heartbeat and retried, a trial stopped by Ctrl-C or SIGTERM is queued again
-when the study resumes, and MLflow runs a killed worker left RUNNING are closed here.
+(:func:`cae.search.study.requeue_interrupted`), and MLflow runs a killed worker left RUNNING are closed here.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from cae.search.study import (
     create_or_load_study,
     fail_stale_trials,
     open_storage,
-    requeue_interrupted,
     state_counts,
     storage_url,
 )  # fmt: skip
@@ -73,10 +72,6 @@ def prepare(
     ensure_dir(study_dir(cfg.study))
     study = create_or_load_study(cfg, space, storage, first_points(cfg, space, extra_points), study_attrs)
     check_resume(study, study_record(cfg, splits), cfg.extend)
-    if count(study, FINISHED) < cfg.trials:
-        again = requeue_interrupted(study, space)
-        if again:
-            print(f"queued again: trial(s) {', '.join(map(str, again))}, stopped by an interrupt (same parameters)")
     stage = task(cfg, splits, study.user_attrs)
     parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE}, uid=study.user_attrs.get("uid"))
     with ExitStack() as guard:

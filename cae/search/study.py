@@ -2,7 +2,7 @@
 
 Resumable by construction: the study lives in a database (default
 ``sqlite:///<repo>/runs/optuna.db``); a trial whose worker died is failed by the heartbeat and
-retried once with the same parameters.
+retried once with the same parameters, and one stopped by Ctrl-C or SIGTERM is queued again.
 """
 
 from __future__ import annotations
@@ -252,7 +252,6 @@ def create_or_load_study(
     return study
 
 
-INTERRUPTED = "interrupted"  # fail reason prefix of a trial a Ctrl-C or SIGTERM ended (cae.errors)
 ROLE_ATTRS = ("reference", "enqueued", "recipe")  # what a queued point is; kept when it is queued again
 
 
@@ -266,25 +265,26 @@ def queue_again(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
 
 
-def requeue_interrupted(study: Any, space: SearchSpace) -> list[int]:
-    """Queue again each trial a Ctrl-C or SIGTERM ended; returns their numbers.
+def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, trials: int) -> bool:
+    """Queue again trial ``number``'s point, which a Ctrl-C or SIGTERM just ended in this process.
 
     The heartbeat re-queues the trial of a worker that died; a trial the user stopped ends FAIL
     ("interrupted ...") instead, and stopping a search to run the same command later must go on
-    with it rather than lose it (a study resumed in segments lost its most trained trials so).
-    Each is queued once (a trial that a ``retry_of`` names is not); a trial stopped before its point
-    was sampled, or whose point the study's space no longer holds (``EXTEND=1``), is left as it is.
+    with it rather than lose it (the default study, run in segments, lost its most trained trials so).
+    Only the process that ran the trial queues it, once; a trial stopped before Optuna recorded it
+    FAIL stays RUNNING and the heartbeat retries it instead. Not queued: a trial stopped before its
+    point was sampled, and one the study's budget has no room for (its finished and queued trials).
     """
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    again = []
-    for t in trials:
-        reason = str(t.user_attrs.get("fail_reason", ""))
-        if t.state.name == "FAIL" and reason.startswith(INTERRUPTED) and t.number not in retried:
-            if t.params and space.holds(t.params):
-                queue_again(study, t)
-                again.append(t.number)
-    return again
+    if number is None:
+        return False
+    trials_now = study.get_trials(deepcopy=False)
+    trial = next((t for t in trials_now if t.number == number), None)
+    if trial is None or trial.state.name != "FAIL" or not trial.params or not space.holds(trial.params):
+        return False
+    if sum(t.state.name in (*FINISHED, "WAITING") for t in trials_now) >= trials:
+        return False
+    queue_again(study, trial)
+    return True
 
 
 def state_name(trial: Any) -> str:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 from cae.data import splits_for
-from cae.errors import NO_SPACE, CAEError, disk_full_message
+from cae.errors import NO_SPACE, CAEError, disk_full_message, first_line
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
@@ -39,6 +39,7 @@ from cae.search.study import (
     fail_stale_trials,
     load_existing_study,
     queue_again,
+    requeue_interrupted,
     state_name,
     storage_url,
 )
@@ -170,6 +171,17 @@ def run_worker(
                       f"paused (past grace_period: {cfg.grace_period} s); its retry runs in its place",
                       flush=True)  # fmt: skip
                 continue
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna has failed the trial; queue its point
+                if lock.fh is None:  # held from here: two workers stopped together leave one point each
+                    lock.acquire()
+                try:
+                    if requeue_interrupted(study, objective.current, space, cfg.trials):
+                        print(f"{prefix}trial {objective.current} is queued again (same parameters): the same "
+                              "command runs it again", flush=True)  # fmt: skip
+                except Exception as err:  # e.g. the storage went away too: the stop itself must go on
+                    print(f"{prefix}note: trial {objective.current} could not be queued again ({first_line(err)})",
+                          flush=True)  # fmt: skip
+                raise
         finally:
             lock.release()
         last = outcomes[-1] if outcomes else None
