@@ -27,8 +27,11 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
     cfg = tiny_search(tmp_path_factory.mktemp("report"), "rep", trials=3, **{"pruner.name": "none"})
     report = build_report(cfg, epochs=1, tracker=Tracker(tracking_uri))
     text = report.read_text()
-    best = optuna.load_study(study_name="rep", storage=cfg.storage).best_trial.number
-    assert f"## Best trial: #{best} " in text
+    study = optuna.load_study(study_name="rep", storage=cfg.storage)
+    assert f"## Best trial: #{study.best_trial.number} " in text
+    # Every completed trial's own model is kept, so the report can score each code size on test.
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert all((study_dir("rep") / "models" / f"trial-{t.number}.keras").exists() for t in done)
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert {"reconstructions.png", "rate_distortion.png"} <= set(links)
     assert "size_vs_error.png" not in links and "Too few completed trials (3)" in text  # 3 trials: no ρ = ±1

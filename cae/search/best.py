@@ -85,7 +85,7 @@ def export_trial(record: dict[str, Any], model: Any, *, keep_all: bool = False, 
     """Write best.json + best.keras if this trial beats the exported best (on validation), and
     best-conv.* likewise among the reconstruction trials with a conv code.
 
-    ``keep_all`` (multi-objective studies) also keeps every completed trial's model under
+    ``keep_all`` (every study of a task that keeps them all) also keeps every completed trial's model under
     ``models/``, so a Pareto front can be scored on the test split later. With ``run``, a new best
     is also logged to it (``best/``): the host that finishes a multi-host study fetches it.
     """

@@ -76,8 +76,11 @@ class ReconstructionTask:
     def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: Mapping[str, Any] | None = None):
         self.base, self.splits = cfg.experiment, splits
         self.tags = run_tags(stage_of(cfg.experiment), splits.data_source)
-        # A front is scored on the test split from every front trial's own model.
-        self.keep_every_model = len(cfg.objectives) > 1
+        # Every completed trial keeps its model: the report scores the best at each code size on the test
+        # split (the aims' table) from the trials' own models. Keeping only the best's, the default study
+        # lost its one 30-epoch model at 341 values (+0.52 dB over PCA on validation). Under Hyperband
+        # few trials complete (5 of 24 there), so this costs little disk.
+        self.keep_every_model = True
         self._pca: Any = None
         self._thumbnails: list[Any] | None = None
         self._pca_psnr: dict[int, float] = {}
