@@ -465,3 +465,41 @@ def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
     study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params=first.params,
                                         distributions=first.distributions))  # fmt: skip
     assert not requeue_interrupted(study, 5, space, trials=2) and len(study.trials) == 6
+
+
+def test_a_retried_point_competes_once_at_the_rungs():
+    """A real (in-memory) study: the stopped run of a point does not count against other trials at a rung,
+    nor against its own retry (in the real two-objective study it pruned the 640-value point)."""
+    from cae.search.rungs import RungPruning
+
+    class Margin:  # the task's rung value: the margin over PCA, given here
+        def __init__(self, value):
+            self.value = value
+
+        def rung_value(self, model, val_loss, code_values):
+            return self.value
+
+    study = optuna.create_study()
+    stopped = study.ask()
+    stopped.set_user_attr("rung_1", 0.53)  # a 192-value point, interrupted after its first rung
+    study.tell(stopped, state=optuna.trial.TrialState.FAIL)
+    reference = study.ask()
+    reference.set_user_attr("rung_1", -15.2)
+    study.tell(reference, state=optuna.trial.TrialState.COMPLETE, values=[0.1])
+    study.enqueue_trial({}, user_attrs={"retry_of": stopped.number})
+    retry = study.ask()
+    assert retry.user_attrs["retry_of"] == stopped.number
+
+    def judge(trial, value):
+        RungPruning(trial, Margin(value), 640, [1]).on_epoch_end(0, {"val_loss": 1.0})
+
+    judge(retry, 0.52)  # goes on: its own stopped run's 0.53 is not a competitor
+    with pytest.raises(optuna.TrialPruned, match=r"rung 1: \+0.23 is not among the best 1/3 of 3 trials"):
+        judge(study.ask(), 0.23)  # the reference, the retry and itself: 3, not 4
+
+
+def test_promotable_keeps_the_best_third():
+    from cae.search.rungs import promotable
+
+    assert promotable(0.2, [-15.0])  # the better of two goes on
+    assert not promotable(0.2, [-15.0, 0.5])  # 1 of 3 goes on: 0.5

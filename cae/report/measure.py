@@ -20,7 +20,7 @@ from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportDa
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
 from cae.search.study import importances as fanova
-from cae.search.study import state_counts
+from cae.search.study import retried, state_counts
 from cae.search_config import SearchConfig
 
 # The code sizes the aim's table lists (PCA's exact PSNR at each).
@@ -103,12 +103,11 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
     """The enqueued points that were pruned or failed, with how far they got (their kept epochs)."""
     out = []
     trials = study.get_trials(deepcopy=False)
-    # A point stopped and queued again (ours: retry_of; the heartbeat's: failed_trial) is told by its retry.
-    retried = {t.user_attrs.get("retry_of") for t in trials} | {t.system_attrs.get("failed_trial") for t in trials}
+    stood_in_for = retried(trials)  # a point stopped and queued again is told by its retry
     for t in trials:
         if not t.user_attrs.get("enqueued") or t.state.name in ("COMPLETE", "RUNNING", "WAITING"):
             continue
-        if t.number in retried:
+        if t.number in stood_in_for:
             continue
         values = t.intermediate_values
         sizes = [t.user_attrs[k] for k in ("latent_values", "bottleneck_values") if k in t.user_attrs]

@@ -7,7 +7,8 @@ asynchronous successive halving (Li et al., ASHA) on one comparable number the s
 size, so trials of different sizes compete fairly): at each rung epoch (min · ηⁱ) a trial goes on
 only if its value is among the best 1/η of the values every trial of the study reached at that rung,
 Optuna's ``SuccessiveHalvingPruner`` rule. Rung values are trial user attrs (``rung_<epoch>``), so
-workers on several hosts share them through the storage.
+workers on several hosts share them through the storage; a trial that was stopped and queued again
+counts once, as its retry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import keras
 
+from cae.search.study import retried
 from cae.search.task import Task
 
 
@@ -52,8 +54,11 @@ class RungPruning(keras.callbacks.Callback):
         value = float(self.task.rung_value(self.model, float(logs["val_loss"]), self.code_values))
         key = f"rung_{done}"
         self.trial.set_user_attr(key, value)
-        others = [float(t.user_attrs[key]) for t in self.trial.study.get_trials(deepcopy=False)
-                  if t.number != self.trial.number and key in t.user_attrs]  # fmt: skip
+        trials = self.trial.study.get_trials(deepcopy=False)
+        # A point stopped and queued again competes once, as its retry: its stopped run's rung values
+        # once pruned the study's 640-value point, and would make the retry compete with itself.
+        skip = retried(trials) | {self.trial.number}
+        others = [float(t.user_attrs[key]) for t in trials if t.number not in skip and key in t.user_attrs]
         if not promotable(value, others, self.reduction):
             raise optuna.TrialPruned(f"rung {done}: {value:+.3g} is not among the best 1/{self.reduction} of "
                                      f"{len(others) + 1} trials there")  # fmt: skip

@@ -265,6 +265,13 @@ def queue_again(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
 
 
+def retried(trials: Sequence[Any]) -> set[int]:
+    """Numbers of the trials a later trial retries: ours (``retry_of``) and the heartbeat's
+    (``retry_history``). The retry stands in for them: its point must not count twice."""
+    ours = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    return ours | {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+
+
 def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, trials: int) -> bool:
     """Queue again trial ``number``'s point, which a Ctrl-C or SIGTERM just ended in this process.
 
