@@ -414,7 +414,7 @@ def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, trackin
 
 def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
     """A real (in-memory) study: the point returns WAITING with its identity, the worker stops in one line."""
-    from cae.search.workers import requeue_if_unanswered
+    from cae.search.retry import requeue_if_unanswered
     from cae.tracking.patience import TrackingUnavailable
 
     study = optuna.create_study()
@@ -436,7 +436,7 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
 def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
     """A real (in-memory) study: the stopped point comes back WAITING with what it was, once; not a
     point the study's space does not hold, nor one past the budget of finished and queued trials."""
-    from cae.search.study import requeue_interrupted
+    from cae.search.retry import requeue_interrupted
     from cae.space import load_space
 
     space = load_space(REPO / "search_spaces/reconstruction.yaml")

@@ -19,8 +19,9 @@ from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+from cae.search.retry import retried
 from cae.search.study import importances as fanova
-from cae.search.study import retried, state_counts
+from cae.search.study import state_counts
 from cae.search_config import SearchConfig
 
 # The code sizes the aim's table lists (PCA's exact PSNR at each).

@@ -2,7 +2,7 @@
 
 Resumable by construction: ``trials`` is the study's total of finished trials, a killed worker's
 trial is failed by the heartbeat and retried, a trial stopped by Ctrl-C or SIGTERM is queued again
-(:func:`cae.search.study.requeue_interrupted`), and MLflow runs a killed worker left RUNNING are closed here.
+(:func:`cae.search.retry.requeue_interrupted`), and MLflow runs a killed worker left RUNNING are closed here.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from cae.search.study import retried
+from cae.search.retry import retried
 from cae.search.task import Task
 
 

@@ -2,7 +2,7 @@
 
 Resumable by construction: the study lives in a database (default
 ``sqlite:///<repo>/runs/optuna.db``); a trial whose worker died is failed by the heartbeat and
-retried once with the same parameters, and one stopped by Ctrl-C or SIGTERM is queued again.
+retried once with the same parameters (one stopped by Ctrl-C or SIGTERM: :mod:`cae.search.retry`).
 """
 
 from __future__ import annotations
@@ -250,48 +250,6 @@ def create_or_load_study(
         for point in first_points:
             study.enqueue_trial(point["params"], user_attrs=point.get("attrs", {}))
     return study
-
-
-ROLE_ATTRS = ("reference", "enqueued", "recipe")  # what a queued point is; kept when it is queued again
-
-
-def queue_again(study: Any, trial: Any) -> None:
-    """Queue ``trial``'s point once more, tagged ``retry_of``: a failure that was not the point's fault.
-
-    What the point is (the reference, an enqueued recipe) goes with it, as Optuna's own heartbeat
-    retry keeps it; not the failure's attrs (its ``fail_reason`` would mark the retry failed too).
-    """
-    kept = {k: trial.user_attrs[k] for k in ROLE_ATTRS if k in trial.user_attrs}
-    study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
-
-
-def retried(trials: Sequence[Any]) -> set[int]:
-    """Numbers of the trials a later trial retries: ours (``retry_of``) and the heartbeat's
-    (``retry_history``). The retry stands in for them: its point must not count twice."""
-    ours = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
-    return ours | {n for t in trials for n in t.system_attrs.get("retry_history", ())}
-
-
-def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, trials: int) -> bool:
-    """Queue again trial ``number``'s point, which a Ctrl-C or SIGTERM just ended in this process.
-
-    The heartbeat re-queues the trial of a worker that died; a trial the user stopped ends FAIL
-    ("interrupted ...") instead, and stopping a search to run the same command later must go on
-    with it rather than lose it (the default study, run in segments, lost its most trained trials so).
-    Only the process that ran the trial queues it, once; a trial stopped before Optuna recorded it
-    FAIL stays RUNNING and the heartbeat retries it instead. Not queued: a trial stopped before its
-    point was sampled, and one the study's budget has no room for (its finished and queued trials).
-    """
-    if number is None:
-        return False
-    trials_now = study.get_trials(deepcopy=False)
-    trial = next((t for t in trials_now if t.number == number), None)
-    if trial is None or trial.state.name != "FAIL" or not trial.params or not space.holds(trial.params):
-        return False
-    if sum(t.state.name in (*FINISHED, "WAITING") for t in trials_now) >= trials:
-        return False
-    queue_again(study, trial)
-    return True
 
 
 def state_name(trial: Any) -> str:

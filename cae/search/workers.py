@@ -25,21 +25,20 @@ from typing import Any
 import yaml
 
 from cae.data import splits_for
-from cae.errors import NO_SPACE, CAEError, disk_full_message, first_line
+from cae.errors import NO_SPACE, CAEError, disk_full_message
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.paths import ensure_dir, study_dir
 from cae.schema import from_dict, to_dict
 from cae.search.objective import Objective
 from cae.search.outage import storage_errors
 from cae.search.record import check_resume, study_record
+from cae.search.retry import requeue_if_unanswered, requeue_interrupted
 from cae.search.study import (
     FINISHED,
     SKIPPED,
     count,
     fail_stale_trials,
     load_existing_study,
-    queue_again,
-    requeue_interrupted,
     state_name,
     storage_url,
 )
@@ -48,13 +47,11 @@ from cae.search.trial import trial_line
 from cae.search_config import SearchConfig
 from cae.space import load_space
 from cae.tracking import Tracker
-from cae.tracking.patience import TrackingUnavailable
 from cae.urls import journal_path
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops when this many trials fail in a row: a config problem
 MAX_SKIPPED_IN_A_ROW = 50  # a space (almost) entirely outside max_code_values is a config error
 
-UNANSWERED = f"{TrackingUnavailable.__name__}: "  # how such a trial's fail_reason starts (errors.failure_reason)
 
 
 class AskLock:
@@ -174,33 +171,13 @@ def run_worker(
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna has failed the trial; queue its point
                 if lock.fh is None:  # held from here: two workers stopped together leave one point each
                     lock.acquire()
-                try:
-                    if requeue_interrupted(study, objective.current, space, cfg.trials):
-                        print(f"{prefix}trial {objective.current} is queued again (same parameters): the same "
-                              "command runs it again", flush=True)  # fmt: skip
-                except Exception as err:  # e.g. the storage went away too: the stop itself must go on
-                    print(f"{prefix}note: trial {objective.current} could not be queued again ({first_line(err)})",
-                          flush=True)  # fmt: skip
+                requeue_interrupted(study, objective.current, space, cfg.trials, prefix)
                 raise
         finally:
             lock.release()
         last = outcomes[-1] if outcomes else None
         requeue_if_unanswered(study, last)
         guard.check(last)
-
-
-def requeue_if_unanswered(study: Any, trial: Any) -> None:
-    """A trial failed because the tracking server stopped answering: queue its point again (its
-    training is not the trial's fault) and stop this worker with the server's one line."""
-    if trial is None or trial.state.name != "FAIL":
-        return
-    reason = trial.user_attrs.get("fail_reason", "")
-    if not reason.startswith(UNANSWERED):
-        return
-    queue_again(study, trial)
-    what = reason.removeprefix(UNANSWERED).split("; the study is intact")[0]
-    raise TrackingUnavailable(f"{what}; trial {trial.number} is queued again and the study is intact: run the "
-                              "same command again once the server answers")  # fmt: skip
 
 
 class _Guard:
