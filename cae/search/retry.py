@@ -17,8 +17,6 @@ from cae.space import SearchSpace
 from cae.tracking.patience import TrackingUnavailable
 
 UNANSWERED = f"{TrackingUnavailable.__name__}: "  # how such a trial's fail_reason starts (errors.failure_reason)
-
-
 ROLE_ATTRS = ("reference", "enqueued", "recipe")  # what a queued point is; kept when it is queued again
 
 
@@ -64,7 +62,6 @@ def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, tria
         return False
     print(f"{prefix}trial {number} is queued again (same parameters): the same command runs it again", flush=True)
     return True
-
 
 
 def requeue_if_unanswered(study: Any, trial: Any) -> None:
