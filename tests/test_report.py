@@ -257,6 +257,31 @@ def test_an_enqueued_point_that_was_pruned_is_said_with_how_far_it_got():
     assert "## What each part buys" not in render(_report_data(ablation=[], stopped=[]))
 
 
+def test_a_pruned_two_objective_point_is_told_from_its_rungs():
+    """Seen in the two-objective study: a 640-value point pruned at rung 1 was said to have stopped
+    "before its first epoch", as such trials report no epochs to Optuna, only rung values."""
+    from cae.codec import BaselineTable
+    from cae.report.measure import stopped_points
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    attrs = {"enqueued": "code_budget=640", "latent_values": 640, "rung_1": 0.13, "rung_3": 0.23}
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.PRUNED, params={"x": 0.5}, distributions=dist,
+                                        user_attrs=attrs))  # fmt: skip
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.5}, distributions=dist,
+                                        user_attrs={"enqueued": "code_budget=384", "latent_values": 384}))  # fmt: skip
+    val = BaselineTable("validation", pca={640: 30.00, 384: 28.00}, pca_q8={}, thumbnail=[])
+    pruned, failed = stopped_points(study, val)
+    assert (pruned.epochs, pruned.pca_val) == (3, 30.00)
+    assert pruned.val_psnr == pytest.approx(30.23)
+    assert (failed.epochs, failed.val_psnr) == (0, None)
+    text = render(_report_data(ablation=[], stopped=[pruned, failed]))
+    assert "Trial 0 (code_budget=640): pruned at 30.23 dB validation PSNR after 3 epoch(s)" in text
+    assert "Trial 1 (code_budget=384): fail before its first epoch" in text
+    unmeasured = stopped_points(study, None)[0]  # no PCA table: how far it got, without a PSNR
+    assert "pruned after 3 epoch(s); no model" in render(_report_data(ablation=[], stopped=[unmeasured]))
+
+
 def test_same_data_is_judged_by_digest_subset_and_seed_of_the_best_trial():
     from types import SimpleNamespace
 

@@ -503,3 +503,26 @@ def test_promotable_keeps_the_best_third():
 
     assert promotable(0.2, [-15.0])  # the better of two goes on
     assert not promotable(0.2, [-15.0, 0.5])  # 1 of 3 goes on: 0.5
+
+
+def test_a_resumed_study_draws_new_points_not_the_first_runs_again(tmp_path):
+    """Seen in the two-objective study: each resume, seeded as a new study, trained its first random
+    point again. The draws of a resumed run must differ from the first run's, and be repeatable."""
+    cfg = config(tmp_path, "resumed", **{"sampler.name": "random"})
+    optuna.create_study(study_name="resumed", storage=cfg.storage)
+
+    def run(asks: int) -> list[float]:
+        study = study_module.load_existing_study(cfg)
+        xs = []
+        for _ in range(asks):
+            trial = study.ask()
+            xs.append(trial.suggest_float("x", 0, 1))
+            study.tell(trial, xs[-1])
+        return xs
+
+    first = run(2)
+    second = run(1)
+    assert second[0] not in first
+    seed = study_module.resumed_seed
+    assert seed(7, 0, 2) == seed(7, 0, 2) != seed(7, 0, 3)  # the same history draws the same points
+    assert seed(7, 1, 0) == 8  # a new study: the config's seed, one per worker

@@ -113,13 +113,25 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
         values = t.intermediate_values
         sizes = [t.user_attrs[k] for k in ("latent_values", "bottleneck_values") if k in t.user_attrs]
         code = min(sizes) if sizes else None
+        pca_val = val.pca.get(code) if val and code else None
+        epochs, val_psnr = (max(values) + 1, psnr_from_mse(min(values.values()))) if values else (0, None)
+        rungs = rung_margins(t.user_attrs)
+        if not values and rungs:
+            # A two-objective trial reports no epochs to Optuna; its rungs hold the margin over PCA
+            # on validation at the rung's epoch (ReconstructionTask.rung_value).
+            epochs = max(rungs)
+            val_psnr = pca_val + rungs[epochs] if pca_val is not None else None
         out.append(StoppedPoint(
-            trial=t.number, label=str(t.user_attrs["enqueued"]), state=t.state.name,
-            epochs=max(values) + 1 if values else 0,
-            val_psnr=psnr_from_mse(min(values.values())) if values else None, code_values=code,
-            pca_val=val.pca.get(code) if val and code else None,
+            trial=t.number, label=str(t.user_attrs["enqueued"]), state=t.state.name, epochs=epochs,
+            val_psnr=val_psnr, code_values=code, pca_val=pca_val,
         ))  # fmt: skip
     return out
+
+
+def rung_margins(attrs: dict[str, Any]) -> dict[int, float]:
+    """A trial's rung values by epoch, from its ``rung_<epoch>`` user attrs (cae/search/rungs.py)."""
+    return {int(k.removeprefix("rung_")): float(v) for k, v in attrs.items()
+            if k.startswith("rung_") and k.removeprefix("rung_").isdigit()}  # fmt: skip
 
 
 OLD_BEST_PSNR = 35.83  # the conv-only study's best, retrained 30 epochs (results/cae-search-v1/)

@@ -127,7 +127,7 @@ def _stopped(data: ReportData) -> list[str]:
     lines = []
     for p in data.stopped:
         reached = (f"at {p.val_psnr:.2f} dB validation PSNR after {p.epochs} epoch(s)" if p.val_psnr is not None
-                   else "before its first epoch")  # fmt: skip
+                   else f"after {p.epochs} epoch(s)" if p.epochs else "before its first epoch")  # fmt: skip
         versus = f" (PCA at its {p.code_values:,} values: {p.pca_val:.2f} dB)" if p.pca_val is not None else ""
         lines.append(f"- Trial {p.trial} ({p.label}): {p.state.lower()} {reached}{versus}; no model of it was kept.")
     return [*lines, ""] if lines else []

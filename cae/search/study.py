@@ -196,16 +196,29 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
     """The study named ``cfg.study``; a one-line error listing the studies that do exist."""
     optuna = optuna_module()
     storage = storage or open_storage(cfg)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if cfg.study not in names:
+    summaries = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if cfg.study not in summaries:
         raise CAEError(
-            f"no study {cfg.study!r} in {shown(storage_url(cfg))}; existing studies: {', '.join(names) or 'none'} "
-            "(run `make search` first)"
+            f"no study {cfg.study!r} in {shown(storage_url(cfg))}; existing studies: "
+            f"{', '.join(summaries) or 'none'} (run `make search` first)"
         )
+    seed = resumed_seed(cfg.sampler_seed, seed_offset, summaries[cfg.study].n_trials)
     return optuna.load_study(
-        study_name=cfg.study, storage=storage, pruner=make_pruner(cfg),
-        sampler=make_sampler(cfg, cfg.sampler_seed + seed_offset, conditional),
+        study_name=cfg.study, storage=storage, pruner=make_pruner(cfg), sampler=make_sampler(cfg, seed, conditional),
     )  # fmt: skip
+
+
+def resumed_seed(seed: int, worker: int, trials: int) -> int:
+    """The sampler seed of a worker that finds ``trials`` trials in its study.
+
+    Seeding a resumed study as a new one repeats the first run's random draws: the two-objective
+    study trained its 973-value point twice, once per run. Mixing in the trial count gives each
+    resume new draws, still the same ones for the same study history (NumPy's SeedSequence)."""
+    if trials == 0:
+        return seed + worker  # a new study: seed, seed + 1, ... as the config says
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, worker, trials]).generate_state(1)[0])
 
 
 def delete_study(cfg: SearchConfig) -> bool:
