@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,6 +114,7 @@ def test_sigkill_mid_trial_then_rerun_resumes_and_retries_the_killed_trial(store
     assert trials[victim.number].state.name == "FAIL"  # failed by the heartbeat
     retries = [t for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].params == victim.params and retries[0].state.name in FINISHED
+    assert f"trial {retries[0].number:3d} goes on from epoch" in log  # not from its first epoch again
     states = Counter(t.state.name for t in trials.values())
     assert states["COMPLETE"] + states["PRUNED"] == 2 and states["RUNNING"] == states["WAITING"] == 0
 
@@ -149,11 +151,21 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     assert run.info.status != "RUNNING" and run.data.tags["trial_state"] == "FAIL"
     parent = tracker.client.get_run(tracker.find_study_parent("interrupted"))
     assert parent.info.status == "KILLED"
+    trained = sorted(trials[victim.number].intermediate_values)
+    assert (stores["runs"] / "interrupted" / "resume" / str(victim.number) / "backup").is_dir()
 
-    # The same command again goes on with the interrupted point itself, not only with new ones.
+    # The same command again goes on with the interrupted point itself, not only with new ones,
+    # from the epoch it had reached (its backup: the epochs of its last report, or one more).
     process = start(stores, config, log)
     assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
     trials = trials_of(storage, "interrupted")
     retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
     assert len(retry) == 1 and retry[0].params == victim.params and retry[0].state.name in FINISHED
     assert sum(t.state.name in FINISHED for t in trials) == 2
+    went_on = re.search(rf"trial +{retry[0].number} goes on from epoch (\d+) of trial {victim.number}'s point",
+                        log.read_text())  # fmt: skip
+    assert went_on and len(trained) <= int(went_on.group(1)) <= len(trained) + 1, log.read_text()[-3000:]
+    assert sorted(retry[0].intermediate_values) == list(range(8))  # the curve is whole for the pruner
+    curve = tracker.client.get_metric_history(retry[0].user_attrs["mlflow_run_id"], "val_loss")
+    assert sorted(m.step for m in curve) == list(range(1, 9))  # ... and in MLflow, each epoch once
+    assert not list((stores["runs"] / "interrupted" / "resume").iterdir())  # finished: nothing to resume

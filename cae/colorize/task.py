@@ -8,6 +8,7 @@ and the colourfulness gap |1 − pred/true chroma spread| as the study's two obj
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,11 +76,11 @@ class ColorizationTask:
         self.tags = {**run_tags("colorization", splits.data_source), **{k: str(v) for k, v in lineage.items()}}
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
-              initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
+              initial_epoch: int = 0, workdir: Path | None = None) -> TrialOutcome:  # fmt: skip
         stop = collapse_stop(self.splits.x_val[:PROBE_IMAGES], config)
         self.training = config  # the trial in training (one per process): what rung_value decodes with
         result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
-                                    initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip
+                                    initial_epoch=initial_epoch, evaluate_test=False, workdir=workdir)  # fmt: skip
         if stop.reason:
             raise TrialStopped(stop.reason)
         result.model, metrics, attrs = validation_scores(result.model, config, self.splits, self.vivid)

@@ -15,6 +15,8 @@ from optuna_integration import KerasPruningCallback
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.model import code_sizes
+from cae.search.resume import PointCheckpoint, carried_rungs, first_attempt
+from cae.search.retry import queued_again_after
 from cae.search.rungs import RungPruning, rung_epochs
 from cae.search.study import SKIPPED, SkippedTrial, optuna_module
 from cae.search.task import Task
@@ -76,20 +78,47 @@ class Objective:
             # The reference's and the enqueued points' own models are what a report compares.
             keep_model=bool(trial.user_attrs.get("reference") or trial.user_attrs.get("enqueued")),
         )  # fmt: skip
-        return self._train(trial, spec, model)
+        trials = trial.study.get_trials(deepcopy=False)
+        point = PointCheckpoint(self.cfg.study, first_attempt(trial.number, trials), spec.uid, config)
+        try:
+            result = self._train(trial, spec, model, point)
+        except BaseException as err:
+            if not queued_again_after(err):  # its retry goes on from the last epoch; nothing else does
+                point.discard()
+            raise
+        point.discard()
+        return result
 
-    def _train(self, trial: Any, spec: TrialSpec, model: Any) -> float | tuple[float, ...]:
+    def _train(self, trial: Any, spec: TrialSpec, model: Any, point: PointCheckpoint) -> float | tuple[float, ...]:
         optuna = optuna_module()
+        workdir = point.open()
+        done = point.done()
         try:
             with tracked_trial(self.task, self.tracker, self.splits, spec, pruned=(optuna.TrialPruned,)) as tracked:
+                if done["val_loss"]:
+                    self._carry_over(trial, tracked, done, point.number)
                 callbacks = [*tracked.callbacks, *self._pruning(trial, spec)]
                 callbacks += self.extra_callbacks(trial) if self.extra_callbacks else []
-                outcome = self.task.train(spec.config, model, callbacks)
+                outcome = self.task.train(spec.config, model, callbacks, workdir=workdir)
                 tracked.complete(outcome)
         except TrialStopped as stop:  # the task's own early stop: finished, like a pruned trial
             raise optuna.TrialPruned(str(stop)) from None
         values = tuple(outcome.values[o] for o in self.cfg.objectives)
         return values[0] if len(values) == 1 else values
+
+    def _carry_over(self, trial: Any, tracked: Any, done: dict[str, list[float]], first: int) -> None:
+        """A retry goes on where its point's stopped attempt was: its curve, the pruner's values and
+        the rungs it passed start with the epochs that attempt trained."""
+        epochs = len(done["val_loss"])
+        print(f"{self.prefix}trial {trial.number:3d} goes on from epoch {epochs} of trial {first}'s point "
+              "(stopped before; runs/<study>/resume/)", flush=True)  # fmt: skip
+        tracked.carried = list(done["val_loss"])
+        for epoch, (train_loss, val_loss) in enumerate(zip(done["train_loss"], done["val_loss"], strict=True)):
+            tracked.run.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch + 1, queued=True)
+            if len(self.cfg.objectives) == 1:  # Optuna keeps no epoch values for several objectives
+                trial.report(val_loss, epoch)
+        for key, value in carried_rungs(trial.study.get_trials(deepcopy=False), first, epochs).items():
+            trial.set_user_attr(key, value)
 
     def _pruning(self, trial: Any, spec: TrialSpec) -> list[Any]:
         """Optuna's pruner for one objective; for several, successive halving on the task's rung value."""

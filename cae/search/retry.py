@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from cae.errors import first_line
+from cae.errors import failure_reason, first_line
 from cae.search.study import FINISHED
 from cae.space import SearchSpace
 from cae.tracking.patience import TrackingUnavailable
@@ -62,6 +62,12 @@ def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, tria
         return False
     print(f"{prefix}trial {number} is queued again (same parameters): the same command runs it again", flush=True)
     return True
+
+
+def queued_again_after(err: BaseException) -> bool:
+    """Whether a trial that ``err`` ended is queued again (an interrupt; a tracking server that
+    stopped answering): the retry can go on from its last epoch (cae/search/resume.py)."""
+    return isinstance(err, KeyboardInterrupt) or failure_reason(err).startswith(UNANSWERED)
 
 
 def requeue_if_unanswered(study: Any, trial: Any) -> None:

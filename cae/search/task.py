@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,7 +44,9 @@ class Task(Protocol):
     keep_every_model: bool  # every completed trial keeps its model (runs/<study>/models/)
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
-              initial_epoch: int = 0) -> TrialOutcome: ...  # fmt: skip
+              initial_epoch: int = 0, workdir: Path | None = None) -> TrialOutcome:  # fmt: skip
+        """Train ``model`` (``config``'s architecture); ``workdir`` makes the training resumable."""
+        ...
 
     def rung_value(self, model: Any, val_loss: float, code_values: int) -> float:
         """How good a trial's ``model`` is after an epoch, comparably across trials (higher is better).
@@ -87,14 +90,14 @@ class ReconstructionTask:
         self._mean_image_mse: float | None = None
 
     def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
-              initial_epoch: int = 0) -> TrialOutcome:  # fmt: skip
+              initial_epoch: int = 0, workdir: Path | None = None) -> TrialOutcome:  # fmt: skip
         # The mean image's score is in MSE units: a model trained on another loss, or with a class loss
         # added to its val_loss, is never called dead.
         plain_mse = config.train.loss == "mse" and config.train.class_weight == 0
         dead_at = self.mean_image_mse() if plain_mse else math.inf
         stop = dead_stop(dead_at, config.train.learning_rate)
         result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
-                                    initial_epoch=initial_epoch, evaluate_test=False)  # fmt: skip
+                                    initial_epoch=initial_epoch, evaluate_test=False, workdir=workdir)  # fmt: skip
         if stop.reason:
             raise TrialStopped(stop.reason)
         values = {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)}

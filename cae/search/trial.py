@@ -49,12 +49,13 @@ class TrialRun:
     def __init__(self, spec: TrialSpec, task: Task, run: Run):
         self.spec, self.task, self.run = spec, task, run
         self.history = keras.callbacks.History()  # keeps the curve of a trial the pruner stops
+        self.carried: list[float] = []  # val_loss of the epochs a resumed point trained before (resume.py)
         prefix = f"{spec.prefix}trial {spec.number:3d} "
         self.callbacks = [self.history, run.epoch_callback(), progress_callback(prefix, spec.config.train.epochs)]
 
     def log_partial(self) -> None:
         """A stopped trial: the best of the epochs it had and its size, as a finished one logs them."""
-        seen = self.history.history.get("val_loss", [])
+        seen = [*self.carried, *self.history.history.get("val_loss", [])]
         if seen:
             self.run.log_metrics({"best_val_loss": min(seen)}, step=len(seen))
         self.run.log_params({k: v for k, v in self.spec.size.items() if k in SIZE_PARAMS})
