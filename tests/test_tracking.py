@@ -99,13 +99,14 @@ def test_without_the_flag_a_run_has_no_system_metrics(tracker, monkeypatch):
     assert list(tracker.client.get_run(run.run_id).data.metrics) == ["x"]
 
 
-def test_register_a_model_load_it_through_models_uri_and_register_once(tracker):
+def test_register_a_model_load_it_through_models_uri_and_register_once(tracker, capsys):
     model = keras.Sequential([keras.Input((32, 32, 1)), keras.layers.Conv2D(3, 3, padding="same")])
     example = np.random.default_rng(0).random((2, 32, 32, 1), dtype=np.float32)
     with tracker.start_run("tracking", "model") as run:
         pass
     version = register_model(tracker, run_id=run.run_id, name="tracking-colorize", model=model, example=example)
     assert version == 1
+    assert "━" not in capsys.readouterr().out  # no Keras progress bar in a search's log (MLflow's own check)
     assert register_model(tracker, run_id=run.run_id, name="tracking-colorize", model=model, example=example) == 1
     loaded = load_registered(tracker, "tracking-colorize")
     np.testing.assert_allclose(loaded.predict(example, verbose=0), model.predict(example, verbose=0), atol=1e-6)

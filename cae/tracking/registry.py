@@ -15,7 +15,9 @@ Two work-arounds for MLflow 3.17.2, both checked on it:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,11 +98,14 @@ def register_model(tracker: Tracker, *, run_id: str, name: str, model: Any, exam
         # Without experiment_id the logged model would land in experiment 0 ("Default").
         logged = mlflow.initialize_logged_model(name="model", source_run_id=run_id, experiment_id=experiment_id)
         try:
-            info = Model.log(
+            # MLflow checks the input example by predicting with Keras' default progress bar, whose
+            # ANSI codes would land in the search's log: nothing of it is for the user.
+            with contextlib.redirect_stdout(io.StringIO()):
+                info = Model.log(
                 artifact_path=None, name="model", flavor=_KerasFlavor(), run_id=run_id, model_id=logged.model_id,
-                model=model, signature=signature, input_example=example, pip_requirements=pip_requirements(),
-                registered_model_name=name, await_registration_for=0,
-            )  # fmt: skip
+                    model=model, signature=signature, input_example=example, pip_requirements=pip_requirements(),
+                    registered_model_name=name, await_registration_for=0,
+                )  # fmt: skip
         except Exception as err:
             raise CAEError(f"could not register the model {name!r} from MLflow run {run_id}: "
                            f"{(str(err).strip().splitlines() or [type(err).__name__])[0][:200]}") from None  # fmt: skip
