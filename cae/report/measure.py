@@ -19,6 +19,7 @@ from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+from cae.search.resume import rung_values
 from cae.search.retry import retried
 from cae.search.study import importances as fanova
 from cae.search.study import state_counts
@@ -115,7 +116,7 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
         code = min(sizes) if sizes else None
         pca_val = val.pca.get(code) if val and code else None
         epochs, val_psnr = (max(values) + 1, psnr_from_mse(min(values.values()))) if values else (0, None)
-        rungs = rung_margins(t.user_attrs)
+        rungs = rung_values(t.user_attrs)
         if not values and rungs:
             # A two-objective trial reports no epochs to Optuna; its rungs hold the margin over PCA
             # on validation at the rung's epoch (ReconstructionTask.rung_value).
@@ -127,11 +128,6 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
         ))  # fmt: skip
     return out
 
-
-def rung_margins(attrs: dict[str, Any]) -> dict[int, float]:
-    """A trial's rung values by epoch, from its ``rung_<epoch>`` user attrs (cae/search/rungs.py)."""
-    return {int(k.removeprefix("rung_")): float(v) for k, v in attrs.items()
-            if k.startswith("rung_") and k.removeprefix("rung_").isdigit()}  # fmt: skip
 
 
 OLD_BEST_PSNR = 35.83  # the conv-only study's best, retrained 30 epochs (results/cae-search-v1/)

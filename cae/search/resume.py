@@ -84,9 +84,12 @@ def carried_rungs(trials: Sequence[Any], first: int, epochs: int) -> dict[str, f
     ``first`` reached within its first ``epochs`` epochs, the latest attempt's where they differ."""
     carried: dict[str, float] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        if first_attempt(t.number, trials) != first:
-            continue
-        for key, value in t.user_attrs.items():
-            if key.startswith("rung_") and key.removeprefix("rung_").isdigit() and int(key[5:]) <= epochs:
-                carried[key] = float(value)
+        if first_attempt(t.number, trials) == first:
+            carried.update({f"rung_{e}": v for e, v in rung_values(t.user_attrs).items() if e <= epochs})
     return carried
+
+
+def rung_values(attrs: dict[str, Any]) -> dict[int, float]:
+    """A trial's rung values by epoch, from the ``rung_<epoch>`` user attrs RungPruning writes."""
+    return {int(k.removeprefix("rung_")): float(v) for k, v in attrs.items()
+            if k.startswith("rung_") and k.removeprefix("rung_").isdigit()}  # fmt: skip

@@ -1,4 +1,4 @@
-"""The Optuna study: its storage, sampler and pruner, and counting its trials.
+"""The Optuna study: its storage and pruner (its sampler: :mod:`cae.search.sampling`), and counting its trials.
 
 Resumable by construction: the study lives in a database (default
 ``sqlite:///<repo>/runs/optuna.db``); a trial whose worker died is failed by the heartbeat and
@@ -18,6 +18,7 @@ from typing import Any
 from cae.errors import CAEError, TrialStopped, disk_full, first_line
 from cae.paths import ensure_dir, runs_dir
 from cae.search.outage import patience, sqlite_disk_full
+from cae.search.sampling import make_sampler, resumed_seed
 from cae.search_config import SearchConfig
 from cae.space import SearchSpace
 from cae.storelock import creating_schema
@@ -162,21 +163,6 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
     return ResilientStorage(backend, shown(url), wait, sqlite_file)
 
 
-def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any:
-    optuna = optuna_module()
-    s = cfg.sampler
-    if s.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if s.name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    # TPE: multivariate with constant_liar by default in Optuna 5, so parallel workers spread out.
-    # A space with conditional parameters needs `group` to keep modelling them jointly.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        grouped = {"multivariate": True, "group": True} if conditional else {}
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, **grouped)
-
-
 def make_pruner(cfg: SearchConfig) -> Any:
     optuna = optuna_module()
     p = cfg.pruner
@@ -207,18 +193,6 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
         study_name=cfg.study, storage=storage, pruner=make_pruner(cfg), sampler=make_sampler(cfg, seed, conditional),
     )  # fmt: skip
 
-
-def resumed_seed(seed: int, worker: int, trials: int) -> int:
-    """The sampler seed of a worker that finds ``trials`` trials in its study.
-
-    Seeding a resumed study as a new one repeats the first run's random draws: the two-objective
-    study trained its 973-value point twice, once per run. Mixing in the trial count gives each
-    resume new draws, still the same ones for the same study history (NumPy's SeedSequence)."""
-    if trials == 0:
-        return seed + worker  # a new study: seed, seed + 1, ... as the config says
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, worker, trials]).generate_state(1)[0])
 
 
 def delete_study(cfg: SearchConfig) -> bool:
