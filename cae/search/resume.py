@@ -22,6 +22,7 @@ from cae.config import ExperimentConfig
 from cae.fitting import history_from_csv
 from cae.paths import study_dir
 from cae.schema import to_dict
+from cae.search.retry import earlier_attempts
 
 
 def first_attempt(number: int, trials: Sequence[Any]) -> int:
@@ -30,13 +31,10 @@ def first_attempt(number: int, trials: Sequence[Any]) -> int:
     seen: set[int] = set()
     while number in by_number and number not in seen:
         seen.add(number)
-        trial = by_number[number]
-        # Optuna's heartbeat retry lists every earlier attempt, the first first; ours names one.
-        history = trial.system_attrs.get("retry_history")
-        earlier = history[0] if history else trial.user_attrs.get("retry_of")
-        if earlier is None:
+        earlier = earlier_attempts(by_number[number])
+        if not earlier:
             break
-        number = int(earlier)
+        number = earlier[0]
     return number
 
 

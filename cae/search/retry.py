@@ -30,11 +30,19 @@ def queue_again(study: Any, trial: Any) -> None:
     study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
 
 
+def earlier_attempts(trial: Any) -> list[int]:
+    """The trials ``trial`` retries, the first first: the heartbeat's (``retry_history``, every
+    earlier attempt) or ours (``retry_of``, the one it was queued from); empty if it is no retry."""
+    history = trial.system_attrs.get("retry_history")
+    if history:
+        return [int(n) for n in history]
+    return [int(trial.user_attrs["retry_of"])] if "retry_of" in trial.user_attrs else []
+
+
 def retried(trials: Sequence[Any]) -> set[int]:
-    """Numbers of the trials a later trial retries: ours (``retry_of``) and the heartbeat's
-    (``retry_history``). The retry stands in for them: its point must not count twice."""
-    ours = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
-    return ours | {n for t in trials for n in t.system_attrs.get("retry_history", ())}
+    """Numbers of the trials a later trial retries (:func:`earlier_attempts`). The retry stands in
+    for them: its point must not count twice."""
+    return {n for t in trials for n in earlier_attempts(t)}
 
 
 def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, trials: int, prefix: str = "") -> bool:
