@@ -112,8 +112,9 @@ def _training_commands(sub: Any) -> None:
 
     p = sub.add_parser("bench", help="speed benchmarks into BENCHMARKS.md (resumable)")
     p.add_argument("--quick", action="store_true", help="a reduced version in a few minutes (--plan quick)")
-    p.add_argument("--plan", choices=["full", "quick", "pruners"], default="full",
-                   help="pruners: section 1 for random search and TPE with each pruner only (~1 h)")  # fmt: skip
+    p.add_argument("--plan", choices=["full", "quick", "pruners", "table"], default="full",
+                   help="pruners: section 1 for random search and TPE with each pruner only (~1 h); table: "
+                        "record the learning-curve table results/bench/curves.csv (hours, resumable)")  # fmt: skip
     p.add_argument("--data", help="CIFAR-10 source (default: auto)")
     p.set_defaults(func=cmd_bench)
 

@@ -100,6 +100,9 @@ class ModelConfig:
     encode_layers: int = 0
     refine_layers: int = 0
     refine_width: int = 32
+    # dense with pca_init: 0 keeps PCA's code fixed; > 0 adds a zero-started trainable correction to
+    # the code and to its reconstruction, trained at this fraction of the learning rate (cae/hybrid.py).
+    code_drift: float = 0.0
 
     def level_filters(self) -> tuple[int, ...]:
         scale = self.filter_growth
@@ -139,6 +142,11 @@ class ModelConfig:
         for key in ("encode_layers", "refine_layers"):
             if getattr(self, key) < 0:
                 raise CAEError(f"model.{key} must be 0 or more, got {getattr(self, key)}")
+        if not 0 <= self.code_drift <= 1:
+            raise CAEError(f"model.code_drift must be between 0 (PCA's code fixed) and 1, got {self.code_drift}")
+        if self.code_drift and not (self.bottleneck == "dense" and self.pca_init):
+            raise CAEError("model.code_drift corrects PCA's fixed code: it needs model.bottleneck: dense and "
+                           "model.pca_init: true")
         if self.refine_width < 1:
             raise CAEError(f"model.refine_width must be a positive integer, got {self.refine_width}")
         if self.bottleneck == "conv" and (self.pca_init or self.encode_layers or self.refine_layers):

@@ -39,17 +39,27 @@ def _residual(x: Any, n_layers: int, width: int, kernel_size: int, activation: s
     return layers.Add(name=f"{name}_add")([x, h])
 
 
+def _drift(x: Any, units: int, scale: float, name: str) -> Any:
+    """A linear map of ``x`` that starts at zero and trains at ``scale`` times the learning rate."""
+    h = layers.Dense(units, use_bias=False, kernel_initializer="zeros", name=name)(x)
+    return layers.Rescaling(scale, name=f"{name}_scale")(h)
+
+
 def build_linear_code(
     *, code_values: int, encode_layers: int = 0, refine_layers: int = 0, width: int = 32, kernel_size: int = 3,
     activation: str = "relu", input_channels: int = 3, image_size: int = 32,
     input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
-    pca: tuple[np.ndarray, np.ndarray] | None = None, name: str = "cae",
+    pca: tuple[np.ndarray, np.ndarray] | None = None, code_drift: float = 0.0, name: str = "cae",
 ) -> keras.Model:  # fmt: skip
     """A linear-code autoencoder (module docstring) with a ``code_values``-value code named ``latent``.
 
     ``pca`` = (mean, components): the training split's pixel mean (3,072,) and its principal axes as
     columns (3,072 × ≥ k), in [0, 1] pixel units; the projection starts there (standardised inputs
     are folded into it). ``input_mean`` / ``input_std``: per-channel input standardisation.
+    ``code_drift`` > 0 (with ``pca``): the fixed PCA code and reconstruction each get a trainable
+    correction that starts at zero and is scaled by ``code_drift``, so the code can move away from
+    PCA at that fraction of the learning rate (Adam moves each weight by about the learning rate
+    per step, which is what knocks a freely trainable PCA code off its optimum in one epoch).
     """
     pixels = image_size * image_size * 3
     if not 1 <= code_values <= pixels:
@@ -62,10 +72,20 @@ def build_linear_code(
     if standardized:
         x = layers.Normalization(mean=list(input_mean), variance=[s * s for s in input_std], name="standardize")(x)
     x = _residual(x, encode_layers, width, kernel_size, activation, "enc_res")
-    project = layers.Dense(code_values, name="latent")  # linear: PCA's coefficients have both signs
+    if code_drift and pca is None:
+        raise ValueError("build_linear_code: code_drift corrects PCA's fixed code: it needs pca")
+    drifting = code_drift > 0
+    # linear: PCA's coefficients have both signs; the code is the layer named `latent` either way
+    project = layers.Dense(code_values, name="pca_code" if drifting else "latent")
     expand = layers.Dense(pixels, name="expand")
-    code = project(layers.Flatten(name="flatten")(x))
-    y = layers.Reshape((image_size, image_size, 3), name="unflatten")(expand(code))
+    flat = layers.Flatten(name="flatten")(x)
+    code = project(flat)
+    if drifting:
+        code = layers.Add(name="latent")([code, _drift(flat, code_values, code_drift, "code_drift")])
+    decoded = expand(code)
+    if drifting:
+        decoded = layers.Add(name="expand_add")([decoded, _drift(code, pixels, code_drift, "expand_drift")])
+    y = layers.Reshape((image_size, image_size, 3), name="unflatten")(decoded)
     y = _residual(y, refine_layers, width, kernel_size, activation, "refine")
     outputs = layers.ReLU(max_value=1.0, name="output")(y)  # the clip PCA's reconstruction gets too
     model = keras.Model(inputs, outputs, name=name)

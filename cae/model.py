@@ -72,7 +72,7 @@ def build_autoencoder(
             code_values=arch.code_values(), encode_layers=arch.encode_layers, refine_layers=arch.refine_layers,
             width=arch.refine_width, kernel_size=arch.kernel_size, activation=arch.activation,
             input_channels=input_channels, image_size=image_size, input_mean=input_mean, input_std=input_std,
-            pca=pca, name=name,
+            pca=pca, code_drift=arch.code_drift, name=name,
         )  # fmt: skip
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs

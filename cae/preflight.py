@@ -54,7 +54,7 @@ def check_storage(url: str) -> None:
 
 def check_search(cfg: SearchConfig, *, study_given: bool) -> SearchConfig:
     """``cfg`` after the checks: space, data (pinned), storage URL, runs folder; a sample study renamed."""
-    load_space(cfg.space)
+    load_space(cfg.space, cfg.experiment)
     experiment = check_experiment(cfg.experiment)
     changes: dict[str, Any] = {"experiment.data.source": experiment.data.source}
     if experiment.data.source == "sample" and not study_given and not cfg.study.endswith(SAMPLE_SUFFIX):

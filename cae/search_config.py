@@ -74,6 +74,11 @@ class SearchConfig:
     # skipped before training (FAIL "skipped: ...", no run, not counted): "better" only means
     # something at a fixed compression. Spaces that sample model.code_budget never hit it. None = no limit.
     max_code_values: int | None = None
+    # One question per study: every trial's code holds exactly this many values (set as
+    # experiment.model.code_budget), so validation MSE and the margin over PCA at this size rank
+    # trials alike. A space that samples model.code_budget is for a study without it (the
+    # two-objective one). None = the code size is the space's or the experiment's.
+    code_values: int | None = None
     storage: str | None = None  # Optuna storage URL; None = sqlite:///<repo>/runs/optuna.db
     workers: int = 1  # OS processes on this host, each with its share of CPU threads
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
@@ -113,10 +118,27 @@ class SearchConfig:
                 "(reconstruction), [val_psnr] or [val_psnr, colourfulness_gap] (colorization)"
             )
         check_study_name(self.study)
+        if self.code_values is not None:
+            if not 1 <= self.code_values <= 3 * 32 * 32:
+                raise CAEError(f"code_values must be 1..3072 values (a 32×32 RGB image), got {self.code_values}")
+            if len(self.objectives) > 1:
+                raise CAEError("code_values fixes the code size: a two-objective study (code_values among its "
+                               "objectives) spans sizes; set one or the other")
+            if self.experiment.model.code_budget != self.code_values:
+                raise CAEError(f"code_values={self.code_values} but experiment.model.code_budget="
+                               f"{self.experiment.model.code_budget}: the study's code size is code_values alone")
 
 
 def load_search(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> SearchConfig:
     """A study's settings: defaults, then the YAML file (if any), then ``overrides`` (dotted keys;
     training keys under ``experiment.``, e.g. ``experiment.train.epochs``)."""
-    base = from_dict(SearchConfig, read_yaml(path), str(path)) if path else SearchConfig()
-    return with_overrides(base, overrides or {})
+    data = read_yaml(path) if path else {}
+    overrides = dict(overrides or {})
+    code = overrides.get("code_values", data.get("code_values"))
+    if code is not None:  # the study's code size is its experiment's code budget: set in one place
+        overrides.setdefault("experiment.model.code_budget", code)
+        experiment = data.setdefault("experiment", {})
+        model = experiment.setdefault("model", {}) if isinstance(experiment, dict) else None
+        if isinstance(model, dict):
+            model["code_budget"] = data.get("code_values")
+    return with_overrides(from_dict(SearchConfig, data, str(path or "study config")), overrides)

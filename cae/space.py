@@ -198,14 +198,14 @@ def _condition(name: str, spec: Any, earlier: dict[str, Param], where: str) -> t
     return parent, tuple(values)
 
 
-def _check_extremes(p: Param, where: str) -> None:
-    """Each extreme of a range (each choice) must be a valid value of its key on its own (given the
-    value of the parameter it is conditional on, if any: e.g. dense-only keys with a dense bottleneck)."""
+def _check_extremes(p: Param, where: str, experiment: ExperimentConfig) -> None:
+    """Each extreme of a range (each choice) must be a valid value of its key in ``experiment`` (given
+    the value of the parameter it is conditional on, if any: e.g. dense-only keys with a dense bottleneck)."""
     section, _, key = p.name.partition(".")
     given = {}
     if p.condition is not None and p.condition[0].partition(".")[0] == section:
         given = {p.condition[0].partition(".")[2]: p.condition[1][0]}
-    base = getattr(ExperimentConfig(), section) if key else ExperimentConfig()
+    base = getattr(experiment, section) if key else experiment
     for value in p.choices if p.kind == "categorical" else (p.low, p.high):
         try:
             with_overrides(base, {**given, key or p.name: value}, where=where)
@@ -213,7 +213,8 @@ def _check_extremes(p: Param, where: str) -> None:
             raise CAEError(f"{err} (from the range of {p.name})") from None
 
 
-def load_space(path: str | Path) -> SearchSpace:
+def load_space(path: str | Path, experiment: ExperimentConfig | None = None) -> SearchSpace:
+    """The space at ``path``, each range checked against ``experiment`` (the study's base; default the defaults)."""
     where = str(path)
     data = read_yaml(path)
     unknown = set(data) - {"params", "description"}
@@ -228,6 +229,6 @@ def load_space(path: str | Path) -> SearchSpace:
         param = _param(name, spec, where)
         if condition is not None:
             param = dataclasses.replace(param, condition=_condition(name, condition, params, where))
-        _check_extremes(param, where)
+        _check_extremes(param, where, experiment or ExperimentConfig())
         params[name] = param
     return SearchSpace(tuple(params.values()), where)

@@ -57,7 +57,7 @@ def measure_fidelity(plan: Plan, source: str | None, store: Store, host: str) ->
     import keras
 
     cfg = load_search(project_root() / BASE)
-    space = load_space(cfg.space)
+    space = load_space(cfg.space, cfg.experiment)
     base = with_overrides(cfg.experiment, {"data.source": source, "data.subset": plan.subset})
     splits = load_splits(source, base.seed, plan.subset)
 

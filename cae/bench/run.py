@@ -72,6 +72,11 @@ def run_bench(plan_name: str, source: str | None) -> Path:
     Only the full plan writes BENCHMARKS.md; the others write ``results/bench/<mode>.md`` (the quick
     run is a smoke test, git-ignored; the pruner rerun is committed and BENCHMARKS.md's notes cite it).
     """
+    if plan_name == "table":  # the learning-curve table, for the replay (cae/bench/table.py)
+        from cae.bench.table import record_table
+
+        configure_threads()
+        return record_table(source, host=describe_machine())
     plan = PLANS[plan_name]
     folder = ensure_dir(project_root() / "results" / "bench")
     store = Store(folder / f"{plan.mode}.json", plan.mode, plan.as_dict())

@@ -77,7 +77,7 @@ def colorization_config(
 
 def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
     """Trials 1–3: chroma classes, the same with the semantic branch, the source with skips (those in the space)."""
-    space = load_space(cfg.space)
+    space = load_space(cfg.space, cfg.experiment)
     points = []
     for recipe, change in EARLY.items():
         try:
@@ -121,7 +121,7 @@ def report_models(cfg: SearchConfig, tracker: Tracker) -> Any:
     from cae.colorize.report import StudyModels
     from cae.search.study import load_existing_study
 
-    space = load_space(cfg.space)
+    space = load_space(cfg.space, cfg.experiment)
     study = load_existing_study(cfg, conditional=space.conditional)
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     classifier = semantic_classifier(splits, tracker)

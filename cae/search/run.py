@@ -65,7 +65,7 @@ def prepare(
     Every check of the user's input (space, data, runs/ folder, storage) comes before anything is
     created: a bad input must not leave an empty study, study folder or MLflow run behind.
     """
-    space = load_space(cfg.space)
+    space = load_space(cfg.space, cfg.experiment)
     splits = splits_for(cfg.experiment)
     ensure_dir(runs_dir())
     storage = open_storage(cfg)

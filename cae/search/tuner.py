@@ -148,7 +148,7 @@ def run_tuner(cfg: SearchConfig, task: TaskFactory = ReconstructionTask, tracker
               ) -> dict[str, Any]:  # fmt: skip
     """Run (or resume) the keras-tuner study; returns its summary (the best scored on test)."""
     tracker = (tracker or Tracker()).check()
-    space = load_space(cfg.space)
+    space = load_space(cfg.space, cfg.experiment)
     splits = splits_for(cfg.experiment)
     stage = task(cfg, splits, {})
     parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE})

@@ -118,7 +118,7 @@ def run_worker(
     extra_callbacks: Callable[[Any], list[Any]] | None = None,
 ) -> None:  # fmt: skip
     """Run ``task``'s trials until the study holds ``cfg.trials`` finished ones (or the timeout passes)."""
-    space = load_space(cfg.space)
+    space = load_space(cfg.space, cfg.experiment)
     study = load_existing_study(cfg, seed_offset=index, conditional=space.conditional)
     splits = splits_for(cfg.experiment)
     check_resume(study, study_record(cfg, splits), cfg.extend)  # a worker on another host, on other data
