@@ -61,9 +61,11 @@ def progress_callback(prefix: str, epochs: int) -> Any:
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if not quiet:
                 logs = logs or {}
-                print(f"{prefix}epoch {epoch + 1}/{epochs}  train {logs.get('loss', float('nan')):.6g}  "
-                      f"val {logs.get('val_loss', float('nan')):.6g}  {time.perf_counter() - self.start:.1f}s",
-                      flush=True)  # fmt: skip
+                print(
+                    f"{prefix}epoch {epoch + 1}/{epochs}  train {logs.get('loss', float('nan')):.6g}  "
+                    f"val {logs.get('val_loss', float('nan')):.6g}  {time.perf_counter() - self.start:.1f}s",
+                    flush=True,
+                )
 
     return Progress()
 

@@ -31,7 +31,7 @@ from cae.commands import (  # noqa: E402
     cmd_search_worker,
     cmd_train,
     cmd_ui,
-)  # fmt: skip
+)
 from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
 from cae.paths import check_study_name  # noqa: E402
 from cae.search_config import SearchConfig  # noqa: E402
@@ -56,8 +56,12 @@ def _add_search_flags(p: argparse.ArgumentParser, config: str | None = "experime
     p.add_argument("--engine", choices=["optuna", "keras-tuner"])
     p.add_argument("--workers", type=int)
     p.add_argument("--timeout", type=float, help="seconds for this call")
-    p.add_argument("--extend", action="store_true", default=None,
-                   help="resume the study although its data, subset, epochs or space differ (recorded)")  # fmt: skip
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        default=None,
+        help="resume the study although its data, subset, epochs or space differ (recorded)",
+    )
     _add_training_flags(p)
 
 
@@ -93,11 +97,14 @@ def _training_commands(sub: Any) -> None:
     p.add_argument("--study", help="study whose best.json gives the architecture (default cae-search)")
     p.add_argument("--config", help="an experiment YAML instead of a study's best trial")
     p.add_argument(
-        "--vivid", type=float, default=0.7,
+        "--vivid",
+        type=float,
+        default=0.7,
         help="also score each variant with a chroma gain set on validation to reach this colourfulness (0: off)",
-    )  # fmt: skip
+    )
     p.add_argument(
-        "--variant", default="all",
+        "--variant",
+        default="all",
         help="rgb, chroma, seed, chroma-warm, chroma-skips, chroma-semantic, chroma-oracle (comma-separated) or all",
     )
     _add_training_flags(p)
@@ -106,15 +113,23 @@ def _training_commands(sub: Any) -> None:
     p = sub.add_parser("colorize-search", help="search colorization from a study's best (study <study>-colorize)")
     _add_search_flags(p, config=None)
     p.add_argument("--final-epochs", type=int, help="train the front's models again this long (0: keep the trials')")
-    p.add_argument("--from", dest="source_config", metavar="EXPERIMENT_YAML",
-                   help="start from this architecture instead of the study's best (study <its name>-colorize)")
+    p.add_argument(
+        "--from",
+        dest="source_config",
+        metavar="EXPERIMENT_YAML",
+        help="start from this architecture instead of the study's best (study <its name>-colorize)",
+    )
     p.set_defaults(func=cmd_colorize_search)
 
     p = sub.add_parser("bench", help="speed benchmarks into BENCHMARKS.md (resumable)")
     p.add_argument("--quick", action="store_true", help="a reduced version in a few minutes (--plan quick)")
-    p.add_argument("--plan", choices=["full", "quick", "pruners", "table"], default="full",
-                   help="pruners: section 1 for random search and TPE with each pruner only (~1 h); table: "
-                        "record the learning-curve table results/bench/curves.csv (hours, resumable)")  # fmt: skip
+    p.add_argument(
+        "--plan",
+        choices=["full", "quick", "pruners", "table"],
+        default="full",
+        help="pruners: section 1 for random search and TPE with each pruner only (~1 h); table: "
+        "record the learning-curve table results/bench/curves.csv (hours, resumable)",
+    )
     p.add_argument("--data", help="CIFAR-10 source (default: auto)")
     p.set_defaults(func=cmd_bench)
 
@@ -124,16 +139,20 @@ def _viewing_commands(sub: Any) -> None:
     p.add_argument("--study", default=SearchConfig().study, help="print the address of this study's runs table")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--auth", action="store_true",
-                   help="MLflow's basic-auth app also on localhost (always on for any other HOST)")  # fmt: skip
+    p.add_argument(
+        "--auth", action="store_true", help="MLflow's basic-auth app also on localhost (always on for any other HOST)"
+    )
     p.set_defaults(func=cmd_ui)
 
     p = sub.add_parser("dashboard", help="optuna-dashboard on the study storage (any STORAGE form)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--auth", action="store_true",
-                   help="require the `make ui` login also on localhost (always on for any other HOST)")  # fmt: skip
+    p.add_argument(
+        "--auth",
+        action="store_true",
+        help="require the `make ui` login also on localhost (always on for any other HOST)",
+    )
     p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("compare", help="overlay trial loss curves (from MLflow) and tabulate them")

@@ -27,8 +27,31 @@ from cae.paths import atomic_path, ensure_dir, runs_dir
 
 SIDES = tuple(range(8, 27))  # 192 .. 2,028 values: the span of interesting CAE code sizes
 # Code sizes the PCA curve of a figure is drawn at (any other size is computed exactly where needed).
-PCA_VALUES = (64, 96, 128, 160, 192, 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960, 1024,
-              1152, 1280, 1536, 1792, 2048)  # fmt: skip
+PCA_VALUES = (
+    64,
+    96,
+    128,
+    160,
+    192,
+    256,
+    320,
+    384,
+    448,
+    512,
+    576,
+    640,
+    704,
+    768,
+    832,
+    896,
+    960,
+    1024,
+    1152,
+    1280,
+    1536,
+    1792,
+    2048,
+)
 _CHUNK = 4096  # images per float64 block: the covariance of 48,000 images never needs a 1.2 GB copy
 
 
@@ -175,16 +198,24 @@ def pca_basis(splits: Any) -> PCABasis:
     path = ensure_dir(runs_dir() / "pca") / f"{key}.npz"
     try:
         with np.load(path) as cached:
-            basis = PCABasis(*(cached[f] for f in ("mean", "components", "variances", "low", "high")),
-                             key=str(cached["key"]))  # fmt: skip
+            basis = PCABasis(
+                *(cached[f] for f in ("mean", "components", "variances", "low", "high")), key=str(cached["key"])
+            )
         if basis.key == key and basis.components.shape == (basis.mean.size, basis.mean.size):
             return basis
     except (OSError, ValueError, KeyError, EOFError):
         pass  # none yet, or a damaged file: fit it again
     basis = fit_pca(splits.x_train, key)
     with atomic_path(path) as tmp, tmp.open("wb") as fh:  # a file object: np.savez would append ".npz" to a path
-        np.savez(fh, mean=basis.mean, components=basis.components, variances=basis.variances, low=basis.low,
-                 high=basis.high, key=np.array(key))  # fmt: skip
+        np.savez(
+            fh,
+            mean=basis.mean,
+            components=basis.components,
+            variances=basis.variances,
+            low=basis.low,
+            high=basis.high,
+            key=np.array(key),
+        )
     return basis
 
 
@@ -194,8 +225,9 @@ def pca_point(basis: PCABasis, images: np.ndarray, k: int, bits: int | None = No
     return BaselinePoint(None, int(k), m, psnr_from_mse(m))
 
 
-def pca_curve(basis: PCABasis, images: np.ndarray, values: Sequence[int] = PCA_VALUES,
-              bits: int | None = None) -> list[BaselinePoint]:  # fmt: skip
+def pca_curve(
+    basis: PCABasis, images: np.ndarray, values: Sequence[int] = PCA_VALUES, bits: int | None = None
+) -> list[BaselinePoint]:
     """PCA's rate–distortion curve on ``images`` at each code size in ``values``."""
     return [pca_point(basis, images, k, bits) for k in values if k <= basis.mean.size]
 
@@ -211,8 +243,11 @@ def baselines(splits: Any, code_values: int, split: str = "test") -> dict[str, f
         thumb = baseline_psnr_at(code_values, baseline_curve(images))
     except ValueError:
         thumb = float("nan")
-    return {"pca_psnr": pca_point(basis, images, code_values).psnr,
-            "pca_q8_psnr": pca_point(basis, images, code_values, bits=8).psnr, "thumbnail_psnr": thumb}  # fmt: skip
+    return {
+        "pca_psnr": pca_point(basis, images, code_values).psnr,
+        "pca_q8_psnr": pca_point(basis, images, code_values, bits=8).psnr,
+        "thumbnail_psnr": thumb,
+    }
 
 
 @dataclass(frozen=True)
@@ -238,6 +273,9 @@ class BaselineTable:
 def baseline_table(basis: PCABasis, images: np.ndarray, sizes: Iterable[int], name: str) -> BaselineTable:
     """PCA (float and 8-bit) at each of ``sizes`` and the thumbnail curve, on uint8 ``images``."""
     sizes = sorted({int(k) for k in sizes if 1 <= k <= basis.mean.size})
-    return BaselineTable(name, {k: pca_point(basis, images, k).psnr for k in sizes},
-                         {k: pca_point(basis, images, k, bits=8).psnr for k in sizes},
-                         baseline_curve(images))  # fmt: skip
+    return BaselineTable(
+        name,
+        {k: pca_point(basis, images, k).psnr for k in sizes},
+        {k: pca_point(basis, images, k, bits=8).psnr for k in sizes},
+        baseline_curve(images),
+    )

@@ -62,8 +62,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _search_config(args: argparse.Namespace) -> Any:
-    overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "study", "storage", "engine",
-                                                                    "workers", "timeout", "extend")}  # fmt: skip
+    overrides = {
+        **_overrides(args, prefix="experiment."),
+        **_given(args, "trials", "study", "storage", "engine", "workers", "timeout", "extend"),
+    }
     cfg = load_search(args.config, overrides)
     if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
         # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
@@ -117,11 +119,15 @@ def cmd_delete(args: argparse.Namespace) -> int:
     from cae.tracking import Tracker
 
     cfg = load_search(None, {"study": args.study, **({"storage": args.storage} if args.storage else {})})
-    deleted = [what for what, done in (
-        ("Optuna study", delete_study(cfg)),
-        ("MLflow experiment", Tracker().check().retire_experiment(cfg.study)),
-        (f"folder {study_dir(cfg.study)}", study_dir(cfg.study).is_dir()),
-    ) if done]  # fmt: skip
+    deleted = [
+        what
+        for what, done in (
+            ("Optuna study", delete_study(cfg)),
+            ("MLflow experiment", Tracker().check().retire_experiment(cfg.study)),
+            (f"folder {study_dir(cfg.study)}", study_dir(cfg.study).is_dir()),
+        )
+        if done
+    ]
     shutil.rmtree(study_dir(cfg.study), ignore_errors=True)
     print(f"study {cfg.study!r}: deleted {', '.join(deleted)}" if deleted else f"no study {cfg.study!r} found")
     return 0
@@ -150,9 +156,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     except ValueError:
         raise CAEError(f"TRIAL_IDS must be comma-separated trial numbers, got {args.trial_ids!r}") from None
     rows, png, csv_path = compare(
-        split(args.study) or [SearchConfig().study], top=args.top, trial_ids=trial_ids, run_ids=split(args.runs),
-        states=[s.upper() for s in split(args.states)] or ["COMPLETE", "PRUNED"], log_y=not args.linear,
-    )  # fmt: skip
+        split(args.study) or [SearchConfig().study],
+        top=args.top,
+        trial_ids=trial_ids,
+        run_ids=split(args.runs),
+        states=[s.upper() for s in split(args.states)] or ["COMPLETE", "PRUNED"],
+        log_y=not args.linear,
+    )
     print(format_table(rows))
     print(f"\nplot: {png}\ntable: {csv_path}")
     return 0
@@ -182,8 +192,10 @@ def cmd_colorize(args: argparse.Namespace) -> int:
 def cmd_colorize_search(args: argparse.Namespace) -> int:
     from cae.colorize.search import colorize_search
 
-    overrides = {**_overrides(args, prefix="experiment."), **_given(args, "trials", "storage", "engine", "workers",
-                                                                    "timeout", "final_epochs")}  # fmt: skip
+    overrides = {
+        **_overrides(args, prefix="experiment."),
+        **_given(args, "trials", "storage", "engine", "workers", "timeout", "final_epochs"),
+    }
     if args.study and args.source_config:
         raise CAEError("colorize-search starts from STUDY's best or from FROM=<experiment yaml>, not both")
     source = args.study or SearchConfig().study

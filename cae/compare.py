@@ -59,11 +59,17 @@ class TrialRow:
         p = self.params
         codes = [int(p[k]) for k in ("latent_values", "bottleneck_values") if p.get(k)]
         return {
-            "study": self.study, "trial": self.trial, "state": self.state, **self.sampled,
-            "n_params": p.get("n_params", ""), "code_values": min(codes) if codes else "",
-            "best_val_loss": f"{self.best_val:.6g}", "epochs_run": self.epochs_run, "seconds": round(self.seconds, 1),
+            "study": self.study,
+            "trial": self.trial,
+            "state": self.state,
+            **self.sampled,
+            "n_params": p.get("n_params", ""),
+            "code_values": min(codes) if codes else "",
+            "best_val_loss": f"{self.best_val:.6g}",
+            "epochs_run": self.epochs_run,
+            "seconds": round(self.seconds, 1),
             "run_id": self.run_id,
-        }  # fmt: skip
+        }
 
 
 def _short(value: str) -> str:
@@ -130,9 +136,14 @@ def rank_key(run: Any) -> float:
 
 
 def select(
-    tracker: Tracker, studies: Sequence[str], *, top: int = 5, trial_ids: Sequence[int] = (),
-    run_ids: Sequence[str] = (), states: Sequence[str] = STATES,
-) -> list[TrialRow]:  # fmt: skip
+    tracker: Tracker,
+    studies: Sequence[str],
+    *,
+    top: int = 5,
+    trial_ids: Sequence[int] = (),
+    run_ids: Sequence[str] = (),
+    states: Sequence[str] = STATES,
+) -> list[TrialRow]:
     """The trials to compare, best first (or in the order asked for)."""
     if run_ids:
         rows = []
@@ -213,8 +224,9 @@ def figure(rows: Sequence[TrialRow], *, log_y: bool = True, title: str = "") -> 
     return fig
 
 
-def drawn(rows: Sequence[TrialRow], studies: Sequence[str], top: int, trial_ids: Sequence[int],
-          run_ids: Sequence[str]) -> str:  # fmt: skip
+def drawn(
+    rows: Sequence[TrialRow], studies: Sequence[str], top: int, trial_ids: Sequence[int], run_ids: Sequence[str]
+) -> str:
     """What the figure shows, counted: a title never says "top 3" over five curves."""
     n = f"{len(rows)} trial{'s' if len(rows) != 1 else ''}"
     if run_ids:
@@ -241,9 +253,16 @@ def format_table(rows: Sequence[TrialRow]) -> str:
 
 
 def compare(
-    studies: Sequence[str], *, top: int = 5, trial_ids: Sequence[int] = (), run_ids: Sequence[str] = (),
-    states: Sequence[str] = STATES, log_y: bool = True, out_dir: Path | None = None, tracker: Tracker | None = None,
-) -> tuple[list[TrialRow], Path, Path]:  # fmt: skip
+    studies: Sequence[str],
+    *,
+    top: int = 5,
+    trial_ids: Sequence[int] = (),
+    run_ids: Sequence[str] = (),
+    states: Sequence[str] = STATES,
+    log_y: bool = True,
+    out_dir: Path | None = None,
+    tracker: Tracker | None = None,
+) -> tuple[list[TrialRow], Path, Path]:
     """Select, plot, tabulate; log both files to the (first) study's parent run."""
     tracker = tracker or Tracker()
     bad = [s for s in states if s not in ("COMPLETE", "PRUNED", "FAIL")]

@@ -145,8 +145,9 @@ class ModelConfig:
         if not 0 <= self.code_drift <= 1:
             raise CAEError(f"model.code_drift must be between 0 (PCA's code fixed) and 1, got {self.code_drift}")
         if self.code_drift and not (self.bottleneck == "dense" and self.pca_init):
-            raise CAEError("model.code_drift corrects PCA's fixed code: it needs model.bottleneck: dense and "
-                           "model.pca_init: true")
+            raise CAEError(
+                "model.code_drift corrects PCA's fixed code: it needs model.bottleneck: dense and model.pca_init: true"
+            )
         if self.refine_width < 1:
             raise CAEError(f"model.refine_width must be a positive integer, got {self.refine_width}")
         if self.bottleneck == "conv" and (self.pca_init or self.encode_layers or self.refine_layers):
@@ -156,11 +157,13 @@ class ModelConfig:
         if self.semantic_oracle and not self.semantic:
             raise CAEError("model.semantic_oracle feeds the semantic branch: it needs model.semantic > 0")
         if self.bottleneck == "dense" and (self.skips or self.semantic):
-            raise CAEError("model.skips and model.semantic need model.bottleneck: conv (a dense code has no "
-                           "encoder levels)")
+            raise CAEError(
+                "model.skips and model.semantic need model.bottleneck: conv (a dense code has no encoder levels)"
+            )
         if self.bottleneck == "dense" and not 1 <= self.code_values() <= 3 * IMAGE_SIZE**2:
-            raise CAEError(f"model.code_budget of a dense code must be 1..{3 * IMAGE_SIZE**2} values, "
-                           f"got {self.code_values()}")
+            raise CAEError(
+                f"model.code_budget of a dense code must be 1..{3 * IMAGE_SIZE**2} values, got {self.code_values()}"
+            )
 
 
 @dataclass(frozen=True)
@@ -221,13 +224,17 @@ class ExperimentConfig:
                 "luma or mean)"
             )
         if self.train.class_weight and (not self.model.semantic or self.model.semantic_oracle):
-            raise CAEError("train.class_weight trains a class head on the semantic features: it needs "
-                           "model.semantic > 0 (and no oracle, which is given the class)")
+            raise CAEError(
+                "train.class_weight trains a class head on the semantic features: it needs "
+                "model.semantic > 0 (and no oracle, which is given the class)"
+            )
         if self.model.bottleneck == "dense" and self.data.input != "rgb":
             # PCA's basis and the linear code map RGB to RGB; a colorizer needs convolutional features.
-            raise CAEError("model.bottleneck: dense is a reconstruction code (RGB in, RGB out): colorization needs "
-                           "a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
-                           "`make colorize-search FROM=experiments/conv-best.yaml`")  # fmt: skip
+            raise CAEError(
+                "model.bottleneck: dense is a reconstruction code (RGB in, RGB out): colorization needs "
+                "a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
+                "`make colorize-search FROM=experiments/conv-best.yaml`"
+            )
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
         if self.train.loss == "classification" and self.model.predict != "chroma":

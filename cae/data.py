@@ -94,10 +94,19 @@ def split(dataset: Dataset, seed: int, subset: int | None = None) -> Splits:
     x_train = dataset.images[train]
     mean, std = channel_stats(x_train)
     return Splits(
-        x_train, dataset.labels[train], dataset.images[val], dataset.labels[val],
-        dataset.images[test], dataset.labels[test],
-        dataset.data_source, dataset.location, dataset.digest, seed, mean, std,
-    )  # fmt: skip
+        x_train,
+        dataset.labels[train],
+        dataset.images[val],
+        dataset.labels[val],
+        dataset.images[test],
+        dataset.labels[test],
+        dataset.data_source,
+        dataset.location,
+        dataset.digest,
+        seed,
+        mean,
+        std,
+    )
 
 
 def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -70,9 +70,16 @@ def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: Trai
 
 
 def run_experiment(
-    config: ExperimentConfig, tracker: Tracker, *, experiment: str | None = None, run_name: str | None = None,
-    tags: dict[str, str] | None = None, splits: Splits | None = None, model: Any = None, evaluate_test: bool = True,
-) -> tuple[str, TrainResult, Path]:  # fmt: skip
+    config: ExperimentConfig,
+    tracker: Tracker,
+    *,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    tags: dict[str, str] | None = None,
+    splits: Splits | None = None,
+    model: Any = None,
+    evaluate_test: bool = True,
+) -> tuple[str, TrainResult, Path]:
     """Train ``config`` with MLflow tracking; returns (run id, result, folder of its outputs).
 
     The run goes to the MLflow experiment ``experiment`` (default: the config's name).
@@ -98,8 +105,14 @@ def run_experiment(
         id_file.write_text(run.run_id)
     with run:
         progress = progress_callback(f"{run_name or config.name} ", config.train.epochs)
-        result = train_and_evaluate(config, splits, callbacks=[run.epoch_callback(), progress], workdir=workdir,
-                                    model=model, evaluate_test=evaluate_test)  # fmt: skip
+        result = train_and_evaluate(
+            config,
+            splits,
+            callbacks=[run.epoch_callback(), progress],
+            workdir=workdir,
+            model=model,
+            evaluate_test=evaluate_test,
+        )
         n_train, n_val, n_test = splits.sizes
         title = f"{run_name or config.name}: {n_train:,}/{n_val:,}/{n_test:,} images ({Path(splits.location).name})"
         out = log_outputs(run, config, splits, result, title)

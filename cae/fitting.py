@@ -60,11 +60,22 @@ class Fitted:
 
 
 def fit(
-    model: Any, train_ds: Any, val_ds: Any, *, loss: Any, learning_rate: Any, epochs: int, initial_epoch: int = 0,
-    callbacks: Sequence[Any] = (), metrics: Sequence[Any] = (), jit_compile: bool = False,
-    early_stopping_patience: int | None = None, plateau: bool = False, workdir: Path | None = None,
+    model: Any,
+    train_ds: Any,
+    val_ds: Any,
+    *,
+    loss: Any,
+    learning_rate: Any,
+    epochs: int,
+    initial_epoch: int = 0,
+    callbacks: Sequence[Any] = (),
+    metrics: Sequence[Any] = (),
+    jit_compile: bool = False,
+    early_stopping_patience: int | None = None,
+    plateau: bool = False,
+    workdir: Path | None = None,
     loss_weights: Sequence[float] | None = None,
-) -> Fitted:  # fmt: skip
+) -> Fitted:
     """Train with Adam: NaN guard, best weights restored, resumable; ``loss`` may be one per output.
 
     ``callbacks`` run after the built-in ones, so a tracking callback sees each epoch's
@@ -73,8 +84,13 @@ def fit(
     """
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=loss, metrics=list(metrics),
-                  loss_weights=list(loss_weights) if loss_weights else None, jit_compile=jit_compile)  # fmt: skip
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss=loss,
+        metrics=list(metrics),
+        loss_weights=list(loss_weights) if loss_weights else None,
+        jit_compile=jit_compile,
+    )
     timer = epoch_timer()
     builtin: list[Any] = [
         keras.callbacks.TerminateOnNaN(),
@@ -98,18 +114,24 @@ def fit(
             # EarlyStopping only remembers the best epoch of this segment; after a resume the best
             # weights of all segments are the checkpointed ones.
             keras.callbacks.ModelCheckpoint(
-                str(best_path), monitor="val_loss", save_best_only=True, save_weights_only=True,
+                str(best_path),
+                monitor="val_loss",
+                save_best_only=True,
+                save_weights_only=True,
                 initial_value_threshold=min(earlier) if earlier else None,
             ),
-        ]  # fmt: skip
+        ]
     start = time.perf_counter()
     history = model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, initial_epoch=initial_epoch, shuffle=False,  # tf.data shuffles
-        callbacks=[*builtin, *callbacks], verbose=0,
-    )  # fmt: skip
+        train_ds,
+        validation_data=val_ds,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        shuffle=False,  # tf.data shuffles
+        callbacks=[*builtin, *callbacks],
+        verbose=0,
+    )
     seconds = time.perf_counter() - start
     if best_path is not None and best_path.exists():
         model.load_weights(best_path)
     return Fitted({k: list(v) for k, v in history.history.items()}, seconds, timer.seconds)
-
-

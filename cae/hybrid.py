@@ -46,11 +46,21 @@ def _drift(x: Any, units: int, scale: float, name: str) -> Any:
 
 
 def build_linear_code(
-    *, code_values: int, encode_layers: int = 0, refine_layers: int = 0, width: int = 32, kernel_size: int = 3,
-    activation: str = "relu", input_channels: int = 3, image_size: int = 32,
-    input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
-    pca: tuple[np.ndarray, np.ndarray] | None = None, code_drift: float = 0.0, name: str = "cae",
-) -> keras.Model:  # fmt: skip
+    *,
+    code_values: int,
+    encode_layers: int = 0,
+    refine_layers: int = 0,
+    width: int = 32,
+    kernel_size: int = 3,
+    activation: str = "relu",
+    input_channels: int = 3,
+    image_size: int = 32,
+    input_mean: Sequence[float] | None = None,
+    input_std: Sequence[float] | None = None,
+    pca: tuple[np.ndarray, np.ndarray] | None = None,
+    code_drift: float = 0.0,
+    name: str = "cae",
+) -> keras.Model:
     """A linear-code autoencoder (module docstring) with a ``code_values``-value code named ``latent``.
 
     ``pca`` = (mean, components): the training split's pixel mean (3,072,) and its principal axes as

@@ -31,9 +31,16 @@ CLASS_HEAD = "class_logits"  # the auxiliary class output's layer (and loss) nam
 
 
 def _conv_block(
-    x: keras.KerasTensor, width: int, kernel_size: int, *, strides: int, activation: str,
-    batch_norm: bool, transpose: bool, name: str,
-) -> keras.KerasTensor:  # fmt: skip
+    x: keras.KerasTensor,
+    width: int,
+    kernel_size: int,
+    *,
+    strides: int,
+    activation: str,
+    batch_norm: bool,
+    transpose: bool,
+    name: str,
+) -> keras.KerasTensor:
     conv = layers.Conv2DTranspose if transpose else layers.Conv2D
     if batch_norm:  # conv → BN → activation; the BN's shift makes the conv bias redundant
         x = conv(width, kernel_size, strides=strides, padding="same", use_bias=False, name=name)(x)
@@ -43,10 +50,17 @@ def _conv_block(
 
 
 def build_autoencoder(
-    *, input_channels: int = 3, input_mean: Sequence[float] | None = None, input_std: Sequence[float] | None = None,
-    chroma_classes: int = 0, image_size: int = 32, name: str = "cae", pca: tuple[Any, Any] | None = None,
-    class_head: bool = False, **architecture: Any,
-) -> keras.Model:  # fmt: skip
+    *,
+    input_channels: int = 3,
+    input_mean: Sequence[float] | None = None,
+    input_std: Sequence[float] | None = None,
+    chroma_classes: int = 0,
+    image_size: int = 32,
+    name: str = "cae",
+    pca: tuple[Any, Any] | None = None,
+    class_head: bool = False,
+    **architecture: Any,
+) -> keras.Model:
     """A CAE whose input is ``image_size``² × ``input_channels`` and output RGB in [0, 1] units.
 
     ``architecture`` takes the fields of :class:`ModelConfig` as plain keyword values (``depth=3,
@@ -69,11 +83,20 @@ def build_autoencoder(
         raise ValueError(f"build_autoencoder: {err}") from None
     if arch.bottleneck == "dense":
         return build_linear_code(
-            code_values=arch.code_values(), encode_layers=arch.encode_layers, refine_layers=arch.refine_layers,
-            width=arch.refine_width, kernel_size=arch.kernel_size, activation=arch.activation,
-            input_channels=input_channels, image_size=image_size, input_mean=input_mean, input_std=input_std,
-            pca=pca, code_drift=arch.code_drift, name=name,
-        )  # fmt: skip
+            code_values=arch.code_values(),
+            encode_layers=arch.encode_layers,
+            refine_layers=arch.refine_layers,
+            width=arch.refine_width,
+            kernel_size=arch.kernel_size,
+            activation=arch.activation,
+            input_channels=input_channels,
+            image_size=image_size,
+            input_mean=input_mean,
+            input_std=input_std,
+            pca=pca,
+            code_drift=arch.code_drift,
+            name=name,
+        )
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
     if input_mean is not None and input_std is not None:
@@ -85,17 +108,20 @@ def build_autoencoder(
         label = keras.Input((NUM_CLASSES,), name="label") if arch.semantic_oracle else None
         model_inputs += [label] if label is not None else []
         features = layers.Dense(arch.semantic, activation="relu", name="semantic")(
-            label if label is not None else layers.GlobalAveragePooling2D(name="semantic_pool")(x))
-    x = layers.Conv2D(arch.latent_channels(), arch.kernel_size, padding="same", activation=arch.latent_activation,
-                      name="latent")(x)  # fmt: skip
+            label if label is not None else layers.GlobalAveragePooling2D(name="semantic_pool")(x)
+        )
+    x = layers.Conv2D(
+        arch.latent_channels(), arch.kernel_size, padding="same", activation=arch.latent_activation, name="latent"
+    )(x)
     if features is not None:
         x = _fuse(x, features, arch.level_filters()[-1])
     x = _decoder(x, arch, skip_tensors)
     outputs.append(_head(x, inputs, arch, chroma_classes))
     if class_head:  # the auxiliary class loss's logits (training only; a saved colorizer has one output)
         outputs.append(layers.Dense(NUM_CLASSES, name=CLASS_HEAD)(features))
-    return keras.Model(model_inputs if len(model_inputs) > 1 else inputs, outputs if len(outputs) > 1 else outputs[0],
-                       name=name)  # fmt: skip
+    return keras.Model(
+        model_inputs if len(model_inputs) > 1 else inputs, outputs if len(outputs) > 1 else outputs[0], name=name
+    )
 
 
 def _encoder(x: keras.KerasTensor, arch: ModelConfig) -> tuple[keras.KerasTensor, list[keras.KerasTensor]]:
@@ -175,7 +201,8 @@ def code_sizes(model: keras.Model) -> tuple[int, int]:
     inner = [
         math.prod(layer.output.shape[1:])
         for layer in model.layers[:-1]
-        if not isinstance(layer, keras.layers.InputLayer) and layer.name not in side
+        if not isinstance(layer, keras.layers.InputLayer)
+        and layer.name not in side
         and not layer.name.startswith("semantic")
     ]
     return int(latent), int(min(inner))

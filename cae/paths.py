@@ -90,8 +90,10 @@ def check_writable(folder: Path) -> Path:
     except OSError as err:
         if err.errno == errno.ENOSPC:
             raise
-        raise CAEError(f"cannot write in {folder}: {err.strerror or err}; give it write permission or set "
-                       "CAE_RUNS_DIR to a writable folder") from None  # fmt: skip
+        raise CAEError(
+            f"cannot write in {folder}: {err.strerror or err}; give it write permission or set "
+            "CAE_RUNS_DIR to a writable folder"
+        ) from None
     return folder
 
 

@@ -59,8 +59,11 @@ def check_search(cfg: SearchConfig, *, study_given: bool) -> SearchConfig:
     changes: dict[str, Any] = {"experiment.data.source": experiment.data.source}
     if experiment.data.source == "sample" and not study_given and not cfg.study.endswith(SAMPLE_SUFFIX):
         changes["study"] = cfg.study + SAMPLE_SUFFIX
-        print(f"note: the bundled sample trains study {changes['study']!r} (not {cfg.study!r}: a demo never "
-              "mixes with a study of the real data)", flush=True)  # fmt: skip
+        print(
+            f"note: the bundled sample trains study {changes['study']!r} (not {cfg.study!r}: a demo never "
+            "mixes with a study of the real data)",
+            flush=True,
+        )
     cfg = with_overrides(cfg, changes)
     check_storage(storage_url(cfg))
     return cfg

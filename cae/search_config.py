@@ -20,8 +20,11 @@ from cae.schema import from_dict, read_yaml, with_overrides
 Objective = Literal["best_val_loss", "code_values", "val_psnr", "colourfulness_gap"]
 # Optimisation direction of each objective a study may name.
 DIRECTIONS: dict[str, str] = {
-    "best_val_loss": "minimize", "code_values": "minimize", "val_psnr": "maximize", "colourfulness_gap": "minimize",
-}  # fmt: skip
+    "best_val_loss": "minimize",
+    "code_values": "minimize",
+    "val_psnr": "maximize",
+    "colourfulness_gap": "minimize",
+}
 
 
 @dataclass(frozen=True)
@@ -122,11 +125,15 @@ class SearchConfig:
             if not 1 <= self.code_values <= 3 * 32 * 32:
                 raise CAEError(f"code_values must be 1..3072 values (a 32×32 RGB image), got {self.code_values}")
             if len(self.objectives) > 1:
-                raise CAEError("code_values fixes the code size: a two-objective study (code_values among its "
-                               "objectives) spans sizes; set one or the other")
+                raise CAEError(
+                    "code_values fixes the code size: a two-objective study (code_values among its "
+                    "objectives) spans sizes; set one or the other"
+                )
             if self.experiment.model.code_budget != self.code_values:
-                raise CAEError(f"code_values={self.code_values} but experiment.model.code_budget="
-                               f"{self.experiment.model.code_budget}: the study's code size is code_values alone")
+                raise CAEError(
+                    f"code_values={self.code_values} but experiment.model.code_budget="
+                    f"{self.experiment.model.code_budget}: the study's code size is code_values alone"
+                )
 
 
 def load_search(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> SearchConfig:

@@ -62,13 +62,20 @@ class TrainResult:
 
     def code_params(self) -> dict[str, int]:
         """The derived size params every run logs (the conventions' names)."""
-        return {"n_params": self.n_params, "latent_values": self.latent_values,
-                "bottleneck_values": self.bottleneck_values}  # fmt: skip
+        return {
+            "n_params": self.n_params,
+            "latent_values": self.latent_values,
+            "bottleneck_values": self.bottleneck_values,
+        }
 
     def final_metrics(self) -> dict[str, float]:
         """``best_val_loss``, time per epoch, epochs run and the test scores (if scored)."""
-        return {"best_val_loss": self.best_val_loss, "seconds_per_epoch": self.seconds_per_epoch,
-                "epochs_run": self.epochs_run, **self.test}  # fmt: skip
+        return {
+            "best_val_loss": self.best_val_loss,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "epochs_run": self.epochs_run,
+            **self.test,
+        }
 
     def summary(self) -> dict[str, float]:
         return {**self.final_metrics(), "best_epoch": self.best_epoch, "seconds": round(self.seconds, 2)}
@@ -103,9 +110,14 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
         basis = pca_basis(splits)  # fitted once per split, cached under runs/pca/
         pca = (basis.mean, basis.components)
     return build_from_config(
-        config.model, input_channels=config.data.input_channels, input_mean=mean, input_std=std,
-        chroma_classes=classes, pca=pca, class_head=config.train.class_weight > 0,
-    )  # fmt: skip
+        config.model,
+        input_channels=config.data.input_channels,
+        input_mean=mean,
+        input_std=std,
+        chroma_classes=classes,
+        pca=pca,
+        class_head=config.train.class_weight > 0,
+    )
 
 
 def loss_for(config: ExperimentConfig, splits: Splits) -> Any:
@@ -120,19 +132,32 @@ def loss_for(config: ExperimentConfig, splits: Splits) -> Any:
     return {"mse": "mse", "bce": "binary_crossentropy", "l1": "mae"}[name]
 
 
-def predict(model: Any, images: np.ndarray, input_transform: str = "rgb", labels: np.ndarray | None = None,
-            batch_size: int = 500) -> np.ndarray:  # fmt: skip
+def predict(
+    model: Any,
+    images: np.ndarray,
+    input_transform: str = "rgb",
+    labels: np.ndarray | None = None,
+    batch_size: int = 500,
+) -> np.ndarray:
     """Model outputs for uint8 images, in [0, 1] pixel units (``labels``: a semantic oracle's second input)."""
-    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform, labels=labels,
-                      label_input=labels is not None)  # fmt: skip
+    ds = make_dataset(
+        images,
+        batch_size,
+        shuffle=False,
+        seed=0,
+        input_transform=input_transform,
+        labels=labels,
+        label_input=labels is not None,
+    )
     out = model.predict(ds.map(lambda x, y: x), verbose=0)
     if isinstance(out, (list, tuple)):  # a model in training with its class head: [image, class logits]
         out = out[0]
     return np.asarray(out, dtype=np.float32)
 
 
-def evaluate(model: Any, images: np.ndarray, input_transform: str = "rgb", labels: np.ndarray | None = None
-             ) -> tuple[dict[str, float], np.ndarray]:  # fmt: skip
+def evaluate(
+    model: Any, images: np.ndarray, input_transform: str = "rgb", labels: np.ndarray | None = None
+) -> tuple[dict[str, float], np.ndarray]:
     """``test_mse`` / ``test_psnr`` / ``test_ssim`` of a whole split, and the predictions."""
     pred = predict(model, images, input_transform, labels)
     return image_metrics(pred, to_unit(images)), pred
@@ -166,19 +191,36 @@ def train_and_evaluate(
     if tc.lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(tc.learning_rate, decay_steps=max(1, epochs * steps))
     labelled = {"label_input": oracle, "label_target": class_head}
-    train_ds = make_dataset(splits.x_train, tc.batch_size, shuffle=True, seed=config.seed,
-                            input_transform=config.data.input, labels=splits.y_train, **labelled)  # fmt: skip
-    val_ds = make_dataset(splits.x_val, 500, shuffle=False, seed=0, input_transform=config.data.input,
-                          labels=splits.y_val, **labelled)  # fmt: skip
+    train_ds = make_dataset(
+        splits.x_train,
+        tc.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        input_transform=config.data.input,
+        labels=splits.y_train,
+        **labelled,
+    )
+    val_ds = make_dataset(
+        splits.x_val, 500, shuffle=False, seed=0, input_transform=config.data.input, labels=splits.y_val, **labelled
+    )
     loss: Any = loss_for(config, splits)
     if class_head:  # the auxiliary class loss beside the colour loss (Iizuka et al.)
         loss = [loss, keras.losses.SparseCategoricalCrossentropy(from_logits=True)]
     fitted = fit(
-        model, train_ds, val_ds, loss=loss, learning_rate=lr, epochs=epochs, initial_epoch=initial_epoch,
-        callbacks=callbacks, jit_compile=tc.jit_compile, early_stopping_patience=tc.early_stopping_patience,
-        plateau=tc.lr_schedule == "plateau", workdir=workdir,
+        model,
+        train_ds,
+        val_ds,
+        loss=loss,
+        learning_rate=lr,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        jit_compile=tc.jit_compile,
+        early_stopping_patience=tc.early_stopping_patience,
+        plateau=tc.lr_schedule == "plateau",
+        workdir=workdir,
         loss_weights=[1.0, tc.class_weight] if class_head else None,
-    )  # fmt: skip
+    )
     history = checked_history(fitted, workdir, tc.learning_rate)
     if class_head:
         model = keras.Model(model.inputs, model.outputs[0], name=model.name)
@@ -187,10 +229,16 @@ def train_and_evaluate(
     best_epoch = int(np.argmin(history["val_loss"])) + 1
     latent_values, bottleneck_values = code_sizes(model)
     result = TrainResult(
-        model=model, history=history, best_val_loss=float(history["val_loss"][best_epoch - 1]),
-        best_epoch=best_epoch, seconds=fitted.seconds, n_params=int(model.count_params()),
-        latent_values=latent_values, bottleneck_values=bottleneck_values, epoch_seconds=fitted.epoch_seconds,
-    )  # fmt: skip
+        model=model,
+        history=history,
+        best_val_loss=float(history["val_loss"][best_epoch - 1]),
+        best_epoch=best_epoch,
+        seconds=fitted.seconds,
+        n_params=int(model.count_params()),
+        latent_values=latent_values,
+        bottleneck_values=bottleneck_values,
+        epoch_seconds=fitted.epoch_seconds,
+    )
     if evaluate_test:
         result.test, _ = evaluate(model, splits.x_test, config.data.input, splits.y_test if oracle else None)
     return result

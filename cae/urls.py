@@ -24,8 +24,9 @@ def with_driver(url: str) -> str:
 # password holding ``/`` or ``:``, up to the first ``@``), and secrets passed as query parameters
 # (``?password=...``, libpq's form, or a token).
 _USERINFO = re.compile(r"(://[^\s:/@]*:)[^\s@]+@")
-_QUERY_SECRET = re.compile(r"([?&](?:password|passwd|pwd|secret|token|access_token|api_key|apikey)=)[^&#\s]+",
-                           re.IGNORECASE)  # fmt: skip
+_QUERY_SECRET = re.compile(
+    r"([?&](?:password|passwd|pwd|secret|token|access_token|api_key|apikey)=)[^&#\s]+", re.IGNORECASE
+)
 
 
 def shown(url: str) -> str:

@@ -77,8 +77,10 @@ class Postgres:
 
     def _pg_ctl_start(self) -> None:
         # Throwaway data: no fsync; the socket file stays in our directory, not /var/run/postgresql.
-        options = (f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
-                   "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=200")  # fmt: skip
+        options = (
+            f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c synchronous_commit=off "
+            "-c full_page_writes=off -c shared_buffers=32MB -c max_connections=200"
+        )
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
 
     def stop_server(self) -> None:
@@ -127,8 +129,9 @@ class MlflowServer:
     def start(self, timeout: float = 180, append_log: bool = False) -> MlflowServer:
         argv, env = server_command(self.backend_uri, "127.0.0.1", self.port, self.artifacts)
         self.log = self.log_path.open("a" if append_log else "w")
-        self.process = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            argv, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         started = time.monotonic()
         try:
             wait_until_up(self.url, self.process, timeout=timeout)
@@ -185,8 +188,9 @@ class SlowProxy:
                 time.sleep(proxy.delay)
                 proxy.requests += 1
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
-                request = urllib.request.Request(proxy.target + self.path, data=body, headers=headers,
-                                                 method=self.command)  # fmt: skip
+                request = urllib.request.Request(
+                    proxy.target + self.path, data=body, headers=headers, method=self.command
+                )
                 try:
                     with urllib.request.urlopen(request, timeout=60) as response:
                         status, reply, content = response.status, response.headers, response.read()

@@ -30,18 +30,26 @@ def test_every_public_function_has_a_docstring():
 def test_the_readme_example_runs_on_the_sample(tmp_path, tracking_uri):
     import cae
 
-    config = cae.load_experiment(REPO / "experiments/reference.yaml",
-                                 {"train.epochs": 1, "data.source": "sample", "data.subset": 320})  # fmt: skip
+    config = cae.load_experiment(
+        REPO / "experiments/reference.yaml", {"train.epochs": 1, "data.source": "sample", "data.subset": 320}
+    )
     splits = cae.splits_for(config)
     result = cae.train_and_evaluate(config, splits)
     assert result.model.count_params() == 4911 and result.test["test_psnr"] > 10
     base = cae.baselines(splits, result.code_values)
     assert base["pca_psnr"] > base["pca_q8_psnr"] > 0 and math.isfinite(base["thumbnail_psnr"])
 
-    study = cae.load_search(REPO / "experiments/search.yaml", {
-        "trials": 1, "storage": f"sqlite:///{tmp_path}/optuna.db", "enqueue": [],
-        "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 1,
-    })  # fmt: skip
+    study = cae.load_search(
+        REPO / "experiments/search.yaml",
+        {
+            "trials": 1,
+            "storage": f"sqlite:///{tmp_path}/optuna.db",
+            "enqueue": [],
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 320,
+            "experiment.train.epochs": 1,
+        },
+    )
     summary = cae.run_study(study)
     assert summary["study"] == "cae-search-sample"  # a demo on the sample never lands in cae-search
     model, record = cae.load_best_model(summary["study"])

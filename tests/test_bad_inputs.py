@@ -53,9 +53,11 @@ class Case:
     def search_yaml(self, space: dict | None = None, **experiment: object) -> str:
         """A tiny search config on the sample, plus ``experiment`` keys; ``space`` a space file's params."""
         data = {
-            "study": self.study, "trials": 1, "storage": self.storage,
+            "study": self.study,
+            "trials": 1,
+            "storage": self.storage,
             "experiment": {"data": {"source": "sample", "subset": 160}, "train": {"epochs": 1}, **experiment},
-        }  # fmt: skip
+        }
         if space is not None:
             (self.tmp / "space.yaml").write_text(yaml.safe_dump({"params": space}))
             data["space"] = str(self.tmp / "space.yaml")
@@ -286,8 +288,12 @@ ROWS += [
     ("study name with /: delete", lambda c: ["delete", "--study", "a/b"], NOT_PLAIN.format("a/b"), None),
     ("study name with ..: compare", lambda c: ["compare", "--study", "ok,../x"], NOT_PLAIN.format(r"\.\./x"), None),
     ("study name with a space: report", lambda c: ["report", "--study", "a b"], NOT_PLAIN.format("a b"), None),
-    ("hidden study name: search", lambda c: ["search", c.search_yaml(), "--study", ".x"], NOT_PLAIN.format(r"\.x"),
-     None),
+    (
+        "hidden study name: search",
+        lambda c: ["search", c.search_yaml(), "--study", ".x"],
+        NOT_PLAIN.format(r"\.x"),
+        None,
+    ),
     (
         "absolute study name in a search YAML",
         lambda c: ["search", abs_study_yaml(c)],
@@ -312,8 +318,9 @@ def mlflow_state(tracker: Tracker) -> tuple[list[str], int]:
     from mlflow.entities import ViewType
 
     experiments = tracker.client.search_experiments(view_type=ViewType.ALL)
-    runs = tracker.client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL,
-                                      max_results=50000)  # fmt: skip
+    runs = tracker.client.search_runs(
+        [e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=50000
+    )
     return sorted(e.name for e in experiments), len(runs)
 
 

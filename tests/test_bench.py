@@ -52,20 +52,39 @@ MEASUREMENTS = {
     "throughput/bs32/harness": {"epoch_seconds": [2.0, 2.0, 3.0], "images": 1000},
     "throughput/bs32/bare fit": {"epoch_seconds": [1.6, 1.6, 1.0], "images": 1000},
     # short ranks 1 2 3 4, long ranks 1 3 2 4: Spearman 1 - 6·2 / (4·15) = 0.8
-    **{f"fidelity/config{i}": {"params": {"model.depth": 2}, "short": s, "long": lg, "short_seconds": 1.0,
-                               "long_seconds": 4.0} for i, (s, lg) in enumerate([(1, 1), (2, 3), (3, 2), (4, 4)])},
-}  # fmt: skip
+    **{
+        f"fidelity/config{i}": {
+            "params": {"model.depth": 2},
+            "short": s,
+            "long": lg,
+            "short_seconds": 1.0,
+            "long_seconds": 4.0,
+        }
+        for i, (s, lg) in enumerate([(1, 1), (2, 3), (3, 2), (4, 4)])
+    },
+}
 
 
 def raw(measurements=MEASUREMENTS, **meta):
     return {
-        "version": VERSION, "mode": "quick", "plan": QUICK.as_dict(),
-        "meta": {"command": "make bench QUICK=1", "cores": 2, "default_pruner": "median", "split": [200, 25, 25],
-                 "space": "search_spaces/reconstruction.yaml", "data": "sample", **meta},
+        "version": VERSION,
+        "mode": "quick",
+        "plan": QUICK.as_dict(),
+        "meta": {
+            "command": "make bench QUICK=1",
+            "cores": 2,
+            "default_pruner": "median",
+            "split": [200, 25, 25],
+            "space": "search_spaces/reconstruction.yaml",
+            "data": "sample",
+            **meta,
+        },
         "attempts": {},
-        "measurements": {k: {"result": v, "seconds": 10.0, "at": "2026-11-30 10:00", "host": "test CPU"}
-                         for k, v in measurements.items()},
-    }  # fmt: skip
+        "measurements": {
+            k: {"result": v, "seconds": 10.0, "at": "2026-11-30 10:00", "host": "test CPU"}
+            for k, v in measurements.items()
+        },
+    }
 
 
 def write_raw(tmp_path, data=None, name="quick.json"):
@@ -111,8 +130,14 @@ def test_missed_goal_and_one_worker_recommendation(tmp_path):
 def test_workers_compare_with_the_strategy_the_two_worker_runs_ran(tmp_path):
     # The default pruner changed to Hyperband after the 2-worker runs of TPE + median: the 1-worker arm stays
     # TPE + median (72 vs 36 trials per hour), not the new default's runs.
-    data = raw({**MEASUREMENTS, "workers/w2/seed0": MEASUREMENTS["workers/w2/seed0"] | {"strategy": "tpe+median"},
-                "search/tpe+hyperband/seed0": search((900, 0.005))}, default_pruner="hyperband")  # fmt: skip
+    data = raw(
+        {
+            **MEASUREMENTS,
+            "workers/w2/seed0": MEASUREMENTS["workers/w2/seed0"] | {"strategy": "tpe+median"},
+            "search/tpe+hyperband/seed0": search((900, 0.005)),
+        },
+        default_pruner="hyperband",
+    )
     text = write_report(write_raw(tmp_path, data), tmp_path / "B.md").read_text()
     assert "## 3. Workers on one machine (TPE + median, sampler seeds [0])" in text
     assert "two workers finished 2.00× the trials per hour" in text
@@ -142,12 +167,14 @@ def test_hand_written_notes_survive_a_rewrite(tmp_path):
     [
         ('{"version": 2, "mode": "qu', "not valid JSON"),
         (json.dumps({"throughput/bs32": {"harness": [1.0]}}), "written by another version of the benchmark"),
-        (json.dumps(raw({"search/random/seed0": {"study": "s", "trials": [{"start": 0}], "wall_seconds": 1.0}})),
-         "trial 0 lacks start/end/state"),
+        (
+            json.dumps(raw({"search/random/seed0": {"study": "s", "trials": [{"start": 0}], "wall_seconds": 1.0}})),
+            "trial 0 lacks start/end/state",
+        ),
         (json.dumps(raw({"throughput/bs32/harness": {"epoch_seconds": [], "images": 10}})), "epoch_seconds"),
         (json.dumps(raw({"search/random": {}})), "unknown measurement 'search/random'"),
     ],
-)  # fmt: skip
+)
 def test_damaged_raw_json_is_a_one_line_error_naming_the_file_and_the_fix(tmp_path, content, what):
     for name, fix in [("quick.json", "run `make bench QUICK=1` again"), ("full.json", "git checkout -- ")]:
         path = tmp_path / name
@@ -183,14 +210,17 @@ def test_time_to_target_and_best_so_far_count_complete_trials_only():
 
 def test_fastest_pruner_treats_ratios_that_print_alike_as_a_tie():
     def row(ratios, best_at_end, final):
-        return an.StrategyRow(ratios, sum(map(math.isfinite, ratios)), len(ratios), [0.02, 0.01, best_at_end],
-                              final, 400.0, 0.3, 30)  # fmt: skip
+        return an.StrategyRow(
+            ratios, sum(map(math.isfinite, ratios)), len(ratios), [0.02, 0.01, best_at_end], final, 400.0, 0.3, 30
+        )
 
     # The full run's case: successive halving 97.5 % vs median 97.9 % (0.7 s apart on one seed) print as
     # 98 % both; the median pruner's lower best at random's time decides.
-    rows = {"tpe+median": row([0.13, 0.9789, math.inf], 0.0076, 0.0076),
-            "tpe+sha": row([0.12, 0.9753, math.inf], 0.0084, 0.0080),
-            "tpe+hyperband": row([0.14, 1.07, math.inf], 0.0070, 0.0070)}  # fmt: skip
+    rows = {
+        "tpe+median": row([0.13, 0.9789, math.inf], 0.0076, 0.0076),
+        "tpe+sha": row([0.12, 0.9753, math.inf], 0.0084, 0.0080),
+        "tpe+hyperband": row([0.14, 1.07, math.inf], 0.0070, 0.0070),
+    }
     eff = an.Efficiency(0.0116, 194.0, 440.0, rows)
     assert an.fastest(eff, ["tpe+median", "tpe+sha", "tpe+hyperband"]) == "tpe+median"
     # A difference the table shows still wins, whatever the best values.
@@ -205,8 +235,10 @@ def test_report_names_the_pruner_tied_with_the_fastest_and_what_decided(tmp_path
     # successive halving reaches the target exactly when TPE + median does, but ends worse (0.005 vs 0.004)
     sha = {f"search/tpe+sha/seed{i}": search((end, 0.005)) for i, end in enumerate((100, 140, 70))}
     text = write_report(write_raw(tmp_path, raw({**MEASUREMENTS, **sha})), tmp_path / "B.md").read_text()
-    assert ("Fastest pruner with TPE: TPE + median (14% of random's time, 3/3 seeds reached; tied there with "
-            "TPE + successive halving, the best at random's time decides (0.00400 vs 0.00500;") in text  # fmt: skip
+    assert (
+        "Fastest pruner with TPE: TPE + median (14% of random's time, 3/3 seeds reached; tied there with "
+        "TPE + successive halving, the best at random's time decides (0.00400 vs 0.00500;"
+    ) in text
 
 
 def test_spearman_and_ranks_with_ties():

@@ -118,11 +118,20 @@ def test_a_collapsed_variant_is_named_and_gets_no_gain():
 
 def _exported(study: str, number: int, config: ExperimentConfig, value: float, uid: str = "u1") -> None:
     record = {
-        "study": study, "trial_number": number, "engine": "optuna", "best_val_loss": value, "params": {},
-        "config": to_dict(config), "n_params": 3, "latent_values": 1, "bottleneck_values": 1, "code_values": 1,
-        "mlflow_run_id": f"run-{number}", "study_uid": uid,
+        "study": study,
+        "trial_number": number,
+        "engine": "optuna",
+        "best_val_loss": value,
+        "params": {},
+        "config": to_dict(config),
+        "n_params": 3,
+        "latent_values": 1,
+        "bottleneck_values": 1,
+        "code_values": 1,
+        "mlflow_run_id": f"run-{number}",
+        "study_uid": uid,
         "objective": {"name": "best_val_loss", "value": value, "direction": "minimize"},
-    }  # fmt: skip
+    }
     export_trial(record, keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
 
 

@@ -49,31 +49,59 @@ class Collapse(keras.callbacks.Callback):
 @pytest.fixture(scope="module")
 def source(tracking_uri):
     """runs/colsrc/best.json: a 1-epoch reconstruction trial with its own width, as a search exports it."""
-    config = with_overrides(ExperimentConfig(), {
-        "data.source": "sample", "data.subset": 240, "train.epochs": 1, "model.filters": SOURCE_FILTERS,
-        "train.learning_rate": 6e-3,
-    })  # fmt: skip
+    config = with_overrides(
+        ExperimentConfig(),
+        {
+            "data.source": "sample",
+            "data.subset": 240,
+            "train.epochs": 1,
+            "model.filters": SOURCE_FILTERS,
+            "train.learning_rate": 6e-3,
+        },
+    )
     result = train_and_evaluate(config, load_splits("sample", config.seed, 240), evaluate_test=False)
-    record = trial_record("colsrc", 7, result, config, {"model.filters": SOURCE_FILTERS}, run_id="src-run",
-                          engine="optuna", data_source="sample", uid=None,
-                          objective=("best_val_loss", result.best_val_loss, "minimize"))  # fmt: skip
+    record = trial_record(
+        "colsrc",
+        7,
+        result,
+        config,
+        {"model.filters": SOURCE_FILTERS},
+        run_id="src-run",
+        engine="optuna",
+        data_source="sample",
+        uid=None,
+        objective=("best_val_loss", result.best_val_loss, "minimize"),
+    )
     export_trial(record, result.model)
     return config
 
 
 def study_config(tmp: Path, **overrides) -> tuple[SearchConfig, dict]:
-    return colorization_config(REPO / "experiments/colorize-search.yaml", "colsrc", {
-        "trials": 4, "final_epochs": 1, "storage": f"sqlite:///{tmp}/optuna.db", "experiment.data.subset": 240,
-        "experiment.train.epochs": 1, **overrides,
-    })  # fmt: skip
+    return colorization_config(
+        REPO / "experiments/colorize-search.yaml",
+        "colsrc",
+        {
+            "trials": 4,
+            "final_epochs": 1,
+            "storage": f"sqlite:///{tmp}/optuna.db",
+            "experiment.data.subset": 240,
+            "experiment.train.epochs": 1,
+            **overrides,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def study(source, tracking_uri, tmp_path_factory):
     """4 trials (the last forced to collapse), then the front trained, scored and written up."""
     cfg, lineage = study_config(tmp_path_factory.mktemp("colstudy"))
-    run_search(cfg, ColorizationTask, extra_points=early_points(cfg), study_attrs={"lineage": lineage},
-               extra_callbacks=lambda trial: [Collapse()] if trial.number == 3 else [])  # fmt: skip
+    run_search(
+        cfg,
+        ColorizationTask,
+        extra_points=early_points(cfg),
+        study_attrs={"lineage": lineage},
+        extra_callbacks=lambda trial: [Collapse()] if trial.number == 3 else [],
+    )
     tracker = Tracker(tracking_uri)
     report = write_search_report(cfg, tracker, report_models(cfg, tracker))
     return cfg, optuna.load_study(study_name=cfg.study, storage=cfg.storage), report
@@ -92,8 +120,12 @@ def test_the_config_starts_from_the_source_architecture_with_the_chroma_recipe(s
 
 def test_an_experiment_file_can_stand_for_the_source_study(tmp_path):
     """`make colorize-search FROM=experiments/conv-best.yaml`: no study's best.json is needed."""
-    cfg, lineage = colorization_config(REPO / "experiments/colorize-search.yaml", "ignored", {
-        "storage": f"sqlite:///{tmp_path}/optuna.db"}, source_config="experiments/conv-best.yaml")  # fmt: skip
+    cfg, lineage = colorization_config(
+        REPO / "experiments/colorize-search.yaml",
+        "ignored",
+        {"storage": f"sqlite:///{tmp_path}/optuna.db"},
+        source_config="experiments/conv-best.yaml",
+    )
     assert cfg.study == "conv-best-colorize" and cfg.source_study == "conv-best"
     assert cfg.source_config == lineage["source_config"] == "experiments/conv-best.yaml"
     assert cfg.experiment.model.filters == 41 and cfg.experiment.model.predict == "chroma"
@@ -110,8 +142,13 @@ def test_trial_zero_is_the_source_architecture_and_the_front_is_written(study, t
     assert st.trials[2].params["model.semantic"] == 128 and st.trials[2].params["train.class_weight"] == 0.3
     assert len(st.directions) == 2 and st.best_trials
     text = report.read_text()
-    for section in ("## Targets", "## The front", "## Final models on the test split", "## Every trial",
-                    "## Shortcomings, measured"):  # fmt: skip
+    for section in (
+        "## Targets",
+        "## The front",
+        "## Final models on the test split",
+        "## Every trial",
+        "## Shortcomings, measured",
+    ):
         assert section in text
     assert (report.parent / "colorization-front.png").stat().st_size > 5000
     assert (report.parent / "colorization-search.png").stat().st_size > 5000
@@ -163,8 +200,13 @@ def test_final_models_are_self_contained_and_record_their_scores(study, tracking
         "    assert out.shape == (1, 32, 32, 3) and 0 <= out.min() and out.max() <= 1, out\n"
         "assert not any(m == 'cae' or m.startswith('cae.') for m in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, *map(str, models)], capture_output=True, text=True,
-                          timeout=300, cwd=models[0].parent)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, *map(str, models)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=models[0].parent,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     registered = [json.loads(p.with_suffix(".json").read_text()).get("registered_model") for p in models]
     chosen = [r for r in registered if r]
@@ -195,10 +237,18 @@ def test_the_oracle_is_trained_beside_the_chosen_model_and_never_registered(stud
 
 @pytest.mark.parametrize("loss", ["mse", "l1", "huber", "classification"])
 def test_each_loss_family_trains_and_decodes(loss):
-    config = with_overrides(ExperimentConfig(), {
-        "data.source": "sample", "data.subset": 160, "data.input": "luma", "model.predict": "chroma",
-        "model.skips": True, "train.loss": loss, "train.epochs": 1,
-    })  # fmt: skip
+    config = with_overrides(
+        ExperimentConfig(),
+        {
+            "data.source": "sample",
+            "data.subset": 160,
+            "data.input": "luma",
+            "model.predict": "chroma",
+            "model.skips": True,
+            "train.loss": loss,
+            "train.epochs": 1,
+        },
+    )
     splits = load_splits("sample", config.seed, 160)
     result = train_and_evaluate(config, splits, evaluate_test=False)
     model, scores, attrs = validation_scores(result.model, config, splits, vivid=0.7)
@@ -221,8 +271,9 @@ def test_rung_value_is_probe_psnr_less_the_colourfulness_shortfall():
     model = build_model(experiment, splits)
     values = {}
     for vivid in (0.0, 0.7, 5.0):
-        cfg = SearchConfig(stage="colorization", objectives=("val_psnr", "colourfulness_gap"), vivid=vivid,
-                           experiment=experiment)  # fmt: skip
+        cfg = SearchConfig(
+            stage="colorization", objectives=("val_psnr", "colourfulness_gap"), vivid=vivid, experiment=experiment
+        )
         values[vivid] = ColorizationTask(cfg, splits, {}).rung_value(model, float("nan"), 0)
     truth = to_unit(splits.x_val[:PROBE_IMAGES])
     rgb = rgb_of_training_model(model, splits.x_val[:PROBE_IMAGES], experiment)
@@ -233,8 +284,13 @@ def test_rung_value_is_probe_psnr_less_the_colourfulness_shortfall():
 
 
 def test_a_collapse_stops_the_task_with_its_reason():
-    cfg = SearchConfig(stage="colorization", objectives=("val_psnr", "colourfulness_gap"), experiment=with_overrides(
-        ExperimentConfig(), {"data.input": "luma", "model.predict": "chroma", "train.epochs": 2}))  # fmt: skip
+    cfg = SearchConfig(
+        stage="colorization",
+        objectives=("val_psnr", "colourfulness_gap"),
+        experiment=with_overrides(
+            ExperimentConfig(), {"data.input": "luma", "model.predict": "chroma", "train.epochs": 2}
+        ),
+    )
     splits = load_splits("sample", 42, 160)
     task = ColorizationTask(cfg, splits, {"lineage": {"source_study": "x"}})
     from cae.train import build_model
@@ -247,41 +303,99 @@ def test_a_collapse_stops_the_task_with_its_reason():
 def _measured(**changes) -> Measured:
     from cae.colorize.final import FinalModel
 
-    test = {"test_mse": 0.004, "test_psnr": 24.0, "test_ssim": 0.95, "test_colourfulness": 0.72,
-            "test_hasler_cf": 20.0, "true_hasler_cf": 30.0}  # fmt: skip
-    per_class = {"hasler_cf": {"cat": 10.0, "ship": 25.0}, "true_hasler_cf": {"cat": 20.0, "ship": 25.0},
-                 "mse": {"cat": 0.005, "ship": 0.003}}  # fmt: skip
-    curve = [{"temperature": 1.0, "psnr": 24.5, "colourfulness": 0.4},
-             {"temperature": 0.38, "psnr": 24.1, "colourfulness": 0.7}]  # fmt: skip
-    final = FinalModel(trial=5, label="classification (rebalance 0.50), skips", run_id="run5",
-                       config=ExperimentConfig(), params={}, epochs=12,
-                       val={"val_psnr": 24.1, "val_colourfulness": 0.7}, test=test, classifier_acc=0.55,
-                       photos_psnr=21.0, per_class=per_class, path=Path("m.keras"),
-                       seconds=600.0, temperature=0.38, curve=curve)  # fmt: skip
-    gray = {"test_mse": 0.006, "test_psnr": 22.15, "test_ssim": 0.95, "test_colourfulness": 0.0,
-            "test_hasler_cf": 0.0, "true_hasler_cf": 30.0}  # fmt: skip
+    test = {
+        "test_mse": 0.004,
+        "test_psnr": 24.0,
+        "test_ssim": 0.95,
+        "test_colourfulness": 0.72,
+        "test_hasler_cf": 20.0,
+        "true_hasler_cf": 30.0,
+    }
+    per_class = {
+        "hasler_cf": {"cat": 10.0, "ship": 25.0},
+        "true_hasler_cf": {"cat": 20.0, "ship": 25.0},
+        "mse": {"cat": 0.005, "ship": 0.003},
+    }
+    curve = [
+        {"temperature": 1.0, "psnr": 24.5, "colourfulness": 0.4},
+        {"temperature": 0.38, "psnr": 24.1, "colourfulness": 0.7},
+    ]
+    final = FinalModel(
+        trial=5,
+        label="classification (rebalance 0.50), skips",
+        run_id="run5",
+        config=ExperimentConfig(),
+        params={},
+        epochs=12,
+        val={"val_psnr": 24.1, "val_colourfulness": 0.7},
+        test=test,
+        classifier_acc=0.55,
+        photos_psnr=21.0,
+        per_class=per_class,
+        path=Path("m.keras"),
+        seconds=600.0,
+        temperature=0.38,
+        curve=curve,
+    )
+    gray = {
+        "test_mse": 0.006,
+        "test_psnr": 22.15,
+        "test_ssim": 0.95,
+        "test_colourfulness": 0.0,
+        "test_hasler_cf": 0.0,
+        "true_hasler_cf": 30.0,
+    }
     base = dict(
-        study="s-colorize", source="s", command="make colorize-search STUDY=s",
-        data={"data_source": "path", "sizes": (48000, 6000, 6000), "seed": 42, "machine": "CPU x2", "epochs": 2,
-              "final_epochs": 12},
-        trials=[{"number": n, "state": "COMPLETE", "recipe": "classification", "val_psnr": 23.0,
-                 "val_colourfulness": 0.6, "temperature": 0.38, "front": n == 5, "first": "", "reason": ""}
-                for n in (3, 4, 5)],
-        finals=[final], chosen=5, baselines={"gray copied to RGB": gray, "gray + mean training chroma": gray},
-        semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.5, "classifier_acc": 0.8,
-                  "classifier_run_id": "clf"},
-        gray_photos_psnr=20.0, parent_run_id="parent", wall_hours=1.5,
-    )  # fmt: skip
+        study="s-colorize",
+        source="s",
+        command="make colorize-search STUDY=s",
+        data={
+            "data_source": "path",
+            "sizes": (48000, 6000, 6000),
+            "seed": 42,
+            "machine": "CPU x2",
+            "epochs": 2,
+            "final_epochs": 12,
+        },
+        trials=[
+            {
+                "number": n,
+                "state": "COMPLETE",
+                "recipe": "classification",
+                "val_psnr": 23.0,
+                "val_colourfulness": 0.6,
+                "temperature": 0.38,
+                "front": n == 5,
+                "first": "",
+                "reason": "",
+            }
+            for n in (3, 4, 5)
+        ],
+        finals=[final],
+        chosen=5,
+        baselines={"gray copied to RGB": gray, "gray + mean training chroma": gray},
+        semantic={
+            "true_classifier_acc": 0.8,
+            "gray_classifier_acc": 0.5,
+            "classifier_acc": 0.8,
+            "classifier_run_id": "clf",
+        },
+        gray_photos_psnr=20.0,
+        parent_run_id="parent",
+        wall_hours=1.5,
+    )
     return Measured(**{**base, **changes})
 
 
 def test_the_report_states_each_target_with_its_figure_without_training():
     text = render(_measured())
     # The gray copy scores 22.15 dB: the aim is 23.15 dB at colourfulness >= 0.7, classified as well as gray.
-    assert ("**Met**: at colourfulness ≥ 0.7, a model ≥ 1 dB above the gray copy (≥ 23.15 dB) that the classifier "
-            "recognises at least as well as the gray images (50.0%): the best front model that colourful and "
-            "recognised so (trial 5, colourfulness 0.72) scores 24.00 dB (+0.85 dB against the aim) and is "
-            "classified 55.0% (+5.0 points vs gray).") in text  # fmt: skip
+    assert (
+        "**Met**: at colourfulness ≥ 0.7, a model ≥ 1 dB above the gray copy (≥ 23.15 dB) that the classifier "
+        "recognises at least as well as the gray images (50.0%): the best front model that colourful and "
+        "recognised so (trial 5, colourfulness 0.72) scores 24.00 dB (+0.85 dB against the aim) and is "
+        "classified 55.0% (+5.0 points vs gray)."
+    ) in text
     assert "The chosen model (trial 5; on validation, the best PSNR among the front models within 0.30" in text
     assert "**Met**: the most accurate model ≥ 23.8 dB: trial 5 scores 24.00 dB (+0.20 dB)." in text
     assert "**Met**: every front model above the gray copy in PSNR" in text
@@ -292,12 +406,26 @@ def test_the_report_states_each_target_with_its_figure_without_training():
     assert "## Oracle bound: the chosen network given the true class\n\nNot measured in this run" in text
     assert "also takes the class" not in text
     # Classified worse than gray: the first aim is missed although the PSNR clears it.
-    worse = render(_measured(semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.6,
-                                       "classifier_acc": 0.8, "classifier_run_id": "clf"}))  # fmt: skip
+    worse = render(
+        _measured(
+            semantic={
+                "true_classifier_acc": 0.8,
+                "gray_classifier_acc": 0.6,
+                "classifier_acc": 0.8,
+                "classifier_run_id": "clf",
+            }
+        )
+    )
     assert "**Missed**: at colourfulness ≥ 0.7" in worse and "(-5.0 points vs gray)" in worse
     # A second vivid model that meets the aim although the best-PSNR one is classified worse: Met, with it.
-    m = _measured(semantic={"true_classifier_acc": 0.8, "gray_classifier_acc": 0.6, "classifier_acc": 0.8,
-                            "classifier_run_id": "clf"})  # fmt: skip
+    m = _measured(
+        semantic={
+            "true_classifier_acc": 0.8,
+            "gray_classifier_acc": 0.6,
+            "classifier_acc": 0.8,
+            "classifier_run_id": "clf",
+        }
+    )
     other = dataclasses.replace(m.finals[0], trial=6, classifier_acc=0.65, test={**m.finals[0].test, "test_psnr": 23.5})
     text = render(dataclasses.replace(m, finals=[*m.finals, other]))
     assert "**Met**: at colourfulness ≥ 0.7" in text and "recognised so (trial 6, colourfulness 0.72)" in text
@@ -310,9 +438,14 @@ def test_the_report_states_each_target_with_its_figure_without_training():
 
 def test_the_oracle_bound_is_reported_beside_never_as_the_chosen_model():
     m = _measured()
-    oracle = dataclasses.replace(m.finals[0], label="oracle", run_id="oracle-run", photos_psnr=float("nan"),
-                                 test={**m.finals[0].test, "test_psnr": 24.6, "test_colourfulness": 0.8},
-                                 classifier_acc=0.7)  # fmt: skip
+    oracle = dataclasses.replace(
+        m.finals[0],
+        label="oracle",
+        run_id="oracle-run",
+        photos_psnr=float("nan"),
+        test={**m.finals[0].test, "test_psnr": 24.6, "test_colourfulness": 0.8},
+        classifier_acc=0.7,
+    )
     text = render(dataclasses.replace(m, oracle=oracle))
     assert "| oracle: trial 5 given the true class (a bound) | 12 | 0.004000 | 24.60 |" in text
     assert "## Oracle bound: the chosen network given the true class" in text
@@ -352,17 +485,26 @@ def test_a_finding_the_data_contradicts_is_not_written():
 
     # colorize-best: a vivid gain that costs almost nothing means right hues, never "a wrong hue";
     # classes within 1.2× are even, with no story about sky and fur; colourful models are not "grey".
-    row = {"test_psnr": 23.0, "test_colourfulness": 0.8, "luma_psnr": 60.0, "config": ExperimentConfig(),
-           "per_class_mse": {"cat": 0.0050, "ship": 0.0055, "truck": 0.0052},
-           "vivid": {"gain": 1.3, "test_psnr": 22.9, "test_colourfulness": 0.95}}  # fmt: skip
+    row = {
+        "test_psnr": 23.0,
+        "test_colourfulness": 0.8,
+        "luma_psnr": 60.0,
+        "config": ExperimentConfig(),
+        "per_class_mse": {"cat": 0.0050, "ship": 0.0055, "truck": 0.0052},
+        "vivid": {"gain": 1.3, "test_psnr": 22.9, "test_colourfulness": 0.95},
+    }
     base = {"gray copied to RGB": {"test_psnr": 22.2}, "gray + mean training chroma": {"test_psnr": 22.4}}
     text = " ".join(variant_shortcomings({"chroma": row}, base))
     assert "Errors are even across classes (chroma): 1.10× from cat to ship" in text
     assert "Tried here, with the numbers above: none of these." in text  # no `rgb` row: no chroma-vs-rgb claim
     assert "sky" not in text and "fur" not in text and "Desaturated" not in text
     assert "for -0.10 dB PSNR: the hues it predicts are mostly right, only too faint" in text
-    costly = {**row, "test_colourfulness": 0.3, "vivid": {**row["vivid"], "test_psnr": 21.5},
-              "per_class_mse": {"cat": 0.004, "ship": 0.008}}  # fmt: skip
+    costly = {
+        **row,
+        "test_colourfulness": 0.3,
+        "vivid": {**row["vivid"], "test_psnr": 21.5},
+        "per_class_mse": {"cat": 0.004, "ship": 0.008},
+    }
     text = " ".join(variant_shortcomings({"chroma": costly}, base))
     assert "wrong often enough that saturating them costs PSNR" in text and "mostly right" not in text
     assert "Classes differ (chroma, test MSE): lowest on cat (0.0040)" in text and "2.0× from best to worst" in text

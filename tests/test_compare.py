@@ -43,8 +43,9 @@ def test_top_k_are_the_best_trials_in_order_and_the_csv_matches_mlflow(studies, 
 
 
 def _row(trial: int, params: dict[str, str]) -> TrialRow:
-    return TrialRow("s", trial, "COMPLETE", f"run-{trial}", params, 0.01 * (trial + 1), 1.0,
-                    {"val_loss": [(1, 0.02), (2, 0.01)]})  # fmt: skip
+    return TrialRow(
+        "s", trial, "COMPLETE", f"run-{trial}", params, 0.01 * (trial + 1), 1.0, {"val_loss": [(1, 0.02), (2, 0.01)]}
+    )
 
 
 def test_csv_columns_come_from_the_runs_sampled_keys():
@@ -117,8 +118,10 @@ def test_a_run_without_curves_is_named(studies, tracking_uri):
 def test_a_one_epoch_comparison_has_whole_epoch_ticks_and_a_legend_of_what_is_drawn():
     from cae.compare import drawn, figure
 
-    one = [TrialRow("s", t, "COMPLETE", f"run-{t}", {"model.depth": str(t)}, 0.01, 1.0,
-                    {"val_loss": [(1, 0.02)]}) for t in range(3)]  # fmt: skip
+    one = [
+        TrialRow("s", t, "COMPLETE", f"run-{t}", {"model.depth": str(t)}, 0.01, 1.0, {"val_loss": [(1, 0.02)]})
+        for t in range(3)
+    ]
     fig = figure(one, title=drawn(one, ["s"], 5, (), ()))
     ax = fig.axes[0]
     assert list(ax.get_xticks()) == [1]

@@ -30,32 +30,53 @@ FINISHED = ("COMPLETE", "PRUNED")
 def stores(tmp_path_factory):
     """One runs/ folder, Optuna file and MLflow store shared by the module's searches."""
     root = tmp_path_factory.mktemp("crash")
-    return {"root": root, "runs": root / "runs", "storage": f"sqlite:///{root}/optuna.db",
-            "tracking": f"sqlite:///{root}/mlflow.db"}  # fmt: skip
+    return {
+        "root": root,
+        "runs": root / "runs",
+        "storage": f"sqlite:///{root}/optuna.db",
+        "tracking": f"sqlite:///{root}/mlflow.db",
+    }
 
 
 def search_yaml(stores: dict, study: str, trials: int, epochs: int) -> Path:
     path = stores["root"] / f"{study}.yaml"
-    path.write_text(yaml.safe_dump({
-        "study": study, "space": "tests/spaces/steady.yaml", "trials": trials,
-        "storage": stores["storage"], "heartbeat_interval": 1, "grace_period": 3,
-        "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window to kill it in
-        "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}},
-    }))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": study,
+                "space": "tests/spaces/steady.yaml",
+                "trials": trials,
+                "storage": stores["storage"],
+                "heartbeat_interval": 1,
+                "grace_period": 3,
+                "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window to kill it in
+                "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}},
+            }
+        )
+    )
     return path
 
 
 def start(stores: dict, config: Path, log: Path) -> subprocess.Popen:
     """`python -m cae search <config>`; with one worker this process runs the trials itself."""
-    env = {**os.environ, "CAE_RUNS_DIR": str(stores["runs"]), "MLFLOW_TRACKING_URI": stores["tracking"],
-           "CAE_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}  # fmt: skip
+    env = {
+        **os.environ,
+        "CAE_RUNS_DIR": str(stores["runs"]),
+        "MLFLOW_TRACKING_URI": stores["tracking"],
+        "CAE_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     with log.open("w") as out:
         # SIGINT back to its default before exec: a process started with SIGINT ignored (e.g. from a
         # background job) would otherwise never see Ctrl-C as KeyboardInterrupt.
         return subprocess.Popen(
-            [sys.executable, "-m", "cae", "search", str(config)], cwd=REPO, env=env, stdout=out,
-            stderr=subprocess.STDOUT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        )  # fmt: skip
+            [sys.executable, "-m", "cae", "search", str(config)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
 
 
 def trials_of(storage: optuna.storages.RDBStorage, study: str) -> list[optuna.trial.FrozenTrial]:
@@ -66,8 +87,9 @@ def trials_of(storage: optuna.storages.RDBStorage, study: str) -> list[optuna.tr
     return storage.get_all_trials(study_id)
 
 
-def wait_for_running_trial(storage, study: str, process: subprocess.Popen, log: Path, min_number: int = 0,
-                           timeout: float = 240) -> optuna.trial.FrozenTrial:  # fmt: skip
+def wait_for_running_trial(
+    storage, study: str, process: subprocess.Popen, log: Path, min_number: int = 0, timeout: float = 240
+) -> optuna.trial.FrozenTrial:
     """The first trial numbered >= ``min_number`` that is RUNNING and has reported an epoch."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -162,8 +184,9 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
     assert len(retry) == 1 and retry[0].params == victim.params and retry[0].state.name in FINISHED
     assert sum(t.state.name in FINISHED for t in trials) == 2
-    went_on = re.search(rf"trial +{retry[0].number} goes on from epoch (\d+) of trial {victim.number}'s point",
-                        log.read_text())  # fmt: skip
+    went_on = re.search(
+        rf"trial +{retry[0].number} goes on from epoch (\d+) of trial {victim.number}'s point", log.read_text()
+    )
     assert went_on and len(trained) <= int(went_on.group(1)) <= len(trained) + 1, log.read_text()[-3000:]
     assert sorted(retry[0].intermediate_values) == list(range(8))  # the curve is whole for the pruner
     curve = tracker.client.get_metric_history(retry[0].user_attrs["mlflow_run_id"], "val_loss")

@@ -33,22 +33,41 @@ OUTAGE_SECONDS = 20
 
 
 def search_yaml(path: Path, study: str, trials: int, epochs: int, **extra: object) -> Path:
-    path.write_text(yaml.safe_dump({
-        "study": study, "space": "tests/spaces/steady.yaml", "trials": trials,
-        "heartbeat_interval": 1, "grace_period": 5,
-        "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window for the fault
-        "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}}, **extra,
-    }))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": study,
+                "space": "tests/spaces/steady.yaml",
+                "trials": trials,
+                "heartbeat_interval": 1,
+                "grace_period": 5,
+                "pruner": {"name": "none"},  # every trial runs all its epochs: a fixed window for the fault
+                "experiment": {"data": {"source": "sample", "subset": 320}, "train": {"epochs": epochs}},
+                **extra,
+            }
+        )
+    )
     return path
 
 
 def start(config: Path, log: Path, runs: Path, tracking: str, **env: str) -> subprocess.Popen:
     """`python -m cae search <config>`, its output (stdout and stderr) in ``log``."""
-    environ = {**os.environ, "CAE_RUNS_DIR": str(runs), "MLFLOW_TRACKING_URI": tracking, "CAE_OFFLINE": "1",
-               "PYTHONUNBUFFERED": "1", **env}  # fmt: skip
+    environ = {
+        **os.environ,
+        "CAE_RUNS_DIR": str(runs),
+        "MLFLOW_TRACKING_URI": tracking,
+        "CAE_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **env,
+    }
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "cae", "search", str(config)], cwd=REPO, env=environ,
-                                stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "cae", "search", str(config)],
+            cwd=REPO,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> str:
@@ -156,8 +175,9 @@ def test_postgres_restart_mid_trial_is_waited_out(own_postgres, tmp_path):
 def small_disk(tmp_path) -> Iterator[Path]:
     mount = tmp_path / "runs"
     mount.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)], capture_output=True,
-                         text=True)  # fmt: skip
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     require(out.returncode == 0, f"cannot mount a 96 MB tmpfs as the runs folder (needs root): {out.stderr.strip()}")
     yield mount
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
@@ -274,9 +294,7 @@ def test_a_tracking_server_that_stops_answering_for_a_while_is_said_and_waited_f
     assert_runs_closed(mlflow_server.url, "mlflow-silent", trials)
 
 
-def test_a_tracking_server_that_stays_silent_ends_the_search_in_one_line_and_nothing_is_lost(
-    mlflow_server, tmp_path
-):  # fmt: skip
+def test_a_tracking_server_that_stays_silent_ends_the_search_in_one_line_and_nothing_is_lost(mlflow_server, tmp_path):
     with stalled_mid_trial(mlflow_server, tmp_path, "mlflow-gone") as (proxy, storage, config, log, process):
         started = time.monotonic()
         output = finish(process, log, timeout=180)

@@ -19,8 +19,9 @@ def predict(model, images):
 @pytest.mark.parametrize("layers", [(0, 0), (2, 3)])
 def test_a_pca_initialised_model_scores_pcas_mse_before_training(basis, sample_splits, layers):
     encode, refine = layers
-    model = build_linear_code(code_values=192, encode_layers=encode, refine_layers=refine, width=8,
-                              pca=(basis.mean, basis.components))  # fmt: skip
+    model = build_linear_code(
+        code_values=192, encode_layers=encode, refine_layers=refine, width=8, pca=(basis.mean, basis.components)
+    )
     images = sample_splits.x_test
     mse = float(np.mean((predict(model, images) - images / 255.0) ** 2))
     assert mse == pytest.approx(pca_point(basis, images, 192).mse, abs=1e-6)
@@ -29,8 +30,9 @@ def test_a_pca_initialised_model_scores_pcas_mse_before_training(basis, sample_s
 def test_standardised_inputs_are_folded_into_the_projection(basis, sample_splits):
     splits = sample_splits
     plain = build_linear_code(code_values=64, pca=(basis.mean, basis.components))
-    standardized = build_linear_code(code_values=64, pca=(basis.mean, basis.components), input_mean=splits.mean,
-                                     input_std=splits.std)  # fmt: skip
+    standardized = build_linear_code(
+        code_values=64, pca=(basis.mean, basis.components), input_mean=splits.mean, input_std=splits.std
+    )
     images = splits.x_test[:50]
     np.testing.assert_allclose(predict(standardized, images), predict(plain, images), atol=1e-5)
 
@@ -53,8 +55,12 @@ def test_the_code_is_the_narrowest_layer_and_the_model_reloads_without_cae(tmp_p
         "x = np.load(sys.argv[2]); assert 'cae' not in sys.modules; "
         "print(float(np.abs(m.predict(x, verbose=0) - np.load(sys.argv[3])).max()))"
     )
-    out = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert float(out.stdout.strip().splitlines()[-1]) < 1e-6
 
 
@@ -66,8 +72,9 @@ def test_bad_values_are_refused():
 
 
 def test_a_pca_code_is_kept_fixed_while_the_convolutions_train(basis, sample_splits):
-    model = build_linear_code(code_values=64, encode_layers=1, refine_layers=1, width=4,
-                              pca=(basis.mean, basis.components))  # fmt: skip
+    model = build_linear_code(
+        code_values=64, encode_layers=1, refine_layers=1, width=4, pca=(basis.mean, basis.components)
+    )
     before = [w.copy() for w in model.get_layer("latent").get_weights()]
     model.compile("adam", "mse")
     x = sample_splits.x_train[:64].astype(np.float32) / 255.0

@@ -13,9 +13,16 @@ def test_reference_has_4911_params_and_an_8x8x16_latent():
     assert tuple(model.get_layer("latent").output.shape[1:]) == (8, 8, 16)
     assert tuple(model.output.shape[1:]) == (32, 32, 3)
     assert [layer.__class__.__name__ for layer in model.layers[1:]] == [
-        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D",
-        "UpSampling2D", "Conv2D", "UpSampling2D", "Conv2D",
-    ]  # fmt: skip
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "MaxPooling2D",
+        "Conv2D",
+        "UpSampling2D",
+        "Conv2D",
+        "UpSampling2D",
+        "Conv2D",
+    ]
 
 
 @pytest.mark.parametrize(

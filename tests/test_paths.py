@@ -69,8 +69,9 @@ def test_committed_results_name_no_path_of_the_machine_they_were_made_on():
             assert not text.startswith(("/", "~")), f"{path.relative_to(REPO)}: absolute path {text!r}"
 
 
-@pytest.mark.parametrize("name", ["/abs/path", "../x", "a/b", "..", ".", ".hidden", "a..b", "a b", "é", "", "x" * 101,
-                                  "a\nb", "a\\b", "~"])
+@pytest.mark.parametrize(
+    "name", ["/abs/path", "../x", "a/b", "..", ".", ".hidden", "a..b", "a b", "é", "", "x" * 101, "a\nb", "a\\b", "~"]
+)
 def test_a_study_name_that_is_not_a_plain_file_name_is_refused_everywhere(name):
     with pytest.raises(CAEError, match="is not a plain name") as err:
         study_dir(name)  # the one way to runs/<study>: no caller can reach outside runs/

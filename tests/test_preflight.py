@@ -21,10 +21,10 @@ def run_cli(*argv: str, tmp_path: Path) -> tuple[int, str, list[str]]:
         "import sys; from cae.cli import main; rc = main(sys.argv[1:]); "
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))); sys.exit(rc)"
     )
-    env = {"CAE_RUNS_DIR": str(tmp_path / "runs"), "PATH": "/usr/bin:/bin", "CAE_OFFLINE": "1",
-           "PYTHONPATH": str(REPO)}  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env, cwd=REPO,
-                         timeout=120)  # fmt: skip
+    env = {"CAE_RUNS_DIR": str(tmp_path / "runs"), "PATH": "/usr/bin:/bin", "CAE_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run(
+        [sys.executable, "-c", script, *argv], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
     return out.returncode, out.stderr, ast.literal_eval(out.stdout.strip().splitlines()[-1])
 
 
@@ -45,8 +45,9 @@ def test_bad_inputs_answer_without_importing_tensorflow(argv, message, tmp_path)
 
 
 def test_a_study_on_the_bundled_sample_gets_its_own_name(capsys):
-    cfg = check_search(load_search(REPO / "experiments/search.yaml", {"experiment.data.source": "sample"}),
-                       study_given=False)  # fmt: skip
+    cfg = check_search(
+        load_search(REPO / "experiments/search.yaml", {"experiment.data.source": "sample"}), study_given=False
+    )
     assert cfg.study == "cae-search-sample" and "never mixes" in capsys.readouterr().out
     overrides = {"experiment.data.source": "sample", "study": "demo"}
     named = check_search(load_search(REPO / "experiments/search.yaml", overrides), study_given=True)
@@ -66,15 +67,18 @@ def test_a_read_only_runs_folder_is_one_line_before_anything_trains(tmp_path):
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(runs)], capture_output=True,
-                         text=True)  # fmt: skip
+    out = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(runs)], capture_output=True, text=True
+    )
     require(out.returncode == 0, f"cannot mount a read-only tmpfs (needs root): {out.stderr.strip()}")
     try:
         code, err, heavy = run_cli("train", "--data", "sample", "--epochs", "1", tmp_path=tmp_path)
     finally:
         subprocess.run(["umount", "-l", str(runs)], capture_output=True)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    expected = (f"error: cannot write in {runs}: Read-only file system; give it write permission or set "
-                "CAE_RUNS_DIR to a writable folder")  # fmt: skip
+    expected = (
+        f"error: cannot write in {runs}: Read-only file system; give it write permission or set "
+        "CAE_RUNS_DIR to a writable folder"
+    )
     assert code == 2 and errors == [expected], err
     assert heavy == []  # said before TensorFlow is imported

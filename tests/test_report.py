@@ -47,8 +47,7 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
 
 
 @pytest.mark.slow  # a real study end to end
-def test_data_naming_the_studys_own_data_scores_its_own_models_and_other_data_retrains(tmp_path_factory,
-                                                                                     tracking_uri):  # fmt: skip
+def test_data_naming_the_studys_own_data_scores_its_own_models_and_other_data_retrains(tmp_path_factory, tracking_uri):
     # `make report DATA=<the archive the study ran on>` once retrained the reference and the best for
     # the full budget (~40 min for a hybrid on 2 cores) instead of scoring the models the study kept.
     cfg = tiny_search(tmp_path_factory.mktemp("same"), "rep-same", trials=1, **{"pruner.name": "none"})
@@ -89,10 +88,17 @@ def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tra
     from cae.search_config import load_search
 
     repo = Path(__file__).resolve().parent.parent
-    cfg = load_search(repo / "experiments/pareto.yaml", {
-        "study": "rd", "trials": 2, "storage": f"sqlite:///{tmp_path_factory.mktemp('rd')}/optuna.db",
-        "experiment.data.source": "sample", "experiment.data.subset": 240, "experiment.train.epochs": 1,
-    })  # fmt: skip
+    cfg = load_search(
+        repo / "experiments/pareto.yaml",
+        {
+            "study": "rd",
+            "trials": 2,
+            "storage": f"sqlite:///{tmp_path_factory.mktemp('rd')}/optuna.db",
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 240,
+            "experiment.train.epochs": 1,
+        },
+    )
     run_search(cfg)
     study = optuna.load_study(study_name="rd", storage=cfg.storage)
     assert len(study.directions) == 2 and study.best_trials  # a non-empty Pareto front
@@ -107,36 +113,81 @@ def test_a_two_objective_study_gives_a_front_and_its_plots(tmp_path_factory, tra
 # The Markdown from a hand-built data object: no study, no training
 
 
-def _scored(label: str, psnr: float, mse: float, *, code: int = 768, latent: int = 1_024, q8: float | None = None,
-            pca: float | None = 25.0, pca_q8: float | None = 24.9, thumb: float | None = 24.0,
-            photos: float | None = None, photos_pca: float | None = None, retrained: bool = False) -> ScoredModel:
-    return ScoredModel(label, f"run-{label}", 30, retrained, 12_345, code, latent, mse, psnr, 0.91,
-                       psnr - 0.4 if q8 is None else q8, 3.5, Against(pca, pca_q8, thumb, 26.0), photos,
-                       Against(photos_pca, None, None, None))  # fmt: skip
+def _scored(
+    label: str,
+    psnr: float,
+    mse: float,
+    *,
+    code: int = 768,
+    latent: int = 1_024,
+    q8: float | None = None,
+    pca: float | None = 25.0,
+    pca_q8: float | None = 24.9,
+    thumb: float | None = 24.0,
+    photos: float | None = None,
+    photos_pca: float | None = None,
+    retrained: bool = False,
+) -> ScoredModel:
+    return ScoredModel(
+        label,
+        f"run-{label}",
+        30,
+        retrained,
+        12_345,
+        code,
+        latent,
+        mse,
+        psnr,
+        0.91,
+        psnr - 0.4 if q8 is None else q8,
+        3.5,
+        Against(pca, pca_q8, thumb, 26.0),
+        photos,
+        Against(photos_pca, None, None, None),
+    )
 
 
 def _report_data(**changes) -> ReportData:
     values = dict(
-        study="hand", generated="2026-01-02 03:04", command="make report STUDY=hand", machine="CPU x2",
+        study="hand",
+        generated="2026-01-02 03:04",
+        command="make report STUDY=hand",
+        machine="CPU x2",
         data_source="path",
-        data_location="../shared/data/cifar10-jpeg.tar.gz", split=(48_000, 6_000, 6_000), seed=42,
-        parent_run_id="parent123", storage="runs/optuna.db", states={"COMPLETE": 9, "PRUNED": 1},
-        objectives=["best_val_loss"], epochs_per_trial=30, wall_seconds=5400.0, trial_seconds=3000.0,
+        data_location="../shared/data/cifar10-jpeg.tar.gz",
+        split=(48_000, 6_000, 6_000),
+        seed=42,
+        parent_run_id="parent123",
+        storage="runs/optuna.db",
+        states={"COMPLETE": 9, "PRUNED": 1},
+        objectives=["best_val_loss"],
+        epochs_per_trial=30,
+        wall_seconds=5400.0,
+        trial_seconds=3000.0,
         space="search_spaces/reconstruction.yaml",
-        best=BestTrial(7, 0.000417, "bestrun", {"model.filters": 41, "train.learning_rate": 0.0012}, 99_000, 768,
-                       768),
-        budget=30, reference=_scored("reference", 27.0, 0.002),
+        best=BestTrial(7, 0.000417, "bestrun", {"model.filters": 41, "train.learning_rate": 0.0012}, 99_000, 768, 768),
+        budget=30,
+        reference=_scored("reference", 27.0, 0.002),
         top=_scored("best", 30.0, 0.001, code=832, latent=832, pca=29.0, pca_q8=28.9, thumb=None),
-        rho_code=(-0.71, 0.01), rho_params=(0.1, 0.7), n_completed=9, single_objective=True,
-        front=[FrontPoint(2, 192, 5_000, 0.004, Against(22.0, 22.0, 22.5, 22.5)),
-               FrontPoint(7, 768, 99_000, 0.000417, Against(33.0, 32.9, 26.0, 26.0)),
-               FrontPoint(9, 3_000, 150_000, 0.0003, Against(45.0, 44.0, None, None))],
-        pca_test={192: 25.0, 512: 31.5, 832: 38.7}, pca_q8_test={192: 24.9, 512: 31.4, 832: 38.5},
-        importances=[Importance("model.filters", 0.62, rho=-0.8), Importance(
-            "model.latent_activation", 0.38, by_choice=[("linear", 0.0011, 2), ("relu", 0.003, 1)])],
-        images={"param_importances": "param_importances.png", "compare": "compare.png"}, colorization="colorization.md",
+        rho_code=(-0.71, 0.01),
+        rho_params=(0.1, 0.7),
+        n_completed=9,
+        single_objective=True,
+        front=[
+            FrontPoint(2, 192, 5_000, 0.004, Against(22.0, 22.0, 22.5, 22.5)),
+            FrontPoint(7, 768, 99_000, 0.000417, Against(33.0, 32.9, 26.0, 26.0)),
+            FrontPoint(9, 3_000, 150_000, 0.0003, Against(45.0, 44.0, None, None)),
+        ],
+        pca_test={192: 25.0, 512: 31.5, 832: 38.7},
+        pca_q8_test={192: 24.9, 512: 31.4, 832: 38.5},
+        importances=[
+            Importance("model.filters", 0.62, rho=-0.8),
+            Importance("model.latent_activation", 0.38, by_choice=[("linear", 0.0011, 2), ("relu", 0.003, 1)]),
+        ],
+        images={"param_importances": "param_importances.png", "compare": "compare.png"},
+        colorization="colorization.md",
         reached=(0.4, 38.9),
-    )  # fmt: skip
+    )
     return ReportData(**{**values, **changes})
 
 
@@ -150,8 +201,10 @@ def test_rendered_markdown_states_margins_aims_importances_and_links():
     assert "## Best trial: #7 (validation MSE 0.000417, MLflow run `bestrun`)" in text
     # Scored rows: margins against PCA (float at the code size, 8-bit at the latent's bytes) and the thumbnail.
     assert "each trial's own model (no retraining)" in text
-    assert ("| reference | 30 (its own) | 12,345 | 768 / 1,024 | 0.002000 | 27.00 | 0.9100 | 25.00 | +2.00 | 26.60 | "
-            "24.90 | +1.70 | 24.00 | +3.00 |") in text  # fmt: skip
+    assert (
+        "| reference | 30 (its own) | 12,345 | 768 / 1,024 | 0.002000 | 27.00 | 0.9100 | 25.00 | +2.00 | 26.60 | "
+        "24.90 | +1.70 | 24.00 | +3.00 |"
+    ) in text
     assert "| best | 30 (its own) | 12,345 | 832 / 832 | 0.001000 | 30.00 | 0.9100 | 29.00 | +1.00 |" in text
     assert "| 28.90 | +0.70 | n/a | n/a |" in text  # no thumbnail of that size: n/a, not a number
     assert "is +3.00 dB against the reference" in text and "+1.00 dB against PCA at its 832 values" in text
@@ -167,21 +220,36 @@ def test_rendered_markdown_states_margins_aims_importances_and_links():
     assert "- Photo tiles: not measured." in text
     assert "**Met**: reaching the conv-only study's best (35.83 dB)" in text and "0.40 h into this study" in text
     # fANOVA's meaning, not "the explained variance" of another evaluator.
-    assert ("- `model.filters`: 62% share of the variance of validation MSE explained by single parameters "
-            "(fANOVA); higher values went with lower error (Spearman ρ = -0.80).") in text  # fmt: skip
+    assert (
+        "- `model.filters`: 62% share of the variance of validation MSE explained by single parameters "
+        "(fANOVA); higher values went with lower error (Spearman ρ = -0.80)."
+    ) in text
     assert "code size vs validation MSE has Spearman ρ = -0.71 (p = 0.01): a clear negative rank correlation" in text
     links = re.findall(r"\]\(([^)]+)\)", text)
-    assert links == ["reconstructions.png", "compare.png", "param_importances.png", "size_vs_error.png",
-                     "rate_distortion.png", "colorization.md"]  # fmt: skip
+    assert links == [
+        "reconstructions.png",
+        "compare.png",
+        "param_importances.png",
+        "size_vs_error.png",
+        "rate_distortion.png",
+        "colorization.md",
+    ]
     assert text.endswith("See [the colorization report](colorization.md).\n")
 
 
 def test_a_small_study_says_it_is_too_small_instead_of_importances_and_correlations():
-    data = _report_data(importances=[], n_completed=3, images={"pareto_front": "pareto_front.png"}, colorization=None,
-                        single_objective=False, reached=None)  # fmt: skip
+    data = _report_data(
+        importances=[],
+        n_completed=3,
+        images={"pareto_front": "pareto_front.png"},
+        colorization=None,
+        single_objective=False,
+        reached=None,
+    )
     text = render(data)
-    assert ("Too few completed trials (3) to say what mattered: importances and rank correlations need at "
-            "least 8.") in text
+    assert (
+        "Too few completed trials (3) to say what mattered: importances and rank correlations need at least 8."
+    ) in text
     assert "Spearman" not in text and "size_vs_error.png" not in text  # no ρ = ±1.00 from three points
     assert "## Loss curves" not in text and "## Colorization" not in text
     assert "not measured here (a two-objective study has no epoch values)" in text
@@ -191,9 +259,11 @@ def test_a_small_study_says_it_is_too_small_instead_of_importances_and_correlati
 def test_the_aims_are_met_only_when_every_size_clears_pca_by_1_db():
     strong = _scored("t1", 26.5, 0.002, code=192, latent=192, q8=26.4, photos=30.0, photos_pca=29.0)
     big = _scored("t2", 41.0, 0.0001, code=832, latent=832, q8=40.0, photos=35.0, photos_pca=34.5)
-    data = _report_data(front=[FrontPoint(1, 192, 1, 0.002, Against(), strong), FrontPoint(2, 832, 1, 0.0001,
-                                                                                            Against(), big)],
-                        pca_q8_test={192: 24.9, 512: 31.4, 832: 38.5}, reached=(2.0, 36.0))  # fmt: skip
+    data = _report_data(
+        front=[FrontPoint(1, 192, 1, 0.002, Against(), strong), FrontPoint(2, 832, 1, 0.0001, Against(), big)],
+        pca_q8_test={192: 24.9, 512: 31.4, 832: 38.5},
+        reached=(2.0, 36.0),
+    )
     text = render(data)
     # 192: 26.4 vs 24.9 (+1.50); 512: the 192-value model is the best that fits (26.4 vs 31.4); 832: 40.0 vs 38.5.
     assert "short at 1 of 3 sizes: 512 (-5.00 dB)" in text
@@ -244,15 +314,15 @@ def test_the_report_names_the_command_with_its_data_settings():
     assert report_command("s", None, {}) == "make report STUDY=s"
 
 
-
-
 def test_an_enqueued_point_that_was_pruned_is_said_with_how_far_it_got():
     from cae.report.data import StoppedPoint
 
     stopped = StoppedPoint(2, "pca_init=False, encode_layers=2", "PRUNED", 3, 26.60, 832, 38.84)
     text = render(_report_data(ablation=[], stopped=[stopped]))
-    assert ("- Trial 2 (pca_init=False, encode_layers=2): pruned at 26.60 dB validation PSNR after 3 epoch(s) "
-            "(PCA at its 832 values: 38.84 dB); no model of it was kept.") in text
+    assert (
+        "- Trial 2 (pca_init=False, encode_layers=2): pruned at 26.60 dB validation PSNR after 3 epoch(s) "
+        "(PCA at its 832 values: 38.84 dB); no model of it was kept."
+    ) in text
     assert "## What each part buys" in text
     assert "## What each part buys" not in render(_report_data(ablation=[], stopped=[]))
 
@@ -266,10 +336,19 @@ def test_a_pruned_two_objective_point_is_told_from_its_rungs():
     study = optuna.create_study(directions=["minimize", "minimize"])
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     attrs = {"enqueued": "code_budget=640", "latent_values": 640, "rung_1": 0.13, "rung_3": 0.23}
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.PRUNED, params={"x": 0.5}, distributions=dist,
-                                        user_attrs=attrs))  # fmt: skip
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.5}, distributions=dist,
-                                        user_attrs={"enqueued": "code_budget=384", "latent_values": 384}))  # fmt: skip
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.PRUNED, params={"x": 0.5}, distributions=dist, user_attrs=attrs
+        )
+    )
+    study.add_trial(
+        optuna.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"x": 0.5},
+            distributions=dist,
+            user_attrs={"enqueued": "code_budget=384", "latent_values": 384},
+        )
+    )
     val = BaselineTable("validation", pca={640: 30.00, 384: 28.00}, pca_q8={}, thumbnail=[])
     pruned, failed = stopped_points(study, val)
     assert (pruned.epochs, pruned.pca_val) == (3, 30.00)
@@ -291,8 +370,9 @@ def test_same_data_is_judged_by_digest_subset_and_seed_of_the_best_trial():
     recorded = {"data_digest": "d1", "subset": None}
     best = {"config": {"data": {"subset": None}, "seed": 42}}
     assert _same_data({}, splits, recorded, best)
-    assert _same_data({"data.source": "elsewhere/cifar10.tar.gz", "data.subset": None, "seed": 42}, splits, recorded,
-                      best)  # fmt: skip
+    assert _same_data(
+        {"data.source": "elsewhere/cifar10.tar.gz", "data.subset": None, "seed": 42}, splits, recorded, best
+    )
     assert not _same_data({"data.source": "x"}, SimpleNamespace(digest="d2"), recorded, best)
     assert not _same_data({"data.subset": 3000}, splits, recorded, best)
     assert not _same_data({"seed": 7}, splits, recorded, best)
@@ -311,8 +391,15 @@ def test_a_point_stopped_and_queued_again_is_told_by_its_retry():
     def add(state, number_of=None, **attrs):
         retry = {"retry_of": number_of} if number_of is not None else {}
         values = {"value": 0.1} if state == "COMPLETE" else {}
-        study.add_trial(optuna.create_trial(state=getattr(optuna.trial.TrialState, state), params={"x": 0.5},
-                                            distributions=dist, user_attrs={**attrs, **retry}, **values))  # fmt: skip
+        study.add_trial(
+            optuna.create_trial(
+                state=getattr(optuna.trial.TrialState, state),
+                params={"x": 0.5},
+                distributions=dist,
+                user_attrs={**attrs, **retry},
+                **values,
+            )
+        )
 
     add("FAIL", reference=True, fail_reason="interrupted (SIGTERM)")
     add("FAIL", enqueued="pca_init=True", fail_reason="interrupted (Ctrl-C)")

@@ -40,8 +40,9 @@ def open_study(own_postgres, monkeypatch) -> Callable[..., tuple[optuna.Study, o
             own_postgres.create_database(database)
             created.add(database)
         monkeypatch.setenv("CAE_STORAGE_PATIENCE", str(patience))
-        storage = open_storage(SearchConfig(storage=own_postgres.url(database), heartbeat_interval=1,
-                                            grace_period=grace))  # fmt: skip
+        storage = open_storage(
+            SearchConfig(storage=own_postgres.url(database), heartbeat_interval=1, grace_period=grace)
+        )
         return optuna.create_study(study_name="s", storage=storage, load_if_exists=True), storage
 
     return make

@@ -17,8 +17,15 @@ def _study_with(*attrs: tuple[dict, dict]) -> list[optuna.trial.FrozenTrial]:
     study = optuna.create_study()
     dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
     for user, system in attrs:
-        study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params={"x": 0.5}, distributions=dist,
-                                            user_attrs=user, system_attrs=system))  # fmt: skip
+        study.add_trial(
+            optuna.create_trial(
+                state=optuna.trial.TrialState.FAIL,
+                params={"x": 0.5},
+                distributions=dist,
+                user_attrs=user,
+                system_attrs=system,
+            )
+        )
     return study.get_trials(deepcopy=False)
 
 
@@ -56,8 +63,7 @@ def _train(workdir, epochs: int, callbacks=()):
 
     ds = tf.data.Dataset.from_tensor_slices(data).batch(16)
     cosine = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=epochs * 4)
-    fitted = fit(model, ds, ds, loss="mse", learning_rate=cosine, epochs=epochs, callbacks=callbacks,
-                 workdir=workdir)  # fmt: skip
+    fitted = fit(model, ds, ds, loss="mse", learning_rate=cosine, epochs=epochs, callbacks=callbacks, workdir=workdir)
     return model, fitted
 
 

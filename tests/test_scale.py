@@ -28,11 +28,21 @@ def scaled(postgres, mlflow_server):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
         storage = postgres.create_database("scale")  # a bare postgresql:// URL, as a user writes it
-        cfg = load_search(REPO / "experiments/search.yaml", {
-            "study": "scale", "trials": 4, "workers": 3, "storage": storage, "max_code_values": None,
-            "experiment.data.source": "sample", "experiment.data.subset": 160, "experiment.train.epochs": 1,
-            "heartbeat_interval": 2, "grace_period": 20,
-        })  # fmt: skip
+        cfg = load_search(
+            REPO / "experiments/search.yaml",
+            {
+                "study": "scale",
+                "trials": 4,
+                "workers": 3,
+                "storage": storage,
+                "max_code_values": None,
+                "experiment.data.source": "sample",
+                "experiment.data.subset": 160,
+                "experiment.train.epochs": 1,
+                "heartbeat_interval": 2,
+                "grace_period": 20,
+            },
+        )
         summary = run_search(cfg)
         yield cfg, summary, optuna.load_study(study_name="scale", storage=with_driver(storage))
 
@@ -82,6 +92,7 @@ def test_joining_workers_sample_apart(scaled, mlflow_server, monkeypatch):
     cfg, _, _ = scaled
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     offsets = []
+
     def fake_worker(cfg, parent, tracker, task, index):
         offsets.append((parent, index))
 

@@ -24,10 +24,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 def config(tmp_path: Path, study: str, **overrides):
     base = {
-        "study": study, "trials": 3, "storage": f"sqlite:///{tmp_path}/optuna.db",
-        "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 1,
-        "heartbeat_interval": 1, "grace_period": 3, "enqueue": [],
-    }  # fmt: skip
+        "study": study,
+        "trials": 3,
+        "storage": f"sqlite:///{tmp_path}/optuna.db",
+        "experiment.data.source": "sample",
+        "experiment.data.subset": 320,
+        "experiment.train.epochs": 1,
+        "heartbeat_interval": 1,
+        "grace_period": 3,
+        "enqueue": [],
+    }
     return load_search(REPO / "experiments/search.yaml", {**base, **overrides})
 
 
@@ -173,8 +179,11 @@ def test_a_dead_trial_is_stopped_after_two_epochs_with_its_reason_and_the_study_
     study = optuna.load_study(study_name="dead", storage=cfg.storage)
     dead = study.trials[1]
     assert dead.state.name == "PRUNED" and max(dead.intermediate_values) + 1 == 2  # stopped at epoch 2 of 6
-    assert re.match(r"learns nothing: validation MSE 0\.\d+ after epoch 2 is no better than the training split's "
-                    r"mean image \(0\.0\d+\)", dead.user_attrs["stop_reason"])  # fmt: skip
+    assert re.match(
+        r"learns nothing: validation MSE 0\.\d+ after epoch 2 is no better than the training split's "
+        r"mean image \(0\.0\d+\)",
+        dead.user_attrs["stop_reason"],
+    )
     run = next(r for r in children(tracking_uri, "dead")[1] if r.data.tags["trial_number"] == "1")
     assert run.data.tags["trial_state"] == "PRUNED" and run.data.tags["error"].startswith("learns nothing")
     assert study.trials[0].state.name == "COMPLETE" and len(study.trials[0].intermediate_values) == 6  # it learns
@@ -319,8 +328,9 @@ def test_resuming_on_other_settings_is_refused_and_extending_is_recorded(db, tra
 def test_the_default_study_prunes_at_early_rungs_and_exports_the_best_trials_own_model(db, tracking_uri):
     """experiments/search.yaml as it is (Hyperband from epoch 1, the enqueued points), shortened to 9 epochs."""
     enqueued = list(load_search(REPO / "experiments/search.yaml").enqueue)
-    cfg = config(db, "defaults", trials=6, enqueue=enqueued,
-                 **{"experiment.train.epochs": 9, "experiment.data.subset": 160})  # fmt: skip
+    cfg = config(
+        db, "defaults", trials=6, enqueue=enqueued, **{"experiment.train.epochs": 9, "experiment.data.subset": 160}
+    )
     run_search(cfg)
     study = optuna.load_study(study_name="defaults", storage=cfg.storage)
     pruned = [t for t in study.trials if t.state.name == "PRUNED"]
@@ -337,9 +347,14 @@ def test_the_default_study_prunes_at_early_rungs_and_exports_the_best_trials_own
 
 @pytest.mark.slow  # a real study end to end
 def test_a_two_objective_study_stops_trials_at_its_rungs_by_their_margin_over_pca(db, tracking_uri):
-    overrides = {"objectives": ["best_val_loss", "code_values"], "pruner.name": "successive_halving",
-                 "pruner.n_warmup_steps": 1, "experiment.train.epochs": 3, "trials": 4,
-                 "sampler.name": "random"}  # fmt: skip
+    overrides = {
+        "objectives": ["best_val_loss", "code_values"],
+        "pruner.name": "successive_halving",
+        "pruner.n_warmup_steps": 1,
+        "experiment.train.epochs": 3,
+        "trials": 4,
+        "sampler.name": "random",
+    }
     run_search(config(db, "rungs", **overrides))
     study = optuna.load_study(study_name="rungs", storage=config(db, "rungs").storage)
     judged = [t for t in study.trials if "rung_1" in t.user_attrs]
@@ -389,10 +404,19 @@ def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, trackin
     from cae.search_config import load_search
 
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    cfg = load_search(REPO / "experiments/search.yaml", {
-        "study": "paused", "trials": 2, "storage": storage, "enqueue": [], "pruner.name": "none",
-        "experiment.data.source": "sample", "experiment.data.subset": 160, "experiment.train.epochs": 2,
-    })  # fmt: skip
+    cfg = load_search(
+        REPO / "experiments/search.yaml",
+        {
+            "study": "paused",
+            "trials": 2,
+            "storage": storage,
+            "enqueue": [],
+            "pruner.name": "none",
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 160,
+            "experiment.train.epochs": 2,
+        },
+    )
 
     class FailedElsewhere(keras.callbacks.Callback):
         def __init__(self, trial):
@@ -420,11 +444,17 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
     study = optuna.create_study()
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     trial.set_user_attr("reference", True)
-    trial.set_user_attr("fail_reason", "TrackingUnavailable: MLflow tracking server http://h:5000 did not answer "
-                                       "for 130 s (log_batch: no answer); the study is intact: rerun")  # fmt: skip
+    trial.set_user_attr(
+        "fail_reason",
+        "TrackingUnavailable: MLflow tracking server http://h:5000 did not answer "
+        "for 130 s (log_batch: no answer); the study is intact: rerun",
+    )
     study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    with pytest.raises(TrackingUnavailable, match=r"did not answer for 130 s \(log_batch: no answer\); trial 0 is "
-                                                  r"queued again and the study is intact"):  # fmt: skip
+    with pytest.raises(
+        TrackingUnavailable,
+        match=r"did not answer for 130 s \(log_batch: no answer\); trial 0 is "
+        r"queued again and the study is intact",
+    ):
         requeue_if_unanswered(study, study.trials[0])
     waiting = study.trials[1]
     assert waiting.state.name == "WAITING" and waiting.system_attrs["fixed_params"] == study.trials[0].params
@@ -447,10 +477,13 @@ def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
         trial.set_user_attr("enqueued", "a recipe")
         trial.set_user_attr("fail_reason", "interrupted (SIGTERM)")
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    study.add_trial(optuna.create_trial(  # a parameter this space does not have
-        state=optuna.trial.TrialState.FAIL, params={"model.gone": 1},
-        distributions={"model.gone": optuna.distributions.IntDistribution(0, 2)},
-    ))  # fmt: skip
+    study.add_trial(
+        optuna.create_trial(  # a parameter this space does not have
+            state=optuna.trial.TrialState.FAIL,
+            params={"model.gone": 1},
+            distributions={"model.gone": optuna.distributions.IntDistribution(0, 2)},
+        )
+    )
 
     assert requeue_interrupted(study, 0, space, trials=2)
     queued = study.trials[3]
@@ -462,8 +495,9 @@ def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
     assert requeue_interrupted(study, 1, space, trials=3) and len(study.trials) == 5
     # Two workers stopped with one trial left in the budget: the second point is not queued.
     first = study.trials[0]
-    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.FAIL, params=first.params,
-                                        distributions=first.distributions))  # fmt: skip
+    study.add_trial(
+        optuna.create_trial(state=optuna.trial.TrialState.FAIL, params=first.params, distributions=first.distributions)
+    )
     assert not requeue_interrupted(study, 5, space, trials=2) and len(study.trials) == 6
 
 

@@ -12,8 +12,9 @@ def two_objective_study(recorded: list[str] | None) -> optuna.Study:
         study.set_user_attr("objectives", recorded)
     dist = {"model.filters": optuna.distributions.IntDistribution(4, 64)}
     for i, (mse, size) in enumerate([(0.010, 64), (0.006, 256), (0.004, 512), (0.005, 768), (0.002, 1024)]):
-        study.add_trial(optuna.trial.create_trial(params={"model.filters": 4 + 8 * i}, distributions=dist,
-                                                  values=[mse, size]))  # fmt: skip
+        study.add_trial(
+            optuna.trial.create_trial(params={"model.filters": 4 + 8 * i}, distributions=dist, values=[mse, size])
+        )
     return study
 
 

@@ -47,8 +47,12 @@ def fake_python(tmp_path: Path, version: str) -> Path:
 
 def make_setup(tmp_path: Path, python: Path, *extra: str) -> subprocess.CompletedProcess:
     venv = tmp_path / "venv"
-    return subprocess.run(["make", "-s", "-C", str(REPO), "setup", f"PYTHON={python}", f"VENV={venv}", *extra],
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    return subprocess.run(
+        ["make", "-s", "-C", str(REPO), "setup", f"PYTHON={python}", f"VENV={venv}", *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.slow
@@ -56,8 +60,10 @@ def test_setup_refuses_an_old_or_missing_python_in_one_line(tmp_path, fake_bin):
     out = make_setup(tmp_path, fake_python(tmp_path, "3.10.14"))
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-    assert errors == [f"error: {tmp_path}/python3.10.14 is Python 3.10.14; cae-search needs Python 3.11+ "
-                      "(make setup PYTHON=python3.11)"]  # fmt: skip
+    assert errors == [
+        f"error: {tmp_path}/python3.10.14 is Python 3.10.14; cae-search needs Python 3.11+ "
+        "(make setup PYTHON=python3.11)"
+    ]
     assert not (tmp_path / "venv").exists()  # nothing created
     out = make_setup(tmp_path, tmp_path / "no-such-python")
     assert out.returncode != 0 and "no-such-python not found; cae-search needs Python 3.11+" in out.stderr
@@ -67,8 +73,10 @@ def test_setup_refuses_an_old_or_missing_python_in_one_line(tmp_path, fake_bin):
 def test_setup_picks_the_gpu_extra_when_nvidia_smi_lists_a_gpu(tmp_path, fake_bin):
     script(fake_bin / "nvidia-smi", f'[ "$1" = "-L" ] && printf "{H100}\\n"')
     out = make_setup(tmp_path, fake_python(tmp_path, "3.12.1"))
-    assert ("setup: Python 3.12.1, TensorFlow extra 'gpu' (nvidia-smi -L: GPU 0: NVIDIA H100 80GB HBM3 "
-            "(UUID: GPU-0a1b)); force one with TF_EXTRA=gpu|tf-cpu|tf") in out.stdout  # fmt: skip
+    assert (
+        "setup: Python 3.12.1, TensorFlow extra 'gpu' (nvidia-smi -L: GPU 0: NVIDIA H100 80GB HBM3 "
+        "(UUID: GPU-0a1b)); force one with TF_EXTRA=gpu|tf-cpu|tf"
+    ) in out.stdout
     assert "fake python: -m venv" in out.stderr  # it went on to create the environment
 
 
@@ -90,8 +98,10 @@ def test_workers_get_one_gpu_each(fake_bin, monkeypatch):
     gpus = gpu_ids()
     assert gpus == ["0", "1"]
     assert [worker_gpu_env(i, gpus) for i in range(3)] == [
-        {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}, {"CUDA_VISIBLE_DEVICES": "0"}
-    ]  # fmt: skip
+        {"CUDA_VISIBLE_DEVICES": "0"},
+        {"CUDA_VISIBLE_DEVICES": "1"},
+        {"CUDA_VISIBLE_DEVICES": "0"},
+    ]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")  # the user's choice wins
     assert gpu_ids() == ["3", "5"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -36,9 +36,16 @@ def test_two_first_starts_on_an_empty_store_both_succeed(tmp_path):
     for attempt in range(3):
         root = tmp_path / f"runs{attempt}"
         root.mkdir()
-        procs = [subprocess.Popen([sys.executable, "-c", FIRST_START, str(root), f"study{i}"], cwd=REPO,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for i in range(2)]  # fmt: skip
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", FIRST_START, str(root), f"study{i}"],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(2)
+        ]
         outs = [p.communicate(timeout=240) for p in procs]
         for proc, (out, err) in zip(procs, outs, strict=True):
             assert proc.returncode == 0 and out.startswith("ok"), err[-2000:]

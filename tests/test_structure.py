@@ -37,14 +37,18 @@ MODULES = {module_name(p): p for p in CAE.rglob("*.py")}
 def test_the_search_engine_imports_nothing_from_colorization():
     engine = {name: path for name, path in MODULES.items() if name.startswith("cae.search")}
     assert engine
-    offenders = {name: sorted(i for i in imports(path, top_level_only=False) if i.startswith("cae.colorize"))
-                 for name, path in engine.items()}  # fmt: skip
+    offenders = {
+        name: sorted(i for i in imports(path, top_level_only=False) if i.startswith("cae.colorize"))
+        for name, path in engine.items()
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_no_import_cycle_at_module_level():
-    graph = {name: {i for i in imports(path, top_level_only=True) if i in MODULES and i != name}
-             for name, path in MODULES.items()}  # fmt: skip
+    graph = {
+        name: {i for i in imports(path, top_level_only=True) if i in MODULES and i != name}
+        for name, path in MODULES.items()
+    }
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     cycles: list[list[str]] = []
 
@@ -52,7 +56,7 @@ def test_no_import_cycle_at_module_level():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append([*path[path.index(nxt):], nxt])
+                cycles.append([*path[path.index(nxt) :], nxt])
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = 2
@@ -86,8 +90,11 @@ def unexplained_imports(source: str, name: str) -> list[str]:
     """
     tree = ast.parse(source)
     functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    comments = [tok.start for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-                if tok.type == tokenize.COMMENT and LAZY.match(tok.string)]  # fmt: skip
+    comments = [
+        tok.start
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type == tokenize.COMMENT and LAZY.match(tok.string)
+    ]
     if any(col == 0 and not any(f.lineno <= line <= f.end_lineno for f in functions) for line, col in comments):
         return []
     found: list[str] = []
@@ -108,8 +115,11 @@ def unexplained_imports(source: str, name: str) -> list[str]:
 
 def test_an_import_inside_a_function_says_why():
     """Every ``cae`` import inside a function has a ``# lazy:`` reason by the rule of :func:`unexplained_imports`."""
-    offenders = [line for name, path in sorted(MODULES.items())
-                 for line in unexplained_imports(path.read_text(), str(path.relative_to(CAE.parent)))]  # fmt: skip
+    offenders = [
+        line
+        for name, path in sorted(MODULES.items())
+        for line in unexplained_imports(path.read_text(), str(path.relative_to(CAE.parent)))
+    ]
     heading = "imports of cae modules inside a function without a # lazy: reason (move them to the top, or say why):"
     assert not offenders, "\n".join([heading, *offenders])
 

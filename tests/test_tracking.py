@@ -37,8 +37,15 @@ def inputs_of(tracker: Tracker, run_id: str) -> dict[str, tuple[str, str, dict]]
 
 def test_a_trial_run_logs_its_datasets_and_queued_epochs(tracker, sample_splits):
     parent = tracker.start_run("tracking", "parent")
-    with trial_run(tracker, "tracking", 0, parent_id=parent.run_id, tags={"engine": "optuna"},
-                   params={"model.depth": 2}, splits=sample_splits) as run:  # fmt: skip
+    with trial_run(
+        tracker,
+        "tracking",
+        0,
+        parent_id=parent.run_id,
+        tags={"engine": "optuna"},
+        params={"model.depth": 2},
+        splits=sample_splits,
+    ) as run:
         callback = run.epoch_callback()
         for epoch in range(3):
             callback.on_epoch_end(epoch, {"loss": 0.1 / (epoch + 1), "val_loss": 0.2 / (epoch + 1)})
@@ -46,8 +53,10 @@ def test_a_trial_run_logs_its_datasets_and_queued_epochs(tracker, sample_splits)
     assert got.info.status == "FINISHED" and got.data.tags["trial_state"] == "COMPLETE"
     assert got.data.tags["machine"]
     assert [(s, round(v, 6)) for s, v in tracker.metric_history(run.run_id, "val_loss")] == [
-        (1, 0.2), (2, 0.1), (3, 0.066667)
-    ]  # fmt: skip
+        (1, 0.2),
+        (2, 0.1),
+        (3, 0.066667),
+    ]
     digest = sample_splits.digest
     assert inputs_of(tracker, run.run_id) == {
         "cifar10-train": ("training", digest, {"uri": "sample"}),
@@ -59,8 +68,10 @@ def test_a_trial_run_logs_its_datasets_and_queued_epochs(tracker, sample_splits)
 
 def test_a_failing_trial_keeps_its_queued_curve_and_ends_failed(tracker):
     parent = tracker.start_run("tracking", "parent")
-    with pytest.raises(ValueError), trial_run(tracker, "tracking", 1, parent_id=parent.run_id, tags={},
-                                              params={}) as run:  # fmt: skip
+    with (
+        pytest.raises(ValueError),
+        trial_run(tracker, "tracking", 1, parent_id=parent.run_id, tags={}, params={}) as run,
+    ):
         run.log_metrics({"val_loss": 0.5}, step=1, queued=True)
         raise ValueError("boom")
     got = tracker.client.get_run(run.run_id)
@@ -177,13 +188,16 @@ def test_a_training_run_carries_its_dataset_inputs(tracker, sample_splits):
     from cae.experiment import run_experiment
     from cae.schema import with_overrides
 
-    config = with_overrides(ExperimentConfig(), {"data.source": "sample", "data.subset": 240, "train.epochs": 1,
-                                                 "name": "tracking-train"})  # fmt: skip
+    config = with_overrides(
+        ExperimentConfig(), {"data.source": "sample", "data.subset": 240, "train.epochs": 1, "name": "tracking-train"}
+    )
     run_id, _, _ = run_experiment(config, tracker)
     inputs = inputs_of(tracker, run_id)
     assert {name: context for name, (context, _, _) in inputs.items()} == {
-        "cifar10-train": "training", "cifar10-val": "validation", "cifar10-test": "testing"
-    }  # fmt: skip
+        "cifar10-train": "training",
+        "cifar10-val": "validation",
+        "cifar10-test": "testing",
+    }
     assert {digest for _, digest, _ in inputs.values()} == {sample_splits.digest}
 
 
@@ -214,8 +228,13 @@ def test_no_param_tag_or_text_of_a_run_holds_a_password(tracker):
     run = tracker.start_run("tracking-secrets", "parent", tags={"storage_at_start": url})
     with run:
         run.log_params({"storage": url, "urls": [url, "sqlite:///x.db"]})
-        run.set_tags({"storage": url, "error": f"cannot connect to {url}: refused",
-                      "query": f"postgresql://cae@db/cae?password={SECRET}"})  # fmt: skip
+        run.set_tags(
+            {
+                "storage": url,
+                "error": f"cannot connect to {url}: refused",
+                "query": f"postgresql://cae@db/cae?password={SECRET}",
+            }
+        )
         run.log_text(f"storage: {url}\n", "notes.txt")
     text = recorded_text(tracker, run.run_id)
     assert SECRET not in text
@@ -233,10 +252,16 @@ def test_a_study_parent_run_on_postgresql_records_no_password(postgres, tracker,
     # The cluster trusts 127.0.0.1, so the server accepts any password: the URL is a real one that works.
     url = postgres.create_database("secrets").replace("postgres@", f"postgres:{SECRET}@")
     assert SECRET in url
-    cfg = with_overrides(SearchConfig(), {
-        "study": "tracking-pg-secret", "storage": url, "trials": 1,
-        "experiment.data.source": "sample", "experiment.data.subset": 160,
-    })  # fmt: skip
+    cfg = with_overrides(
+        SearchConfig(),
+        {
+            "study": "tracking-pg-secret",
+            "storage": url,
+            "trials": 1,
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 160,
+        },
+    )
     _, _, parent = prepare(cfg, tracker, ReconstructionTask)
     parent.end()
     data = tracker.client.get_run(parent.run_id).data

@@ -157,8 +157,9 @@ def test_class_weight_zero_is_todays_model(small_splits):
 
 
 def test_the_class_loss_is_logged_per_epoch_and_falls(tmp_path, tracking_uri):
-    config = tiny(**COLOUR, **{"model.semantic": 32, "train.class_weight": 1.0, "train.epochs": 4,
-                                "train.learning_rate": 3e-3})  # fmt: skip
+    config = tiny(
+        **COLOUR, **{"model.semantic": 32, "train.class_weight": 1.0, "train.epochs": 4, "train.learning_rate": 3e-3}
+    )
     tracker = Tracker(tracking_uri)
     run_id, result, _ = run_experiment(config, tracker, experiment="semantic", run_name="class-loss")
     history = [m.value for m in sorted(tracker.client.get_metric_history(run_id, "class_loss"), key=lambda m: m.step)]
@@ -175,11 +176,14 @@ def test_a_saved_semantic_colorizer_loads_with_plain_keras_and_maps_gray_to_rgb(
     config = tiny(**COLOUR, **{"model.semantic": 16, "train.class_weight": 0.5, "train.epochs": 1})
     result = train_and_evaluate(config, small_splits, evaluate_test=False)
     result.model.save(tmp_path / "colorizer.keras")
-    script = ("import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1], compile=False); "
-              "y = m.predict(np.random.default_rng(0).uniform(0, 1, (3, 32, 32, 1)).astype('float32'), verbose=0); "
-              "assert 'cae' not in sys.modules; print(y.shape, float(y.min()) >= 0, float(y.max()) <= 1)")  # fmt: skip
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path / "colorizer.keras")], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+    script = (
+        "import sys, numpy as np, keras; m = keras.models.load_model(sys.argv[1], compile=False); "
+        "y = m.predict(np.random.default_rng(0).uniform(0, 1, (3, 32, 32, 1)).astype('float32'), verbose=0); "
+        "assert 'cae' not in sys.modules; print(y.shape, float(y.min()) >= 0, float(y.max()) <= 1)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "colorizer.keras")], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip().splitlines()[-1] == "(3, 32, 32, 3) True True"
 
 

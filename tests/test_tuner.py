@@ -15,10 +15,18 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow  # a real keras-tuner study end to end
 def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
-    cfg = load_search(REPO / "experiments/search.yaml", {
-        "study": "kt", "engine": "keras-tuner", "tuner": "hyperband", "trials": 3,
-        "experiment.data.source": "sample", "experiment.data.subset": 320, "experiment.train.epochs": 3,
-    })  # fmt: skip
+    cfg = load_search(
+        REPO / "experiments/search.yaml",
+        {
+            "study": "kt",
+            "engine": "keras-tuner",
+            "tuner": "hyperband",
+            "trials": 3,
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 320,
+            "experiment.train.epochs": 3,
+        },
+    )
     summary = run_tuner(cfg)
     space = load_space(REPO / cfg.space)
     tracker = Tracker(tracking_uri)
@@ -64,10 +72,19 @@ def test_a_dead_trial_under_keras_tuner_is_pruned_in_mlflow_and_the_search_goes_
         return Stop()
 
     monkeypatch.setattr(task_module, "dead_stop", stop_the_second)
-    cfg = load_search(REPO / "experiments/search.yaml", {
-        "study": "kt-dead", "engine": "keras-tuner", "tuner": "random", "trials": 3, "max_code_values": None,
-        "experiment.data.source": "sample", "experiment.data.subset": 160, "experiment.train.epochs": 1,
-    })  # fmt: skip
+    cfg = load_search(
+        REPO / "experiments/search.yaml",
+        {
+            "study": "kt-dead",
+            "engine": "keras-tuner",
+            "tuner": "random",
+            "trials": 3,
+            "max_code_values": None,
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 160,
+            "experiment.train.epochs": 1,
+        },
+    )
     run_tuner(cfg)
     tracker = Tracker(tracking_uri)
     runs = {r.data.tags["trial_number"]: r for r in tracker.child_runs(tracker.find_study_parent("kt-dead"), "kt-dead")}

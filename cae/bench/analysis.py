@@ -26,8 +26,10 @@ def best_so_far(trials: Trials, t: float = INF) -> float:
 
 def time_to_target(trials: Trials, target: float) -> float:
     """Seconds from the first trial's start to the end of the first COMPLETE trial at or below ``target``."""
-    return min((tr["end"] for tr in trials if tr["state"] == "COMPLETE" and tr["value"] is not None
-                and tr["value"] <= target), default=INF)  # fmt: skip
+    return min(
+        (tr["end"] for tr in trials if tr["state"] == "COMPLETE" and tr["value"] is not None and tr["value"] <= target),
+        default=INF,
+    )
 
 
 def wall_time(trials: Trials) -> float:
@@ -74,12 +76,15 @@ def strategy_row(runs: Sequence[Trials], target: float, random_ttt: float, rando
     usable = math.isfinite(random_ttt) and random_ttt > 0
     ratios = [time_to_target(r, target) / random_ttt if usable else math.nan for r in runs]
     return StrategyRow(
-        ratios=ratios, reached=sum(math.isfinite(x) for x in ratios), seeds=len(runs),
+        ratios=ratios,
+        reached=sum(math.isfinite(x) for x in ratios),
+        seeds=len(runs),
         best_at=[median([best_so_far(r, f * random_wall) for r in runs]) for f in FRACTIONS],
-        final=median([best_so_far(r) for r in runs]), wall=median([wall_time(r) for r in runs]),
+        final=median([best_so_far(r) for r in runs]),
+        wall=median([wall_time(r) for r in runs]),
         pruned=median([sum(t["state"] == "PRUNED" for t in r) / max(1, len(r)) for r in runs]),
         trials=median([finished(r) for r in runs]),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,10 @@ def workers_recommendation(cmp: WorkersComparison, threads: int, cores: int) -> 
     minutes = "" if unreached else f" (time to target {_min(cmp.ttt_two)} vs {_min(cmp.ttt_one)} min)"
     head = f"Recommendation for a {cores}-core machine like this one:"
     if cmp.rate_ratio >= 1.05 and (sooner or unreached):
-        return (f"{head} `WORKERS=2` ({threads} thread{'s' if threads > 1 else ''} each): two workers finished "
-                f"{cmp.rate_ratio:.2f}× the trials per hour{minutes}.")  # fmt: skip
+        return (
+            f"{head} `WORKERS=2` ({threads} thread{'s' if threads > 1 else ''} each): two workers finished "
+            f"{cmp.rate_ratio:.2f}× the trials per hour{minutes}."
+        )
     if cmp.rate_ratio >= 1.05:
         why = f"finished {cmp.rate_ratio:.2f}× the trials per hour but reached the target later{minutes}"
     elif cmp.rate_ratio > 0.95:

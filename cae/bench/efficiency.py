@@ -43,8 +43,11 @@ def measure_efficiency(plan: Plan, env: BenchEnv, source: str | None, store: Sto
                 result = search.result()
                 finished = sum(t["state"] in ("COMPLETE", "PRUNED") for t in result["trials"])
                 if finished < plan.trials:  # the report shows each strategy's count; say it here too, while it runs
-                    print(f"[bench] warning: {search.study} ended with {finished} finished trials, fewer than "
-                          f"{plan.trials}", flush=True)  # fmt: skip
+                    print(
+                        f"[bench] warning: {search.study} ended with {finished} finished trials, fewer than "
+                        f"{plan.trials}",
+                        flush=True,
+                    )
                 store.put(key, result, search.wall or 0.0, host)
             if not done:
                 time.sleep(1)

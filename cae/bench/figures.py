@@ -27,8 +27,9 @@ def progress_bands(runs: Sequence[Trials], grid: np.ndarray) -> tuple[np.ndarray
         return med, np.nanmin(values, axis=0), np.nanmax(values, axis=0)
 
 
-def plot_progress(runs: Mapping[str, Sequence[Trials]], labels: Mapping[str, str], eff: Efficiency, path: Path,
-                  title: str) -> Path:  # fmt: skip
+def plot_progress(
+    runs: Mapping[str, Sequence[Trials]], labels: Mapping[str, str], eff: Efficiency, path: Path, title: str
+) -> Path:
     """Median line and min–max band over seeds per strategy; the target and random's time marks."""
     from cae.plots import plt, save  # lazy: matplotlib only when drawing; the Markdown of cae.bench.render needs none
 
@@ -50,10 +51,23 @@ def plot_progress(runs: Mapping[str, Sequence[Trials]], labels: Mapping[str, str
         ax.axhline(eff.target, color="k", ls=":", lw=1.2, label=f"target {eff.target:.5f} (random's final best)")
     for f in FRACTIONS:
         ax.axvline(f * eff.random_wall / 60, color="grey", ls="--", lw=0.8)
-        ax.text(f * eff.random_wall / 60, 0.01, f" {f:.0%} of random's time", transform=ax.get_xaxis_transform(),
-                rotation=90, ha="right", va="bottom", fontsize=8, color="grey")  # fmt: skip
-    ax.set(xlabel="wall time since the first trial started (minutes)", ylabel="best validation MSE so far (log)",
-           yscale="log", title=title)  # fmt: skip
+        ax.text(
+            f * eff.random_wall / 60,
+            0.01,
+            f" {f:.0%} of random's time",
+            transform=ax.get_xaxis_transform(),
+            rotation=90,
+            ha="right",
+            va="bottom",
+            fontsize=8,
+            color="grey",
+        )
+    ax.set(
+        xlabel="wall time since the first trial started (minutes)",
+        ylabel="best validation MSE so far (log)",
+        yscale="log",
+        title=title,
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, path)

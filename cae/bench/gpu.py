@@ -34,6 +34,12 @@ def measure_gpu(source: str | None, store: Store, host: str, repeats: int) -> No
     for policy in POLICIES:
         for bs in BATCH_SIZES:
             config = with_overrides(ExperimentConfig(), {"train.batch_size": bs, "train.precision": policy})
-            store.get_or_measure(f"gpu/{policy}/bs{bs}", lambda c=config: {
-                "epoch_seconds": harness_epochs(c, splits, repeats), "images": len(splits.x_train), "device": device,
-            }, host)  # fmt: skip
+            store.get_or_measure(
+                f"gpu/{policy}/bs{bs}",
+                lambda c=config: {
+                    "epoch_seconds": harness_epochs(c, splits, repeats),
+                    "images": len(splits.x_train),
+                    "device": device,
+                },
+                host,
+            )

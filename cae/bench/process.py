@@ -91,5 +91,10 @@ class SearchProcess:
         if self.proc.returncode != 0:
             raise CAEError(f"the benchmark search {self.study} failed (exit {self.proc.returncode}); see its log above")
         self.config.unlink()
-        return {"study": self.study, "attempt": self.attempt, **self.extra,
-                "trials": timeline(self.env.tracker, self.study), "wall_seconds": float(self.wall or 0.0)}  # fmt: skip
+        return {
+            "study": self.study,
+            "attempt": self.attempt,
+            **self.extra,
+            "trials": timeline(self.env.tracker, self.study),
+            "wall_seconds": float(self.wall or 0.0),
+        }

@@ -54,21 +54,27 @@ def header(data: dict[str, Any], json_path: Path) -> list[str]:
     hours = sum(e["seconds"] for e in entries) / 3600
     lanes = int(data["plan"].get("lanes", 1))
     lines = [
-        "# Benchmarks" + ("" if data["mode"] == "full" else f": the `{data['mode']}` plan"), "",
+        "# Benchmarks" + ("" if data["mode"] == "full" else f": the `{data['mode']}` plan"),
+        "",
         f"Generated from `{shown_path(json_path)}` ({data['mode']} settings, `cae/bench/plan.py`), measured with "
-        f"`{meta.get('command', 'make bench')}` " + (f"from {dates[0]} to {dates[-1]} " if dates else "")
+        f"`{meta.get('command', 'make bench')}` "
+        + (f"from {dates[0]} to {dates[-1]} " if dates else "")
         + f"over {meta.get('segments', 1)} run(s) of the command (each resumes the last), {hours:.1f} h of measuring "
         + (f"in all ({lanes} searches at a time)." if lanes > 1 else "in all."),
         f"Machine: {'; '.join(hosts) or meta.get('machine', '?')}.",
         "Every figure is a median over repeats or sampler seeds, with the range in brackets; ratios compare numbers "
-        "of the same file.", "",
-    ]  # fmt: skip
+        "of the same file.",
+        "",
+    ]
     if len(hosts) > 1:
         lines += ["**Measured on more than one machine**: ratios across sections are not comparable.", ""]
     missing = missing_measurements(data["plan"], set(data["measurements"]))
     if missing:
-        lines += [f"**Partial**: {', '.join(missing)} not measured yet; `{meta.get('command', 'make bench')}` "
-                  "resumes where the last run stopped and rewrites this file.", ""]  # fmt: skip
+        lines += [
+            f"**Partial**: {', '.join(missing)} not measured yet; `{meta.get('command', 'make bench')}` "
+            "resumes where the last run stopped and rewrites this file.",
+            "",
+        ]
     return lines
 
 
@@ -79,25 +85,28 @@ def efficiency_section(data: dict[str, Any], out: Path, figures: Path) -> tuple[
     eff = an.efficiency(runs)
     split = meta.get("split", [plan["subset"], plan["subset"] // 8, plan["subset"] // 8])
     lines = [
-        "## 1. Search efficiency", "",
+        "## 1. Search efficiency",
+        "",
         f"Proxy task: the default study (`experiments/search.yaml`: space `{meta.get('space', '?')}`, its sampler and "
         f"pruner settings) on {split[0]:,} training and {split[1]:,} validation images "
         f"(data `{meta.get('data', '?')}`), "
         f"{plan['epochs']} epochs per trial, {plan['trials']} finished trials per run, sampler seeds "
         f"{plan['seeds']}, no enqueued reference trial. Each run goes through `run_search` / `run_tuner` with its "
         "own SQLite storage and MLflow store under `runs/bench/`; times come from its MLflow runs, from the first "
-        f"trial's start. {process_sentence(plan, int(meta.get('cores', 2)))}", "",
-    ]  # fmt: skip
+        f"trial's start. {process_sentence(plan, int(meta.get('cores', 2)))}",
+        "",
+    ]
     if eff is None:
         return [*lines, "Not measured yet (random search, which sets the target, has no run).", ""], None
     lines += [
         f"Target: validation MSE {eff.target:.6f}, the final best of unpruned random search (median over its "
         f"seeds). Random's runs took {eff.random_wall / 60:.1f} min (median) and reached the target after "
-        f"{eff.random_ttt / 60:.1f} min. Best so far counts COMPLETE trials (what a search returns).", "",
+        f"{eff.random_ttt / 60:.1f} min. Best so far counts COMPLETE trials (what a search returns).",
+        "",
         "| strategy | time to target, % of random's | reached | best at 25 % | at 50 % | at 100 % of random's time "
         "| final best | run wall time, min | finished trials | pruned |",
         "|---|---|---|---|---|---|---|---|---|---|",
-    ]  # fmt: skip
+    ]
     for name, row in eff.rows.items():
         lines.append(
             f"| {STRATEGIES[name].label} | {span(row.ratios, pct)} | {row.reached}/{row.seeds} | "
@@ -106,12 +115,19 @@ def efficiency_section(data: dict[str, Any], out: Path, figures: Path) -> tuple[
         )
     short = [STRATEGIES[n].label for n, row in eff.rows.items() if row.trials < plan["trials"]]
     if short:
-        lines += ["", f"Fewer than {plan['trials']} finished trials per run: {', '.join(short)} (the engine stopped "
-                      "earlier; the comparison is not on an equal budget)."]  # fmt: skip
+        lines += [
+            "",
+            f"Fewer than {plan['trials']} finished trials per run: {', '.join(short)} (the engine stopped "
+            "earlier; the comparison is not on an equal budget).",
+        ]
     lines += ["", *verdicts(eff, meta.get("default_pruner", "median")), *overhead(runs)]
-    png = plot_progress(runs, {n: s.label for n, s in STRATEGIES.items()}, eff,
-                        figures / f"search_progress-{data['mode']}.png",
-                        f"Best so far per strategy: median over seeds, band min–max ({data['mode']} run)")  # fmt: skip
+    png = plot_progress(
+        runs,
+        {n: s.label for n, s in STRATEGIES.items()},
+        eff,
+        figures / f"search_progress-{data['mode']}.png",
+        f"Best so far per strategy: median over seeds, band min–max ({data['mode']} run)",
+    )
     lines += ["", f"![best so far against wall time]({os.path.relpath(png, out.parent)})", ""]
     return lines, eff
 
@@ -122,14 +138,17 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
     label = STRATEGIES[default].label
     if row is None:
         return [f"**Goal** ({label}, the default, ≤ {an.GOAL_RATIO:.0%} of random's time): not measured yet."]
-    needed = (f"it needed {pct(row.ratio)} of random's time" if math.isfinite(row.ratio)
-              else "it did not reach the target in most seeds")  # fmt: skip
+    needed = (
+        f"it needed {pct(row.ratio)} of random's time"
+        if math.isfinite(row.ratio)
+        else "it did not reach the target in most seeds"
+    )
     out = [
         f"**Goal: {label} (the default pruner when measured) reaches random search's final best in "
         f"≤ {an.GOAL_RATIO:.0%} of random's time — {an.goal_verdict(row)}**: {needed} (median over {row.seeds} "
         f"seed(s); {pct(min(row.ratios))}–{pct(max(row.ratios))}), reaching the target in {row.reached} of "
         f"{row.seeds}.",
-    ]  # fmt: skip
+    ]
     pruners = [n for n in PRUNER_STRATEGY.values() if n != "tpe" and n in eff.rows]
     best = an.fastest(eff, pruners)
     if best is not None:
@@ -138,29 +157,43 @@ def verdicts(eff: an.Efficiency, default_pruner: str) -> list[str]:
         def shown(n: str) -> tuple[float, int]:
             return an.printed_ratio(eff.rows[n]), eff.rows[n].reached
 
-        tie = "".join(f"; tied there with {STRATEGIES[n].label}, the best at random's time decides "
-                      f"({mse(top.best_at[-1])} vs {mse(eff.rows[n].best_at[-1])}; final best "
-                      f"{mse(top.final)} vs {mse(eff.rows[n].final)})"
-                      for n in pruners if n != best and shown(n) == shown(best))  # fmt: skip
+        tie = "".join(
+            f"; tied there with {STRATEGIES[n].label}, the best at random's time decides "
+            f"({mse(top.best_at[-1])} vs {mse(eff.rows[n].best_at[-1])}; final best "
+            f"{mse(top.final)} vs {mse(eff.rows[n].final)})"
+            for n in pruners
+            if n != best and shown(n) == shown(best)
+        )
         out += [
             "",
             f"Fastest pruner with TPE: {STRATEGIES[best].label} ({pct(top.ratio)} of random's time, "
             f"{top.reached}/{top.seeds} seeds reached{tie})"
-            + (": the measured candidate for the default pruner." if best != default
-               else ", the default when measured."),
-        ]  # fmt: skip
+            + (
+                ": the measured candidate for the default pruner."
+                if best != default
+                else ", the default when measured."
+            ),
+        ]
     return out
 
 
 def overhead(runs: dict[str, list[Any]]) -> list[str]:
     """Time a finished trial spends outside its epochs: building, MLflow, storage, exporting the best."""
-    outside = [(t["end"] - t["start"] - t["train_seconds"], t["end"] - t["start"]) for rs in runs.values()
-               for r in rs for t in r if t.get("train_seconds") is not None and t["end"] > t["start"]]  # fmt: skip
+    outside = [
+        (t["end"] - t["start"] - t["train_seconds"], t["end"] - t["start"])
+        for rs in runs.values()
+        for r in rs
+        for t in r
+        if t.get("train_seconds") is not None and t["end"] > t["start"]
+    ]
     if not outside:
         return []
-    return ["", f"Per COMPLETE trial the harness spent a median {an.median([o for o, _ in outside]):.1f} s "
-                f"({an.median([o / d for o, d in outside]):.0%} of the trial) outside its training epochs: model "
-                "building, MLflow, the storage, exporting a new best."]  # fmt: skip
+    return [
+        "",
+        f"Per COMPLETE trial the harness spent a median {an.median([o for o, _ in outside]):.1f} s "
+        f"({an.median([o / d for o, d in outside]):.0%} of the trial) outside its training epochs: model "
+        "building, MLflow, the storage, exporting a new best.",
+    ]
 
 
 def fidelity_section(data: dict[str, Any]) -> list[str]:
@@ -172,20 +205,31 @@ def fidelity_section(data: dict[str, Any]) -> list[str]:
     short, long = [r["short"] for r in rows], [r["long"] for r in rows]
     rs, rl = an.ranks(short), an.ranks(long)
     rho = an.spearman(short, long)
-    keys = ["model.depth", "model.filters", "model.filter_growth", "model.code_budget", "train.batch_size",
-            "train.learning_rate"]  # fmt: skip
+    keys = [
+        "model.depth",
+        "model.filters",
+        "model.filter_growth",
+        "model.code_budget",
+        "train.batch_size",
+        "train.learning_rate",
+    ]
     lines = [
-        f"## 2. Fidelity of the proxy ({len(rows)} configurations drawn at random from the space)", "",
-        f"| {' | '.join(k.split('.')[1] for k in keys)} | val MSE, {short_e} epochs (rank) | "
-        f"{long_e} epochs (rank) |", "|" + "---|" * (len(keys) + 2),
-    ]  # fmt: skip
+        f"## 2. Fidelity of the proxy ({len(rows)} configurations drawn at random from the space)",
+        "",
+        f"| {' | '.join(k.split('.')[1] for k in keys)} | val MSE, {short_e} epochs (rank) | {long_e} epochs (rank) |",
+        "|" + "---|" * (len(keys) + 2),
+    ]
     for i in sorted(range(len(rows)), key=lambda i: rs[i]):
         cells = [f"{v:.2g}" if isinstance(v, float) else str(v) for v in (rows[i]["params"].get(k, "–") for k in keys)]
         lines.append(f"| {' | '.join(cells)} | {mse(short[i])} ({rs[i]:g}) | {mse(long[i])} ({rl[i]:g}) |")
     top = rl[min(range(len(rows)), key=lambda i: rs[i])]
-    lines += ["", f"Spearman ρ = {rho:.2f} between the rankings after {short_e} and {long_e} epochs: short-run "
-                  f"rankings {an.agreement(rho)} with {plan['fidelity_factor']}× longer training. The proxy's best "
-                  f"configuration ranks {top:g} of {len(rows)} after {long_e} epochs.", ""]  # fmt: skip
+    lines += [
+        "",
+        f"Spearman ρ = {rho:.2f} between the rankings after {short_e} and {long_e} epochs: short-run "
+        f"rankings {an.agreement(rho)} with {plan['fidelity_factor']}× longer training. The proxy's best "
+        f"configuration ranks {top:g} of {len(rows)} after {long_e} epochs.",
+        "",
+    ]
     return lines
 
 
@@ -206,18 +250,26 @@ def workers_section(data: dict[str, Any], eff: an.Efficiency | None) -> list[str
     target = eff.target if eff is not None else math.nan
     ttt = {arm: [an.time_to_target(r, target) for r in rs] for arm, rs in arms.items()}
     lines = [
-        f"## 3. Workers on one machine ({STRATEGIES[default].label}, sampler seeds {seeds})", "",
+        f"## 3. Workers on one machine ({STRATEGIES[default].label}, sampler seeds {seeds})",
+        "",
         f"1 worker with TensorFlow on all {cores} cores (the section 1 run of the same seed) against `WORKERS=2`, "
         f"{threads} thread(s) per worker (`CAE_THREADS`). Trials per hour count finished trials from the first "
-        "trial's start to the last one's end.", "",
-        "| layout | trials per hour | time to target, min | reached |", "|---|---|---|---|",
-    ]  # fmt: skip
+        "trial's start to the last one's end.",
+        "",
+        "| layout | trials per hour | time to target, min | reached |",
+        "|---|---|---|---|",
+    ]
     for arm in arms:
         reached = sum(math.isfinite(t) for t in ttt[arm])
-        lines.append(f"| {arm} | {span(rates[arm], lambda x: f'{x:.0f}')} "
-                     f"| {span(ttt[arm], lambda x: an._min(x))} | {reached}/{len(seeds)} |")  # fmt: skip
-    cmp = an.WorkersComparison(an.median(rates["2 workers"]) / an.median(rates["1 worker"]),
-                               an.median(ttt["1 worker"]), an.median(ttt["2 workers"]))  # fmt: skip
+        lines.append(
+            f"| {arm} | {span(rates[arm], lambda x: f'{x:.0f}')} "
+            f"| {span(ttt[arm], lambda x: an._min(x))} | {reached}/{len(seeds)} |"
+        )
+    cmp = an.WorkersComparison(
+        an.median(rates["2 workers"]) / an.median(rates["1 worker"]),
+        an.median(ttt["1 worker"]),
+        an.median(ttt["2 workers"]),
+    )
     return [*lines, "", an.workers_recommendation(cmp, threads, cores), ""]
 
 
@@ -234,14 +286,16 @@ def throughput_section(data: dict[str, Any]) -> list[str]:
         return []
     names = [*VARIANTS, BARE]
     lines = [
-        f"## 4. Training throughput, reference CAE ({images:,} training images per timed epoch)", "",
+        f"## 4. Training throughput, reference CAE ({images:,} training images per timed epoch)",
+        "",
         "Images per second of training, each epoch timed with its validation pass, the first (tracing) epoch left out. "
         "The harness columns are timed through `train_and_evaluate` (`TrainResult.epoch_seconds`); XLA and mixed "
         "precision are its `train.jit_compile` / `train.precision` keys; the bare fit is `model.fit` on float32 "
-        "NumPy arrays, the seed notebook's way.", "",
+        "NumPy arrays, the seed notebook's way.",
+        "",
         f"| batch | {' | '.join(names)} | harness / bare | s per 48k epoch (harness) |",
         "|---|" + "---|" * (len(names) + 2),
-    ]  # fmt: skip
+    ]
     worst = math.inf
     for bs, by in sorted(cells.items()):
         row = [span(by[n], lambda x: f"{x:,.0f}") if n in by else "–" for n in names]
@@ -256,8 +310,11 @@ def throughput_section(data: dict[str, Any]) -> list[str]:
 
 
 def gpu_section(data: dict[str, Any]) -> list[str]:
-    rows = [(k.split("/")[1], k.split("/")[2][2:], e["result"]) for k, e in sorted(data["measurements"].items())
-            if k.startswith("gpu/")]  # fmt: skip
+    rows = [
+        (k.split("/")[1], k.split("/")[2][2:], e["result"])
+        for k, e in sorted(data["measurements"].items())
+        if k.startswith("gpu/")
+    ]
     if not rows:
         return [
             "## 5. GPU",
@@ -266,11 +323,17 @@ def gpu_section(data: dict[str, Any]) -> list[str]:
             "`make bench` measures a full-data epoch in float32 and in mixed_float16 where it sees one.",
             "",
         ]
-    lines = [f"## 5. GPU ({rows[0][2]['device']}), reference CAE, full-data epochs through `train_and_evaluate`", "",
-             "| precision | batch | s per epoch | img/s |", "|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"## 5. GPU ({rows[0][2]['device']}), reference CAE, full-data epochs through `train_and_evaluate`",
+        "",
+        "| precision | batch | s per epoch | img/s |",
+        "|---|---|---|---|",
+    ]
     for policy, bs, r in rows:
-        lines.append(f"| {policy} | {bs} | {span(r['epoch_seconds'], lambda x: f'{x:.1f}')} "
-                     f"| {r['images'] / an.median(r['epoch_seconds']):,.0f} |")  # fmt: skip
+        lines.append(
+            f"| {policy} | {bs} | {span(r['epoch_seconds'], lambda x: f'{x:.1f}')} "
+            f"| {r['images'] / an.median(r['epoch_seconds']):,.0f} |"
+        )
     return [*lines, ""]
 
 
@@ -278,8 +341,14 @@ def write_report(json_path: Path, out: Path, figures: Path | None = None) -> Pat
     """Rewrite ``out`` from the raw JSON at ``json_path``, keeping the notes below the marker."""
     data = read_raw(json_path)
     efficiency_lines, eff = efficiency_section(data, out, figures or json_path.parent)
-    lines = [*header(data, json_path), *efficiency_lines, *fidelity_section(data), *workers_section(data, eff),
-             *throughput_section(data), *(gpu_section(data) if data["plan"]["batch_sizes"] else [])]  # fmt: skip
+    lines = [
+        *header(data, json_path),
+        *efficiency_lines,
+        *fidelity_section(data),
+        *workers_section(data, eff),
+        *throughput_section(data),
+        *(gpu_section(data) if data["plan"]["batch_sizes"] else []),
+    ]
     # Hand-written analysis below the marker (why a goal was missed, what limits it) survives a rerun.
     previous = out.read_text() if out.exists() else ""
     if NOTES_MARKER in previous:

@@ -34,14 +34,22 @@ def describe_machine() -> str:
     cpu = platform.processor() or platform.machine()
     mem = float("nan")
     try:
-        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            cpu,
+        )
         mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
     except OSError:
         pass
     gpu = gpu_device()
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {'GPU: ' + gpu if gpu else 'no GPU'}; "
-            f"Python {platform.python_version()}, TensorFlow {tf.__version__}")  # fmt: skip
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {'GPU: ' + gpu if gpu else 'no GPU'}; "
+        f"Python {platform.python_version()}, TensorFlow {tf.__version__}"
+    )
 
 
 def shown_source(source: str | None) -> str | None:
@@ -56,13 +64,21 @@ def record_meta(store: Store, plan: Plan, source: str | None, host: str) -> None
     cfg = load_search(project_root() / BASE)
     splits = load_splits(source, cfg.experiment.seed, plan.subset)
     meta = store.data["meta"]
-    meta.update({
-        "command": "make bench" + {"full": "", "quick": " QUICK=1"}.get(plan.mode, f" PLAN={plan.mode}")
-                   + (f" DATA={shown}" if shown else ""),
-        "machine": host, "cores": os.cpu_count() or 1, "data": splits.data_source,
-        "data_file": Path(splits.location).name, "split": list(splits.sizes), "space": cfg.space,
-        "default_pruner": cfg.pruner.name, "default_strategy": default_strategy(),
-    })  # fmt: skip
+    meta.update(
+        {
+            "command": "make bench"
+            + {"full": "", "quick": " QUICK=1"}.get(plan.mode, f" PLAN={plan.mode}")
+            + (f" DATA={shown}" if shown else ""),
+            "machine": host,
+            "cores": os.cpu_count() or 1,
+            "data": splits.data_source,
+            "data_file": Path(splits.location).name,
+            "split": list(splits.sizes),
+            "space": cfg.space,
+            "default_pruner": cfg.pruner.name,
+            "default_strategy": default_strategy(),
+        }
+    )
     store.save()
 
 

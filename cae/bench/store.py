@@ -25,9 +25,11 @@ KINDS: list[tuple[str, dict[str, Any]]] = [
     (r"throughput/bs\d+/[^/]+", {"epoch_seconds": list, "images": int}),
     (r"gpu/[a-z0-9_]+/bs\d+", {"epoch_seconds": list, "images": int, "device": str}),
     (r"(search/[^/]+|workers/w\d+)/seed\d+", {"study": str, "trials": list, "wall_seconds": float}),
-    (r"fidelity/config\d+", {"params": dict, "short": float, "long": float, "short_seconds": float,
-                             "long_seconds": float}),
-]  # fmt: skip
+    (
+        r"fidelity/config\d+",
+        {"params": dict, "short": float, "long": float, "short_seconds": float, "long_seconds": float},
+    ),
+]
 
 
 def shown_path(path: Path) -> str:
@@ -42,8 +44,10 @@ def regenerate_hint(path: Path) -> str:
     quick = "quick" in path.name
     if quick:
         return "delete it and run `make bench QUICK=1` again"
-    return (f"restore it with `git checkout -- {shown_path(path)}`, or delete it and run `make bench` again "
-            "to measure everything anew (hours)")  # fmt: skip
+    return (
+        f"restore it with `git checkout -- {shown_path(path)}`, or delete it and run `make bench` again "
+        "to measure everything anew (hours)"
+    )
 
 
 def _fail(path: Path, what: str) -> CAEError:
@@ -79,8 +83,9 @@ def validate(path: Path, data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _fail(path, "not a JSON object")
     if data.get("version") != VERSION:
-        raise _fail(path, f"written by another version of the benchmark (version {data.get('version', 1)}, "
-                          f"expected {VERSION})")  # fmt: skip
+        raise _fail(
+            path, f"written by another version of the benchmark (version {data.get('version', 1)}, expected {VERSION})"
+        )
     for name, tp in {"mode": str, "plan": dict, "meta": dict, "attempts": dict, "measurements": dict}.items():
         if not _is(data.get(name), tp):
             raise _fail(path, f"lacks {name!r} ({tp.__name__})")
@@ -115,8 +120,7 @@ class Store:
             if self.data["plan"] != plan:
                 raise _fail(path, "holds measurements of other settings than this plan's (cae/bench/plan.py)")
         else:
-            self.data = {"version": VERSION, "mode": mode, "plan": plan, "meta": {}, "attempts": {},
-                         "measurements": {}}  # fmt: skip
+            self.data = {"version": VERSION, "mode": mode, "plan": plan, "meta": {}, "attempts": {}, "measurements": {}}
 
     def save(self) -> None:
         write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
@@ -142,8 +146,12 @@ class Store:
     def put(self, key: str, result: Any, seconds: float, host: str) -> None:
         """Store a complete measurement (checked first: a bug here must not leave an unreadable file)."""
         _check_result(self.path, key, result)
-        self.data["measurements"][key] = {"result": result, "seconds": round(seconds, 2),
-                                          "at": time.strftime("%Y-%m-%d %H:%M"), "host": host}  # fmt: skip
+        self.data["measurements"][key] = {
+            "result": result,
+            "seconds": round(seconds, 2),
+            "at": time.strftime("%Y-%m-%d %H:%M"),
+            "host": host,
+        }
         self.save()
 
     def get_or_measure(self, key: str, measure: Callable[[], Any], host: str) -> Any:

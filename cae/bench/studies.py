@@ -41,8 +41,9 @@ def bench_env() -> Iterator[BenchEnv]:
     """
     root = ensure_dir(runs_dir() / "bench")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    with scoped_env({"CAE_DATA_CACHE": str(default_cache_dir()), "CAE_RUNS_DIR": str(root),
-                     "MLFLOW_TRACKING_URI": uri}):  # fmt: skip
+    with scoped_env(
+        {"CAE_DATA_CACHE": str(default_cache_dir()), "CAE_RUNS_DIR": str(root), "MLFLOW_TRACKING_URI": uri}
+    ):
         yield BenchEnv(root, f"sqlite:///{root / 'optuna.db'}", Tracker(uri).check())
 
 
@@ -51,18 +52,28 @@ def study_name(plan: Plan, strategy: str, seed: int, attempt: int, workers: int 
     return f"bench-{plan.mode}-{slug}-s{seed}-a{attempt}"
 
 
-def search_config(plan: Plan, env: BenchEnv, source: str | None, strategy: str, seed: int, study: str,
-                  workers: int = 1) -> SearchConfig:  # fmt: skip
+def search_config(
+    plan: Plan, env: BenchEnv, source: str | None, strategy: str, seed: int, study: str, workers: int = 1
+) -> SearchConfig:
     """The default study (``experiments/search.yaml``) on the proxy task, with one strategy's engine."""
     base = load_search(project_root() / BASE)
-    return with_overrides(base, {
-        "study": study, "storage": env.storage, "trials": plan.trials, "workers": workers,
-        # No enqueued reference: time-to-target measures the search alone (conventions).
-        "enqueue_reference": False, "sampler.seed": seed,
-        # The data split stays the same (experiment.seed) for every sampler seed.
-        "experiment.data.source": source, "experiment.data.subset": plan.subset, "experiment.train.epochs": plan.epochs,
-        **STRATEGIES[strategy].overrides,
-    })  # fmt: skip
+    return with_overrides(
+        base,
+        {
+            "study": study,
+            "storage": env.storage,
+            "trials": plan.trials,
+            "workers": workers,
+            # No enqueued reference: time-to-target measures the search alone (conventions).
+            "enqueue_reference": False,
+            "sampler.seed": seed,
+            # The data split stays the same (experiment.seed) for every sampler seed.
+            "experiment.data.source": source,
+            "experiment.data.subset": plan.subset,
+            "experiment.train.epochs": plan.epochs,
+            **STRATEGIES[strategy].overrides,
+        },
+    )
 
 
 def timeline(tracker: Tracker, study: str) -> list[dict[str, Any]]:
@@ -78,12 +89,14 @@ def timeline(tracker: Tracker, study: str) -> list[dict[str, Any]]:
         m, state = r.data.metrics, r.data.tags.get("trial_state", "?")
         complete = state == "COMPLETE"
         epochs = m.get("epochs_run")
-        out.append({
-            "start": (r.info.start_time - runs[0].info.start_time) / 1000,
-            "end": ((r.info.end_time or r.info.start_time) - runs[0].info.start_time) / 1000,
-            "state": state,
-            "value": m.get("best_val_loss") if complete else None,
-            "epochs": int(epochs) if epochs is not None else None,
-            "train_seconds": m["seconds_per_epoch"] * epochs if complete and "seconds_per_epoch" in m else None,
-        })  # fmt: skip
+        out.append(
+            {
+                "start": (r.info.start_time - runs[0].info.start_time) / 1000,
+                "end": ((r.info.end_time or r.info.start_time) - runs[0].info.start_time) / 1000,
+                "state": state,
+                "value": m.get("best_val_loss") if complete else None,
+                "epochs": int(epochs) if epochs is not None else None,
+                "train_seconds": m["seconds_per_epoch"] * epochs if complete and "seconds_per_epoch" in m else None,
+            }
+        )
     return out

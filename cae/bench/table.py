@@ -126,8 +126,9 @@ def _meta(cfg: SearchConfig, plan: TablePlan, splits: Any, pca_psnr: float, spac
     }
 
 
-def record_table(source: str | None, plan: TablePlan = TablePlan(), folder: Path | None = None,
-                 base: str = BASE, host: str = "") -> Path:  # fmt: skip
+def record_table(
+    source: str | None, plan: TablePlan = TablePlan(), folder: Path | None = None, base: str = BASE, host: str = ""
+) -> Path:
     """Train what ``results/bench/curves.csv`` lacks of ``plan``; returns the CSV's path."""
     from cae.codec import pca_basis, pca_point
     from cae.data import load_splits
@@ -147,8 +148,10 @@ def record_table(source: str | None, plan: TablePlan = TablePlan(), folder: Path
         old = json.loads(meta_path.read_text())
         changed = [k for k in meta if old.get(k) != meta[k]]
         if changed:
-            raise CAEError(f"{meta_path.name} was recorded with other settings ({', '.join(changed)}); move "
-                           "curves.csv and curves.json away to record a new table")  # fmt: skip
+            raise CAEError(
+                f"{meta_path.name} was recorded with other settings ({', '.join(changed)}); move "
+                "curves.csv and curves.json away to record a new table"
+            )
     ensure_dir(csv_path.parent)
     # A half-trained configuration resumes only into the same plan, data and space.
     stamp = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:12]
@@ -156,9 +159,12 @@ def record_table(source: str | None, plan: TablePlan = TablePlan(), folder: Path
     done = {(r["config"], r["seed"]) for r in rows}
     entries = planned(cfg, space, plan)
     todo = [e for e in entries if (e.config, e.seed) not in done]
-    print(f"[table] {len(entries) - len(todo)} of {len(entries)} configurations recorded; {len(todo)} to train "
-          f"({plan.epochs} epochs on {splits.sizes[0]:,} images, code {cfg.code_values} values, PCA "
-          f"{pca_psnr:.2f} dB on validation)", flush=True)  # fmt: skip
+    print(
+        f"[table] {len(entries) - len(todo)} of {len(entries)} configurations recorded; {len(todo)} to train "
+        f"({plan.epochs} epochs on {splits.sizes[0]:,} images, code {cfg.code_values} values, PCA "
+        f"{pca_psnr:.2f} dB on validation)",
+        flush=True,
+    )
     for n, entry in enumerate(todo, 1):
         config = with_overrides(
             space.apply(cfg.experiment, entry.params), {"seed": entry.seed, "train.epochs": plan.epochs}
@@ -174,16 +180,29 @@ def record_table(source: str | None, plan: TablePlan = TablePlan(), folder: Path
         new = []
         for epoch, (train, val) in enumerate(zip(history["train_loss"], history["val_loss"], strict=True), 1):
             margin = psnr_from_mse(val) - pca_psnr if math.isfinite(val) and val > 0 else math.nan
-            new.append({"config": entry.config, "seed": entry.seed, "epoch": epoch, "val_mse": val,
-                        "val_margin_db": round(margin, 4), "train_mse": train,
-                        "seconds": round(timer.seconds.get(epoch, math.nan), 2), **entry.params})  # fmt: skip
+            new.append(
+                {
+                    "config": entry.config,
+                    "seed": entry.seed,
+                    "epoch": epoch,
+                    "val_mse": val,
+                    "val_margin_db": round(margin, 4),
+                    "train_mse": train,
+                    "seconds": round(timer.seconds.get(epoch, math.nan), 2),
+                    **entry.params,
+                }
+            )
         rows = read_rows(csv_path) + new
         _write_rows(csv_path, rows, space.names)
-        write_text_atomic(meta_path, json.dumps({**meta, "host": host, "updated": time.strftime("%Y-%m-%d %H:%M")},
-                                                indent=1) + "\n")  # fmt: skip
+        write_text_atomic(
+            meta_path, json.dumps({**meta, "host": host, "updated": time.strftime("%Y-%m-%d %H:%M")}, indent=1) + "\n"
+        )
         best = max((r["val_margin_db"] for r in new if math.isfinite(r["val_margin_db"])), default=math.nan)
-        print(f"[table] {n}/{len(todo)} {entry.config} seed {entry.seed}: best margin {best:+.3f} dB over PCA in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+        print(
+            f"[table] {n}/{len(todo)} {entry.config} seed {entry.seed}: best margin {best:+.3f} dB over PCA in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     return csv_path
 
 

@@ -36,8 +36,16 @@ def bare_fit_epochs(config: ExperimentConfig, splits: Splits, repeats: int) -> l
     model = build_model(config, splits)
     model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate), loss="mse")
     timer = epoch_timer()
-    model.fit(x, x, batch_size=config.train.batch_size, epochs=1 + repeats, validation_data=(v, v), shuffle=True,
-              verbose=0, callbacks=[timer])  # fmt: skip
+    model.fit(
+        x,
+        x,
+        batch_size=config.train.batch_size,
+        epochs=1 + repeats,
+        validation_data=(v, v),
+        shuffle=True,
+        verbose=0,
+        callbacks=[timer],
+    )
     return timer.seconds[1:]
 
 
@@ -49,10 +57,19 @@ def measure_throughput(plan: Plan, source: str | None, store: Store, host: str) 
     for bs in plan.batch_sizes:
         config = with_overrides(ExperimentConfig(), {"train.batch_size": bs})
         for name, overrides in VARIANTS.items():
-            store.get_or_measure(f"throughput/bs{bs}/{name}", lambda o=overrides, c=config: {
-                "epoch_seconds": harness_epochs(with_overrides(c, o), splits, plan.repeats),
+            store.get_or_measure(
+                f"throughput/bs{bs}/{name}",
+                lambda o=overrides, c=config: {
+                    "epoch_seconds": harness_epochs(with_overrides(c, o), splits, plan.repeats),
+                    "images": len(splits.x_train),
+                },
+                host,
+            )
+        store.get_or_measure(
+            f"throughput/bs{bs}/{BARE}",
+            lambda c=config: {
+                "epoch_seconds": bare_fit_epochs(c, splits, plan.repeats),
                 "images": len(splits.x_train),
-            }, host)  # fmt: skip
-        store.get_or_measure(f"throughput/bs{bs}/{BARE}", lambda c=config: {
-            "epoch_seconds": bare_fit_epochs(c, splits, plan.repeats), "images": len(splits.x_train),
-        }, host)  # fmt: skip
+            },
+            host,
+        )

@@ -73,16 +73,26 @@ def semantic_classifier(splits: Splits, tracker: Tracker, epochs: int = EPOCHS) 
     print(f"training the semantic-check classifier ({n_train:,} images, {epochs} epochs) ...", flush=True)
     keras.utils.set_random_seed(splits.seed)
     model = build_classifier()
-    tags = {"stage": "colorization", "cae.role": "classifier", "data_source": splits.data_source,
-            "machine": machine(), "data_digest": splits.digest}  # fmt: skip
+    tags = {
+        "stage": "colorization",
+        "cae.role": "classifier",
+        "data_source": splits.data_source,
+        "machine": machine(),
+        "data_digest": splits.digest,
+    }
     with tracker.start_run(EXPERIMENT, key, tags=tags) as run:
         run.log_params({"epochs": epochs, "n_train": n_train, "n_params": model.count_params()})
         fitted = fit(
-            model, make_labelled_dataset(splits.x_train, splits.y_train, 64, shuffle=True, seed=splits.seed),
+            model,
+            make_labelled_dataset(splits.x_train, splits.y_train, 64, shuffle=True, seed=splits.seed),
             make_labelled_dataset(splits.x_val, splits.y_val, 500, shuffle=False, seed=0),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), learning_rate=1e-3, epochs=epochs,
-            metrics=["accuracy"], early_stopping_patience=3, callbacks=[run.epoch_callback()],
-        )  # fmt: skip
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            learning_rate=1e-3,
+            epochs=epochs,
+            metrics=["accuracy"],
+            early_stopping_patience=3,
+            callbacks=[run.epoch_callback()],
+        )
         test_accuracy = accuracy(model, to_unit(splits.x_test), splits.y_test)
         run.log_metrics({"test_accuracy": test_accuracy, "best_val_accuracy": max(fitted.history["val_accuracy"])})
     with atomic_path(model_path) as tmp:

@@ -84,9 +84,14 @@ def pick_front(front: list[Any], k: int = MAX_FRONT) -> list[Any]:
 
 
 def train_final(
-    cfg: SearchConfig, trial: Any, splits: Splits, tracker: Tracker, classifier: Classifier,
-    lineage: dict[str, Any], space: Any,
-) -> FinalModel:  # fmt: skip
+    cfg: SearchConfig,
+    trial: Any,
+    splits: Splits,
+    tracker: Tracker,
+    classifier: Classifier,
+    lineage: dict[str, Any],
+    space: Any,
+) -> FinalModel:
     """One front model: trained for ``cfg.final_epochs`` (or the trial's own), decoded, scored, saved."""
     import keras
 
@@ -99,25 +104,50 @@ def train_final(
         return cached
     keras.backend.clear_session()
     if cfg.final_epochs:
-        tags = {"stage": "colorization", "cae.role": "final", "source_trial_number": trial.number,
-                **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
+        tags = {
+            "stage": "colorization",
+            "cae.role": "final",
+            "source_trial_number": trial.number,
+            **{k: str(v) for k, v in lineage.items()},
+        }
         run_id, result, _ = run_experiment(
-            config, tracker, experiment=report_experiment(cfg.study), run_name=f"final-trial-{trial.number}",
-            splits=splits, tags=tags, evaluate_test=False,
-        )  # fmt: skip
+            config,
+            tracker,
+            experiment=report_experiment(cfg.study),
+            run_name=f"final-trial-{trial.number}",
+            splits=splits,
+            tags=tags,
+            evaluate_test=False,
+        )
         model, seconds, epochs = result.model, result.seconds, result.epochs_run
     else:
         model = keras.models.load_model(study_dir(cfg.study) / "models" / f"trial-{trial.number}.keras", compile=False)
         run_id, seconds, epochs = trial.user_attrs["mlflow_run_id"], trial.user_attrs.get("seconds", 0.0), None
-    return scored(model, config, splits, tracker, classifier, vivid=cfg.vivid, trial=trial.number,
-                  label=describe(trial.params), params=dict(trial.params), run_id=run_id, seconds=seconds,
-                  epochs=epochs or config.train.epochs, path=folder / f"trial-{trial.number}.keras")  # fmt: skip
+    return scored(
+        model,
+        config,
+        splits,
+        tracker,
+        classifier,
+        vivid=cfg.vivid,
+        trial=trial.number,
+        label=describe(trial.params),
+        params=dict(trial.params),
+        run_id=run_id,
+        seconds=seconds,
+        epochs=epochs or config.train.epochs,
+        path=folder / f"trial-{trial.number}.keras",
+    )
 
 
 def train_oracle(
-    cfg: SearchConfig, chosen: FinalModel, splits: Splits, tracker: Tracker, classifier: Classifier,
+    cfg: SearchConfig,
+    chosen: FinalModel,
+    splits: Splits,
+    tracker: Tracker,
+    classifier: Classifier,
     lineage: dict[str, Any],
-) -> FinalModel:  # fmt: skip
+) -> FinalModel:
     """The chosen model's network given the true class (the semantic oracle), trained as long as it.
 
     An upper bound on what knowing the object could buy this architecture on this data; reported
@@ -125,35 +155,73 @@ def train_oracle(
     """
     import keras
 
-    config = with_overrides(chosen.config, {
-        "model.semantic": chosen.config.model.semantic or ORACLE_BRANCH, "model.semantic_oracle": True,
-        "train.class_weight": 0.0, "train.epochs": chosen.epochs, "name": f"{cfg.study}-oracle",
-    })  # fmt: skip
+    config = with_overrides(
+        chosen.config,
+        {
+            "model.semantic": chosen.config.model.semantic or ORACLE_BRANCH,
+            "model.semantic_oracle": True,
+            "train.class_weight": 0.0,
+            "train.epochs": chosen.epochs,
+            "name": f"{cfg.study}-oracle",
+        },
+    )
     folder = ensure_dir(study_dir(cfg.study) / "final")
     path = folder / f"oracle-trial-{chosen.trial}.keras"
     cached = load_final(path.with_suffix(".json"), config)
     if cached is not None:
         return cached
     keras.backend.clear_session()
-    tags = {"stage": "colorization", "cae.role": "oracle", "source_trial_number": chosen.trial,
-            **{k: str(v) for k, v in lineage.items()}}  # fmt: skip
+    tags = {
+        "stage": "colorization",
+        "cae.role": "oracle",
+        "source_trial_number": chosen.trial,
+        **{k: str(v) for k, v in lineage.items()},
+    }
     run_id, result, _ = run_experiment(
-        config, tracker, experiment=report_experiment(cfg.study), run_name=f"oracle-trial-{chosen.trial}",
-        splits=splits, tags=tags, evaluate_test=False,
-    )  # fmt: skip
-    return scored(result.model, config, splits, tracker, classifier, vivid=cfg.vivid, trial=chosen.trial,
-                  label=f"{chosen.label}, given the true class (oracle)", params=chosen.params, run_id=run_id,
-                  seconds=result.seconds, epochs=result.epochs_run, path=path)  # fmt: skip
+        config,
+        tracker,
+        experiment=report_experiment(cfg.study),
+        run_name=f"oracle-trial-{chosen.trial}",
+        splits=splits,
+        tags=tags,
+        evaluate_test=False,
+    )
+    return scored(
+        result.model,
+        config,
+        splits,
+        tracker,
+        classifier,
+        vivid=cfg.vivid,
+        trial=chosen.trial,
+        label=f"{chosen.label}, given the true class (oracle)",
+        params=chosen.params,
+        run_id=run_id,
+        seconds=result.seconds,
+        epochs=result.epochs_run,
+        path=path,
+    )
 
 
 ORACLE_BRANCH = 128  # width of the semantic branch an oracle adds to a chosen model that has none
 
 
 def scored(
-    model: Any, config: ExperimentConfig, splits: Splits, tracker: Tracker, classifier: Classifier, *,
-    vivid: float, trial: int, label: str, params: dict[str, Any], run_id: str, seconds: float, epochs: int,
+    model: Any,
+    config: ExperimentConfig,
+    splits: Splits,
+    tracker: Tracker,
+    classifier: Classifier,
+    *,
+    vivid: float,
+    trial: int,
+    label: str,
+    params: dict[str, Any],
+    run_id: str,
+    seconds: float,
+    epochs: int,
     path: Path,
-) -> FinalModel:  # fmt: skip
+) -> FinalModel:
     """A trained colorizer decoded on validation, scored on test (and the photo tiles), saved, logged."""
     model, val, attrs = validation_scores(model, config, splits, vivid)
     truth = to_unit(splits.x_test)
@@ -163,15 +231,32 @@ def scored(
     # The photo tiles have no class: an oracle cannot be run on them.
     photos_psnr = float("nan") if config.model.semantic_oracle else photos_score(model, config)
     final = FinalModel(
-        trial=trial, label=label, run_id=run_id, config=config, params=params, epochs=epochs, val=val, test=test,
-        classifier_acc=test["test_classifier_acc"], photos_psnr=photos_psnr,
-        per_class=per_class_colour(pred, truth, splits.y_test), path=path, seconds=seconds,
-        temperature=attrs.get("temperature"), curve=attrs.get("temperature_curve", []), model=model,
-    )  # fmt: skip
+        trial=trial,
+        label=label,
+        run_id=run_id,
+        config=config,
+        params=params,
+        epochs=epochs,
+        val=val,
+        test=test,
+        classifier_acc=test["test_classifier_acc"],
+        photos_psnr=photos_psnr,
+        per_class=per_class_colour(pred, truth, splits.y_test),
+        path=path,
+        seconds=seconds,
+        temperature=attrs.get("temperature"),
+        curve=attrs.get("temperature_curve", []),
+        model=model,
+    )
     save(final)
-    Run(tracker, run_id).log_metrics({**val, **test, **({"photos_psnr": photos_psnr} if photos_psnr == photos_psnr
-                                                         else {}),
-                                      **({"temperature": final.temperature} if final.temperature else {})})  # fmt: skip
+    Run(tracker, run_id).log_metrics(
+        {
+            **val,
+            **test,
+            **({"photos_psnr": photos_psnr} if photos_psnr == photos_psnr else {}),
+            **({"temperature": final.temperature} if final.temperature else {}),
+        }
+    )
     return final
 
 
@@ -187,22 +272,30 @@ def save(final: FinalModel) -> None:
     with atomic_path(final.path) as tmp:
         final.model.save(tmp)
     record = {
-        "trial_number": final.trial, "recipe": final.label, "mlflow_run_id": final.run_id, "epochs": final.epochs,
-        "input": "1-channel BT.601 luma in [0, 1], 32×32" + (" and the one-hot true class (an oracle)"
-                                                              if final.config.model.semantic_oracle else ""),
+        "trial_number": final.trial,
+        "recipe": final.label,
+        "mlflow_run_id": final.run_id,
+        "epochs": final.epochs,
+        "input": "1-channel BT.601 luma in [0, 1], 32×32"
+        + (" and the one-hot true class (an oracle)" if final.config.model.semantic_oracle else ""),
         "output": "RGB in [0, 1]",
-        "temperature": final.temperature, **final.val, **final.test, "colourfulness": final.test["test_colourfulness"],
+        "temperature": final.temperature,
+        **final.val,
+        **final.test,
+        "colourfulness": final.test["test_colourfulness"],
         "photos_psnr": None if np.isnan(final.photos_psnr) else final.photos_psnr,  # an oracle has none
-        "config": to_dict(final.config), "params": final.params,
-        "per_class": final.per_class, "temperature_curve": final.curve, "seconds": final.seconds,
-    }  # fmt: skip
+        "config": to_dict(final.config),
+        "params": final.params,
+        "per_class": final.per_class,
+        "temperature_curve": final.curve,
+        "seconds": final.seconds,
+    }
     write_text_atomic(final.path.with_suffix(".json"), json.dumps(record, indent=2))
 
 
 def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
     """A front model scored by an earlier call with the same config (the rerun resumes, not retrains)."""
     import keras
-
 
     try:
         r = json.loads(path.read_text())
@@ -212,11 +305,22 @@ def load_final(path: Path, config: ExperimentConfig) -> FinalModel | None:
         val = {k: v for k, v in r.items() if k.startswith("val_")}
         test = {k: v for k, v in r.items() if k.startswith("test_") or k == "true_hasler_cf"}
         return FinalModel(
-            trial=r["trial_number"], label=r["recipe"], run_id=r["mlflow_run_id"], config=config, params=r["params"],
-            epochs=r["epochs"], val=val, test=test, classifier_acc=r["test_classifier_acc"],
-            photos_psnr=float("nan") if r["photos_psnr"] is None else r["photos_psnr"], per_class=r["per_class"],
+            trial=r["trial_number"],
+            label=r["recipe"],
+            run_id=r["mlflow_run_id"],
+            config=config,
+            params=r["params"],
+            epochs=r["epochs"],
+            val=val,
+            test=test,
+            classifier_acc=r["test_classifier_acc"],
+            photos_psnr=float("nan") if r["photos_psnr"] is None else r["photos_psnr"],
+            per_class=r["per_class"],
             path=path.with_suffix(".keras"),
-            seconds=r["seconds"], temperature=r["temperature"], curve=r["temperature_curve"], model=model,
+            seconds=r["seconds"],
+            temperature=r["temperature"],
+            curve=r["temperature_curve"],
+            model=model,
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None  # none yet, or from another config: train it

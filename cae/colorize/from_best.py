@@ -65,9 +65,14 @@ def evaluate_variant(
 
 
 def colorize(
-    study: str | None = None, *, config_path: str | None = None, variants: Sequence[str] = ALL,
-    overrides: dict[str, Any] | None = None, tracker: Tracker | None = None, vivid: float | None = 0.7,
-) -> Path:  # fmt: skip
+    study: str | None = None,
+    *,
+    config_path: str | None = None,
+    variants: Sequence[str] = ALL,
+    overrides: dict[str, Any] | None = None,
+    tracker: Tracker | None = None,
+    vivid: float | None = 0.7,
+) -> Path:
     """Train the variants, score them against the baselines, write the report."""
     tracker = (tracker or Tracker()).check()
     base, lineage = source_architecture(study, config_path)
@@ -80,24 +85,39 @@ def colorize(
     experiment = colorize_best_experiment(study_name)
     results = {v: train_variant(v, c, splits, tracker, experiment, lineage, vivid) for v, c in configs.items()}
     command = "make colorize-best " + " ".join(
-        f"{k}={v}" for k, v in (
-            ("STUDY", lineage.get("source_study")), ("CONFIG", config_path), ("VARIANT", ",".join(variants)),
-            ("EPOCHS", first.train.epochs), ("SUBSET", first.data.subset), ("DATA", first.data.source),
+        f"{k}={v}"
+        for k, v in (
+            ("STUDY", lineage.get("source_study")),
+            ("CONFIG", config_path),
+            ("VARIANT", ",".join(variants)),
+            ("EPOCHS", first.train.epochs),
+            ("SUBSET", first.data.subset),
+            ("DATA", first.data.source),
             ("VIVID", vivid or 0),
-        ) if v is not None
-    )  # fmt: skip
+        )
+        if v is not None
+    )
     out = ensure_dir(reports_dir() / study_name)
-    colorization_grid(splits, [(v, r["model"], r["config"]) for v, r in results.items()], out / "colorization.png",
-                      f"{study_name}: colorization on fixed test images")  # fmt: skip
+    colorization_grid(
+        splits,
+        [(v, r["model"], r["config"]) for v, r in results.items()],
+        out / "colorization.png",
+        f"{study_name}: colorization on fixed test images",
+    )
     data = {"data_source": splits.data_source, "sizes": splits.sizes, "seed": splits.seed, "machine": machine()}
     markdown = render(study_name, lineage, base, data, results, baselines(splits), command)
     return publish(out / "colorization.md", markdown, tracker=tracker, runs=[r["run_id"] for r in results.values()])
 
 
 def train_variant(
-    variant: str, config: ExperimentConfig, splits: Splits, tracker: Tracker, experiment: str,
-    lineage: dict[str, Any], vivid: float | None,
-) -> dict[str, Any]:  # fmt: skip
+    variant: str,
+    config: ExperimentConfig,
+    splits: Splits,
+    tracker: Tracker,
+    experiment: str,
+    lineage: dict[str, Any],
+    vivid: float | None,
+) -> dict[str, Any]:
     """One variant trained as a tracked run, scored on test (and with a vivid chroma gain)."""
     keras.backend.clear_session()
     model = None
@@ -107,22 +127,37 @@ def train_variant(
         model = build_model(config, splits)
         warm_start(model, load_best_model(lineage["source_study"], conv="source_best_trial" in lineage)[0])
     run_id, result, out = run_experiment(
-        config, tracker, experiment=experiment, run_name=f"colorize-{variant}", splits=splits, model=model,
-        tags={"variant": variant, **{k: str(v) for k, v in lineage.items()}}, evaluate_test=False,
-    )  # fmt: skip
+        config,
+        tracker,
+        experiment=experiment,
+        run_name=f"colorize-{variant}",
+        splits=splits,
+        model=model,
+        tags={"variant": variant, **{k: str(v) for k, v in lineage.items()}},
+        evaluate_test=False,
+    )
     scores = evaluate_variant(result.model, config, splits, vivid)
     run = Run(tracker, run_id)
     run.log_metrics({k: v for k, v in scores.items() if isinstance(v, float)})
     if "vivid" in scores:
         run.log_metrics({f"vivid_{k}": v for k, v in scores["vivid"].items()})
     run.log_text(json.dumps(scores["per_class_mse"], indent=2), "per_class_mse.json")
-    print(f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['test_colourfulness']:.2f} "
-          f"(MLflow run {run_id})", flush=True)  # fmt: skip
+    print(
+        f"{variant}: test PSNR {scores['test_psnr']:.2f} dB, colourfulness {scores['test_colourfulness']:.2f} "
+        f"(MLflow run {run_id})",
+        flush=True,
+    )
     return {
-        **scores, "run_id": run_id, "n_params": result.n_params, "epochs": result.epochs_run,
-        "seconds_per_epoch": result.seconds_per_epoch, "seconds": result.seconds, "model": result.model,
-        "config": config, "loss_curve": out / "loss_curve.png",
-    }  # fmt: skip
+        **scores,
+        "run_id": run_id,
+        "n_params": result.n_params,
+        "epochs": result.epochs_run,
+        "seconds_per_epoch": result.seconds_per_epoch,
+        "seconds": result.seconds,
+        "model": result.model,
+        "config": config,
+        "loss_curve": out / "loss_curve.png",
+    }
 
 
 def colorization_grid(splits: Splits, models: list[tuple[str, Any, ExperimentConfig]], path: Path, title: str) -> Path:

@@ -17,9 +17,14 @@ LOSSLESS_LUMA_DB = 45.0  # luma reproduced at least this well has lost no detail
 
 
 def render(
-    study: str, lineage: dict[str, Any], base: ExperimentConfig, data: dict[str, Any],
-    results: dict[str, dict[str, Any]], baseline_rows: dict[str, dict[str, float]], command: str,
-) -> str:  # fmt: skip
+    study: str,
+    lineage: dict[str, Any],
+    base: ExperimentConfig,
+    data: dict[str, Any],
+    results: dict[str, dict[str, Any]],
+    baseline_rows: dict[str, dict[str, float]],
+    command: str,
+) -> str:
     """The Markdown of ``reports/<study>/colorization.md``: table, grid link, measured shortcomings.
 
     ``data``: ``data_source``, ``sizes`` (train, val, test), ``seed``, ``machine``; ``results`` per
@@ -32,8 +37,11 @@ def render(
     source = (
         f"trial {lineage['source_trial']} of study `{lineage['source_study']}` (MLflow run "
         f"`{lineage['source_run_id']}`)"
-        + (f", its best conv trial (the best, trial {lineage['source_best_trial']}, has a dense code)"
-           if "source_best_trial" in lineage else "")
+        + (
+            f", its best conv trial (the best, trial {lineage['source_best_trial']}, has a dense code)"
+            if "source_best_trial" in lineage
+            else ""
+        )
         if "source_trial" in lineage
         else f"`{lineage.get('source_config')}`"
     )
@@ -57,9 +65,15 @@ def render(
         "",
         *_table(results, baseline_rows),
     ]
-    lines += ["", "![colorization grid](colorization.png)", "", "## Per-class test MSE", "",
-              "| class | " + " | ".join(f"`{v}`" for v in results) + " |",
-              "|---|" + "---|" * len(results)]  # fmt: skip
+    lines += [
+        "",
+        "![colorization grid](colorization.png)",
+        "",
+        "## Per-class test MSE",
+        "",
+        "| class | " + " | ".join(f"`{v}`" for v in results) + " |",
+        "|---|" + "---|" * len(results),
+    ]
     for c in CLASSES:
         if all(c in r["per_class_mse"] for r in results.values()):
             lines.append(f"| {c} | " + " | ".join(f"{r['per_class_mse'][c]:.5f}" for r in results.values()) + " |")
@@ -146,8 +160,10 @@ def _between_variants(results: dict[str, dict[str, Any]]) -> list[str]:
     spread = pc[ref][ranked[-1]] / pc[ref][ranked[0]] if pc[ref][ranked[0]] > 0 else float("inf")
     figures = lambda names: ", ".join(f"{n} ({pc[ref][n]:.4f})" for n in names)  # noqa: E731
     if spread >= UNEVEN:
-        out.append(f"Classes differ ({ref}, test MSE): lowest on {figures(ranked[:3])}, highest on "
-                   f"{figures(ranked[-3:])}: {spread:.1f}× from best to worst.")  # fmt: skip
+        out.append(
+            f"Classes differ ({ref}, test MSE): lowest on {figures(ranked[:3])}, highest on "
+            f"{figures(ranked[-3:])}: {spread:.1f}× from best to worst."
+        )
     else:
         out.append(f"Errors are even across classes ({ref}): {spread:.2f}× from {ranked[0]} to {ranked[-1]}.")
     for v, r in results.items():
@@ -155,11 +171,16 @@ def _between_variants(results: dict[str, dict[str, Any]]) -> list[str]:
             g = r["vivid"]
             cost = g["test_psnr"] - r["test_psnr"]
             # What the gain shows depends on its cost: boosting right hues costs little, wrong ones a lot.
-            meaning = ("the hues it predicts are mostly right, only too faint" if cost > -CHEAP_GAIN_DB
-                       else "the hues it predicts are wrong often enough that saturating them costs PSNR")  # fmt: skip
-            out.append(f"`{v}`: a chroma gain ×{g['gain']:.2f} (set on validation) lifts colourfulness "
-                       f"{r['test_colourfulness']:.2f} → {g['test_colourfulness']:.2f} for {cost:+.2f} dB PSNR: "
-                       f"{meaning}.")  # fmt: skip
+            meaning = (
+                "the hues it predicts are mostly right, only too faint"
+                if cost > -CHEAP_GAIN_DB
+                else "the hues it predicts are wrong often enough that saturating them costs PSNR"
+            )
+            out.append(
+                f"`{v}`: a chroma gain ×{g['gain']:.2f} (set on validation) lifts colourfulness "
+                f"{r['test_colourfulness']:.2f} → {g['test_colourfulness']:.2f} for {cost:+.2f} dB PSNR: "
+                f"{meaning}."
+            )
     if "seed" in results:
         out.append(
             f"The seed's recipe (mean-gray input, BCE) scores {results['seed']['test_psnr']:.2f} dB and "
@@ -170,8 +191,10 @@ def _between_variants(results: dict[str, dict[str, Any]]) -> list[str]:
         out.append(
             f"Warm-starting from the reconstruction weights changes PSNR by {d:+.2f} dB against training from scratch."
         )
-    for variant, what in (("chroma-semantic", "A global semantic branch with a class loss"),
-                          ("chroma-oracle", "Given the true class (the oracle: the most knowing the object can buy)")):
+    for variant, what in (
+        ("chroma-semantic", "A global semantic branch with a class loss"),
+        ("chroma-oracle", "Given the true class (the oracle: the most knowing the object can buy)"),
+    ):
         if variant in results and "chroma" in results:
             a, b = results[variant], results["chroma"]
             cf = f"{b['test_colourfulness']:.2f} → {a['test_colourfulness']:.2f}"

@@ -38,29 +38,55 @@ class StudyModels:
     finals: list[FinalModel]
     oracle: FinalModel | None = None
 
+
 def measure(cfg: SearchConfig, models: StudyModels) -> Measured:
     """The report's numbers from trained models and the study's trials (no training here)."""
     study, splits, classifier, finals = models.study, models.splits, models.classifier, models.finals
     front_numbers = {t.number for t in study.best_trials}
-    trials = [{"number": t.number, "state": state_name(t), "recipe": describe(t.params),
-               "val_psnr": t.user_attrs.get("val_psnr"), "val_colourfulness": t.user_attrs.get("val_colourfulness"),
-               "temperature": t.user_attrs.get("temperature"), "front": t.number in front_numbers,
-               "first": "today's best recipe" if t.user_attrs.get("reference") else t.user_attrs.get("recipe", ""),
-               "reason": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason", "")}
-              for t in study.get_trials(deepcopy=False)]  # fmt: skip
+    trials = [
+        {
+            "number": t.number,
+            "state": state_name(t),
+            "recipe": describe(t.params),
+            "val_psnr": t.user_attrs.get("val_psnr"),
+            "val_colourfulness": t.user_attrs.get("val_colourfulness"),
+            "temperature": t.user_attrs.get("temperature"),
+            "front": t.number in front_numbers,
+            "first": "today's best recipe" if t.user_attrs.get("reference") else t.user_attrs.get("recipe", ""),
+            "reason": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason", ""),
+        }
+        for t in study.get_trials(deepcopy=False)
+    ]
     starts = [t.datetime_start for t in study.trials if t.datetime_start]
     ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
     return Measured(
-        study=cfg.study, source=cfg.source_study or "", command=command_of(cfg),
-        data={"data_source": splits.data_source, "sizes": splits.sizes, "seed": splits.seed, "machine": machine(),
-              "epochs": cfg.experiment.train.epochs, "final_epochs": cfg.final_epochs, "vivid": cfg.vivid},
-        trials=trials, finals=finals, chosen=choose(finals, cfg.vivid).trial if finals else -1,
-        baselines=baselines(splits), oracle=models.oracle, source_config=cfg.source_config,
-        semantic={**gray_and_true_accuracy(classifier, splits), "classifier_acc": classifier.test_accuracy,
-                  "classifier_run_id": classifier.run_id},
-        gray_photos_psnr=gray_photos_psnr(), parent_run_id=study.user_attrs.get("mlflow_parent_run_id"),
+        study=cfg.study,
+        source=cfg.source_study or "",
+        command=command_of(cfg),
+        data={
+            "data_source": splits.data_source,
+            "sizes": splits.sizes,
+            "seed": splits.seed,
+            "machine": machine(),
+            "epochs": cfg.experiment.train.epochs,
+            "final_epochs": cfg.final_epochs,
+            "vivid": cfg.vivid,
+        },
+        trials=trials,
+        finals=finals,
+        chosen=choose(finals, cfg.vivid).trial if finals else -1,
+        baselines=baselines(splits),
+        oracle=models.oracle,
+        source_config=cfg.source_config,
+        semantic={
+            **gray_and_true_accuracy(classifier, splits),
+            "classifier_acc": classifier.test_accuracy,
+            "classifier_run_id": classifier.run_id,
+        },
+        gray_photos_psnr=gray_photos_psnr(),
+        parent_run_id=study.user_attrs.get("mlflow_parent_run_id"),
         wall_hours=(max(ends) - min(starts)).total_seconds() / 3600 if starts and ends else float("nan"),
-    )  # fmt: skip
+    )
 
 
 def command_of(cfg: SearchConfig) -> str:
@@ -86,8 +112,13 @@ def write_search_report(cfg: SearchConfig, tracker: Tracker, models: StudyModels
     if m.finals:
         front_figure(m, out / "colorization-front.png")
         grid_figure(cfg, m.finals, models.splits, out / "colorization-search.png")
-    return publish(out / "colorization-search.md", render(m), tracker=tracker, runs=[m.parent_run_id],
-                   figures=["colorization-front.png", "colorization-search.png"])  # fmt: skip
+    return publish(
+        out / "colorization-search.md",
+        render(m),
+        tracker=tracker,
+        runs=[m.parent_run_id],
+        figures=["colorization-front.png", "colorization-search.png"],
+    )
 
 
 def register_chosen(study: str, chosen: FinalModel, tracker: Tracker, splits: Splits) -> str | None:
@@ -100,8 +131,9 @@ def register_chosen(study: str, chosen: FinalModel, tracker: Tracker, splits: Sp
         return None
     record_path = chosen.path.with_suffix(".json")
     record = json.loads(record_path.read_text())
-    write_text_atomic(record_path, json.dumps({**record, "registered_model": {"name": study, "version": version}},
-                                              indent=2))  # fmt: skip
+    write_text_atomic(
+        record_path, json.dumps({**record, "registered_model": {"name": study, "version": version}}, indent=2)
+    )
     return f"models:/{study}/{version}"
 
 

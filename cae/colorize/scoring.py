@@ -23,7 +23,7 @@ from cae.metrics import (
     per_class,
     per_class_mse,
     psnr_from_mse,
-)  # fmt: skip
+)
 from cae.train import predict
 
 # Annealed-mean temperatures tried on validation (Zhang et al. show 1 … 0; 0.38 is their choice).
@@ -63,8 +63,10 @@ def baselines(splits: Splits) -> dict[str, dict[str, float]]:
     train_uv = tf.image.rgb_to_yuv(to_unit(splits.x_train[:10000])).numpy()[..., 1:].reshape(-1, 2).mean(axis=0)
     yuv = np.concatenate([gray, np.broadcast_to(train_uv, (*gray.shape[:-1], 2))], axis=-1)
     rows = {}
-    for name, pred in (("gray copied to RGB", np.repeat(gray, 3, axis=-1)),
-                       ("gray + mean training chroma", tf.image.yuv_to_rgb(yuv).numpy())):  # fmt: skip
+    for name, pred in (
+        ("gray copied to RGB", np.repeat(gray, 3, axis=-1)),
+        ("gray + mean training chroma", tf.image.yuv_to_rgb(yuv).numpy()),
+    ):
         rows[name] = colour_scores(pred, truth)
     return rows
 
@@ -85,8 +87,14 @@ def calibrate_gain(pred: np.ndarray, truth: np.ndarray, target: float) -> float:
     return gain * target / max(colourfulness_ratio(saturate(pred, gain), truth), 1e-6)
 
 
-def decode_at(model: Any, images: np.ndarray, input_transform: str, temperatures: Sequence[float],
-              batch_size: int = 250, labels: np.ndarray | None = None) -> dict[float, np.ndarray]:  # fmt: skip
+def decode_at(
+    model: Any,
+    images: np.ndarray,
+    input_transform: str,
+    temperatures: Sequence[float],
+    batch_size: int = 250,
+    labels: np.ndarray | None = None,
+) -> dict[float, np.ndarray]:
     """RGB predictions of a classification colorizer at each annealed-mean temperature.
 
     One forward pass of its logits network; then, per temperature, the same built-in-layer decoder
@@ -95,8 +103,15 @@ def decode_at(model: Any, images: np.ndarray, input_transform: str, temperatures
     """
     logits_model = logits_network(model)
     decoders = {t: class_decoder(t) for t in temperatures}
-    ds = make_dataset(images, batch_size, shuffle=False, seed=0, input_transform=input_transform, labels=labels,
-                      label_input=labels is not None)  # fmt: skip
+    ds = make_dataset(
+        images,
+        batch_size,
+        shuffle=False,
+        seed=0,
+        input_transform=input_transform,
+        labels=labels,
+        label_input=labels is not None,
+    )
     out: dict[float, list[np.ndarray]] = {t: [] for t in temperatures}
     for x, _ in ds:
         logits = logits_model(x, training=False)
@@ -107,8 +122,11 @@ def decode_at(model: Any, images: np.ndarray, input_transform: str, temperatures
 
 
 def curve_point(temperature: float, pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    return {"temperature": temperature, "psnr": psnr_from_mse(mse(pred, truth)),
-            "colourfulness": colourfulness_ratio(pred, truth)}  # fmt: skip
+    return {
+        "temperature": temperature,
+        "psnr": psnr_from_mse(mse(pred, truth)),
+        "colourfulness": colourfulness_ratio(pred, truth),
+    }
 
 
 def vivid_enough(colourfulness: float, vivid: float) -> bool:
@@ -132,8 +150,9 @@ def predict_rgb(model: Any, images: np.ndarray, config: Any, labels: np.ndarray 
     return np.clip(predict(model, images, config.data.input, given), 0.0, 1.0)
 
 
-def validation_scores(model: Any, config: Any, splits: Splits, vivid: float) -> tuple[Any, dict[str, float],
-                                                                                       dict[str, Any]]:  # fmt: skip
+def validation_scores(
+    model: Any, config: Any, splits: Splits, vivid: float
+) -> tuple[Any, dict[str, float], dict[str, Any]]:
     """(model to keep, ``val_*`` metrics, attrs) of a trained colorizer.
 
     A chroma-class model is decoded at the temperature chosen here, on validation (the best PSNR

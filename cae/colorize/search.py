@@ -35,16 +35,22 @@ RECIPE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", 
 ZHANG = {"train.loss": "classification", "train.rebalance": 0.5, "model.skips": True}
 EARLY = {
     "enqueued: chroma classes (Zhang et al.)": ZHANG,
-    "enqueued: chroma classes + semantic branch (Iizuka et al.)": {**ZHANG, "model.semantic": 128,
-                                                                   "train.class_weight": 0.3},
+    "enqueued: chroma classes + semantic branch (Iizuka et al.)": {
+        **ZHANG,
+        "model.semantic": 128,
+        "train.class_weight": 0.3,
+    },
     "enqueued: today's skips variant": {"model.skips": True},
-}  # fmt: skip
+}
 
 
 def colorization_config(
-    path: str | Path | None, source_study: str, overrides: dict[str, Any],
-    source: tuple[ExperimentConfig, dict[str, Any]] | None = None, source_config: str | None = None,
-) -> tuple[SearchConfig, dict[str, Any]]:  # fmt: skip
+    path: str | Path | None,
+    source_study: str,
+    overrides: dict[str, Any],
+    source: tuple[ExperimentConfig, dict[str, Any]] | None = None,
+    source_config: str | None = None,
+) -> tuple[SearchConfig, dict[str, Any]]:
     """(study config, lineage): the YAML's settings on top of the source study's best architecture.
 
     The YAML's ``experiment:`` block and ``overrides`` (``experiment.*`` keys) change the source's
@@ -70,8 +76,13 @@ def colorization_config(
     lineage = dict(lineage)
     base = with_overrides(start, {**RECIPE, **experiment, **training, "name": f"{source_study}-colorize"}, where)
     base = capped(base, lineage, {**experiment, **training})
-    cfg = dataclasses.replace(cfg, study=f"{source_study}-colorize", source_study=source_study, experiment=base,
-                              source_config=lineage.get("source_config"))  # fmt: skip
+    cfg = dataclasses.replace(
+        cfg,
+        study=f"{source_study}-colorize",
+        source_study=source_study,
+        experiment=base,
+        source_config=lineage.get("source_config"),
+    )
     return from_dict(SearchConfig, to_dict(cfg), where), lineage
 
 
@@ -90,9 +101,12 @@ def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
 
 
 def colorize_search(
-    path: str | Path | None, source_study: str, overrides: dict[str, Any], tracker: Tracker | None = None,
+    path: str | Path | None,
+    source_study: str,
+    overrides: dict[str, Any],
+    tracker: Tracker | None = None,
     source_config: str | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Run (or resume) the study, train and score its front, write the report; returns the report.
 
     ``source_config``: an experiment file to start from instead of ``source_study``'s best (the

@@ -75,17 +75,36 @@ class ColorizationTask:
         lineage = study_attrs.get("lineage") or {}
         self.tags = {**run_tags("colorization", splits.data_source), **{k: str(v) for k, v in lineage.items()}}
 
-    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
-              initial_epoch: int = 0, workdir: Path | None = None) -> TrialOutcome:  # fmt: skip
+    def train(
+        self,
+        config: ExperimentConfig,
+        model: Any,
+        callbacks: list[Any],
+        *,
+        epochs: int | None = None,
+        initial_epoch: int = 0,
+        workdir: Path | None = None,
+    ) -> TrialOutcome:
         stop = collapse_stop(self.splits.x_val[:PROBE_IMAGES], config)
         self.training = config  # the trial in training (one per process): what rung_value decodes with
-        result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
-                                    initial_epoch=initial_epoch, evaluate_test=False, workdir=workdir)  # fmt: skip
+        result = train_and_evaluate(
+            config,
+            self.splits,
+            model=model,
+            callbacks=[*callbacks, stop],
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            evaluate_test=False,
+            workdir=workdir,
+        )
         if stop.reason:
             raise TrialStopped(stop.reason)
         result.model, metrics, attrs = validation_scores(result.model, config, self.splits, self.vivid)
-        values = {"val_psnr": metrics["val_psnr"], "colourfulness_gap": abs(1.0 - metrics["val_colourfulness"]),
-                  "best_val_loss": result.best_val_loss}  # fmt: skip
+        values = {
+            "val_psnr": metrics["val_psnr"],
+            "colourfulness_gap": abs(1.0 - metrics["val_colourfulness"]),
+            "best_val_loss": result.best_val_loss,
+        }
         if "temperature" in attrs:
             metrics["temperature"] = attrs["temperature"]
         return TrialOutcome(result, values, metrics, attrs)

@@ -30,10 +30,20 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "seed": {"data.input": "mean", "model.predict": "rgb", "model.output_activation": "sigmoid", "train.loss": "bce"},
     "chroma-warm": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse"},
     "chroma-skips": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.skips": True},
-    "chroma-semantic": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.semantic": 128,
-                        "train.class_weight": 0.1},
-    "chroma-oracle": {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse", "model.semantic": 128,
-                      "model.semantic_oracle": True},
+    "chroma-semantic": {
+        "data.input": "luma",
+        "model.predict": "chroma",
+        "train.loss": "mse",
+        "model.semantic": 128,
+        "train.class_weight": 0.1,
+    },
+    "chroma-oracle": {
+        "data.input": "luma",
+        "model.predict": "chroma",
+        "train.loss": "mse",
+        "model.semantic": 128,
+        "model.semantic_oracle": True,
+    },
 }
 ALL = ("rgb", "chroma", "seed")
 # A rate tuned for reconstruction can be too high for colour: at the main study's 6.07e-3 the chroma
@@ -64,8 +74,12 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
     if isinstance(model, dict) and model.get("bottleneck") == "dense":
         fallback = {"source_best_trial": record["trial_number"]}
         record, where = best_conv(record), f"runs/{record['study']}/best-conv.json"
-    lineage = {"source_study": record["study"], "source_trial": record["trial_number"],
-               "source_run_id": record["mlflow_run_id"], **fallback}  # fmt: skip
+    lineage = {
+        "source_study": record["study"],
+        "source_trial": record["trial_number"],
+        "source_run_id": record["mlflow_run_id"],
+        **fallback,
+    }
     return from_dict(ExperimentConfig, record["config"], where), lineage
 
 
@@ -73,18 +87,25 @@ def best_conv(best: dict[str, Any]) -> dict[str, Any]:
     """The study's best conv trial, for a study whose best has a dense code (RGB to RGB, no features)."""
     study, number = best["study"], best["trial_number"]
     dense = f"study {study!r}'s best trial {number} has a dense code (RGB to RGB: no features to colour from)"
-    explicit = ("pass a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
-                "`make colorize-search FROM=experiments/conv-best.yaml`")  # fmt: skip
+    explicit = (
+        "pass a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
+        "`make colorize-search FROM=experiments/conv-best.yaml`"
+    )
     if not best_paths(study, conv=True)[0].exists():
-        raise CAEError(f"{dense} and runs/{study}/best-conv.json, its best conv trial, is missing (no conv trial "
-                       f"finished on this host, or the study predates it); {explicit}")  # fmt: skip
+        raise CAEError(
+            f"{dense} and runs/{study}/best-conv.json, its best conv trial, is missing (no conv trial "
+            f"finished on this host, or the study predates it); {explicit}"
+        )
     record = read_best(study, conv=True)  # a damaged file says so itself
     if record.get("study_uid") != best.get("study_uid"):
         raise CAEError(f"{dense} and runs/{study}/best-conv.json is from an older study of that name; {explicit}")
     name = best["objective"]["name"]
-    print(f"note: study {study!r}'s best trial {number} has a dense code (a reconstruction code of RGB); "
-          f"colorization starts from its best conv trial {record['trial_number']} ({name} "
-          f"{record['objective']['value']:.6g} against {best['objective']['value']:.6g})", flush=True)  # fmt: skip
+    print(
+        f"note: study {study!r}'s best trial {number} has a dense code (a reconstruction code of RGB); "
+        f"colorization starts from its best conv trial {record['trial_number']} ({name} "
+        f"{record['objective']['value']:.6g} against {best['objective']['value']:.6g})",
+        flush=True,
+    )
     return record
 
 

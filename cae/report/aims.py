@@ -39,19 +39,27 @@ def _pca_aim(data: ReportData) -> list[str]:
     lo, hi = AIM_SIZES
     verdict = "**Met**" if not misses else "**Missed**"
     worst = min(margins) if margins else None
-    head = (f"- {verdict}: at every code size from {lo:,} to {hi:,} values, a model at least {PCA_MARGIN_DB:g} dB "
-            f"above PCA with 8-bit codes on both sides: ")  # fmt: skip
+    head = (
+        f"- {verdict}: at every code size from {lo:,} to {hi:,} values, a model at least {PCA_MARGIN_DB:g} dB "
+        f"above PCA with 8-bit codes on both sides: "
+    )
     if not misses:
         head += f"the smallest margin is {worst:+.2f} dB."
     else:
         short = ", ".join(f"{k:,} ({'no model that small' if m is None else f'{m:+.2f} dB'})" for k, m in misses)
         head += f"short at {len(misses)} of {len(rows)} sizes: {short}."
-    table = ["", "  | code size | PCA, 8-bit (test) | best model within it | its 8-bit PSNR | margin |",
-             "  |---|---|---|---|---|"]  # fmt: skip
+    table = [
+        "",
+        "  | code size | PCA, 8-bit (test) | best model within it | its 8-bit PSNR | margin |",
+        "  |---|---|---|---|---|",
+    ]
     for k, pca, best, m in rows:
         name = f"{best.label} ({best.latent_values:,} values)" if best else "none"
-        table.append(f"  | {k:,} | {pca:.2f} | {name} | {best.q8_psnr:.2f} | {m:+.2f} |" if best
-                     else f"  | {k:,} | {pca:.2f} | none | — | — |")  # fmt: skip
+        table.append(
+            f"  | {k:,} | {pca:.2f} | {name} | {best.q8_psnr:.2f} | {m:+.2f} |"
+            if best
+            else f"  | {k:,} | {pca:.2f} | none | — | — |"
+        )
     return [head, *table, ""]
 
 
@@ -61,24 +69,31 @@ def _psnr_aim(data: ReportData) -> str:
         return f"- **Missed**: ≥ {AIM_PSNR:g} dB at ≤ {AIM_PSNR_SIZE:,} values: no model that small was scored."
     best = max(small, key=lambda m: m.test_psnr)
     verdict = "**Met**" if best.test_psnr >= AIM_PSNR else "**Missed**"
-    return (f"- {verdict}: ≥ {AIM_PSNR:g} dB test PSNR at ≤ {AIM_PSNR_SIZE:,} values: the best, {best.label} "
-            f"({best.code_values:,} values), scores {best.test_psnr:.2f} dB ({best.test_psnr - AIM_PSNR:+.2f} dB; "
-            f"PCA at its size {best.test.pca:.2f} dB).")  # fmt: skip
+    return (
+        f"- {verdict}: ≥ {AIM_PSNR:g} dB test PSNR at ≤ {AIM_PSNR_SIZE:,} values: the best, {best.label} "
+        f"({best.code_values:,} values), scores {best.test_psnr:.2f} dB ({best.test_psnr - AIM_PSNR:+.2f} dB; "
+        f"PCA at its size {best.test.pca:.2f} dB)."
+    )
 
 
 def _photos_aim(data: ReportData) -> str:
     # The learned models this study found; the reference is the seed's CAE, the thing to beat, not a candidate.
-    judged = [m for m in candidates(data) if m.photos_psnr is not None and m.photos.pca is not None
-              and m is not data.reference]  # fmt: skip
+    judged = [
+        m
+        for m in candidates(data)
+        if m.photos_psnr is not None and m.photos.pca is not None and m is not data.reference
+    ]
     if not judged:
         return "- Photo tiles: not measured."
     below = [m for m in judged if m.photos_psnr <= m.photos.pca]
     worst = min(judged, key=lambda m: m.photos_psnr - m.photos.pca)
     verdict = "**Met**" if not below else "**Missed**"
-    return (f"- {verdict}: above PCA on ordinary photos (the 32×32 photo tiles, not CIFAR-10; PCA fitted on "
-            f"CIFAR-10's training split): {len(judged) - len(below)} of {len(judged)} scored models are; the smallest "
-            f"margin is {worst.label}'s {worst.photos_psnr - worst.photos.pca:+.2f} dB "
-            f"({worst.photos_psnr:.2f} against {worst.photos.pca:.2f} dB).")  # fmt: skip
+    return (
+        f"- {verdict}: above PCA on ordinary photos (the 32×32 photo tiles, not CIFAR-10; PCA fitted on "
+        f"CIFAR-10's training split): {len(judged) - len(below)} of {len(judged)} scored models are; the smallest "
+        f"margin is {worst.label}'s {worst.photos_psnr - worst.photos.pca:+.2f} dB "
+        f"({worst.photos_psnr:.2f} against {worst.photos.pca:.2f} dB)."
+    )
 
 
 def _time_aim(data: ReportData) -> str:
@@ -89,12 +104,13 @@ def _time_aim(data: ReportData) -> str:
         return "- The old best (35.83 dB): not reached by any trial's epoch values."
     hours, psnr = data.reached
     verdict = "**Met**" if hours < OLD_STUDY_HOURS else "**Missed**"
-    return (f"- {verdict}: reaching the conv-only study's best (35.83 dB) in less wall time than that study plus its "
-            f"30-epoch retrain ({OLD_STUDY_HOURS:.2f} h): a trial passed it {hours:.2f} h into this study "
-            f"({psnr:.2f} dB validation PSNR at that epoch).")  # fmt: skip
+    return (
+        f"- {verdict}: reaching the conv-only study's best (35.83 dB) in less wall time than that study plus its "
+        f"30-epoch retrain ({OLD_STUDY_HOURS:.2f} h): a trial passed it {hours:.2f} h into this study "
+        f"({psnr:.2f} dB validation PSNR at that epoch)."
+    )
 
 
 def aim_lines(data: ReportData) -> list[str]:
     """The Markdown section on the aims; each line says met or missed and by how much."""
-    return ["## The aims, met or missed", "", *_pca_aim(data), _psnr_aim(data), _photos_aim(data), _time_aim(data),
-            ""]  # fmt: skip
+    return ["## The aims, met or missed", "", *_pca_aim(data), _psnr_aim(data), _photos_aim(data), _time_aim(data), ""]

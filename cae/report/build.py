@@ -45,8 +45,11 @@ def _same_data(data: dict[str, Any], splits: Any, recorded: dict[str, Any], best
     other data (``EXTEND=1``) records only the latest digest, so any data override there retrains."""
     if any({"data_digest", "subset"} & set(e.get("changed", {})) for e in recorded.get("extensions", [])):
         return not data
-    trained = {"data.source": recorded.get("data_digest"), "data.subset": best["config"]["data"].get("subset"),
-               "seed": best["config"].get("seed")}  # fmt: skip
+    trained = {
+        "data.source": recorded.get("data_digest"),
+        "data.subset": best["config"]["data"].get("subset"),
+        "seed": best["config"].get("seed"),
+    }
     given = {"data.source": splits.digest, "data.subset": data.get("data.subset"), "seed": data.get("seed")}
     return all(given[key] == trained[key] for key in data)
 
@@ -86,33 +89,59 @@ def build_report(
     else:
         ref, top = retrain_pair(best_config, reference_config, best["trial_number"], cfg.study, splits, tracker)
     front = {p.trial: m for p in pareto_front(points) if (m := _own_model(cfg.study, trials[p.trial], splits))}
-    ablation = [m for t in trials.values() if t.user_attrs.get("enqueued") and t.state.name == "COMPLETE"
-                if (m := _own_model(cfg.study, t, splits))]  # fmt: skip
+    ablation = [
+        m
+        for t in trials.values()
+        if t.user_attrs.get("enqueued") and t.state.name == "COMPLETE"
+        if (m := _own_model(cfg.study, t, splits))
+    ]
     scored = [ref, top, *front.values(), *ablation]
     inputs = Inputs(
-        cfg=cfg, study=study, points=points, best=best, budget=budget,
-        data={"data_source": splits.data_source, "location": splits.location, "sizes": splits.sizes,
-              "seed": splits.seed},
-        reference=ref, top=top, tables=_tables(splits, points, scored),
+        cfg=cfg,
+        study=study,
+        points=points,
+        best=best,
+        budget=budget,
+        data={
+            "data_source": splits.data_source,
+            "location": splits.location,
+            "sizes": splits.sizes,
+            "seed": splits.seed,
+        },
+        reference=ref,
+        top=top,
+        tables=_tables(splits, points, scored),
         parent_run_id=tracker.find_study_parent(cfg.study),
-        front_scored=front, ablation=ablation,
+        front_scored=front,
+        ablation=ablation,
         colorization=COLORIZATION if (reports_dir() / cfg.study / COLORIZATION).exists() else None,
-    )  # fmt: skip
+    )
     out = ensure_dir(reports_dir() / cfg.study)
     numbers = measure(inputs, report_command(cfg.study, epochs, data or {}))
     models = {m["run_id"]: m["model"] for m in scored}
     numbers = replace(numbers, images=_figures(inputs, numbers, out, tracker, models, splits))
-    return publish(out / "search.md", render(numbers), tracker=tracker, runs=[inputs.parent_run_id],
-                   figures=numbers.images.values())  # fmt: skip
+    return publish(
+        out / "search.md",
+        render(numbers),
+        tracker=tracker,
+        runs=[inputs.parent_run_id],
+        figures=numbers.images.values(),
+    )
 
 
 def _own(trial: Any, label: str, record: dict[str, Any] | None = None) -> dict[str, Any]:
     """The scoring labels of a trial's own model: its run, epochs and time per epoch."""
-    epochs = (record or {}).get("epochs") or (max(trial.intermediate_values) + 1 if trial.intermediate_values
-                                              else trial.user_attrs.get("epochs_run", 0))  # fmt: skip
+    epochs = (record or {}).get("epochs") or (
+        max(trial.intermediate_values) + 1 if trial.intermediate_values else trial.user_attrs.get("epochs_run", 0)
+    )
     seconds = trial.user_attrs.get("seconds_per_epoch") or trial.user_attrs.get("seconds", 0.0) / max(1, epochs)
-    return {"label": label, "run_id": trial.user_attrs.get("mlflow_run_id", "?"), "epochs": epochs,
-            "retrained": False, "seconds_per_epoch": seconds}  # fmt: skip
+    return {
+        "label": label,
+        "run_id": trial.user_attrs.get("mlflow_run_id", "?"),
+        "epochs": epochs,
+        "retrained": False,
+        "seconds_per_epoch": seconds,
+    }
 
 
 def _own_model(study: str, trial: Any, splits: Splits) -> dict[str, Any] | None:
@@ -133,9 +162,11 @@ def _tables(splits: Splits, points: list[Point], scored: list[dict[str, Any]]) -
     sizes = {*PCA_VALUES, *AIM_GRID, *(p.code_values for p in points)}
     sizes |= {m[k] for m in scored for k in ("code_values", "latent_values")}
     tiles, _ = photo_tiles()
-    return {"val": baseline_table(basis, splits.x_val, sizes, "validation"),
-            "test": baseline_table(basis, splits.x_test, sizes, "test"),
-            "photos": baseline_table(basis, tiles, sizes, "photo tiles")}  # fmt: skip
+    return {
+        "val": baseline_table(basis, splits.x_val, sizes, "validation"),
+        "test": baseline_table(basis, splits.x_test, sizes, "test"),
+        "photos": baseline_table(basis, tiles, sizes, "photo tiles"),
+    }
 
 
 def _load(cfg: SearchConfig) -> tuple[Any, list[Point]]:
@@ -152,8 +183,9 @@ def _load(cfg: SearchConfig) -> tuple[Any, list[Point]]:
     return study, points
 
 
-def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker, models: dict[str, Any],
-             splits: Splits) -> dict[str, str]:  # fmt: skip
+def _figures(
+    inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker, models: dict[str, Any], splits: Splits
+) -> dict[str, str]:
     """Draw (or copy) every figure into ``out``; returns figure key -> file name for those that exist."""
     cfg = inputs.cfg
     images: dict[str, str] = {}
@@ -167,8 +199,10 @@ def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker, m
             shutil.copy(p, out / p.name)
             images[p.stem] = p.name
     ref, top = numbers.reference, numbers.top
-    grid = [(f"reference\n{ref.test_psnr:.1f} dB", models[ref.run_id]),
-            (f"best #{numbers.best.number}\n{top.test_psnr:.1f} dB", models[top.run_id])]  # fmt: skip
+    grid = [
+        (f"reference\n{ref.test_psnr:.1f} dB", models[ref.run_id]),
+        (f"best #{numbers.best.number}\n{top.test_psnr:.1f} dB", models[top.run_id]),
+    ]
     how = "their own models" if not top.retrained else f"{inputs.budget}-epoch retrains"
     reconstruction_grid(splits, grid, out / "reconstructions.png", f"{cfg.study}: test images, {how}")
     images["reconstructions"] = "reconstructions.png"
@@ -176,8 +210,9 @@ def _figures(inputs: Inputs, numbers: ReportData, out: Path, tracker: Tracker, m
         plot_size_vs_error(inputs.points, numbers.rho_code, numbers.rho_params, out / "size_vs_error.png")
         images["size_vs_error"] = "size_vs_error.png"
     shown = [numbers.top, *(p.scored for p in numbers.front if p.scored and p.scored.run_id != top.run_id)]
-    plot_rate_distortion(inputs.points, pareto_front(inputs.points), inputs.tables["val"], out / "rate_distortion.png",
-                         shown)  # fmt: skip
+    plot_rate_distortion(
+        inputs.points, pareto_front(inputs.points), inputs.tables["val"], out / "rate_distortion.png", shown
+    )
     images["rate_distortion"] = "rate_distortion.png"
     return images
 

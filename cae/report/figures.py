@@ -59,8 +59,9 @@ def plot_size_vs_error(points: list[Point], rho_code: Rank, rho_params: Rank, pa
     return save(fig, path)
 
 
-def plot_rate_distortion(points: list[Point], front: list[Point], val: BaselineTable, path: Path,
-                         scored: list[Any]) -> Path:  # fmt: skip
+def plot_rate_distortion(
+    points: list[Point], front: list[Point], val: BaselineTable, path: Path, scored: list[Any]
+) -> Path:
     """Validation PSNR vs code size: trials, the front, PCA (float, 8-bit) and the thumbnail on the same images.
 
     ``scored``: :class:`~cae.report.data.ScoredModel` rows, drawn on the test split (filled star: float
@@ -72,17 +73,26 @@ def plot_rate_distortion(points: list[Point], front: list[Point], val: BaselineT
     sizes = sorted(val.pca)
     ax.plot(sizes, [val.pca[k] for k in sizes], "-", color="k", lw=2, label="PCA, float coefficients (linear)")
     ax.plot(sizes, [val.pca_q8[k] for k in sizes], ":", color="k", lw=2, label="PCA, 8-bit coefficients")
-    ax.plot([c.values for c in val.thumbnail], [c.psnr for c in val.thumbnail], "-", color="gray", lw=1.5,
-            label="bicubic thumbnail s×s → 32×32 (no learning)")  # fmt: skip
+    ax.plot(
+        [c.values for c in val.thumbnail],
+        [c.psnr for c in val.thumbnail],
+        "-",
+        color="gray",
+        lw=1.5,
+        label="bicubic thumbnail s×s → 32×32 (no learning)",
+    )
     ax.scatter([p.code_values for p in points], [p.val_psnr for p in points], alpha=0.5, label="completed trials")
     ax.plot([p.code_values for p in front], [p.val_psnr for p in front], "o-", color="tab:red", label="Pareto front")
     for i, m in enumerate(scored):
         colour = f"C{(i + 2) % 10}"
         ax.plot(m.code_values, m.test_psnr, "*", ms=14, color=colour, label=f"{m.label} (test)")
         ax.plot(m.latent_values, m.q8_psnr, "*", ms=14, mfc="none", color=colour)
-    ax.set(xscale="log", xlabel="code size (values: the narrower of latent and bottleneck; 8-bit: bytes)",
-           ylabel="PSNR (dB; validation unless marked test)",
-           title="Rate–distortion: autoencoders against PCA and a thumbnail codec")  # fmt: skip
+    ax.set(
+        xscale="log",
+        xlabel="code size (values: the narrower of latent and bottleneck; 8-bit: bytes)",
+        ylabel="PSNR (dB; validation unless marked test)",
+        title="Rate–distortion: autoencoders against PCA and a thumbnail codec",
+    )
     _plain_log_ticks(ax.xaxis)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="upper left")  # PSNR rises with size: the upper left stays empty

@@ -52,20 +52,34 @@ def against(table: BaselineTable | None, code_values: int, latent_values: int) -
     """The baselines at a model's code size (float) and at its 8-bit latent's bytes, from a table."""
     if table is None:
         return Against()
-    return Against(table.pca.get(code_values), table.pca_q8.get(latent_values), table.thumb(code_values),
-                   table.thumb(latent_values))  # fmt: skip
+    return Against(
+        table.pca.get(code_values),
+        table.pca_q8.get(latent_values),
+        table.thumb(code_values),
+        table.thumb(latent_values),
+    )
 
 
 def scored(record: dict[str, Any], tables: dict[str, BaselineTable]) -> ScoredModel:
     """A scored model's record as a row, beside the baselines on the same images."""
     code, latent = record["code_values"], record["latent_values"]
     return ScoredModel(
-        label=record["label"], run_id=record["run_id"], epochs=record["epochs"], retrained=record["retrained"],
-        n_params=record["n_params"], code_values=code, latent_values=latent, test_mse=record["test_mse"],
-        test_psnr=record["test_psnr"], test_ssim=record["test_ssim"], q8_psnr=record["test_q8_psnr"],
-        seconds_per_epoch=record["seconds_per_epoch"], test=against(tables.get("test"), code, latent),
-        photos_psnr=record.get("photos_psnr"), photos=against(tables.get("photos"), code, latent),
-    )  # fmt: skip
+        label=record["label"],
+        run_id=record["run_id"],
+        epochs=record["epochs"],
+        retrained=record["retrained"],
+        n_params=record["n_params"],
+        code_values=code,
+        latent_values=latent,
+        test_mse=record["test_mse"],
+        test_psnr=record["test_psnr"],
+        test_ssim=record["test_ssim"],
+        q8_psnr=record["test_q8_psnr"],
+        seconds_per_epoch=record["seconds_per_epoch"],
+        test=against(tables.get("test"), code, latent),
+        photos_psnr=record.get("photos_psnr"),
+        photos=against(tables.get("photos"), code, latent),
+    )
 
 
 def measure(inputs: Inputs, command: str) -> ReportData:
@@ -74,31 +88,61 @@ def measure(inputs: Inputs, command: str) -> ReportData:
     trials = study.get_trials(deepcopy=False)
     wall, trial_seconds = study_times(trials)
     rho_code, rho_params = size_correlations(inputs.points)
-    front = [FrontPoint(p.trial, p.code_values, p.n_params, p.val_loss, against(tables.get("val"), p.code_values,
-                                                                                p.code_values),
-                        scored(inputs.front_scored[p.trial], tables) if p.trial in inputs.front_scored else None)
-             for p in pareto_front(inputs.points)]  # fmt: skip
+    front = [
+        FrontPoint(
+            p.trial,
+            p.code_values,
+            p.n_params,
+            p.val_loss,
+            against(tables.get("val"), p.code_values, p.code_values),
+            scored(inputs.front_scored[p.trial], tables) if p.trial in inputs.front_scored else None,
+        )
+        for p in pareto_front(inputs.points)
+    ]
     test = tables.get("test")
     grid = [k for k in AIM_GRID if AIM_SIZES[0] <= k <= AIM_SIZES[1]]
     return ReportData(
-        study=cfg.study, generated=time.strftime("%Y-%m-%d %H:%M"), command=command, machine=machine(),
-        data_source=inputs.data["data_source"], data_location=repo_relative(inputs.data["location"]),
-        split=tuple(inputs.data["sizes"]), seed=inputs.data["seed"], parent_run_id=inputs.parent_run_id,
-        storage=shown_storage(cfg.storage), states=dict(sorted(_state_counts(study).items())),
+        study=cfg.study,
+        generated=time.strftime("%Y-%m-%d %H:%M"),
+        command=command,
+        machine=machine(),
+        data_source=inputs.data["data_source"],
+        data_location=repo_relative(inputs.data["location"]),
+        split=tuple(inputs.data["sizes"]),
+        seed=inputs.data["seed"],
+        parent_run_id=inputs.parent_run_id,
+        storage=shown_storage(cfg.storage),
+        states=dict(sorted(_state_counts(study).items())),
         objectives=list(study.user_attrs.get("objectives", ["best_val_loss"])),
-        epochs_per_trial=best["config"]["train"]["epochs"], wall_seconds=wall, trial_seconds=trial_seconds,
+        epochs_per_trial=best["config"]["train"]["epochs"],
+        wall_seconds=wall,
+        trial_seconds=trial_seconds,
         space=repo_relative(str(study.user_attrs.get("space", cfg.space))),
-        best=BestTrial(best["trial_number"], best["best_val_loss"], best["mlflow_run_id"], dict(best["params"]),
-                       best["n_params"], best["latent_values"], best["bottleneck_values"]),
-        budget=inputs.budget, reference=scored(inputs.reference, tables), top=scored(inputs.top, tables),
-        rho_code=rho_code, rho_params=rho_params, n_completed=len(inputs.points),
-        single_objective=len(study.directions) == 1, front=front,
-        ablation=[scored(r, tables) for r in inputs.ablation], stopped=stopped_points(study, tables.get("val")),
+        best=BestTrial(
+            best["trial_number"],
+            best["best_val_loss"],
+            best["mlflow_run_id"],
+            dict(best["params"]),
+            best["n_params"],
+            best["latent_values"],
+            best["bottleneck_values"],
+        ),
+        budget=inputs.budget,
+        reference=scored(inputs.reference, tables),
+        top=scored(inputs.top, tables),
+        rho_code=rho_code,
+        rho_params=rho_params,
+        n_completed=len(inputs.points),
+        single_objective=len(study.directions) == 1,
+        front=front,
+        ablation=[scored(r, tables) for r in inputs.ablation],
+        stopped=stopped_points(study, tables.get("val")),
         pca_test={k: test.pca[k] for k in grid if test and k in test.pca},
         pca_q8_test={k: test.pca_q8[k] for k in grid if test and k in test.pca_q8},
-        importances=importances(study, inputs.points), colorization=inputs.colorization,
+        importances=importances(study, inputs.points),
+        colorization=inputs.colorization,
         reached=first_reached(trials),
-    )  # fmt: skip
+    )
 
 
 def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
@@ -122,12 +166,18 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
             # on validation at the rung's epoch (ReconstructionTask.rung_value).
             epochs = max(rungs)
             val_psnr = pca_val + rungs[epochs] if pca_val is not None else None
-        out.append(StoppedPoint(
-            trial=t.number, label=str(t.user_attrs["enqueued"]), state=t.state.name, epochs=epochs,
-            val_psnr=val_psnr, code_values=code, pca_val=pca_val,
-        ))  # fmt: skip
+        out.append(
+            StoppedPoint(
+                trial=t.number,
+                label=str(t.user_attrs["enqueued"]),
+                state=t.state.name,
+                epochs=epochs,
+                val_psnr=val_psnr,
+                code_values=code,
+                pca_val=pca_val,
+            )
+        )
     return out
-
 
 
 OLD_BEST_PSNR = 35.83  # the conv-only study's best, retrained 30 epochs (results/cae-search-v1/)
@@ -166,8 +216,11 @@ def study_times(trials: list[Any]) -> tuple[float, float]:
     started = min((t.datetime_start for t in trials if t.datetime_start), default=None)
     ended = max((t.datetime_complete for t in trials if t.datetime_complete), default=None)
     wall = (ended - started).total_seconds() if started and ended else float("nan")
-    trial_seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials
-                        if t.datetime_complete and t.datetime_start)  # fmt: skip
+    trial_seconds = sum(
+        (t.datetime_complete - t.datetime_start).total_seconds()
+        for t in trials
+        if t.datetime_complete and t.datetime_start
+    )
     return wall, trial_seconds
 
 

@@ -16,8 +16,9 @@ from cae.tracking import Run, Tracker
 FOLDER = "report"  # the artifact folder of a report in its runs
 
 
-def publish(path: Path, markdown: str, *, tracker: Tracker, runs: Iterable[str | None] = (),
-            figures: Iterable[str] = ()) -> Path:  # fmt: skip
+def publish(
+    path: Path, markdown: str, *, tracker: Tracker, runs: Iterable[str | None] = (), figures: Iterable[str] = ()
+) -> Path:
     """Write ``path``; log it and the ``figures`` (file names next to it that exist) to each of ``runs``."""
     write_text_atomic(path, markdown)
     files = [path, *[path.parent / name for name in dict.fromkeys(figures) if (path.parent / name).exists()]]

@@ -17,9 +17,17 @@ from cae.report.points import MIN_FOR_IMPORTANCES
 
 def render(data: ReportData) -> str:
     lines = [
-        *_header(data), *_study(data), *_best(data), *_scored(data), *_ablation(data), *aim_lines(data),
-        *_curves(data), *_mattered(data), *_rate_distortion(data), *_colorization(data),
-    ]  # fmt: skip
+        *_header(data),
+        *_study(data),
+        *_best(data),
+        *_scored(data),
+        *_ablation(data),
+        *aim_lines(data),
+        *_curves(data),
+        *_mattered(data),
+        *_rate_distortion(data),
+        *_colorization(data),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -42,37 +50,44 @@ def _duration(seconds: float) -> str:
 def _header(data: ReportData) -> list[str]:
     n_train, n_val, n_test = data.split
     return [
-        f"# Search report: `{data.study}`", "",
+        f"# Search report: `{data.study}`",
+        "",
         f"Generated {data.generated} by `{data.command}` on {data.machine}. "
         f"Data: `{data.data_source}` ({data.data_location}), split {n_train:,}/{n_val:,}/{n_test:,} "
         f"(seed {data.seed}). MLflow parent run `{data.parent_run_id}` (experiment `{data.study}`); "
         f"Optuna storage `{data.storage}`. PSNR is over the whole split; a margin is a model's PSNR minus a "
         "baseline's at the same code size: **PCA** (the optimal linear code, fitted on the training split) and the "
-        "bicubic **thumbnail** (no learning).", "",
-    ]  # fmt: skip
+        "bicubic **thumbnail** (no learning).",
+        "",
+    ]
 
 
 def _study(data: ReportData) -> list[str]:
     states = ", ".join(f"{n} {s}" for s, n in data.states.items())
     return [
-        "## Study", "",
+        "## Study",
+        "",
         f"- Trials: {data.n_trials} ({states}); objectives {data.objectives}; "
         f"{data.epochs_per_trial} epochs per trial at most.",
         f"- Wall time: {_duration(data.wall_seconds)} from first start to last finish "
         f"({_duration(data.trial_seconds)} of trial time).",
-        f"- Search space: `{data.space}`.", "",
-    ]  # fmt: skip
+        f"- Search space: `{data.space}`.",
+        "",
+    ]
 
 
 def _best(data: ReportData) -> list[str]:
     b = data.best
     return [
-        f"## Best trial: #{b.number} (validation MSE {b.val_loss:.6f}, MLflow run `{b.run_id}`)", "",
-        "| parameter | value |", "|---|---|",
+        f"## Best trial: #{b.number} (validation MSE {b.val_loss:.6f}, MLflow run `{b.run_id}`)",
+        "",
+        "| parameter | value |",
+        "|---|---|",
         *[f"| `{k}` | {_fmt(v)} |" for k, v in b.params.items()],
         f"| parameters | {b.n_params:,} |",
-        f"| code (latent / narrowest) | {b.latent_values:,} / {b.bottleneck_values:,} values |", "",
-    ]  # fmt: skip
+        f"| code (latent / narrowest) | {b.latent_values:,} / {b.bottleneck_values:,} values |",
+        "",
+    ]
 
 
 SCORED_HEAD = [
@@ -95,39 +110,64 @@ def scored_row(r: ScoredModel) -> str:
 
 def _scored(data: ReportData) -> list[str]:
     ref, top = data.reference, data.top
-    how = ("each trial's own model (no retraining)" if not (ref.retrained or top.retrained)
-           else f"both retrained for {data.budget} epochs")  # fmt: skip
+    how = (
+        "each trial's own model (no retraining)"
+        if not (ref.retrained or top.retrained)
+        else f"both retrained for {data.budget} epochs"
+    )
     return [
-        f"## The best trial and the reference on the test split: {how}", "",
-        *SCORED_HEAD, scored_row(ref), scored_row(top), "",
+        f"## The best trial and the reference on the test split: {how}",
+        "",
+        *SCORED_HEAD,
+        scored_row(ref),
+        scored_row(top),
+        "",
         f"The best is {top.test_psnr - ref.test_psnr:+.2f} dB against the reference "
         f"({ref.test_mse / top.test_mse:.2f}× lower test MSE) and {db(top.vs_pca, True)} dB against PCA at its "
         f"{top.code_values:,} values "
         f"({db(top.vs_pca_q8, True)} dB with 8-bit codes on both sides). 8-bit: each latent channel (PCA: each "
-        "component) stored as an integer in its range over the training split; equal bytes is the latent's size.", "",
-        "![reconstructions](reconstructions.png)", "",
-    ]  # fmt: skip
+        "component) stored as an integer in its range over the training split; equal bytes is the latent's size.",
+        "",
+        "![reconstructions](reconstructions.png)",
+        "",
+    ]
 
 
 def _ablation(data: ReportData) -> list[str]:
     if not data.ablation and not data.stopped:
         return []
     sizes = sorted({r.code_values for r in data.ablation})
-    pca = [f"PCA alone at {k:,} values scores {db(data.pca_test.get(k))} dB ({db(data.pca_q8_test.get(k))} dB with "
-           "8-bit coefficients): a linear code needs no training." for k in sizes if k in data.pca_test]  # fmt: skip
+    pca = [
+        f"PCA alone at {k:,} values scores {db(data.pca_test.get(k))} dB ({db(data.pca_q8_test.get(k))} dB with "
+        "8-bit coefficients): a linear code needs no training."
+        for k in sizes
+        if k in data.pca_test
+    ]
     return [
-        "## What each part buys (the enqueued points, same budget)", "",
-        "The points every new study runs first after the reference; each row is that trial's own model.", "",
-        *SCORED_HEAD, *[scored_row(r) for r in data.ablation], "", *pca, "", *_stopped(data),
-    ]  # fmt: skip
+        "## What each part buys (the enqueued points, same budget)",
+        "",
+        "The points every new study runs first after the reference; each row is that trial's own model.",
+        "",
+        *SCORED_HEAD,
+        *[scored_row(r) for r in data.ablation],
+        "",
+        *pca,
+        "",
+        *_stopped(data),
+    ]
 
 
 def _stopped(data: ReportData) -> list[str]:
     """The enqueued points that did not complete: how far they got, against PCA on validation."""
     lines = []
     for p in data.stopped:
-        reached = (f"at {p.val_psnr:.2f} dB validation PSNR after {p.epochs} epoch(s)" if p.val_psnr is not None
-                   else f"after {p.epochs} epoch(s)" if p.epochs else "before its first epoch")  # fmt: skip
+        reached = (
+            f"at {p.val_psnr:.2f} dB validation PSNR after {p.epochs} epoch(s)"
+            if p.val_psnr is not None
+            else f"after {p.epochs} epoch(s)"
+            if p.epochs
+            else "before its first epoch"
+        )
         versus = f" (PCA at its {p.code_values:,} values: {p.pca_val:.2f} dB)" if p.pca_val is not None else ""
         lines.append(f"- Trial {p.trial} ({p.label}): {p.state.lower()} {reached}{versus}; no model of it was kept.")
     return [*lines, ""] if lines else []
@@ -137,10 +177,13 @@ def _curves(data: ReportData) -> list[str]:
     if "compare" not in data.images:
         return []
     return [
-        "## Loss curves of the five best trials", "",
-        f"Validation solid, train dashed; read from MLflow (`make compare STUDY={data.study}`).", "",
-        f"![compare]({data.images['compare']})", "",
-    ]  # fmt: skip
+        "## Loss curves of the five best trials",
+        "",
+        f"Validation solid, train dashed; read from MLflow (`make compare STUDY={data.study}`).",
+        "",
+        f"![compare]({data.images['compare']})",
+        "",
+    ]
 
 
 def importance_sentence(imp: Importance) -> str:
@@ -151,10 +194,12 @@ def importance_sentence(imp: Importance) -> str:
         detail = "too few distinct values to tell"
     else:
         trend = (
-            "higher values went with lower error" if imp.rho < -0.3
-            else "higher values went with higher error" if imp.rho > 0.3
+            "higher values went with lower error"
+            if imp.rho < -0.3
+            else "higher values went with higher error"
+            if imp.rho > 0.3
             else "no monotonic trend"
-        )  # fmt: skip
+        )
         detail = f"{trend} (Spearman ρ = {imp.rho:.2f})"
     return (
         f"`{imp.name}`: {imp.share:.0%} share of the variance of validation MSE explained by single parameters "
@@ -176,8 +221,10 @@ def _mattered(data: ReportData) -> list[str]:
     if data.importances:
         sentences = [importance_sentence(i) for i in data.importances]
     elif data.n_completed < MIN_FOR_IMPORTANCES:
-        sentences = [f"Too few completed trials ({data.n_completed}) to say what mattered: importances and rank "
-                     f"correlations need at least {MIN_FOR_IMPORTANCES}."]  # fmt: skip
+        sentences = [
+            f"Too few completed trials ({data.n_completed}) to say what mattered: importances and rank "
+            f"correlations need at least {MIN_FOR_IMPORTANCES}."
+        ]
     else:
         sentences = ["(no importances: no searched parameter varied across the completed trials)"]
     lines = ["## What mattered", "", *[f"- {s}" for s in sentences]]
@@ -190,39 +237,61 @@ def _size_vs_error(data: ReportData) -> list[str]:
     if data.n_completed < MIN_FOR_IMPORTANCES:
         return [""]
     (rc, pc), (rp, pp) = data.rho_code, data.rho_params
-    capped = ("This study caps the code size, so the spread in code size is narrow; the Pareto study "
-              "(`make pareto`) varies it on purpose." if data.single_objective else "")  # fmt: skip
+    capped = (
+        "This study caps the code size, so the spread in code size is narrow; the Pareto study "
+        "(`make pareto`) varies it on purpose."
+        if data.single_objective
+        else ""
+    )
     return [
-        "", "### Is there an obvious correlation between the size of the latent representation and the error?", "",
+        "",
+        "### Is there an obvious correlation between the size of the latent representation and the error?",
+        "",
         f"Across {data.n_completed} completed trials: code size vs validation MSE has Spearman ρ = {rc:.2f} "
         f"(p = {pc:.2g}): {rank_verdict(data.rho_code)}; parameter count vs validation MSE ρ = {rp:.2f} "
-        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. {capped}".rstrip(), "",
-        "![size vs error](size_vs_error.png)", "",
-    ]  # fmt: skip
+        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. {capped}".rstrip(),
+        "",
+        "![size vs error](size_vs_error.png)",
+        "",
+    ]
 
 
 def _front_row(p: FrontPoint, with_test: bool) -> str:
     s = p.scored
-    test = (f" {db(s.test_psnr)} | {db(s.vs_pca, True)} | {db(s.q8_psnr)} | {db(s.vs_pca_q8, True)} | "
-            f"{db(s.vs_thumb, True)} |" if s else " n/a | n/a | n/a | n/a | n/a |") if with_test else ""  # fmt: skip
-    return (f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
-            f"{db(p.val.pca)} | {db(p.val_vs_pca, True)} | {db(p.val_vs_thumb, True)} |{test}")  # fmt: skip
+    test = (
+        (
+            f" {db(s.test_psnr)} | {db(s.vs_pca, True)} | {db(s.q8_psnr)} | {db(s.vs_pca_q8, True)} | "
+            f"{db(s.vs_thumb, True)} |"
+            if s
+            else " n/a | n/a | n/a | n/a | n/a |"
+        )
+        if with_test
+        else ""
+    )
+    return (
+        f"| {p.trial} | {p.code_values:,} | {p.n_params:,} | {p.val_loss:.6f} | {p.val_psnr:.2f} | "
+        f"{db(p.val.pca)} | {db(p.val_vs_pca, True)} | {db(p.val_vs_thumb, True)} |{test}"
+    )
 
 
 def _rate_distortion(data: ReportData) -> list[str]:
     with_test = any(p.scored is not None for p in data.front)
     return [
-        "## Rate–distortion", "",
+        "## Rate–distortion",
+        "",
         "Validation PSNR of every completed trial against its code size, the Pareto front (chosen on validation), "
         "PCA (float and 8-bit coefficients) and the thumbnail on the same validation images; stars are models "
-        "scored on the test split (filled: float code, open: 8-bit).", "",
-        "![rate-distortion](rate_distortion.png)", "",
+        "scored on the test split (filled: float code, open: 8-bit).",
+        "",
+        "![rate-distortion](rate_distortion.png)",
+        "",
         "| trial | code values | params | val MSE | val PSNR | PCA, val | vs PCA, val | vs thumbnail, val |"
         + (" test PSNR | vs PCA | 8-bit PSNR | vs PCA 8-bit | vs thumbnail |" if with_test else ""),
         "|---|---|---|---|---|---|---|---|" + ("---|---|---|---|---|" if with_test else ""),
         *[_front_row(p, with_test) for p in data.front],
-        *(["", f"![pareto front]({data.images['pareto_front']})"] if "pareto_front" in data.images else []), "",
-    ]  # fmt: skip
+        *(["", f"![pareto front]({data.images['pareto_front']})"] if "pareto_front" in data.images else []),
+        "",
+    ]
 
 
 def _colorization(data: ReportData) -> list[str]:

@@ -25,15 +25,29 @@ from cae.tracking import Tracker
 
 # What report rendering reads from a cached record: a record lacking one is retrained, not trusted.
 RECORD_KEYS = (
-    "label", "run_id", "epochs", "retrained", "n_params", "code_values", "latent_values", "seconds_per_epoch",
-    "test_mse", "test_psnr", "test_ssim", "test_q8_psnr", "photos_psnr",
-)  # fmt: skip
+    "label",
+    "run_id",
+    "epochs",
+    "retrained",
+    "n_params",
+    "code_values",
+    "latent_values",
+    "seconds_per_epoch",
+    "test_mse",
+    "test_psnr",
+    "test_ssim",
+    "test_q8_psnr",
+    "photos_psnr",
+)
 
 
 def retrain_configs(
-    best: dict[str, Any], reference_params: dict[str, Any] | None, epochs: int | None, data: dict[str, Any] | None,
+    best: dict[str, Any],
+    reference_params: dict[str, Any] | None,
+    epochs: int | None,
+    data: dict[str, Any] | None,
     base: ExperimentConfig | None = None,
-) -> tuple[int, ExperimentConfig, ExperimentConfig]:  # fmt: skip
+) -> tuple[int, ExperimentConfig, ExperimentConfig]:
     """(epoch budget, best config, reference config), both at that budget and on the same data.
 
     The reference is its trial's parameters (or the defaults of the searched keys) on the study's
@@ -52,9 +66,13 @@ def retrain_configs(
 
 
 def retrain_pair(
-    best_config: ExperimentConfig, reference_config: ExperimentConfig, best_number: int, study: str,
-    splits: Splits, tracker: Tracker,
-) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+    best_config: ExperimentConfig,
+    reference_config: ExperimentConfig,
+    best_number: int,
+    study: str,
+    splits: Splits,
+    tracker: Tracker,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(reference, best) records with their models; one training when the reference itself won."""
     ref = retrain(reference_config, "reference", study, splits, tracker)
     if to_dict(best_config) == to_dict(reference_config):
@@ -73,14 +91,28 @@ def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tr
     print(f"retraining {label} for {config.train.epochs} epochs on {splits.sizes[0]:,} images ...", flush=True)
     run_id, result, out = run_experiment(
         # Beside the study, never in it: the study's run list in MLflow stays its trials.
-        config, tracker, experiment=report_experiment(study), run_name=f"{label} (report retrain)", splits=splits,
+        config,
+        tracker,
+        experiment=report_experiment(study),
+        run_name=f"{label} (report retrain)",
+        splits=splits,
         tags={"cae.role": "retrain", "study": study, "label": label},
-    )  # fmt: skip
-    record = score(result.model, splits, label=label, run_id=run_id, epochs=result.epochs_run, retrained=True,
-                   seconds_per_epoch=result.seconds_per_epoch)  # fmt: skip
+    )
+    record = score(
+        result.model,
+        splits,
+        label=label,
+        run_id=run_id,
+        epochs=result.epochs_run,
+        retrained=True,
+        seconds_per_epoch=result.seconds_per_epoch,
+    )
     model = record.pop("model")
-    record.update(best_val_loss=result.best_val_loss, config=to_dict(config),
-                  loss_curve=repo_relative(str(out / "loss_curve.png")))  # fmt: skip
+    record.update(
+        best_val_loss=result.best_val_loss,
+        config=to_dict(config),
+        loss_curve=repo_relative(str(out / "loss_curve.png")),
+    )
     with atomic_path(model_path) as tmp:  # a killed report never leaves half a model in the cache
         model.save(tmp)
     write_text_atomic(record_path, json.dumps(record, indent=2))

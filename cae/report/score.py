@@ -18,16 +18,26 @@ from cae.model import code_sizes
 from cae.train import evaluate, predict
 
 
-def score(model: Any, splits: Splits, *, label: str, run_id: str, epochs: int, retrained: bool,
-          seconds_per_epoch: float) -> dict[str, Any]:  # fmt: skip
+def score(
+    model: Any, splits: Splits, *, label: str, run_id: str, epochs: int, retrained: bool, seconds_per_epoch: float
+) -> dict[str, Any]:
     """Test MSE/PSNR/SSIM, the same with the latent stored as 8-bit integers, and PSNR on the photo tiles."""
     latent, bottleneck = code_sizes(model)
     test, _ = evaluate(model, splits.x_test)
     tiles, _ = photo_tiles()
     photos = psnr_from_mse(mse(np.clip(predict(model, tiles), 0, 1), to_unit(tiles)))
     return {
-        "label": label, "run_id": run_id, "epochs": int(epochs), "retrained": retrained,
-        "n_params": int(model.count_params()), "latent_values": latent, "bottleneck_values": bottleneck,
-        "code_values": min(latent, bottleneck), "seconds_per_epoch": float(seconds_per_epoch), **test,
-        **quantized_metrics(model, splits), "photos_psnr": photos, "model": model,
-    }  # fmt: skip
+        "label": label,
+        "run_id": run_id,
+        "epochs": int(epochs),
+        "retrained": retrained,
+        "n_params": int(model.count_params()),
+        "latent_values": latent,
+        "bottleneck_values": bottleneck,
+        "code_values": min(latent, bottleneck),
+        "seconds_per_epoch": float(seconds_per_epoch),
+        **test,
+        **quantized_metrics(model, splits),
+        "photos_psnr": photos,
+        "model": model,
+    }

@@ -31,10 +31,19 @@ from cae.tracking.registry import load_registered, register_model
 BEST_ARTIFACTS = "best"  # a trial run's folder for the best.keras / best.json it exported
 # Keys every best.json has, with their types: what readers rely on.
 REQUIRED = {
-    "study": str, "trial_number": int, "engine": str, "best_val_loss": float, "params": dict, "config": dict,
-    "n_params": int, "latent_values": int, "bottleneck_values": int, "code_values": int, "mlflow_run_id": str,
+    "study": str,
+    "trial_number": int,
+    "engine": str,
+    "best_val_loss": float,
+    "params": dict,
+    "config": dict,
+    "n_params": int,
+    "latent_values": int,
+    "bottleneck_values": int,
+    "code_values": int,
+    "mlflow_run_id": str,
     "objective": dict,
-}  # fmt: skip
+}
 
 
 def best_paths(study: str, conv: bool = False) -> tuple[Path, Path]:
@@ -59,19 +68,38 @@ def _locked(study: str) -> Iterator[None]:
 
 
 def trial_record(
-    study: str, number: int, result: Any, config: Any, params: dict[str, Any], *, run_id: str, engine: str,
-    data_source: str, uid: str | None, objective: tuple[str, float, str],
-) -> dict[str, Any]:  # fmt: skip
+    study: str,
+    number: int,
+    result: Any,
+    config: Any,
+    params: dict[str, Any],
+    *,
+    run_id: str,
+    engine: str,
+    data_source: str,
+    uid: str | None,
+    objective: tuple[str, float, str],
+) -> dict[str, Any]:
     """What best.json says about a trial; ``objective`` = (name, value, direction) it is ranked by."""
     name, value, direction = objective
     return {
-        "study": study, "trial_number": number, "engine": engine, "best_val_loss": result.best_val_loss,
+        "study": study,
+        "trial_number": number,
+        "engine": engine,
+        "best_val_loss": result.best_val_loss,
         "objective": {"name": name, "value": value, "direction": direction},
-        "best_epoch": result.best_epoch, "epochs": result.epochs_run, "params": params,
-        "config": to_dict(config), **result.code_params(), "code_values": result.code_values,
-        "mlflow_run_id": run_id, "data_source": data_source, "seconds": round(result.seconds, 2),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "study_uid": uid,
-    }  # fmt: skip
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs_run,
+        "params": params,
+        "config": to_dict(config),
+        **result.code_params(),
+        "code_values": result.code_values,
+        "mlflow_run_id": run_id,
+        "data_source": data_source,
+        "seconds": round(result.seconds, 2),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "study_uid": uid,
+    }
 
 
 def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
@@ -190,9 +218,10 @@ def load_best_model(study: str, conv: bool = False) -> tuple[Any, dict[str, Any]
     except Exception as err:  # missing, truncated or not a Keras archive
         model = _refetch(record, path)
         if model is None:
-            raise CAEError(f"{path} cannot be loaded ({type(err).__name__}) and {path.stem}.json names no "
-                           f"registered model to fetch it from; rerun `make search STUDY={study}`"
-                           ) from None  # fmt: skip
+            raise CAEError(
+                f"{path} cannot be loaded ({type(err).__name__}) and {path.stem}.json names no "
+                f"registered model to fetch it from; rerun `make search STUDY={study}`"
+            ) from None
     if model.name != f"trial_{record['trial_number']}":
         raise CAEError(f"{path} does not match {path.stem}.json (interrupted export); rerun the search")
     return model, record
@@ -207,8 +236,10 @@ def _refetch(record: dict[str, Any], path: Path) -> Any:
     try:
         model = load_registered(Tracker(), registered["name"], registered["version"])
     except Exception as err:  # the registry's copy is not there either: say both
-        raise CAEError(f"{path} cannot be loaded, nor fetched again from models:/{registered['name']}/"
-                       f"{registered['version']} ({type(err).__name__}); rerun the search") from None  # fmt: skip
+        raise CAEError(
+            f"{path} cannot be loaded, nor fetched again from models:/{registered['name']}/"
+            f"{registered['version']} ({type(err).__name__}); rerun the search"
+        ) from None
     with atomic_path(path) as tmp:
         model.save(tmp)
     print(f"note: {path} was damaged; fetched again from models:/{registered['name']}/{registered['version']}")

@@ -72,7 +72,5 @@ def _draw(figures: dict[str, Callable[[], Any]], out: Path) -> list[Path]:
             plt.close(fig)
             saved.append(out / f"{name}.png")
         except Exception as err:  # e.g. importances need 2+ completed trials with varied params
-            print(
-                f"note: no {name} plot yet ({type(err).__name__}: {first_line(str(err), 120)})"
-            )
+            print(f"note: no {name} plot yet ({type(err).__name__}: {first_line(str(err), 120)})")
     return saved

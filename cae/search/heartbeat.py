@@ -31,9 +31,14 @@ def never_beat(backend: Any, study_id: int, grace: float) -> list[int]:
     now = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     with _create_scoped_session(backend.scoped_session) as session:
         rows = (
-            session.query(trial.trial_id).outerjoin(beat, beat.trial_id == trial.trial_id)
-            .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING, beat.trial_id.is_(None),
-                    trial._datetime_start_utc < now - datetime.timedelta(seconds=grace))
+            session.query(trial.trial_id)
+            .outerjoin(beat, beat.trial_id == trial.trial_id)
+            .filter(
+                trial.study_id == study_id,
+                trial.state == TrialState.RUNNING,
+                beat.trial_id.is_(None),
+                trial._datetime_start_utc < now - datetime.timedelta(seconds=grace),
+            )
             .all()
-        )  # fmt: skip
+        )
     return [row[0] for row in rows]

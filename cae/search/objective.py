@@ -33,10 +33,18 @@ class Objective:
     """Builds, trains and logs one trial; the data (and the task) is loaded once per worker."""
 
     def __init__(
-        self, cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits, tracker: Tracker, parent_id: str,
-        *, prefix: str = "", before_trial: Callable[[], None] | None = None,
+        self,
+        cfg: SearchConfig,
+        space: SearchSpace,
+        task: Task,
+        splits: Splits,
+        tracker: Tracker,
+        parent_id: str,
+        *,
+        prefix: str = "",
+        before_trial: Callable[[], None] | None = None,
         extra_callbacks: Callable[[Any], list[Any]] | None = None,
-    ):  # fmt: skip
+    ):
         self.cfg, self.space, self.task, self.splits = cfg, space, task, splits
         self.tracker, self.parent_id, self.prefix = tracker, parent_id, prefix
         self.before_trial = before_trial  # e.g. release the workers' ask lock: the trial exists now
@@ -52,8 +60,11 @@ class Objective:
         self.current = trial.number
         if self.before_trial is not None:
             self.before_trial()
-        ahead = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number
-                 and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")]  # fmt: skip
+        ahead = [
+            t
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")
+        ]
         if len(ahead) >= self.cfg.trials:
             self._skip(trial, f"the budget of {self.cfg.trials} trials was taken by other workers first")
         keras.backend.clear_session()  # free the previous trial's graph and layer names
@@ -65,19 +76,31 @@ class Objective:
             trial.set_user_attr("fail_reason", failure_reason(err))
             raise
         latent, bottleneck = code_sizes(model)
-        size = {"n_params": int(model.count_params()), "latent_values": latent, "bottleneck_values": bottleneck,
-                "code_values": min(latent, bottleneck)}  # fmt: skip
+        size = {
+            "n_params": int(model.count_params()),
+            "latent_values": latent,
+            "bottleneck_values": bottleneck,
+            "code_values": min(latent, bottleneck),
+        }
         for key, value in size.items():
             trial.set_user_attr(key, value)
         reason = over_budget(self.cfg, size["code_values"])
         if reason:
             self._skip(trial, reason)
         spec = TrialSpec(
-            self.cfg, trial.number, ENGINE, self.parent_id, params, config, uid=trial.study.user_attrs.get("uid"),
-            prefix=self.prefix, size=size, set_attr=trial.set_user_attr,
+            self.cfg,
+            trial.number,
+            ENGINE,
+            self.parent_id,
+            params,
+            config,
+            uid=trial.study.user_attrs.get("uid"),
+            prefix=self.prefix,
+            size=size,
+            set_attr=trial.set_user_attr,
             # The reference's and the enqueued points' own models are what a report compares.
             keep_model=bool(trial.user_attrs.get("reference") or trial.user_attrs.get("enqueued")),
-        )  # fmt: skip
+        )
         trials = trial.study.get_trials(deepcopy=False)
         point = PointCheckpoint(self.cfg.study, first_attempt(trial.number, trials), spec.uid, config)
         try:
@@ -110,8 +133,11 @@ class Objective:
         """A retry goes on where its point's stopped attempt was: its curve, the pruner's values and
         the rungs it passed start with the epochs that attempt trained."""
         epochs = len(done["val_loss"])
-        print(f"{self.prefix}trial {trial.number:3d} goes on from epoch {epochs} of trial {first}'s point "
-              "(stopped before; runs/<study>/resume/)", flush=True)  # fmt: skip
+        print(
+            f"{self.prefix}trial {trial.number:3d} goes on from epoch {epochs} of trial {first}'s point "
+            "(stopped before; runs/<study>/resume/)",
+            flush=True,
+        )
         tracked.carried = list(done["val_loss"])
         for epoch, (train_loss, val_loss) in enumerate(zip(done["train_loss"], done["val_loss"], strict=True)):
             tracked.run.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch + 1, queued=True)

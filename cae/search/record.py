@@ -25,10 +25,13 @@ def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
     """This call's values of :data:`RECORDED`."""
     space = resolve(cfg.space)
     return {
-        "data_source": splits.data_source, "data_digest": splits.digest, "subset": cfg.experiment.data.subset,
-        "epochs": cfg.experiment.train.epochs, "space": repo_relative(space),
+        "data_source": splits.data_source,
+        "data_digest": splits.digest,
+        "subset": cfg.experiment.data.subset,
+        "epochs": cfg.experiment.train.epochs,
+        "space": repo_relative(space),
         "space_digest": hashlib.sha256(space.read_bytes()).hexdigest()[:16],
-    }  # fmt: skip
+    }
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -61,8 +64,11 @@ def check_resume(study: Any, record: dict[str, Any], extend: bool) -> None:
     if changed:
         entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": {k: list(v) for k, v in changed.items()}}
         study.set_user_attr("extensions", [*attrs.get("extensions", []), entry])
-        print(f"note: extending study {study.study_name!r} with changed settings "
-              f"({', '.join(changed)}); recorded in its `extensions` attribute", flush=True)  # fmt: skip
+        print(
+            f"note: extending study {study.study_name!r} with changed settings "
+            f"({', '.join(changed)}); recorded in its `extensions` attribute",
+            flush=True,
+        )
     for key, value in record.items():
         if attrs.get(key) != value:
             study.set_user_attr(key, value)

@@ -166,10 +166,19 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
         token = uuid.uuid4().hex
         if template_trial is None:
             template_trial = FrozenTrial(
-                number=-1, state=TrialState.RUNNING, value=None, values=None,
-                datetime_start=datetime.datetime.now(), datetime_complete=None, params={}, distributions={},
-                user_attrs={}, system_attrs={}, intermediate_values={}, trial_id=-1,
-            )  # fmt: skip
+                number=-1,
+                state=TrialState.RUNNING,
+                value=None,
+                values=None,
+                datetime_start=datetime.datetime.now(),
+                datetime_complete=None,
+                params={},
+                distributions={},
+                user_attrs={},
+                system_attrs={},
+                intermediate_values={},
+                trial_id=-1,
+            )
         else:
             template_trial = copy.deepcopy(template_trial)
         template_trial.system_attrs = {**template_trial.system_attrs, _TOKEN: token}
@@ -200,8 +209,11 @@ class ResilientStorage(BaseStorage, BaseHeartbeat):
                 # Another worker judged this trial dead (its heartbeat stopped with the storage) and
                 # re-queued it; Optuna would fail on this error with one of its own.
                 self._live.discard(trial_id)
-                print(f"note: trial {trial.number} was failed by another worker while the storage was away; "
-                      "its result is dropped and it runs again", flush=True)  # fmt: skip
+                print(
+                    f"note: trial {trial.number} was failed by another worker while the storage was away; "
+                    "its result is dropped and it runs again",
+                    flush=True,
+                )
                 return False
             done = True
         if state.is_finished():

@@ -89,5 +89,8 @@ def carried_rungs(trials: Sequence[Any], first: int, epochs: int) -> dict[str, f
 
 def rung_values(attrs: dict[str, Any]) -> dict[int, float]:
     """A trial's rung values by epoch, from the ``rung_<epoch>`` user attrs RungPruning writes."""
-    return {int(k.removeprefix("rung_")): float(v) for k, v in attrs.items()
-            if k.startswith("rung_") and k.removeprefix("rung_").isdigit()}  # fmt: skip
+    return {
+        int(k.removeprefix("rung_")): float(v)
+        for k, v in attrs.items()
+        if k.startswith("rung_") and k.removeprefix("rung_").isdigit()
+    }

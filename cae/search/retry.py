@@ -88,5 +88,7 @@ def requeue_if_unanswered(study: Any, trial: Any) -> None:
         return
     queue_again(study, trial)
     what = reason.removeprefix(UNANSWERED).split("; the study is intact")[0]
-    raise TrackingUnavailable(f"{what}; trial {trial.number} is queued again and the study is intact: run the "
-                              "same command again once the server answers")  # fmt: skip
+    raise TrackingUnavailable(
+        f"{what}; trial {trial.number} is queued again and the study is intact: run the "
+        "same command again once the server answers"
+    )

@@ -29,7 +29,7 @@ from cae.search.study import (
     open_storage,
     state_counts,
     storage_url,
-)  # fmt: skip
+)
 from cae.search.task import ReconstructionTask, Task, TaskFactory
 from cae.search.workers import run_worker, spawn_workers
 from cae.search_config import SearchConfig
@@ -57,9 +57,13 @@ def first_points(cfg: SearchConfig, space: SearchSpace, extra: Sequence[dict[str
 
 
 def prepare(
-    cfg: SearchConfig, tracker: Tracker, task: TaskFactory, *, extra_points: Sequence[dict[str, Any]] = (),
+    cfg: SearchConfig,
+    tracker: Tracker,
+    task: TaskFactory,
+    *,
+    extra_points: Sequence[dict[str, Any]] = (),
     study_attrs: dict[str, Any] | None = None,
-) -> tuple[Any, Task, Run]:  # fmt: skip
+) -> tuple[Any, Task, Run]:
     """Everything that must exist before a worker starts: checks, schema, study, parent run.
 
     Every check of the user's input (space, data, runs/ folder, storage) comes before anything is
@@ -95,10 +99,14 @@ def reconcile(study: Any, tracker: Tracker, parent: Run, study_name: str) -> Non
 
 
 def run_search(
-    cfg: SearchConfig, task: TaskFactory = ReconstructionTask, *, tracker: Tracker | None = None,
-    extra_callbacks: Callable[[Any], list[Any]] | None = None, extra_points: Sequence[dict[str, Any]] = (),
+    cfg: SearchConfig,
+    task: TaskFactory = ReconstructionTask,
+    *,
+    tracker: Tracker | None = None,
+    extra_callbacks: Callable[[Any], list[Any]] | None = None,
+    extra_points: Sequence[dict[str, Any]] = (),
     study_attrs: dict[str, Any] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Run (or resume) the study of ``task``'s trials to ``cfg.trials`` finished ones; returns the summary.
 
     ``task`` makes the study's :class:`~cae.search.task.Task` (:mod:`cae.stages` maps a stage's
@@ -144,8 +152,13 @@ def finalize_study(cfg: SearchConfig, study: Any, task: Task, parent: Run) -> di
         return summary
     if len(study.directions) == 1:
         best = study.best_trial
-        fetch_best(cfg.study, best.number, best.user_attrs.get("mlflow_run_id", "?"), study.user_attrs.get("uid"),
-                   parent.tracker)  # fmt: skip
+        fetch_best(
+            cfg.study,
+            best.number,
+            best.user_attrs.get("mlflow_run_id", "?"),
+            study.user_attrs.get("uid"),
+            parent.tracker,
+        )
     summary.update(task.finish(cfg.study, parent, states["COMPLETE"] + states["PRUNED"]))
     reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
     if reference is not None:

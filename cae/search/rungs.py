@@ -60,5 +60,6 @@ class RungPruning(keras.callbacks.Callback):
         skip = retried(trials) | {self.trial.number}
         others = [float(t.user_attrs[key]) for t in trials if t.number not in skip and key in t.user_attrs]
         if not promotable(value, others, self.reduction):
-            raise optuna.TrialPruned(f"rung {done}: {value:+.3g} is not among the best 1/{self.reduction} of "
-                                     f"{len(others) + 1} trials there")  # fmt: skip
+            raise optuna.TrialPruned(
+                f"rung {done}: {value:+.3g} is not among the best 1/{self.reduction} of {len(others) + 1} trials there"
+            )

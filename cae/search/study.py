@@ -115,9 +115,11 @@ def open_existing_storage(url: str) -> Any:
         raise CAEError(f"no study storage at {url} (run `make search` first, or pass STORAGE=)")
     try:
         storage = optuna.storages.RDBStorage(
-            with_driver(url), skip_compatibility_check=True, skip_table_creation=True,
+            with_driver(url),
+            skip_compatibility_check=True,
+            skip_table_creation=True,
             engine_kwargs={"connect_args": {"timeout": 30} if sqlite else {"connect_timeout": 20}},
-        )  # fmt: skip
+        )
         storage.get_all_studies()
     except Exception as err:  # driver, host, credentials, or a database without Optuna's tables
         first = first_line(err)
@@ -177,8 +179,7 @@ def make_pruner(cfg: SearchConfig) -> Any:
     return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
 
 
-def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int = 0,
-                        conditional: bool = False) -> Any:  # fmt: skip
+def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int = 0, conditional: bool = False) -> Any:
     """The study named ``cfg.study``; a one-line error listing the studies that do exist."""
     optuna = optuna_module()
     storage = storage or open_storage(cfg)
@@ -190,9 +191,11 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
         )
     seed = resumed_seed(cfg.sampler_seed, seed_offset, summaries[cfg.study].n_trials)
     return optuna.load_study(
-        study_name=cfg.study, storage=storage, pruner=make_pruner(cfg), sampler=make_sampler(cfg, seed, conditional),
-    )  # fmt: skip
-
+        study_name=cfg.study,
+        storage=storage,
+        pruner=make_pruner(cfg),
+        sampler=make_sampler(cfg, seed, conditional),
+    )
 
 
 def delete_study(cfg: SearchConfig) -> bool:
@@ -207,9 +210,12 @@ def delete_study(cfg: SearchConfig) -> bool:
 
 
 def create_or_load_study(
-    cfg: SearchConfig, space: SearchSpace, storage: Any, first_points: Sequence[dict[str, Any]] = (),
+    cfg: SearchConfig,
+    space: SearchSpace,
+    storage: Any,
+    first_points: Sequence[dict[str, Any]] = (),
     attrs: dict[str, Any] | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """Create the study (or load it to resume); a new one is given ``first_points`` to run first.
 
     ``attrs`` are stored with a new study (e.g. a colorization study's lineage), so workers on
@@ -217,9 +223,13 @@ def create_or_load_study(
     """
     optuna = optuna_module()
     study = optuna.create_study(
-        storage=storage, study_name=cfg.study, sampler=make_sampler(cfg, cfg.sampler_seed, space.conditional),
-        pruner=make_pruner(cfg), directions=cfg.directions, load_if_exists=True,
-    )  # fmt: skip
+        storage=storage,
+        study_name=cfg.study,
+        sampler=make_sampler(cfg, cfg.sampler_seed, space.conditional),
+        pruner=make_pruner(cfg),
+        directions=cfg.directions,
+        load_if_exists=True,
+    )
     if study.metric_names is None:  # optuna-dashboard and Optuna's figures then name the objectives
         with warnings.catch_warnings():  # "experimental" since Optuna 3.2
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -273,6 +283,7 @@ def importances(study: Any, target: Any = None) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
+            study,
+            evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
             target=target or (lambda t: t.values[0]),
-        )  # fmt: skip
+        )

@@ -43,8 +43,16 @@ class Task(Protocol):
     tags: dict[str, str]  # tags of every run of the study (stage, data source, lineage ...)
     keep_every_model: bool  # every completed trial keeps its model (runs/<study>/models/)
 
-    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
-              initial_epoch: int = 0, workdir: Path | None = None) -> TrialOutcome:  # fmt: skip
+    def train(
+        self,
+        config: ExperimentConfig,
+        model: Any,
+        callbacks: list[Any],
+        *,
+        epochs: int | None = None,
+        initial_epoch: int = 0,
+        workdir: Path | None = None,
+    ) -> TrialOutcome:
         """Train ``model`` (``config``'s architecture); ``workdir`` makes the training resumable."""
         ...
 
@@ -89,15 +97,31 @@ class ReconstructionTask:
         self._pca_psnr: dict[int, float] = {}
         self._mean_image_mse: float | None = None
 
-    def train(self, config: ExperimentConfig, model: Any, callbacks: list[Any], *, epochs: int | None = None,
-              initial_epoch: int = 0, workdir: Path | None = None) -> TrialOutcome:  # fmt: skip
+    def train(
+        self,
+        config: ExperimentConfig,
+        model: Any,
+        callbacks: list[Any],
+        *,
+        epochs: int | None = None,
+        initial_epoch: int = 0,
+        workdir: Path | None = None,
+    ) -> TrialOutcome:
         # The mean image's score is in MSE units: a model trained on another loss, or with a class loss
         # added to its val_loss, is never called dead.
         plain_mse = config.train.loss == "mse" and config.train.class_weight == 0
         dead_at = self.mean_image_mse() if plain_mse else math.inf
         stop = dead_stop(dead_at, config.train.learning_rate)
-        result = train_and_evaluate(config, self.splits, model=model, callbacks=[*callbacks, stop], epochs=epochs,
-                                    initial_epoch=initial_epoch, evaluate_test=False, workdir=workdir)  # fmt: skip
+        result = train_and_evaluate(
+            config,
+            self.splits,
+            model=model,
+            callbacks=[*callbacks, stop],
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            evaluate_test=False,
+            workdir=workdir,
+        )
         if stop.reason:
             raise TrialStopped(stop.reason)
         values = {"best_val_loss": result.best_val_loss, "code_values": float(result.code_values)}

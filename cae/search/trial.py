@@ -65,17 +65,29 @@ class TrialRun:
         spec, result = self.spec, outcome.result
         self.run.log_result(result)
         self.run.log_metrics(outcome.metrics, step=result.epochs_run)
-        attrs = {"best_epoch": result.best_epoch, "epochs_run": result.epochs_run,
-                 "seconds": round(result.seconds, 2), "seconds_per_epoch": round(result.seconds_per_epoch, 2),
-                 **outcome.attrs, **outcome.metrics}  # fmt: skip
+        attrs = {
+            "best_epoch": result.best_epoch,
+            "epochs_run": result.epochs_run,
+            "seconds": round(result.seconds, 2),
+            "seconds_per_epoch": round(result.seconds_per_epoch, 2),
+            **outcome.attrs,
+            **outcome.metrics,
+        }
         for key, value in attrs.items():
             spec.set_attr(key, value)
         first = spec.cfg.objectives[0]
         record = trial_record(
-            spec.cfg.study, spec.number, result, spec.config, spec.params, run_id=self.run.run_id, engine=spec.engine,
-            data_source=self.task.tags.get("data_source", ""), uid=spec.uid,
+            spec.cfg.study,
+            spec.number,
+            result,
+            spec.config,
+            spec.params,
+            run_id=self.run.run_id,
+            engine=spec.engine,
+            data_source=self.task.tags.get("data_source", ""),
+            uid=spec.uid,
             objective=(first, outcome.values[first], spec.cfg.directions[0]),
-        )  # fmt: skip
+        )
         record.update(outcome.attrs)
         keep_all = self.task.keep_every_model or spec.keep_model or len(spec.cfg.objectives) > 1
         export_trial(record, result.model, keep_all=keep_all, run=self.run)
@@ -93,9 +105,15 @@ def tracked_trial(
     stopped = (*pruned, TrialStopped)
     try:
         with trial_run(
-            tracker, spec.cfg.study, spec.number, parent_id=spec.parent_id, params=spec.params,
-            tags={**task.tags, "engine": spec.engine, **spec.tags}, stopped=stopped, splits=splits,
-        ) as run:  # fmt: skip
+            tracker,
+            spec.cfg.study,
+            spec.number,
+            parent_id=spec.parent_id,
+            params=spec.params,
+            tags={**task.tags, "engine": spec.engine, **spec.tags},
+            stopped=stopped,
+            splits=splits,
+        ) as run:
             spec.set_attr("mlflow_run_id", run.run_id)
             trial = TrialRun(spec, task, run)
             try:
@@ -123,11 +141,22 @@ def over_budget(cfg: SearchConfig, code_values: int) -> str | None:
     return None
 
 
-def trial_line(prefix: str, number: int, state: str, value: str, seconds: float, size: Mapping[str, Any],
-               params: Mapping[str, Any], reason: str = "") -> str:  # fmt: skip
+def trial_line(
+    prefix: str,
+    number: int,
+    state: str,
+    value: str,
+    seconds: float,
+    size: Mapping[str, Any],
+    params: Mapping[str, Any],
+    reason: str = "",
+) -> str:
     """The one line each engine prints when a trial ends: state, value, time, size, params, reason."""
-    shown = " ".join(f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}"
-                     for k, v in params.items())  # fmt: skip
-    return (f"{prefix}trial {number:3d} {state:8s} val={value}  {seconds:6.1f}s  "
-            f"params={size.get('n_params', '?')} code={size.get('code_values', '?')}  {shown}"
-            + (f"  ({reason})" if reason else ""))  # fmt: skip
+    shown = " ".join(
+        f"{k.split('.')[-1]}={v:.3g}" if isinstance(v, float) else f"{k.split('.')[-1]}={v}" for k, v in params.items()
+    )
+    return (
+        f"{prefix}trial {number:3d} {state:8s} val={value}  {seconds:6.1f}s  "
+        f"params={size.get('n_params', '?')} code={size.get('code_values', '?')}  {shown}"
+        + (f"  ({reason})" if reason else "")
+    )

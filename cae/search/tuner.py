@@ -49,17 +49,30 @@ class CAEHyperModel(keras_tuner.HyperModel):
         keras.backend.clear_session()  # free the previous trial's graph (and its retracing)
         return build_model(self.config_for(hp), self.splits)
 
-    def fit(self, hp: Any, model: Any, *args: Any, callbacks: Any = (), epochs: int | None = None,
-            initial_epoch: int = 0, **kwargs: Any) -> dict[str, float]:  # fmt: skip
-        self.last = self.task.train(self.config_for(hp), model, list(callbacks or []), epochs=epochs,
-                                    initial_epoch=initial_epoch)  # fmt: skip
+    def fit(
+        self,
+        hp: Any,
+        model: Any,
+        *args: Any,
+        callbacks: Any = (),
+        epochs: int | None = None,
+        initial_epoch: int = 0,
+        **kwargs: Any,
+    ) -> dict[str, float]:
+        self.last = self.task.train(
+            self.config_for(hp), model, list(callbacks or []), epochs=epochs, initial_epoch=initial_epoch
+        )
         return {"val_loss": self.last.result.best_val_loss}
 
 
-def make_tuner(cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits, tracker: Tracker,
-               parent_id: str) -> Any:  # fmt: skip
-    base = {"hyperband": keras_tuner.Hyperband, "bayesian": keras_tuner.BayesianOptimization,
-            "random": keras_tuner.RandomSearch}[cfg.tuner]  # fmt: skip
+def make_tuner(
+    cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits, tracker: Tracker, parent_id: str
+) -> Any:
+    base = {
+        "hyperband": keras_tuner.Hyperband,
+        "bayesian": keras_tuner.BayesianOptimization,
+        "random": keras_tuner.RandomSearch,
+    }[cfg.tuner]
     budget = (
         # One Hyperband iteration is ~10 trials at 5 epochs; unlimited iterations let TRIALS decide.
         {"max_epochs": cfg.experiment.train.epochs, "factor": 3, "hyperband_iterations": None}
@@ -73,11 +86,14 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> Any:
             hp = trial.hyperparameters
             spec = TrialSpec(
-                cfg, int(trial.trial_id), ENGINE, parent_id, {k: v for k, v in hp.values.items()
-                                                              if not k.startswith("tuner/")},
-                self.hypermodel.config_for(hp), tags={f"kt.{k[6:]}": v for k, v in hp.values.items()
-                                                      if k.startswith("tuner/")},
-            )  # fmt: skip
+                cfg,
+                int(trial.trial_id),
+                ENGINE,
+                parent_id,
+                {k: v for k, v in hp.values.items() if not k.startswith("tuner/")},
+                self.hypermodel.config_for(hp),
+                tags={f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")},
+            )
             _skip_over_budget(cfg, spec)
             start = time.perf_counter()
             try:
@@ -86,24 +102,45 @@ def make_tuner(cfg: SearchConfig, space: SearchSpace, task: Task, splits: Splits
                     out = super().run_trial(trial, *args, **kwargs)
                     tracked.complete(self.hypermodel.last)
             except TrialStopped as stop:  # the task's own early stop (a dead network): PRUNED in MLflow too
-                print(trial_line("", spec.number, "PRUNED", "-", time.perf_counter() - start, {}, spec.params,
-                                 str(stop)), flush=True)  # fmt: skip
+                print(
+                    trial_line("", spec.number, "PRUNED", "-", time.perf_counter() - start, {}, spec.params, str(stop)),
+                    flush=True,
+                )
                 raise keras_tuner.errors.FailedTrialError(str(stop)) from None  # keras-tuner has no pruned state
             except Exception as err:
-                print(trial_line("", spec.number, "FAIL", "-", time.perf_counter() - start, {}, spec.params,
-                                 failure_reason(err)), flush=True)  # fmt: skip
+                print(
+                    trial_line(
+                        "", spec.number, "FAIL", "-", time.perf_counter() - start, {}, spec.params, failure_reason(err)
+                    ),
+                    flush=True,
+                )
                 raise
             result = self.hypermodel.last.result
             size = {"n_params": result.n_params, "code_values": result.code_values}
-            print(trial_line("", spec.number, "COMPLETE", f"{result.best_val_loss:.6g}", time.perf_counter() - start,
-                             size, spec.params), flush=True)  # fmt: skip
+            print(
+                trial_line(
+                    "",
+                    spec.number,
+                    "COMPLETE",
+                    f"{result.best_val_loss:.6g}",
+                    time.perf_counter() - start,
+                    size,
+                    spec.params,
+                ),
+                flush=True,
+            )
             return out
 
     tuner = TrackedTuner(
-        hypermodel=CAEHyperModel(space, task, splits), objective="val_loss", seed=cfg.sampler_seed,
-        directory=str(ensure_dir(study_dir(cfg.study))), project_name="keras_tuner", overwrite=False,
-        max_consecutive_failed_trials=MAX_FAILED_IN_A_ROW, **budget,  # skipped trials count as failed here
-    )  # fmt: skip
+        hypermodel=CAEHyperModel(space, task, splits),
+        objective="val_loss",
+        seed=cfg.sampler_seed,
+        directory=str(ensure_dir(study_dir(cfg.study))),
+        project_name="keras_tuner",
+        overwrite=False,
+        max_consecutive_failed_trials=MAX_FAILED_IN_A_ROW,
+        **budget,  # skipped trials count as failed here
+    )
     if cfg.tuner == "hyperband":
         tuner.oracle.max_trials = cfg.trials  # Hyperband has no max_trials argument; the oracle honours it
     if cfg.enqueue_reference and not space.outside(cfg.experiment):
@@ -144,8 +181,9 @@ def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
     oracle._random_values = first_is_reference
 
 
-def run_tuner(cfg: SearchConfig, task: TaskFactory = ReconstructionTask, tracker: Tracker | None = None
-              ) -> dict[str, Any]:  # fmt: skip
+def run_tuner(
+    cfg: SearchConfig, task: TaskFactory = ReconstructionTask, tracker: Tracker | None = None
+) -> dict[str, Any]:
     """Run (or resume) the keras-tuner study; returns its summary (the best scored on test)."""
     tracker = (tracker or Tracker()).check()
     space = load_space(cfg.space, cfg.experiment)
@@ -157,8 +195,7 @@ def run_tuner(cfg: SearchConfig, task: TaskFactory = ReconstructionTask, tracker
         tracker.close_orphans(parent.run_id, cfg.study, still_running=set())
         configure_threads()
         tuner = make_tuner(cfg, space, stage, splits, tracker, parent.run_id)
-        print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.shown}",
-              flush=True)  # fmt: skip
+        print(f"keras-tuner {cfg.tuner} study {cfg.study!r} in {tuner.project_dir}; MLflow {tracker.shown}", flush=True)
         try:
             tuner.search(verbose=0)
         except RuntimeError as err:  # keras-tuner stops after too many failed trials with a RuntimeError

@@ -53,7 +53,6 @@ MAX_CONSECUTIVE_FAILURES = 3  # a worker stops when this many trials fail in a r
 MAX_SKIPPED_IN_A_ROW = 50  # a space (almost) entirely outside max_code_values is a config error
 
 
-
 class AskLock:
     """A host-wide lock held from the budget check until the new trial is running.
 
@@ -88,8 +87,10 @@ def duration_estimate(seconds: list[float], left: int, workers: int) -> str | No
     per_trial = statistics.fmean(seconds)
     total = per_trial * left / max(1, workers)
     shown = f"{total / 3600:.1f} h" if total >= 3600 else f"{total / 60:.0f} min"
-    return (f"estimate: ~{shown} for the {left} trial(s) left at {per_trial:.0f} s per trial (mean of "
-            f"{len(seconds)} finished, pruned ones included)")
+    return (
+        f"estimate: ~{shown} for the {left} trial(s) left at {per_trial:.0f} s per trial (mean of "
+        f"{len(seconds)} finished, pruned ones included)"
+    )
 
 
 def report_trial(prefix: str, trials: int = 0, workers: int = 1) -> Callable[[Any, Any], None]:
@@ -114,9 +115,14 @@ def report_trial(prefix: str, trials: int = 0, workers: int = 1) -> Callable[[An
 
 
 def run_worker(
-    cfg: SearchConfig, parent_id: str, tracker: Tracker, task: TaskFactory, *, index: int = 0,
+    cfg: SearchConfig,
+    parent_id: str,
+    tracker: Tracker,
+    task: TaskFactory,
+    *,
+    index: int = 0,
     extra_callbacks: Callable[[Any], list[Any]] | None = None,
-) -> None:  # fmt: skip
+) -> None:
     """Run ``task``'s trials until the study holds ``cfg.trials`` finished ones (or the timeout passes)."""
     space = load_space(cfg.space, cfg.experiment)
     study = load_existing_study(cfg, seed_offset=index, conditional=space.conditional)
@@ -125,9 +131,16 @@ def run_worker(
     lock = AskLock(ensure_dir(study_dir(cfg.study)) / ".ask.lock")
     prefix = f"[w{index}] " if cfg.workers > 1 else ""
     objective = Objective(
-        cfg, space, task(cfg, splits, study.user_attrs), splits, tracker, parent_id, prefix=prefix,
-        before_trial=lock.release, extra_callbacks=extra_callbacks,
-    )  # fmt: skip
+        cfg,
+        space,
+        task(cfg, splits, study.user_attrs),
+        splits,
+        tracker,
+        parent_id,
+        prefix=prefix,
+        before_trial=lock.release,
+        extra_callbacks=extra_callbacks,
+    )
     outcomes: list[Any] = []  # this worker's own trials, in order
     # One trial per optimize() call: the loop below keeps the study's budget (MaxTrialsCallback would
     # only ever see the trial it was called after).
@@ -157,16 +170,22 @@ def run_worker(
                     study.optimize(
                         # No gc_after_trial: the next trial's clear_session collects anyway, and each
                         # collection walks TensorFlow's objects (~0.5 s a trial measured).
-                        objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,),
-                    )  # fmt: skip
+                        objective,
+                        n_trials=1,
+                        timeout=remaining,
+                        callbacks=callbacks,
+                        catch=(Exception,),
+                    )
             except ValueError as err:
                 if "Cannot tell a" not in str(err):
                     raise
                 # This worker was paused past grace_period (SIGSTOP, a suspended machine): another worker
                 # failed its trial as stale and queued the retry, so this result cannot be told. Go on.
-                print(f"{prefix}note: this worker's trial was failed as stale by another worker while it was "
-                      f"paused (past grace_period: {cfg.grace_period} s); its retry runs in its place",
-                      flush=True)  # fmt: skip
+                print(
+                    f"{prefix}note: this worker's trial was failed as stale by another worker while it was "
+                    f"paused (past grace_period: {cfg.grace_period} s); its retry runs in its place",
+                    flush=True,
+                )
                 continue
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: Optuna has failed the trial; queue its point
                 if lock.fh is None:  # held from here: two workers stopped together leave one point each
@@ -229,8 +248,9 @@ def spawn_workers(cfg: SearchConfig, parent_id: str, tracker: Tracker) -> None:
     env = {**os.environ, "CAE_THREADS": str(threads), "MLFLOW_TRACKING_URI": tracker.uri}
     gpus = gpu_ids()  # one visible GPU per worker, round-robin; none on a CPU host
     argv = [sys.executable, "-m", "cae", "search-worker", path, "--parent-run-id", parent_id]
-    procs = [subprocess.Popen([*argv, "--index", str(i)], env={**env, **worker_gpu_env(i, gpus)})
-             for i in range(cfg.workers)]  # fmt: skip
+    procs = [
+        subprocess.Popen([*argv, "--index", str(i)], env={**env, **worker_gpu_env(i, gpus)}) for i in range(cfg.workers)
+    ]
     try:
         codes = [p.wait() for p in procs]
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: let the workers end their trials cleanly

@@ -168,9 +168,13 @@ class Tracker:
         return True
 
     def start_run(
-        self, experiment: str, name: str, *, tags: Mapping[str, Any] | None = None,
+        self,
+        experiment: str,
+        name: str,
+        *,
+        tags: Mapping[str, Any] | None = None,
         parent_id: str | None = None,
-    ) -> Run:  # fmt: skip
+    ) -> Run:
         tags = {k: shown(str(v)) for k, v in (tags or {}).items()}  # passwords masked, as for every tag
         tags.setdefault("git_commit", git_commit())
         if parent_id:
@@ -216,11 +220,15 @@ class Tracker:
         if exp_id is None:
             return None
         where = "tags.`cae.role` = 'study'" + (f" and tags.study_uid = '{uid}'" if uid else "")
-        runs = self.client.search_runs([exp_id], filter_string=where, order_by=["attributes.start_time DESC"],
-                                       max_results=1)  # fmt: skip
+        runs = self.client.search_runs(
+            [exp_id], filter_string=where, order_by=["attributes.start_time DESC"], max_results=1
+        )
         if not runs and uid:  # a parent made before studies had a uid: adopt it
-            legacy = [r for r in self.client.search_runs([exp_id], filter_string="tags.`cae.role` = 'study'")
-                      if "study_uid" not in r.data.tags]  # fmt: skip
+            legacy = [
+                r
+                for r in self.client.search_runs([exp_id], filter_string="tags.`cae.role` = 'study'")
+                if "study_uid" not in r.data.tags
+            ]
             return legacy[0].info.run_id if legacy else None
         return runs[0].info.run_id if runs else None
 
@@ -238,8 +246,9 @@ class Tracker:
             if not token:
                 return out
 
-    def close_orphans(self, parent_id: str, experiment: str, still_running: set[int],
-                      runs: list[Any] | None = None) -> int:  # fmt: skip
+    def close_orphans(
+        self, parent_id: str, experiment: str, still_running: set[int], runs: list[Any] | None = None
+    ) -> int:
         """End child runs left RUNNING by a killed worker whose trial is no longer running.
 
         ``runs``: the child runs as listed *before* the trial states were read (default: listed

@@ -56,15 +56,23 @@ def bounds_text() -> str:
     """``5 tries of 20 s (MLFLOW_HTTP_REQUEST_MAX_RETRIES=4, MLFLOW_HTTP_REQUEST_TIMEOUT=20)``: the bounds in force."""
     timeout = _setting("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
     retries = _setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 7)
-    return (f"{retries + 1} tries of {timeout} s (MLFLOW_HTTP_REQUEST_MAX_RETRIES={retries}, "
-            f"MLFLOW_HTTP_REQUEST_TIMEOUT={timeout})")  # fmt: skip
+    return (
+        f"{retries + 1} tries of {timeout} s (MLFLOW_HTTP_REQUEST_MAX_RETRIES={retries}, "
+        f"MLFLOW_HTTP_REQUEST_TIMEOUT={timeout})"
+    )
 
 
 # The client gave up on the network (its own text is a URL and a urllib3 repr): these words, in a few.
 # Any other error, slow or not (a 404 of a slow server, a full disk while downloading), is no silence.
-_CAUSES = {"timed out": "no answer", "Read timeout": "no answer", "Max retries": "no answer",
-           "Connection refused": "connection refused", "Connection aborted": "connection dropped",
-           "RemoteDisconnected": "connection dropped", "Connection reset": "connection dropped"}  # fmt: skip
+_CAUSES = {
+    "timed out": "no answer",
+    "Read timeout": "no answer",
+    "Max retries": "no answer",
+    "Connection refused": "connection refused",
+    "Connection aborted": "connection dropped",
+    "RemoteDisconnected": "connection dropped",
+    "Connection reset": "connection dropped",
+}
 
 
 def _gave_up(err: BaseException) -> str | None:
@@ -136,8 +144,10 @@ class Watched:
             wait = _note_after()
             while not done.wait(wait):
                 said.set()
-                _say(f"MLflow tracking server {self.server} has not answered for {time.monotonic() - start:.0f} s "
-                     f"({what}); still trying, at most {bounds_text()}")  # fmt: skip
+                _say(
+                    f"MLflow tracking server {self.server} has not answered for {time.monotonic() - start:.0f} s "
+                    f"({what}); still trying, at most {bounds_text()}"
+                )
                 wait = NOTE_EVERY
 
         watcher = threading.Thread(target=watch, name="cae-tracking-watch", daemon=True)

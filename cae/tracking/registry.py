@@ -102,13 +102,23 @@ def register_model(tracker: Tracker, *, run_id: str, name: str, model: Any, exam
             # ANSI codes would land in the search's log: nothing of it is for the user.
             with contextlib.redirect_stdout(io.StringIO()):
                 info = Model.log(
-                artifact_path=None, name="model", flavor=_KerasFlavor(), run_id=run_id, model_id=logged.model_id,
-                    model=model, signature=signature, input_example=example, pip_requirements=pip_requirements(),
-                    registered_model_name=name, await_registration_for=0,
-                )  # fmt: skip
+                    artifact_path=None,
+                    name="model",
+                    flavor=_KerasFlavor(),
+                    run_id=run_id,
+                    model_id=logged.model_id,
+                    model=model,
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=pip_requirements(),
+                    registered_model_name=name,
+                    await_registration_for=0,
+                )
         except Exception as err:
-            raise CAEError(f"could not register the model {name!r} from MLflow run {run_id}: "
-                           f"{(str(err).strip().splitlines() or [type(err).__name__])[0][:200]}") from None  # fmt: skip
+            raise CAEError(
+                f"could not register the model {name!r} from MLflow run {run_id}: "
+                f"{(str(err).strip().splitlines() or [type(err).__name__])[0][:200]}"
+            ) from None
     return int(info.registered_model_version)
 
 

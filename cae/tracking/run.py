@@ -101,8 +101,12 @@ class Run:
             except Exception as err:
                 lost, reason = lost + 1, failure_reason(err)
         if lost:
-            print(f"warning: {lost} batch(es) of per-epoch metrics of MLflow run {self.run_id} were not stored "
-                  f"({reason})", file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"warning: {lost} batch(es) of per-epoch metrics of MLflow run {self.run_id} were not stored "
+                f"({reason})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def log_datasets(self, splits: Any) -> None:
         """The train/val/test splits as MLflow dataset inputs (``cifar10-train`` ..., the split's digest)."""
@@ -152,8 +156,11 @@ class Run:
         try:
             self.end_trial(state, reason)
         except Exception as err:
-            print(f"note: MLflow run {self.run_id} could not be closed ({failure_reason(err)}); the next "
-                  "search closes it", file=sys.stderr)  # fmt: skip
+            print(
+                f"note: MLflow run {self.run_id} could not be closed ({failure_reason(err)}); the next "
+                "search closes it",
+                file=sys.stderr,
+            )
 
     def _left_to_next_search(self) -> bool:
         """True (with one line) if the server has stopped answering: closing the run would wait the
@@ -162,8 +169,12 @@ class Run:
             return False
         self._pending = []
         _UNFLUSHED.discard(self)
-        print(f"note: MLflow run {self.run_id} is left RUNNING (the tracking server is not answering); running "
-              "the same command again closes or resumes it", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"note: MLflow run {self.run_id} is left RUNNING (the tracking server is not answering); running "
+            "the same command again closes or resumes it",
+            file=sys.stderr,
+            flush=True,
+        )
         return True
 
     def epoch_callback(self) -> Any:
@@ -179,10 +190,13 @@ class Run:
         class EpochLogger(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
                 logs = logs or {}
-                metrics = {"train_loss": logs.get("loss"), "val_loss": logs.get("val_loss"),
-                           # the auxiliary class loss of a colorizer with a class head (cae.model.CLASS_HEAD)
-                           "class_loss": logs.get("class_logits_loss"),
-                           "val_class_loss": logs.get("val_class_logits_loss")}
+                metrics = {
+                    "train_loss": logs.get("loss"),
+                    "val_loss": logs.get("val_loss"),
+                    # the auxiliary class loss of a colorizer with a class head (cae.model.CLASS_HEAD)
+                    "class_loss": logs.get("class_logits_loss"),
+                    "val_class_loss": logs.get("val_class_logits_loss"),
+                }
                 lr = logs.get("learning_rate")
                 if lr is not None:
                     metrics["learning_rate"] = lr
@@ -245,18 +259,27 @@ def _drain_before_thread_pools_stop() -> None:
 
 @contextmanager
 def trial_run(
-    tracker: Tracker, study: str, number: int, *, parent_id: str, tags: Mapping[str, Any],
-    params: Mapping[str, Any], stopped: tuple[type[BaseException], ...] = (), splits: Any = None,
-) -> Iterator[Run]:  # fmt: skip
+    tracker: Tracker,
+    study: str,
+    number: int,
+    *,
+    parent_id: str,
+    tags: Mapping[str, Any],
+    params: Mapping[str, Any],
+    stopped: tuple[type[BaseException], ...] = (),
+    splits: Any = None,
+) -> Iterator[Run]:
     """A trial's child run, for both engines: COMPLETE when the block finishes, PRUNED when it
     raises one of ``stopped`` (the engine's pruning exception, or an early stop of the trial's own),
     FAIL with the reason on any other exception, Ctrl-C included. The exception propagates.
     ``splits`` (a :class:`cae.data.Splits`) is logged as the run's dataset inputs.
     """
     run = tracker.start_run(
-        study, f"trial-{number}", parent_id=parent_id,
+        study,
+        f"trial-{number}",
+        parent_id=parent_id,
         tags={"machine": machine(), **tags, "study": study, "trial_number": number, "trial_state": "RUNNING"},
-    )  # fmt: skip
+    )
     try:  # from here on the run ends with a state whatever fails, its own logging included
         run.log_params(params)
         if splits is not None:

@@ -56,7 +56,8 @@ def start_system_metrics(run_id: str, tracking_uri: str) -> Any:
 
     # "Skip logging GPU metrics" at INFO on every CPU-only run is noise.
     logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-    monitor = SystemMetricsMonitor(run_id, sampling_interval=_interval(), samples_before_logging=1,
-                                   resume_logging=True, tracking_uri=tracking_uri)  # fmt: skip
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=_interval(), samples_before_logging=1, resume_logging=True, tracking_uri=tracking_uri
+    )
     monitor.start()
     return monitor
