@@ -125,10 +125,11 @@ def _training_commands(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="a reduced version in a few minutes (--plan quick)")
     p.add_argument(
         "--plan",
-        choices=["full", "quick", "pruners", "table"],
+        choices=["full", "quick", "pruners", "table", "replay"],
         default="full",
         help="pruners: section 1 for random search and TPE with each pruner only (~1 h); table: "
-        "record the learning-curve table results/bench/curves.csv (hours, resumable)",
+        "record the learning-curve table results/bench/curves.csv (hours, resumable); replay: search "
+        "strategies replayed over it, 50 seeds each (results/bench/replay.md)",
     )
     p.add_argument("--data", help="CIFAR-10 source (default: auto)")
     p.set_defaults(func=cmd_bench)

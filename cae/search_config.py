@@ -29,7 +29,7 @@ DIRECTIONS: dict[str, str] = {
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    name: Literal["tpe", "random", "nsga2"] = "tpe"
+    name: Literal["tpe", "random", "gp", "nsga2"] = "tpe"
     n_startup_trials: int = 6  # random trials before TPE models the space (TPE/NSGA-II)
     # The sampler's own seed; None = the experiment's seed (which also fixes the data split, so
     # repeating a search with other sampler seeds keeps the same split).

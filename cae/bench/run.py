@@ -93,6 +93,10 @@ def run_bench(plan_name: str, source: str | None) -> Path:
 
         configure_threads()
         return record_table(source, host=describe_machine())
+    if plan_name == "replay":  # strategies replayed over that table (cae/bench/replay_report.py)
+        from cae.bench.replay_report import run_replay
+
+        return run_replay()
     plan = PLANS[plan_name]
     folder = ensure_dir(project_root() / "results" / "bench")
     store = Store(folder / f"{plan.mode}.json", plan.mode, plan.as_dict())

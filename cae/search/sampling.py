@@ -17,6 +17,10 @@ def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any
         return optuna.samplers.RandomSampler(seed=seed)
     if s.name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed)
+    if s.name == "gp":  # Gaussian-process Bayesian optimisation; needs PyTorch (pip install torch)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
     # TPE: multivariate with constant_liar by default in Optuna 5, so parallel workers spread out.
     # A space with conditional parameters needs `group` to keep modelling them jointly.
     with warnings.catch_warnings():

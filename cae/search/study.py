@@ -166,17 +166,15 @@ def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
 
 
 def make_pruner(cfg: SearchConfig) -> Any:
-    optuna = optuna_module()
+    """The study's pruner (:mod:`cae.search.pruning`); none for several objectives, which Optuna cannot
+    prune: the objective's own rung pruning does (:mod:`cae.search.rungs`)."""
+    from cae.search.pruning import make_pruner as pruner_named  # lazy: Optuna
+
     p = cfg.pruner
-    if len(cfg.objectives) > 1 or p.name == "none":
-        # Optuna cannot prune multi-objective trials: the objective's own rung pruning does
-        # (cae/search/rungs.py), for the multi-fidelity pruner names.
-        return optuna.pruners.NopPruner()
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=cfg.experiment.train.epochs)
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, p.n_warmup_steps))
-    return optuna.pruners.MedianPruner(n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps)
+    name = "none" if len(cfg.objectives) > 1 else p.name
+    return pruner_named(
+        name, epochs=cfg.experiment.train.epochs, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps
+    )
 
 
 def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int = 0, conditional: bool = False) -> Any:

@@ -1,0 +1,90 @@
+"""The replay (cae/bench/replay.py): Optuna's ask/tell over a learning-curve table, on tiny tables
+whose answers are known."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cae.bench.replay import (
+    Strategy,
+    median,
+    paired_test,
+    ratio_interval,
+    replay,
+    table_from_rows,
+    target_of,
+    time_to_target,
+)
+from cae.schema import with_overrides
+from cae.search_config import SearchConfig
+from cae.space import load_space
+
+CHOICES = [8, 16, 24, 32, 40, 48, 56, 64, 72, 80]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """Ten configurations of one categorical key (the lookup is exact): config i ends at MSE 1/(i+1)."""
+    path: Path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(yaml.safe_dump({"params": {"train.batch_size": {"choices": CHOICES}}}))
+    space = load_space(path)
+    rows = [
+        {"config": f"c{i}", "seed": 0, "epoch": e, "val_mse": 1.0 / (i + 1) / e, "seconds": 10.0,
+         "train.batch_size": c}
+        for i, c in enumerate(CHOICES)
+        for e in (1, 2, 3)
+    ]  # fmt: skip
+    return table_from_rows(rows, space)
+
+
+def test_random_search_finds_the_best_configuration_as_often_as_chance_says(table):
+    # P(the best of N configurations among k uniform draws) = 1 - (1 - 1/N)^k.
+    n, k, seeds = len(CHOICES), 5, 600
+    hits = sum(
+        any(t.config == "c9" for t in replay(Strategy("random", "none", False), s, table, SearchConfig(), k))
+        for s in range(seeds)
+    )
+    expected = 1 - (1 - 1 / n) ** k
+    spread = 3 * math.sqrt(expected * (1 - expected) / seeds)  # three binomial standard deviations
+    assert abs(hits / seeds - expected) < spread, (hits / seeds, expected)
+
+
+@pytest.mark.parametrize("strategy", [Strategy("tpe", "hyperband", True), Strategy("random", "median", False)])
+def test_a_replay_is_the_same_for_the_same_seed_and_differs_for_another(table, strategy):
+    prior = [{"train.batch_size": 40}]
+    runs = [replay(strategy, seed, table, SearchConfig(), 12, prior) for seed in (3, 3, 4)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+def test_the_clock_is_the_recorded_seconds_and_the_prior_is_off_it(table):
+    run = replay(Strategy("random", "none", True), 0, table, SearchConfig(), 4, [{"train.batch_size": 80}])
+    first, rest = run[0], run[1:]
+    assert first.enqueued and first.config == "c9" and first.end == 0.0  # the prior runs first, off the clock
+    assert [t.end for t in rest] == [30.0 * (i + 1) for i in range(len(rest))]  # 3 epochs of 10 s each
+    # The prior's (best) value never counts as reaching a target.
+    assert time_to_target(run, 0.1) == math.inf or time_to_target(run, 0.1) > 0
+
+
+@pytest.mark.parametrize("pruner", ["successive_halving", "median", "hyperband"])
+def test_a_pruner_stops_trials_in_the_replay(table, pruner):
+    cfg = with_overrides(SearchConfig(), {"pruner.n_warmup_steps": 1, "pruner.n_startup_trials": 2})
+    run = replay(Strategy("random", pruner, False), 0, table, cfg, 20)
+    assert {t.state for t in run} >= {"COMPLETE", "PRUNED"}
+    assert all(t.epochs < 3 for t in run if t.state == "PRUNED")
+
+
+def test_the_target_and_the_statistics():
+    assert median([1.0, math.inf, math.inf]) == math.inf and median([1.0, 2.0, math.inf]) == 2.0
+    times = [1.0] * 30
+    ratio, low, high = ratio_interval(times, [4.0] * 30)
+    assert ratio == low == high == 0.25
+    assert paired_test([1.0] * 20, [2.0] * 20) < 0.001
+    assert paired_test([1.0, 2.0], [1.0, 2.0]) == 1.0
+    rng = np.random.default_rng(0)
+    assert paired_test(list(rng.random(40)), list(rng.random(40))) > 0.01
