@@ -12,6 +12,7 @@ import yaml
 
 from cae.bench.replay import (
     Strategy,
+    Trial,
     median,
     paired_test,
     ratio_interval,
@@ -80,6 +81,10 @@ def test_a_pruner_stops_trials_in_the_replay(table, pruner):
 
 
 def test_the_target_and_the_statistics():
+    runs = [[Trial(0, 10, "COMPLETE", v, 3, "c0", False), Trial(10, 20, "PRUNED", None, 1, "c1", False)]
+            for v in (0.3, 0.1, 0.2, 0.4)]  # fmt: skip
+    assert target_of(runs) == 0.3  # random's final best, the worse middle of an even count
+    assert [time_to_target(r, 0.3) for r in runs] == [10, 10, 10, math.inf]
     assert median([1.0, math.inf, math.inf]) == math.inf and median([1.0, 2.0, math.inf]) == 2.0
     times = [1.0] * 30
     ratio, low, high = ratio_interval(times, [4.0] * 30)
