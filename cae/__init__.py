@@ -31,8 +31,8 @@ _EXPORTS = {
     "train_and_evaluate": "cae.train",  # the one unit of work: train, restore the best epoch, score
     "run_study": "cae.stages",  # run or resume a study (Optuna or keras-tuner), as `make search`
     "load_best_model": "cae.search.best",  # (model, best.json record) of a study's best trial
-    "baselines": "cae.codec",  # PCA's and the thumbnail's PSNR at a code size, on a split
-    "pca_basis": "cae.codec",  # the cached PCA of a split's training images
+    "baselines": "cae.baselines",  # PCA's and the thumbnail's PSNR at a code size, on a split
+    "pca_basis": "cae.baselines",  # the cached PCA of a split's training images
 }
 __all__ = sorted(_EXPORTS)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from cae.errors import stop_requested
@@ -48,8 +49,9 @@ def stop_guard() -> Any:
     return StopGuard()
 
 
-def progress_callback(prefix: str, epochs: int) -> Any:
-    """One line per epoch while a model trains (silent under CI, where the log is read afterwards)."""
+def progress_callback(prefix: str, epochs: int, note: Callable[[float], str] | None = None) -> Any:
+    """One line per epoch while a model trains (silent under CI, where the log is read afterwards);
+    ``note(val_loss)`` is added to it (a search trial's margin over PCA)."""
     import keras
 
     quiet = os.environ.get("CI", "").lower() == "true"
@@ -61,9 +63,11 @@ def progress_callback(prefix: str, epochs: int) -> Any:
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if not quiet:
                 logs = logs or {}
+                val = logs.get("val_loss", float("nan"))
+                extra = note(val) if note is not None and val > 0 else ""
                 print(
                     f"{prefix}epoch {epoch + 1}/{epochs}  train {logs.get('loss', float('nan')):.6g}  "
-                    f"val {logs.get('val_loss', float('nan')):.6g}  {time.perf_counter() - self.start:.1f}s",
+                    f"val {val:.6g}{extra}  {time.perf_counter() - self.start:.1f}s",
                     flush=True,
                 )
 

@@ -32,7 +32,7 @@ from cae.commands import (  # noqa: E402
     cmd_train,
     cmd_ui,
 )
-from cae.errors import CAEError, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
+from cae.errors import CAEError, Interrupted, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
 from cae.paths import check_study_name  # noqa: E402
 from cae.search_config import SearchConfig  # noqa: E402
 from cae.urls import shown  # noqa: E402
@@ -67,7 +67,8 @@ def _add_search_flags(p: argparse.ArgumentParser, config: str | None = "experime
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cae", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    # The metavar keeps internal commands (search-worker, started by `cae search --workers N`) out of the help.
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _training_commands(sub)
     _viewing_commands(sub)
     return parser
@@ -87,8 +88,7 @@ def _training_commands(sub: Any) -> None:
     p.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("search-worker", help=argparse.SUPPRESS)
-    p.add_argument("config")
+    p = sub.add_parser("search-worker")
     p.add_argument("--index", type=int, default=0)
     p.add_argument("--parent-run-id", required=True)
     p.set_defaults(func=cmd_search_worker)
@@ -179,12 +179,16 @@ def _viewing_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_best)
 
 
+# SIGTERM (kill, timeout, batch schedulers) and SIGHUP (the terminal closed, ssh dropped) take the same
+# graceful path as Ctrl-C: the running trial is failed with its reason and queued again, and MLflow runs
+# are ended. Background jobs started from a shell ignore SIGINT, so this is how they are stopped cleanly.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def _terminate(signum: int, frame: Any) -> None:
-    # SIGTERM (kill, timeout, batch schedulers) takes the same graceful path as Ctrl-C: the running
-    # trial is failed with its reason and MLflow runs are ended. Background jobs started from a
-    # shell ignore SIGINT, so this is how they are stopped cleanly. The flag stops training at the
-    # next epoch should this KeyboardInterrupt be swallowed (see cae.errors.request_stop).
-    request_stop()
+    # The flag also stops training at the next epoch should this KeyboardInterrupt be swallowed
+    # (see cae.errors.request_stop).
+    request_stop(signal.Signals(signum).name)
     raise KeyboardInterrupt
 
 
@@ -201,7 +205,7 @@ def _check_study_names(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+    previous = {sig: signal.signal(sig, _terminate) for sig in STOP_SIGNALS} if in_main_thread else {}
     try:
         _check_study_names(args)
         return int(args.func(args) or 0)
@@ -216,10 +220,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {disk_full_message(full)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:  # one line: the command's own (what was kept, how to go on), else this
+        print(f"\n{err}" if isinstance(err, Interrupted) else "\ninterrupted", file=sys.stderr)
         return 130
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-            clear_stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        clear_stop()

@@ -94,11 +94,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_search_worker(args: argparse.Namespace) -> int:
-    from cae.search.workers import read_worker_config, worker_main
+    from cae.search.workers import worker_main
     from cae.stages import task_for
 
-    cfg = read_worker_config(args.config)
-    worker_main(cfg, task_for(cfg.stage), args.index, args.parent_run_id)
+    worker_main(task_for, args.index, args.parent_run_id)
     return 0
 
 

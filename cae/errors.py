@@ -16,6 +16,10 @@ class CAEError(Exception):
     """
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped a command, which says in its message what was kept and how to go on (one line)."""
+
+
 class TrialStopped(Exception):
     """A trial stopped early for a reason of its own (e.g. its colours collapsed to one).
 
@@ -23,23 +27,25 @@ class TrialStopped(Exception):
     """
 
 
-# Set by the CLI's SIGTERM handler, which also raises KeyboardInterrupt. Python drops an exception
-# raised while the garbage collector runs a weakref callback ("Exception ignored in ..."), so that
-# KeyboardInterrupt can be lost and a stopped search runs on; training checks this flag every epoch.
-_stop_requested = False
+# Set by the CLI's signal handler (SIGTERM, SIGHUP), which also raises KeyboardInterrupt, to the
+# signal's name. Python drops an exception raised while the garbage collector runs a weakref callback
+# ("Exception ignored in ..."), so that KeyboardInterrupt can be lost and a stopped search runs on;
+# training checks this flag every epoch.
+_stop_requested: str | None = None
 
 
-def request_stop() -> None:
+def request_stop(signal_name: str = "SIGTERM") -> None:
     global _stop_requested
-    _stop_requested = True
+    _stop_requested = signal_name
 
 
 def clear_stop() -> None:
     global _stop_requested
-    _stop_requested = False
+    _stop_requested = None
 
 
-def stop_requested() -> bool:
+def stop_requested() -> str | None:
+    """The name of the signal that asked this process to stop, if one did."""
     return _stop_requested
 
 
@@ -87,7 +93,7 @@ def failure_reason(err: BaseException) -> str:
     if isinstance(err, KeyboardInterrupt):
         # The CLI's SIGTERM handler sets the stop flag before raising; Ctrl-C raises on its own. A
         # worker of WORKERS=N is stopped by its parent's SIGTERM, whichever way the parent was.
-        return "interrupted (SIGTERM)" if stop_requested() else "interrupted (Ctrl-C)"
+        return f"interrupted ({stop_requested() or 'Ctrl-C'})"
     full = no_space(err)
     if full:
         return full

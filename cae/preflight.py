@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from cae.config import ExperimentConfig
+from cae.errors import CAEError
 from cae.paths import check_writable, ensure_dir, runs_dir
 from cae.schema import with_overrides
-from cae.search.study import parse_storage_url, storage_url
+from cae.search.storage import parse_storage_url, storage_url
 from cae.search_config import SearchConfig
 from cae.sources import resolve_source
 from cae.space import load_space
@@ -54,7 +55,12 @@ def check_storage(url: str) -> None:
 
 def check_search(cfg: SearchConfig, *, study_given: bool) -> SearchConfig:
     """``cfg`` after the checks: space, data (pinned), storage URL, runs folder; a sample study renamed."""
-    load_space(cfg.space, cfg.experiment)
+    space = load_space(cfg.space, cfg.experiment)
+    if cfg.code_values is not None and "model.code_budget" in space.names:
+        raise CAEError(
+            f"{cfg.space} samples model.code_budget, but the study compares one code size (code_values="
+            f"{cfg.code_values}): use a space without it, or a study across sizes (experiments/pareto.yaml)"
+        )
     experiment = check_experiment(cfg.experiment)
     changes: dict[str, Any] = {"experiment.data.source": experiment.data.source}
     if experiment.data.source == "sample" and not study_given and not cfg.study.endswith(SAMPLE_SUFFIX):

@@ -87,12 +87,9 @@ class SearchConfig:
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
     grace_period: int = 120  # a trial silent this long is failed and retried once
     tuner: Literal["hyperband", "bayesian", "random"] = "hyperband"  # keras-tuner's algorithm
-    # Start every new study with the base experiment's point (the reference) as trial 0; the
-    # benchmark turns it off so time-to-target measures the search alone.
-    enqueue_reference: bool = True
-    # Points a new study runs next (after the reference), each as config overrides (dotted keys;
-    # unlisted searched keys take the base experiment's values). Their models are kept, so the
-    # report can say what each part of a family buys at the same budget.
+    # Points a new study runs first (a prior: the expert's guesses), each as config overrides (dotted
+    # keys; unlisted searched keys take the base experiment's values). Their models are kept, so the
+    # report can say whether the search beat them. Baselines are no trials: cae/baseline_runs.py.
     enqueue: tuple[dict[str, Any], ...] = ()
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)

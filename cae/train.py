@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.codec import pca_basis
+from cae.baselines import pca_basis
 from cae.colour import (
     CHROMA_BINS,
     DEFAULT_TEMPERATURE,

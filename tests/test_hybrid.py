@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cae.codec import pca_basis, pca_point
+from cae.baselines import pca_basis, pca_point
 from cae.hybrid import build_linear_code
 
 

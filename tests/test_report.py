@@ -330,7 +330,7 @@ def test_an_enqueued_point_that_was_pruned_is_said_with_how_far_it_got():
 def test_a_pruned_two_objective_point_is_told_from_its_rungs():
     """Seen in the two-objective study: a 640-value point pruned at rung 1 was said to have stopped
     "before its first epoch", as such trials report no epochs to Optuna, only rung values."""
-    from cae.codec import BaselineTable
+    from cae.baselines import BaselineTable
     from cae.report.measure import stopped_points
 
     study = optuna.create_study(directions=["minimize", "minimize"])

@@ -1,5 +1,5 @@
 """A retried point goes on from its stopped attempt's last epoch: which attempt is first, the
-folder's identity, and a real interrupted Keras training continued (cae/search/resume.py)."""
+folder's identity, and a real interrupted Keras training continued (cae/search/retry.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from cae.config import ExperimentConfig
 from cae.fitting import fit
-from cae.search.resume import PointCheckpoint, carried_rungs, first_attempt
+from cae.search.retry import PointCheckpoint, first_attempt
 
 
 def _study_with(*attrs: tuple[dict, dict]) -> list[optuna.trial.FrozenTrial]:
@@ -29,17 +29,14 @@ def _study_with(*attrs: tuple[dict, dict]) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False)
 
 
-def test_the_first_attempt_is_followed_through_both_kinds_of_retry():
+def test_the_first_attempt_is_the_head_of_optunas_retry_chain():
     trials = _study_with(
         ({"rung_1": 0.1}, {}),  # 0: the point's first attempt, interrupted after rung 1
-        ({"retry_of": 0, "rung_1": 0.2, "rung_3": 0.3}, {}),  # 1: our retry, killed after rung 3
-        ({}, {"failed_trial": 1, "retry_history": [1]}),  # 2: the heartbeat's retry of 1
+        ({}, {"failed_trial": 0, "retry_history": [0]}),  # 1: its retry, killed
+        ({}, {"failed_trial": 0, "retry_history": [0, 1]}),  # 2: the retry of 1
         ({"rung_1": 0.9}, {}),  # 3: another point
     )
-    assert [first_attempt(n, trials) for n in range(4)] == [0, 0, 0, 3]
-    # The rungs its attempts passed within the epochs it goes on from; the latest attempt's value.
-    assert carried_rungs(trials, 0, 3) == {"rung_1": 0.2, "rung_3": 0.3}
-    assert carried_rungs(trials, 0, 2) == {"rung_1": 0.2}
+    assert [first_attempt(t) for t in trials] == [0, 0, 0, 3]
 
 
 class _StopAt(keras.callbacks.Callback):
@@ -67,17 +64,22 @@ def _train(workdir, epochs: int, callbacks=()):
     return model, fitted
 
 
+def _resumable(point: PointCheckpoint, *callbacks) -> list:
+    """The callbacks a trial trains with: the point's note of its backed-up epochs first."""
+    return [point.callback(), *callbacks]
+
+
 def test_an_interrupted_training_goes_on_from_its_last_epoch_in_its_points_folder():
     config = ExperimentConfig()
     point = PointCheckpoint("resumable", 4, "uid-1", config)
     with pytest.raises(KeyboardInterrupt):
-        _train(point.open(), 5, [_StopAt(2)])
+        _train(point.open(), 5, _resumable(point, _StopAt(2)))
     done = point.done()
     assert len(done["val_loss"]) == 2 and all(np.isfinite(done["val_loss"]))
 
     again = PointCheckpoint("resumable", 4, "uid-1", config)  # the retry, in a new process
     assert again.open() == point.path and again.done() == done  # the same point: its state is kept
-    model, fitted = _train(again.path, 5)
+    model, fitted = _train(again.path, 5, _resumable(again))
     assert len(fitted.history["loss"]) == 3  # epochs 3 to 5 only
     assert int(model.optimizer.iterations.numpy()) == 5 * 4  # the optimizer's state (the cosine) went on too
     again.discard()
@@ -88,7 +90,7 @@ def test_a_folder_of_another_study_or_budget_is_started_afresh():
     config = ExperimentConfig()
     point = PointCheckpoint("renamed", 0, "uid-old", config)
     with pytest.raises(KeyboardInterrupt):
-        _train(point.open(), 3, [_StopAt(1)])
+        _train(point.open(), 3, _resumable(point, _StopAt(1)))
     assert len(point.done()["val_loss"]) == 1
     newer = PointCheckpoint("renamed", 0, "uid-new", config)  # the study was deleted and made again
     newer.open()

@@ -70,7 +70,7 @@ def test_three_trials_are_three_child_runs_under_one_parent(three_trials, tracki
         assert run.data.tags["trial_state"] in ("COMPLETE", "PRUNED")
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
         assert steps == list(range(1, len(steps) + 1)) and steps
-        assert {"n_params", "latent_values", "bottleneck_values", "model.bottleneck", "train.learning_rate"} <= set(
+        assert {"n_params", "latent_values", "bottleneck_values", "model.refine_layers", "train.learning_rate"} <= set(
             run.data.params
         )
     parent_run = client.get_run(parent)
@@ -80,13 +80,12 @@ def test_three_trials_are_three_child_runs_under_one_parent(three_trials, tracki
     assert {a.path for a in client.list_artifacts(parent, "optuna")} >= {"optuna/optimization_history.png"}
 
 
-def test_trial_zero_is_the_reference_architecture(three_trials, db):
+def test_every_trial_compares_at_the_studys_code_size_and_none_is_a_baseline(three_trials, db):
     cfg, _ = three_trials
     study = optuna.load_study(study_name="three", storage=cfg.storage)
-    first = study.trials[0]
-    assert first.user_attrs["reference"] is True and first.user_attrs["n_params"] == 4911
-    # The space samples the latent as its size in values: the reference's 8×8×16 is 1,024.
-    assert first.params["model.filters"] == 8 and first.params["model.code_budget"] == 1024
+    assert cfg.code_values == 256 and "model.code_budget" not in study.trials[0].params  # no size to sample
+    assert all(t.user_attrs["code_values"] == 256 for t in study.trials)
+    assert not any("reference" in t.user_attrs for t in study.trials)  # the reference CAE is a run of its own
 
 
 def test_best_json_reloads_into_the_logged_model(three_trials, tracking_uri):
@@ -99,17 +98,32 @@ def test_best_json_reloads_into_the_logged_model(three_trials, tracking_uri):
     assert record["test"]["test_mse"] > 0
 
 
-def test_a_damaged_best_keras_is_fetched_again_from_its_registered_model(three_trials, tracking_uri, capsys):
-    from cae.search.best import best_paths
+def test_a_damaged_best_keras_is_restored_from_an_intact_copy_of_its_trial(three_trials, tracking_uri, capsys):
+    import shutil
 
-    model, _ = load_best_model("three")
+    from cae.paths import runs_dir
+    from cae.search.best import best_paths, trial_model_path
+
+    model, record = load_best_model("three")
     path = best_paths("three")[1]
     path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk or a killed copy
-    again, _ = load_best_model("three")
-    assert "fetched again from models:/three/" in capsys.readouterr().out
+    artifacts = runs_dir() / "mlartifacts"
+    shutil.move(artifacts, artifacts.with_name("mlartifacts-away"))  # MLflow's copies gone too
+    try:
+        again, _ = load_best_model("three")
+    finally:
+        shutil.move(artifacts.with_name("mlartifacts-away"), artifacts)
+    own = trial_model_path("three", record["trial_number"])
+    assert f"restored from {own}" in capsys.readouterr().out
     for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    keras.models.load_model(path, compile=False)  # repaired in place: the next command needs no fetch
+    keras.models.load_model(path, compile=False)  # repaired in place: the next command needs no copy
+    # Its own model damaged as well: the registered one (logged to MLflow) is what is left.
+    for damaged in (path, own):
+        damaged.write_bytes(damaged.read_bytes()[:1000])
+    again, _ = load_best_model("three")
+    assert "fetched again from models:/three/" in capsys.readouterr().out
+    np.testing.assert_array_equal(model.get_weights()[0], again.get_weights()[0])
 
 
 def test_rerunning_continues_the_numbering_without_duplicates(three_trials, tracking_uri, db):
@@ -147,12 +161,15 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monk
 
 
 @pytest.mark.slow  # a real study end to end
-def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
-    class Poison(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            kernel = self.model.get_layer("output").kernel
-            kernel.assign(np.full(kernel.shape, np.nan))
+class Poison(keras.callbacks.Callback):
+    """Makes the loss NaN: the last layer with weights gets NaN weights after every batch."""
 
+    def on_train_batch_end(self, batch, logs=None):
+        kernel = [layer for layer in self.model.layers if layer.trainable_weights][-1].trainable_weights[0]
+        kernel.assign(np.full(kernel.shape, np.nan))
+
+
+def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
     cfg = config(db, "nan", trials=1)
     run_search(cfg, extra_callbacks=lambda trial: [Poison()] if trial.number == 0 else [])
     study = optuna.load_study(study_name="nan", storage=cfg.storage)
@@ -223,19 +240,41 @@ def test_bad_storage_fails_before_training(db, storage, message):
 
 
 @pytest.mark.slow  # a real study end to end
-def test_codes_over_the_limit_are_skipped_without_counting(db, tracking_uri):
-    # Trial 0 is the enqueued reference, whose code (768 values) is over the limit: skipped for sure.
-    cfg = config(db, "limit", trials=1, max_code_values=300)
+def test_a_point_of_another_code_size_is_skipped_without_counting(db, tracking_uri):
+    # The conv family at 256 values: 8 filters, no growth, 3 poolings narrow to 4×4×8 = 128 before the code.
+    narrow = {"model.depth": 3, "model.filters": 8, "model.filter_growth": 1.0}
+    cfg = load_search(
+        REPO / "experiments/search-conv.yaml",
+        {
+            "study": "sizes",
+            "trials": 1,
+            "storage": f"sqlite:///{db}/optuna.db",
+            "experiment.data.source": "sample",
+            "experiment.data.subset": 320,
+            "experiment.train.epochs": 1,
+            "enqueue": [narrow],
+        },
+    )
     run_search(cfg)
-    study = optuna.load_study(study_name="limit", storage=cfg.storage)
+    study = optuna.load_study(study_name="sizes", storage=cfg.storage)
     counted = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
-    assert len(counted) == 1 and all(t.user_attrs["code_values"] <= 300 for t in counted)
-    skipped = [t for t in study.trials if t.number not in {c.number for c in counted}]
-    assert skipped[0].number == 0 and skipped[0].user_attrs["reference"] is True
-    for t in skipped:
-        assert t.state.name == "FAIL" and t.user_attrs["fail_reason"].startswith("skipped: code of")
-        assert t.user_attrs["code_values"] > 300
-    assert sorted(int(r.data.tags["trial_number"]) for r in children(tracking_uri, "limit")[1]) == trained(study)
+    assert len(counted) == 1 and all(t.user_attrs["code_values"] == 256 for t in counted)
+    skipped = study.trials[0]
+    assert skipped.state.name == "FAIL" and skipped.user_attrs["code_values"] == 128
+    assert skipped.user_attrs["fail_reason"] == (
+        "skipped: code of 128 values; the study compares codes of code_values=256"
+    )
+    assert sorted(int(r.data.tags["trial_number"]) for r in children(tracking_uri, "sizes")[1]) == trained(study)
+
+
+def test_a_space_that_samples_the_code_size_is_refused_for_a_study_of_one_size(tmp_path):
+    from cae.preflight import check_search
+
+    space = tmp_path / "sizes.yaml"
+    space.write_text("params:\n  model.code_budget: {low: 128, high: 512}\n  model.refine_layers: {low: 0, high: 2}\n")
+    cfg = config(tmp_path, "two-sizes", space=str(space))
+    with pytest.raises(CAEError, match=r"samples model.code_budget.*code_values=256"):
+        check_search(cfg, study_given=True)
 
 
 @pytest.mark.slow  # a real study end to end
@@ -263,11 +302,6 @@ def test_a_new_study_reusing_a_name_gets_its_own_parent_and_best(tmp_path, track
 
 @pytest.mark.slow  # a real study end to end
 def test_a_stopped_search_does_not_leave_its_parent_run_running(db, tracking_uri):
-    class Poison(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            kernel = self.model.get_layer("output").kernel
-            kernel.assign(np.full(kernel.shape, np.nan))
-
     cfg = config(db, "all-nan", trials=4)
     with pytest.raises(CAEError, match="3 trials failed in a row"):
         run_search(cfg, extra_callbacks=lambda trial: [Poison()])
@@ -348,14 +382,21 @@ def test_the_default_study_prunes_at_early_rungs_and_exports_the_best_trials_own
 @pytest.mark.slow  # a real study end to end
 def test_a_two_objective_study_stops_trials_at_its_rungs_by_their_margin_over_pca(db, tracking_uri):
     overrides = {
-        "objectives": ["best_val_loss", "code_values"],
+        "study": "rungs",
+        "storage": f"sqlite:///{db}/optuna.db",
+        "experiment.data.source": "sample",
+        "experiment.data.subset": 320,
         "pruner.name": "successive_halving",
         "pruner.n_warmup_steps": 1,
         "experiment.train.epochs": 3,
         "trials": 4,
         "sampler.name": "random",
+        # Codes of one size bin: trials compete with trials of a similar size only.
+        "enqueue": [
+            {"model.bottleneck": "dense", "model.code_budget": c, "model.pca_init": True} for c in (200, 210, 220, 230)
+        ],
     }
-    run_search(config(db, "rungs", **overrides))
+    run_search(load_search(REPO / "experiments/pareto.yaml", overrides))
     study = optuna.load_study(study_name="rungs", storage=config(db, "rungs").storage)
     judged = [t for t in study.trials if "rung_1" in t.user_attrs]
     assert len(judged) == 4  # every trial was judged at epoch 1 (rungs 1; 3 is the last epoch)
@@ -383,7 +424,7 @@ def test_delete_forgets_a_study_so_its_name_starts_afresh(db, tracking_uri):
 
 
 def test_the_duration_estimate_follows_the_finished_trials():
-    from cae.search.workers import duration_estimate
+    from cae.search.estimate import duration_estimate
 
     assert duration_estimate([100.0, 300.0, 200.0], left=18, workers=1) == (
         "estimate: ~1.0 h for the 18 trial(s) left at 200 s per trial (mean of 3 finished, pruned ones included)"
@@ -437,13 +478,15 @@ def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, trackin
 
 
 def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
-    """A real (in-memory) study: the point returns WAITING with its identity, the worker stops in one line."""
-    from cae.search.retry import requeue_if_unanswered
+    """A real (in-memory) study: the point returns WAITING through Optuna's retry (its parameters, its
+    attributes, its reported epochs, the attempt it retries); the worker stops in one line."""
+    from cae.search.retry import first_attempt, requeue_if_unanswered
     from cae.tracking.patience import TrackingUnavailable
 
     study = optuna.create_study()
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    trial.set_user_attr("reference", True)
+    trial.set_user_attr("enqueued", "a recipe")
+    trial.report(0.5, 0)
     trial.set_user_attr(
         "fail_reason",
         "TrackingUnavailable: MLflow tracking server http://h:5000 did not answer "
@@ -458,7 +501,8 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
         requeue_if_unanswered(study, study.trials[0])
     waiting = study.trials[1]
     assert waiting.state.name == "WAITING" and waiting.system_attrs["fixed_params"] == study.trials[0].params
-    assert waiting.user_attrs == {"reference": True, "retry_of": 0}
+    assert waiting.user_attrs["enqueued"] == "a recipe" and waiting.intermediate_values == {0: 0.5}
+    assert first_attempt(waiting) == 0
     requeue_if_unanswered(study, study.trials[1])  # not a failed trial: nothing happens
     assert len(study.trials) == 2
 
@@ -466,10 +510,11 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
 def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
     """A real (in-memory) study: the stopped point comes back WAITING with what it was, once; not a
     point the study's space does not hold, nor one past the budget of finished and queued trials."""
-    from cae.search.retry import requeue_interrupted
+    from cae.search.retry import first_attempt, requeue_interrupted
     from cae.space import load_space
 
-    space = load_space(REPO / "search_spaces/reconstruction.yaml")
+    cfg = load_search(REPO / "experiments/search.yaml")
+    space = load_space(cfg.space, cfg.experiment)
     study = optuna.create_study()
     for _ in range(2):
         trial = study.ask()
@@ -488,7 +533,7 @@ def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
     assert requeue_interrupted(study, 0, space, trials=2)
     queued = study.trials[3]
     assert queued.state.name == "WAITING" and queued.system_attrs["fixed_params"] == study.trials[0].params
-    assert queued.user_attrs == {"enqueued": "a recipe", "retry_of": 0}  # not the failure's reason
+    assert queued.user_attrs["enqueued"] == "a recipe" and first_attempt(queued) == 0
     assert not requeue_interrupted(study, 2, space, trials=5)  # outside the space
     assert not requeue_interrupted(study, 3, space, trials=5)  # WAITING, not an interrupted trial
     assert not requeue_interrupted(study, None, space, trials=5)  # stopped before its trial began
@@ -501,9 +546,9 @@ def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
     assert not requeue_interrupted(study, 5, space, trials=2) and len(study.trials) == 6
 
 
-def test_a_retried_point_competes_once_at_the_rungs():
-    """A real (in-memory) study: the stopped run of a point does not count against other trials at a rung,
-    nor against its own retry (in the real two-objective study it pruned the 640-value point)."""
+def test_a_failed_attempt_competes_with_nobody_at_the_rungs_and_sizes_compete_within_their_bin():
+    """A real (in-memory) study: the stopped run of a point does not count against other trials at a rung
+    (its retry competes in its place), nor does a trial of another code size."""
     from cae.search.rungs import RungPruning
 
     class Margin:  # the task's rung value: the margin over PCA, given here
@@ -514,22 +559,25 @@ def test_a_retried_point_competes_once_at_the_rungs():
             return self.value
 
     study = optuna.create_study()
-    stopped = study.ask()
-    stopped.set_user_attr("rung_1", 0.53)  # a 192-value point, interrupted after its first rung
-    study.tell(stopped, state=optuna.trial.TrialState.FAIL)
-    reference = study.ask()
-    reference.set_user_attr("rung_1", -15.2)
-    study.tell(reference, state=optuna.trial.TrialState.COMPLETE, values=[0.1])
-    study.enqueue_trial({}, user_attrs={"retry_of": stopped.number})
-    retry = study.ask()
-    assert retry.user_attrs["retry_of"] == stopped.number
 
-    def judge(trial, value):
+    def finished(rung, code, state=optuna.trial.TrialState.COMPLETE):
+        trial = study.ask()
+        trial.set_user_attr("rung_1", rung)
+        trial.set_user_attr("code_values", code)
+        study.tell(trial, state=state, values=[0.1] if state == optuna.trial.TrialState.COMPLETE else None)
+
+    finished(0.53, 640, optuna.trial.TrialState.FAIL)  # interrupted after its first rung
+    finished(-15.2, 640)
+    finished(2.0, 192)  # another size: no competitor of a 640-value trial
+
+    def judge(value):
+        trial = study.ask()
+        trial.set_user_attr("code_values", 640)
         RungPruning(trial, Margin(value), 640, [1]).on_epoch_end(0, {"val_loss": 1.0})
 
-    judge(retry, 0.52)  # goes on: its own stopped run's 0.53 is not a competitor
-    with pytest.raises(optuna.TrialPruned, match=r"rung 1: \+0.23 is not among the best 1/3 of 3 trials"):
-        judge(study.ask(), 0.23)  # the reference, the retry and itself: 3, not 4
+    judge(0.52)  # goes on: the failed attempt's 0.53 and the 192-value 2.0 are no competitors
+    with pytest.raises(optuna.TrialPruned, match=r"rung 1: \+0.23 is not among the best 1/3 of 3 trials of its size"):
+        judge(0.23)  # the COMPLETE one, the one before it and itself: 3
 
 
 def test_promotable_keeps_the_best_third():

@@ -130,7 +130,7 @@ def record_table(
     source: str | None, plan: TablePlan = TablePlan(), folder: Path | None = None, base: str = BASE, host: str = ""
 ) -> Path:
     """Train what ``results/bench/curves.csv`` lacks of ``plan``; returns the CSV's path."""
-    from cae.codec import pca_basis, pca_point
+    from cae.baselines import pca_basis, pca_point
     from cae.data import load_splits
     from cae.fitting import TrainingDiverged, history_from_csv
     from cae.train import train_and_evaluate

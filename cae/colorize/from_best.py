@@ -125,7 +125,7 @@ def train_variant(
         if "source_study" not in lineage:
             raise CAEError("chroma-warm needs a study's best.keras (STUDY=), not CONFIG=")
         model = build_model(config, splits)
-        warm_start(model, load_best_model(lineage["source_study"], conv="source_best_trial" in lineage)[0])
+        warm_start(model, load_best_model(lineage["source_study"])[0])
     run_id, result, out = run_experiment(
         config,
         tracker,

@@ -21,7 +21,7 @@ from typing import Any
 from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
 from cae.schema import from_dict, with_overrides
-from cae.search.best import best_paths, read_best
+from cae.search.best import read_best
 from cae.search_config import SearchConfig
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -69,44 +69,12 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
         record = read_best(study or SearchConfig().study)
     except CAEError as err:
         raise CAEError(f"{err}, or pass CONFIG=<experiment yaml> to colorize an explicit architecture") from None
-    fallback, where = {}, f"runs/{record['study']}/best.json"
-    model = record["config"].get("model")
-    if isinstance(model, dict) and model.get("bottleneck") == "dense":
-        fallback = {"source_best_trial": record["trial_number"]}
-        record, where = best_conv(record), f"runs/{record['study']}/best-conv.json"
     lineage = {
         "source_study": record["study"],
         "source_trial": record["trial_number"],
         "source_run_id": record["mlflow_run_id"],
-        **fallback,
     }
-    return from_dict(ExperimentConfig, record["config"], where), lineage
-
-
-def best_conv(best: dict[str, Any]) -> dict[str, Any]:
-    """The study's best conv trial, for a study whose best has a dense code (RGB to RGB, no features)."""
-    study, number = best["study"], best["trial_number"]
-    dense = f"study {study!r}'s best trial {number} has a dense code (RGB to RGB: no features to colour from)"
-    explicit = (
-        "pass a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
-        "`make colorize-search FROM=experiments/conv-best.yaml`"
-    )
-    if not best_paths(study, conv=True)[0].exists():
-        raise CAEError(
-            f"{dense} and runs/{study}/best-conv.json, its best conv trial, is missing (no conv trial "
-            f"finished on this host, or the study predates it); {explicit}"
-        )
-    record = read_best(study, conv=True)  # a damaged file says so itself
-    if record.get("study_uid") != best.get("study_uid"):
-        raise CAEError(f"{dense} and runs/{study}/best-conv.json is from an older study of that name; {explicit}")
-    name = best["objective"]["name"]
-    print(
-        f"note: study {study!r}'s best trial {number} has a dense code (a reconstruction code of RGB); "
-        f"colorization starts from its best conv trial {record['trial_number']} ({name} "
-        f"{record['objective']['value']:.6g} against {best['objective']['value']:.6g})",
-        flush=True,
-    )
-    return record
+    return from_dict(ExperimentConfig, record["config"], f"runs/{record['study']}/best.json"), lineage
 
 
 def variant_config(base: ExperimentConfig, variant: str, overrides: dict[str, Any]) -> ExperimentConfig:

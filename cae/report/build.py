@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cae.codec import PCA_VALUES, baseline_table, pca_basis
+from cae.baselines import PCA_VALUES, baseline_table, pca_basis
 from cae.colorize.photos import photo_tiles
 from cae.compare import compare
 from cae.data import Splits, splits_for

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cae.codec import BaselineTable
+from cae.baselines import BaselineTable
 from cae.data import CLASSES, Splits, to_unit
 from cae.report.data import Rank
 from cae.report.points import Point

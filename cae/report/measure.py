@@ -13,14 +13,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cae.codec import BaselineTable
+from cae.baselines import BaselineTable
 from cae.hardware import machine
 from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
-from cae.search.resume import rung_values
 from cae.search.retry import retried
+from cae.search.rungs import rung_values
 from cae.search.study import importances as fanova
 from cae.search.study import state_counts
 from cae.search_config import SearchConfig

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.codec import quantized_metrics
+from cae.baselines import quantized_metrics
 from cae.colorize.photos import photo_tiles
 from cae.data import Splits, to_unit
 from cae.metrics import mse, psnr_from_mse

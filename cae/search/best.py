@@ -1,34 +1,33 @@
-"""A study's exported best trial: ``runs/<study>/best.json`` + ``best.keras``, and beside them
-``best-conv.*``, the best reconstruction trial with a conv code (what colorization starts from when
-the best has a dense one).
+"""A study's exported best trial: ``runs/<study>/best.json`` + ``best.keras``.
 
-Written by whichever engine ran the trial, read by colorization, the report and ``make best``;
-no search engine is imported here. Files are written atomically (temp file, then rename) under a
-lock, so readers never see a partial or mixed export, and every read is validated: a damaged file
-is a one-line error saying how to regenerate it.
+Written by whichever engine ran the trial, read by colorization, the report and ``make best``; no
+search engine is imported here. Each completed trial's own model is kept in
+``runs/<study>/models/trial-<n>.keras`` (in MLflow too only for a study shared across hosts);
+``best.keras`` is a copy of the best one, written atomically under a lock, so readers never see a
+partial or mixed export. Every read is validated: a damaged file is a one-line error saying how to regenerate it,
+and a damaged ``best.keras`` is restored from an intact copy of the same trial (its own model, or
+the registered one).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from cae.config import ExperimentConfig
 from cae.data import TRANSFORMS, load_splits, to_unit
 from cae.errors import CAEError
+from cae.locks import file_lock
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import from_dict, to_dict
 from cae.tracking import Tracker
 from cae.tracking.registry import load_registered, register_model
 
-BEST_ARTIFACTS = "best"  # a trial run's folder for the best.keras / best.json it exported
+BEST_ARTIFACTS = "best"  # a trial run's folder for the best.keras / best.json a multi-host study shares
 # Keys every best.json has, with their types: what readers rely on.
 REQUIRED = {
     "study": str,
@@ -46,25 +45,18 @@ REQUIRED = {
 }
 
 
-def best_paths(study: str, conv: bool = False) -> tuple[Path, Path]:
-    """``best.json``/``.keras``; with ``conv``, ``best-conv.*``: the best trial with a conv code."""
+def best_paths(study: str) -> tuple[Path, Path]:
     d = study_dir(study)
-    stem = "best-conv" if conv else "best"
-    return d / f"{stem}.json", d / f"{stem}.keras"
+    return d / "best.json", d / "best.keras"
 
 
-def conv_reconstruction(config: dict[str, Any]) -> bool:
-    """Whether a trial's config (as in best.json) is a reconstruction model with a conv code."""
-    model, data = config.get("model"), config.get("data")
-    model, data = model if isinstance(model, dict) else {}, data if isinstance(data, dict) else {}
-    return model.get("bottleneck", "conv") == "conv" and data.get("input", "rgb") == "rgb"
+def trial_model_path(study: str, number: int) -> Path:
+    """A completed trial's own model (and its record beside it, ``.json``)."""
+    return study_dir(study) / "models" / f"trial-{number}.keras"
 
 
-@contextmanager
-def _locked(study: str) -> Iterator[None]:
-    with (ensure_dir(study_dir(study)) / ".best.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+def _locked(study: str) -> Any:
+    return file_lock(ensure_dir(study_dir(study)) / ".best.lock", f"study {study!r}'s best")
 
 
 def trial_record(
@@ -79,6 +71,7 @@ def trial_record(
     data_source: str,
     uid: str | None,
     objective: tuple[str, float, str],
+    enqueued: bool = False,
 ) -> dict[str, Any]:
     """What best.json says about a trial; ``objective`` = (name, value, direction) it is ranked by."""
     name, value, direction = objective
@@ -99,6 +92,7 @@ def trial_record(
         "seconds": round(result.seconds, 2),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "study_uid": uid,
+        "enqueued": enqueued,
     }
 
 
@@ -110,43 +104,44 @@ def _beats(new: dict[str, Any], old: dict[str, Any]) -> bool:
 
 
 def export_trial(record: dict[str, Any], model: Any, *, keep_all: bool = False, run: Any = None) -> bool:
-    """Write best.json + best.keras if this trial beats the exported best (on validation), and
-    best-conv.* likewise among the reconstruction trials with a conv code.
+    """Keep the trial's model (``keep_all``: every completed trial's, in ``models/``) and make it
+    best.json + best.keras if it beats the exported best on validation; True if it did.
 
-    ``keep_all`` (every study of a task that keeps them all) also keeps every completed trial's model under
-    ``models/``, so a Pareto front can be scored on the test split later. With ``run``, a new best
-    is also logged to it (``best/``): the host that finishes a multi-host study fetches it.
+    With ``run`` (a study other hosts may share), a new best is also logged to it (``best/``): the host
+    that finishes the study fetches it from there.
     """
     study, number = record["study"], record["trial_number"]
-    json_path, _ = best_paths(study)
     model.name = f"trial_{number}"  # lets a reader check that best.keras matches best.json
-    if keep_all:
-        with atomic_path(ensure_dir(json_path.parent / "models") / f"trial-{number}.keras") as tmp:
+    own = trial_model_path(study, number) if keep_all else None
+    if own is not None:
+        with atomic_path(own) as tmp:
             model.save(tmp)
-        write_text_atomic(json_path.parent / "models" / f"trial-{number}.json", json.dumps(record, indent=2))
+        write_text_atomic(own.with_suffix(".json"), json.dumps(record, indent=2))
+    json_path, model_path = best_paths(study)
     with _locked(study):
-        exported = _replace_if_better(*best_paths(study), record, model, run)
-        # Colorization needs a conv architecture: when the best has a dense (PCA-like) code, it
-        # starts from the best conv trial, kept here whichever family wins.
-        if conv_reconstruction(record["config"]):
-            _replace_if_better(*best_paths(study, conv=True), record, model, None)  # this host's trials only
-    return exported
-
-
-def _replace_if_better(json_path: Path, model_path: Path, record: dict[str, Any], model: Any, run: Any) -> bool:
-    try:
-        old = _validated(json.loads(json_path.read_text()), json_path) if json_path.exists() else None
-    except (ValueError, CAEError):
-        old = None  # unreadable old export: replace it
-    if old is not None and not _beats(record, old):
-        return False
-    with atomic_path(model_path) as tmp:
-        model.save(tmp)
-    write_text_atomic(json_path, json.dumps(record, indent=2))
+        try:
+            old = _validated(json.loads(json_path.read_text()), json_path) if json_path.exists() else None
+        except (ValueError, CAEError):
+            old = None  # unreadable old export: replace it
+        if old is not None and not _beats(record, old):
+            return False
+        if own is not None:
+            _link(own, model_path)
+        else:
+            with atomic_path(model_path) as tmp:
+                model.save(tmp)
+        write_text_atomic(json_path, json.dumps(record, indent=2))
     if run is not None:
         run.log_artifact(model_path, BEST_ARTIFACTS)
         run.log_artifact(json_path, BEST_ARTIFACTS)
     return True
+
+
+def _link(source: Path, target: Path) -> None:
+    """``target`` becomes a copy of ``source``, atomically. A copy, not a hard link: a file damaged in
+    place would take its one inode's other name with it, and best.keras is restored from models/."""
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 def fetch_best(study: str, number: int, run_id: str, uid: str | None, tracker: Any) -> None:
@@ -189,10 +184,9 @@ def _validated(record: Any, path: Path) -> dict[str, Any]:
     return record
 
 
-def read_best(study: str, conv: bool = False) -> dict[str, Any]:
-    """The validated best.json (``conv``: best-conv.json) of ``study``; one-line errors for a missing
-    or damaged file."""
-    json_path, _ = best_paths(study, conv)
+def read_best(study: str) -> dict[str, Any]:
+    """The validated best.json of ``study``; one-line errors for a missing or damaged file."""
+    json_path, _ = best_paths(study)
     regenerate = f"rerun the study (`make search STUDY={study}`) to regenerate it"
     if not json_path.exists():
         raise CAEError(
@@ -206,44 +200,54 @@ def read_best(study: str, conv: bool = False) -> dict[str, Any]:
         raise CAEError(f"{err}; {regenerate}") from None
 
 
-def load_best_model(study: str, conv: bool = False) -> tuple[Any, dict[str, Any]]:
-    """(model, record) of the study's best (``conv``: best conv) trial; the two files are checked to
-    belong together."""
+def load_best_model(study: str) -> tuple[Any, dict[str, Any]]:
+    """(model, record) of the study's best trial; the two files are checked to belong together. A
+    damaged ``best.keras`` is restored from an intact copy of the same trial."""
     import keras
 
-    record = read_best(study, conv)
-    path = best_paths(study, conv)[1]
+    record = read_best(study)
+    path = best_paths(study)[1]
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as err:  # missing, truncated or not a Keras archive
-        model = _refetch(record, path)
-        if model is None:
-            raise CAEError(
-                f"{path} cannot be loaded ({type(err).__name__}) and {path.stem}.json names no "
-                f"registered model to fetch it from; rerun `make search STUDY={study}`"
-            ) from None
+        model = _restore(study, record, path, type(err).__name__)
     if model.name != f"trial_{record['trial_number']}":
-        raise CAEError(f"{path} does not match {path.stem}.json (interrupted export); rerun the search")
+        raise CAEError(f"{path} does not match best.json (interrupted export); rerun the search")
     return model, record
 
 
-def _refetch(record: dict[str, Any], path: Path) -> Any:
-    """A damaged or missing ``best.keras`` fetched again from the registered model (the same trial's
-    weights, logged to its MLflow run) and written back in place; None when nothing is registered."""
-    registered = record.get("registered_model")
-    if not registered:
-        return None
+def _restore(study: str, record: dict[str, Any], path: Path, why: str) -> Any:
+    """The best trial's model from an intact copy, written back as ``best.keras``: its own model under
+    ``models/``, else the registered one (logged to its MLflow run). A one-line error when neither loads."""
+    import keras
+
+    number, tried = record["trial_number"], []
+    own = trial_model_path(study, number)
     try:
-        model = load_registered(Tracker(), registered["name"], registered["version"])
-    except Exception as err:  # the registry's copy is not there either: say both
-        raise CAEError(
-            f"{path} cannot be loaded, nor fetched again from models:/{registered['name']}/"
-            f"{registered['version']} ({type(err).__name__}); rerun the search"
-        ) from None
-    with atomic_path(path) as tmp:
-        model.save(tmp)
-    print(f"note: {path} was damaged; fetched again from models:/{registered['name']}/{registered['version']}")
-    return model  # the fetched model itself: reading back what was just written would be I/O twice
+        model = keras.models.load_model(own, compile=False)
+        if model.name == f"trial_{number}":
+            _link(own, path)
+            print(f"note: {path} was damaged ({why}); restored from {own}")
+            return model
+        tried.append(f"{own} is another trial's")
+    except Exception as err:  # missing or damaged too: try the registry
+        tried.append(f"{own.name}: {type(err).__name__}")
+    registered = record.get("registered_model")
+    if registered:
+        uri = f"models:/{registered['name']}/{registered['version']}"
+        try:
+            model = load_registered(Tracker(), registered["name"], registered["version"])
+        except Exception as err:  # the registry's copy is not there either: say all
+            tried.append(f"{uri}: {type(err).__name__}")
+        else:
+            with atomic_path(path) as tmp:
+                model.save(tmp)
+            print(f"note: {path} was damaged ({why}); fetched again from {uri}")
+            return model
+    raise CAEError(
+        f"{path} cannot be loaded ({why}) and no intact copy of trial {number} was found ({'; '.join(tried)}); "
+        f"rerun `make search STUDY={study}`"
+    )
 
 
 def _register(study: str, record: dict[str, Any], model: Any, splits: Any, config: Any, tracker: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""The Optuna objective: sample a point, build it, skip what cannot run, train it as a tracked trial.
+"""The Optuna objective: sample a point, build it, skip what the study does not compare, train it as a tracked trial.
 
 What a trial trains is the study's :class:`~cae.search.task.Task`; the lifecycle around the
 training (run, record, export) is :mod:`cae.search.trial`, shared with keras-tuner.
@@ -15,8 +15,7 @@ from optuna_integration import KerasPruningCallback
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.model import code_sizes
-from cae.search.resume import PointCheckpoint, carried_rungs, first_attempt
-from cae.search.retry import queued_again_after
+from cae.search.retry import PointCheckpoint, first_attempt, queued_again_after
 from cae.search.rungs import RungPruning, rung_epochs
 from cae.search.study import SKIPPED, SkippedTrial, optuna_module
 from cae.search.task import Task
@@ -47,7 +46,7 @@ class Objective:
     ):
         self.cfg, self.space, self.task, self.splits = cfg, space, task, splits
         self.tracker, self.parent_id, self.prefix = tracker, parent_id, prefix
-        self.before_trial = before_trial  # e.g. release the workers' ask lock: the trial exists now
+        self.before_trial = before_trial  # e.g. release the workers' lock: the trial exists now
         self.extra_callbacks = extra_callbacks  # tests inject e.g. a NaN-making callback
         self.current: int | None = None  # the number of the trial this worker runs (or ran last)
 
@@ -60,11 +59,8 @@ class Objective:
         self.current = trial.number
         if self.before_trial is not None:
             self.before_trial()
-        ahead = [
-            t
-            for t in trial.study.get_trials(deepcopy=False)
-            if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")
-        ]
+        trials = trial.study.get_trials(deepcopy=False)
+        ahead = [t for t in trials if t.number < trial.number and t.state.name in ("COMPLETE", "PRUNED", "RUNNING")]
         if len(ahead) >= self.cfg.trials:
             self._skip(trial, f"the budget of {self.cfg.trials} trials was taken by other workers first")
         keras.backend.clear_session()  # free the previous trial's graph and layer names
@@ -87,6 +83,8 @@ class Objective:
         reason = over_budget(self.cfg, size["code_values"])
         if reason:
             self._skip(trial, reason)
+        frozen = next(t for t in trials if t.number == trial.number)
+        enqueued = "enqueued" in frozen.user_attrs
         spec = TrialSpec(
             self.cfg,
             trial.number,
@@ -98,11 +96,10 @@ class Objective:
             prefix=self.prefix,
             size=size,
             set_attr=trial.set_user_attr,
-            # The reference's and the enqueued points' own models are what a report compares.
-            keep_model=bool(trial.user_attrs.get("reference") or trial.user_attrs.get("enqueued")),
+            keep_model=enqueued,  # the expert's points' own models are what the report holds the search against
+            enqueued=enqueued,
         )
-        trials = trial.study.get_trials(deepcopy=False)
-        point = PointCheckpoint(self.cfg.study, first_attempt(trial.number, trials), spec.uid, config)
+        point = PointCheckpoint(self.cfg.study, first_attempt(frozen), spec.uid, config)
         try:
             result = self._train(trial, spec, model, point)
         except BaseException as err:
@@ -120,7 +117,7 @@ class Objective:
             with tracked_trial(self.task, self.tracker, self.splits, spec, pruned=(optuna.TrialPruned,)) as tracked:
                 if done["val_loss"]:
                     self._carry_over(trial, tracked, done, point.number)
-                callbacks = [*tracked.callbacks, *self._pruning(trial, spec)]
+                callbacks = [point.callback(), *tracked.callbacks, *self._pruning(trial, spec)]
                 callbacks += self.extra_callbacks(trial) if self.extra_callbacks else []
                 outcome = self.task.train(spec.config, model, callbacks, workdir=workdir)
                 tracked.complete(outcome)
@@ -130,8 +127,8 @@ class Objective:
         return values[0] if len(values) == 1 else values
 
     def _carry_over(self, trial: Any, tracked: Any, done: dict[str, list[float]], first: int) -> None:
-        """A retry goes on where its point's stopped attempt was: its curve, the pruner's values and
-        the rungs it passed start with the epochs that attempt trained."""
+        """A retry goes on where its point's stopped attempt was: its MLflow curve starts with the epochs
+        that attempt trained (Optuna's retry already carries them as the trial's reported values)."""
         epochs = len(done["val_loss"])
         print(
             f"{self.prefix}trial {trial.number:3d} goes on from epoch {epochs} of trial {first}'s point "
@@ -141,10 +138,6 @@ class Objective:
         tracked.carried = list(done["val_loss"])
         for epoch, (train_loss, val_loss) in enumerate(zip(done["train_loss"], done["val_loss"], strict=True)):
             tracked.run.log_metrics({"train_loss": train_loss, "val_loss": val_loss}, step=epoch + 1, queued=True)
-            if len(self.cfg.objectives) == 1:  # Optuna keeps no epoch values for several objectives
-                trial.report(val_loss, epoch)
-        for key, value in carried_rungs(trial.study.get_trials(deepcopy=False), first, epochs).items():
-            trial.set_user_attr(key, value)
 
     def _pruning(self, trial: Any, spec: TrialSpec) -> list[Any]:
         """Optuna's pruner for one objective; for several, successive halving on the task's rung value."""

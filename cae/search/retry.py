@@ -1,59 +1,72 @@
-"""Queueing a trial's point again when its failure was not the point's fault.
+"""A point whose trial failed through no fault of its own goes on: queued again, and resumed from its last epoch.
 
-Optuna's heartbeat re-queues the trial of a worker that died (``RetryHeartbeatStaleTrialCallback``,
-:mod:`cae.search.study`); this module covers the two failures it does not see: a trial stopped by
-Ctrl-C or SIGTERM, and one whose tracking server stopped answering. A retry is tagged ``retry_of``
-and stands in for the trial it retries (:func:`retried`) at the rungs and in the report.
+One retry chain, Optuna's: the heartbeat's ``RetryHeartbeatStaleTrialCallback`` (set on the storage,
+:mod:`cae.search.storage`) queues again the trial of a worker that died; the same callback queues a
+trial stopped by a signal (Ctrl-C, SIGTERM, SIGHUP) or by a tracking server that stopped answering.
+The retry carries the attempt's parameters, user attributes and reported epochs, and names the
+attempts before it (``RetryHeartbeatStaleTrialCallback.retry_history``).
+
+Each trial trains in ``runs/<study>/resume/<first attempt>/`` (Keras ``BackupAndRestore``, the
+per-epoch history, the best weights: :func:`cae.fitting.fit`), so the retry of a trial stopped at
+epoch 20 of 30 trains 10 more epochs. The folder is kept only while its point waits for its retry.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import shutil
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from cae.config import ExperimentConfig
 from cae.errors import failure_reason, first_line
-from cae.search.study import FINISHED
+from cae.fitting import history_from_csv
+from cae.paths import study_dir, write_text_atomic
+from cae.schema import to_dict
+from cae.search.storage import retry_callback
 from cae.space import SearchSpace
 from cae.tracking.patience import TrackingUnavailable
 
+FINISHED = ("COMPLETE", "PRUNED")
 UNANSWERED = f"{TrackingUnavailable.__name__}: "  # how such a trial's fail_reason starts (errors.failure_reason)
-ROLE_ATTRS = ("reference", "enqueued", "recipe")  # what a queued point is; kept when it is queued again
-
-
-def queue_again(study: Any, trial: Any) -> None:
-    """Queue ``trial``'s point once more, tagged ``retry_of``: a failure that was not the point's fault.
-
-    What the point is (the reference, an enqueued recipe) goes with it, as Optuna's own heartbeat
-    retry keeps it; not the failure's attrs (its ``fail_reason`` would mark the retry failed too).
-    """
-    kept = {k: trial.user_attrs[k] for k in ROLE_ATTRS if k in trial.user_attrs}
-    study.enqueue_trial(trial.params, user_attrs={**kept, "retry_of": trial.number}, skip_if_exists=False)
 
 
 def earlier_attempts(trial: Any) -> list[int]:
-    """The trials ``trial`` retries, the first first: the heartbeat's (``retry_history``, every
-    earlier attempt) or ours (``retry_of``, the one it was queued from); empty if it is no retry."""
-    history = trial.system_attrs.get("retry_history")
-    if history:
-        return [int(n) for n in history]
-    return [int(trial.user_attrs["retry_of"])] if "retry_of" in trial.user_attrs else []
+    """The trials ``trial`` retries, the first first (empty if it is no retry)."""
+    from optuna.exceptions import ExperimentalWarning
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # "experimental" since Optuna 3.0; the heartbeat's retries rely on it
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return [int(n) for n in RetryHeartbeatStaleTrialCallback.retry_history(trial)]
+
+
+def first_attempt(trial: Any) -> int:
+    """The first trial that trained ``trial``'s point (its own number if it is no retry)."""
+    return (earlier_attempts(trial) or [trial.number])[0]
 
 
 def retried(trials: Sequence[Any]) -> set[int]:
-    """Numbers of the trials a later trial retries (:func:`earlier_attempts`). The retry stands in
-    for them: its point must not count twice."""
+    """Numbers of the trials a later trial retries: its point does not count twice."""
     return {n for t in trials for n in earlier_attempts(t)}
 
 
-def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, trials: int, prefix: str = "") -> bool:
-    """Queue again trial ``number``'s point, which a Ctrl-C or SIGTERM just ended in this process.
+def queue_again(study: Any, trial: Any) -> bool:
+    """Queue ``trial``'s point again through the heartbeat's own retry callback; False when it has been
+    retried as often as the callback allows."""
+    before = len(study.get_trials(deepcopy=False))
+    retry_callback()(study, trial)
+    return len(study.get_trials(deepcopy=False)) > before
 
-    The heartbeat re-queues the trial of a worker that died; a trial the user stopped ends FAIL
-    ("interrupted ...") instead, and stopping a search to run the same command later must go on
-    with it rather than lose it (the default study, run in segments, lost its most trained trials so).
-    Only the process that ran the trial queues it, once; a trial stopped before Optuna recorded it
-    FAIL stays RUNNING and the heartbeat retries it instead. Not queued: a trial stopped before its
-    point was sampled, and one the study's budget has no room for (its finished and queued trials).
+
+def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, trials: int, prefix: str = "") -> bool:
+    """Queue again trial ``number``'s point, which a signal just ended in this process (Optuna failed it).
+
+    Only the process that ran the trial queues it, once; not queued: a trial stopped before its point
+    was sampled, and one the study's budget has no room for (its finished and queued trials).
     """
     if number is None:
         return False
@@ -64,23 +77,24 @@ def requeue_interrupted(study: Any, number: int | None, space: SearchSpace, tria
     if sum(t.state.name in (*FINISHED, "WAITING") for t in trials_now) >= trials:
         return False
     try:
-        queue_again(study, trial)
+        queued = queue_again(study, trial)
     except Exception as err:  # e.g. the storage went away too: the stop itself must go on
         print(f"{prefix}note: trial {number} could not be queued again ({first_line(err)})", flush=True)
         return False
-    print(f"{prefix}trial {number} is queued again (same parameters): the same command runs it again", flush=True)
-    return True
+    if queued:
+        print(f"{prefix}trial {number} is queued again (same parameters): the same command runs it again", flush=True)
+    return queued
 
 
 def queued_again_after(err: BaseException) -> bool:
-    """Whether a trial that ``err`` ended is queued again (an interrupt; a tracking server that
-    stopped answering): the retry can go on from its last epoch (cae/search/resume.py)."""
+    """Whether a trial that ``err`` ended is queued again (a signal; a tracking server that stopped
+    answering): the retry goes on from its last epoch."""
     return isinstance(err, KeyboardInterrupt) or failure_reason(err).startswith(UNANSWERED)
 
 
 def requeue_if_unanswered(study: Any, trial: Any) -> None:
-    """A trial failed because the tracking server stopped answering: queue its point again (its
-    training is not the trial's fault) and stop this worker with the server's one line."""
+    """A trial failed because the tracking server stopped answering: queue its point again (its training
+    is not at fault) and stop this worker with the server's one line."""
     if trial is None or trial.state.name != "FAIL":
         return
     reason = trial.user_attrs.get("fail_reason", "")
@@ -89,6 +103,60 @@ def requeue_if_unanswered(study: Any, trial: Any) -> None:
     queue_again(study, trial)
     what = reason.removeprefix(UNANSWERED).split("; the study is intact")[0]
     raise TrackingUnavailable(
-        f"{what}; trial {trial.number} is queued again and the study is intact: run the "
-        "same command again once the server answers"
+        f"{what}; trial {trial.number} is queued again and the study is intact: run the same command again once "
+        "the server answers"
     )
+
+
+class PointCheckpoint:
+    """The resumable state of one point of a study: where its training is, and what it was.
+
+    ``identity`` (the study's uid and the trial's full experiment config) is written beside the state;
+    a folder left by another study of the same name, or by the same point at another budget
+    (``EPOCHS=``), does not match and is started afresh.
+    """
+
+    def __init__(self, study: str, point: int, uid: str | None, config: ExperimentConfig):
+        self.number = point
+        self.path = study_dir(study) / "resume" / str(point)
+        blob = json.dumps({"uid": uid, "config": to_dict(config)}, sort_keys=True, default=str)
+        self.identity = hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def open(self) -> Path:
+        """The folder to train in: the stopped attempt's if it is this point's, else a new empty one."""
+        marker = self.path / "identity"
+        ours = marker.exists() and marker.read_text() == self.identity
+        if self.path.exists() and not (ours and self.epochs_file.exists()):  # not this point's, or not an epoch in
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        marker.write_text(self.identity)
+        return self.path
+
+    @property
+    def epochs_file(self) -> Path:
+        return self.path / "epochs-backed-up"
+
+    def callback(self) -> Any:
+        """A Keras callback, after ``BackupAndRestore``, that notes how many epochs the backup holds."""
+        import keras
+
+        path = self.epochs_file
+
+        class EpochsBackedUp(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                write_text_atomic(path, str(epoch + 1))
+
+        return EpochsBackedUp()
+
+    def done(self) -> dict[str, list[float]]:
+        """The epochs the stopped attempts trained and backed up (``train_loss``, ``val_loss``): those the
+        next attempt starts after; empty if none. A kill between the backup and this note costs the
+        curve one epoch in MLflow (that epoch is in the history of the finished training)."""
+        csv_path = self.path / "history.csv"
+        if not (csv_path.exists() and self.epochs_file.exists()):
+            return {"train_loss": [], "val_loss": []}
+        epochs = int(self.epochs_file.read_text() or 0)
+        return {k: v[:epochs] for k, v in history_from_csv(csv_path).items()}
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)

@@ -1,35 +1,28 @@
 """`cae search`: run or resume an Optuna study, every trial a child run of the study's parent run.
 
 Resumable by construction: ``trials`` is the study's total of finished trials, a killed worker's
-trial is failed by the heartbeat and retried, a trial stopped by Ctrl-C or SIGTERM is queued again
+trial is failed by the heartbeat and retried, a trial stopped by a signal is queued again
 (:func:`cae.search.retry.requeue_interrupted`), and MLflow runs a killed worker left RUNNING are closed here.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
 from cae.data import splits_for
-from cae.errors import CAEError
+from cae.errors import CAEError, Interrupted, stop_requested
 from cae.hardware import configure_threads
 from cae.paths import ensure_dir, runs_dir, study_dir
 from cae.schema import flatten, with_overrides
 from cae.search.best import fetch_best
+from cae.search.estimate import first_estimate
 from cae.search.figures import save_optuna_plots
 from cae.search.objective import ENGINE
 from cae.search.record import check_resume, study_record
-from cae.search.study import (
-    FINISHED,
-    count,
-    create_or_load_study,
-    fail_stale_trials,
-    open_storage,
-    state_counts,
-    storage_url,
-)
+from cae.search.storage import fail_stale_trials, open_storage, shared_across_hosts, storage_url
+from cae.search.study import FINISHED, count, create_or_load_study, state_counts
 from cae.search.task import ReconstructionTask, Task, TaskFactory
 from cae.search.workers import run_worker, spawn_workers
 from cae.search_config import SearchConfig
@@ -39,13 +32,12 @@ from cae.urls import shown
 
 
 def first_points(cfg: SearchConfig, space: SearchSpace, extra: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """What a new study runs first: the base experiment's point (the reference), ``cfg.enqueue``, ``extra``."""
+    """What a new study runs first: ``cfg.enqueue`` (the expert's points, a prior), then ``extra``.
+
+    Baselines are not trials: the reference CAE is a run of its own (:mod:`cae.baseline_runs`), never
+    seen by the sampler.
+    """
     points = []
-    outside = space.outside(cfg.experiment)
-    if cfg.enqueue_reference and outside:
-        print(f"note: the base experiment is outside {space.path} ({', '.join(outside)}): not enqueued")
-    elif cfg.enqueue_reference:  # every study starts with the baseline to beat: the reference architecture
-        points.append({"params": space.point(cfg.experiment), "attrs": {"reference": True}})
     for i, change in enumerate(cfg.enqueue):
         config = with_overrides(cfg.experiment, change, where=f"enqueue[{i}] of the study config")
         outside = space.outside(config)
@@ -88,10 +80,11 @@ def prepare(
     return study, stage, parent
 
 
-def reconcile(study: Any, tracker: Tracker, parent: Run, study_name: str) -> None:
+def reconcile(study: Any, cfg: SearchConfig, tracker: Tracker, parent: Run) -> None:
     """Close MLflow runs that a killed worker left RUNNING (their trials are FAIL by now)."""
+    study_name = cfg.study
     runs = tracker.child_runs(parent.run_id, study_name)  # before the states: see close_orphans
-    fail_stale_trials(study)
+    fail_stale_trials(study, open_storage(cfg))
     running = {t.number for t in study.get_trials(deepcopy=False) if t.state.name == "RUNNING"}
     closed = tracker.close_orphans(parent.run_id, study_name, running, runs)
     if closed:
@@ -121,22 +114,23 @@ def run_search(
         flush=True,
     )
     with parent:  # FINISHED, or FAILED / KILLED with the reason: never left RUNNING
-        reconcile(study, tracker, parent, cfg.study)
+        reconcile(study, cfg, tracker, parent)
+        left = cfg.trials - count(study, FINISHED)
         try:
+            if left > 0:
+                print(first_estimate(cfg, _first_config(cfg, study), splits_for(cfg.experiment), left), flush=True)
             if cfg.workers > 1:
                 spawn_workers(cfg, parent.run_id, tracker)
             else:
                 configure_threads()
                 run_worker(cfg, parent.run_id, tracker, task, extra_callbacks=extra_callbacks)
         except KeyboardInterrupt:
-            reconcile(study, tracker, parent, cfg.study)
-            print(
-                f"\ninterrupted: {count(study, FINISHED)} of {cfg.trials} trials finished; "
-                "run the same command again to resume",
-                file=sys.stderr,
-            )
-            raise
-        reconcile(study, tracker, parent, cfg.study)
+            reconcile(study, cfg, tracker, parent)
+            raise Interrupted(
+                f"interrupted ({stop_requested() or 'Ctrl-C'}): {count(study, FINISHED)} of {cfg.trials} trials "
+                "finished; run the same command again to resume"
+            ) from None
+        reconcile(study, cfg, tracker, parent)
         return finalize_study(cfg, study, stage, parent)
 
 
@@ -150,7 +144,7 @@ def finalize_study(cfg: SearchConfig, study: Any, task: Task, parent: Run) -> di
     if not states["COMPLETE"]:
         print("no completed trial yet: nothing to export")
         return summary
-    if len(study.directions) == 1:
+    if len(study.directions) == 1 and shared_across_hosts(cfg):  # the best may have run on another host
         best = study.best_trial
         fetch_best(
             cfg.study,
@@ -160,7 +154,23 @@ def finalize_study(cfg: SearchConfig, study: Any, task: Task, parent: Run) -> di
             parent.tracker,
         )
     summary.update(task.finish(cfg.study, parent, states["COMPLETE"] + states["PRUNED"]))
-    reference = next((t for t in study.trials if t.user_attrs.get("reference") and t.state.name == "COMPLETE"), None)
-    if reference is not None:
-        print(f"reference (trial {reference.number}): {cfg.objectives[0]} {reference.values[0]:.6g}")
     return summary
+
+
+def _first_config(cfg: SearchConfig, study: Any) -> Any:
+    """A typical trial's experiment config: the next queued point, else the middle of the space."""
+    space = load_space(cfg.space, cfg.experiment)
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"]
+    fixed = waiting[0].system_attrs.get("fixed_params", {}) if waiting else {}
+    if not (fixed and space.holds(fixed)):
+        fixed = {}
+        for p in space.params:
+            if p.active(fixed):
+                fixed[p.name] = p.choices[len(p.choices) // 2] if p.kind == "categorical" else _middle(p)
+    return space.apply(cfg.experiment, fixed)
+
+
+def _middle(p: Any) -> Any:
+    low, high = float(p.low), float(p.high)
+    value = (low * high) ** 0.5 if p.log else (low + high) / 2
+    return round(value) if p.kind == "int" else value

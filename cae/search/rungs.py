@@ -4,20 +4,19 @@ Optuna's pruners need ``trial.report``, which it refuses for multi-objective tri
 two-objective study (``make pareto``) would train every trial to the end. :class:`RungPruning` is
 asynchronous successive halving (Li et al., ASHA) on one comparable number the study's task gives
 (``Task.rung_value``: for reconstruction, the validation margin over PCA at the trial's own code
-size, so trials of different sizes compete fairly): at each rung epoch (min · ηⁱ) a trial goes on
-only if its value is among the best 1/η of the values every trial of the study reached at that rung,
-Optuna's ``SuccessiveHalvingPruner`` rule. Rung values are trial user attrs (``rung_<epoch>``), so
-workers on several hosts share them through the storage; a trial that was stopped and queued again
-counts once, as its retry.
+size): at each rung epoch (min · ηⁱ) a trial goes on only if its value is among the best 1/η of the
+values the study's trials *of a similar code size* (the same half-octave bin) reached at that rung,
+so no size crowds out the others. Failed attempts compete with nobody: their retry competes in
+their place. Rung values are trial user attrs (``rung_<epoch>``), shared through the storage.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
 
-from cae.search.retry import retried
 from cae.search.task import Task
 
 
@@ -30,6 +29,11 @@ def rung_epochs(min_resource: int, max_resource: int, reduction: int = 3) -> lis
     return rungs
 
 
+def size_bin(code_values: int) -> int:
+    """A code size's half-octave bin: sizes within about 41 % of each other compete at a rung."""
+    return math.floor(2 * math.log2(max(1, code_values)))
+
+
 def promotable(value: float, others: list[float], reduction: int = 3) -> bool:
     """Whether ``value`` is among the best 1/``reduction`` of ``others`` + itself (at least the best one)."""
     ranked = sorted([*others, value], reverse=True)
@@ -37,8 +41,17 @@ def promotable(value: float, others: list[float], reduction: int = 3) -> bool:
     return value >= ranked[keep - 1]
 
 
+def rung_values(attrs: dict[str, Any]) -> dict[int, float]:
+    """A trial's rung values by epoch, from the ``rung_<epoch>`` user attrs :class:`RungPruning` writes."""
+    return {
+        int(k.removeprefix("rung_")): float(v)
+        for k, v in attrs.items()
+        if k.startswith("rung_") and k.removeprefix("rung_").isdigit()
+    }
+
+
 class RungPruning(keras.callbacks.Callback):
-    """Stops a trial (Optuna ``TrialPruned``) that falls out of the best third at a rung epoch."""
+    """Stops a trial (Optuna ``TrialPruned``) that falls out of the best third of its size bin at a rung."""
 
     def __init__(self, trial: Any, task: Task, code_values: int, rungs: list[int], reduction: int = 3):
         super().__init__()
@@ -54,12 +67,17 @@ class RungPruning(keras.callbacks.Callback):
         value = float(self.task.rung_value(self.model, float(logs["val_loss"]), self.code_values))
         key = f"rung_{done}"
         self.trial.set_user_attr(key, value)
-        trials = self.trial.study.get_trials(deepcopy=False)
-        # A point stopped and queued again competes once, as its retry: its stopped run's rung values
-        # once pruned the study's 640-value point, and would make the retry compete with itself.
-        skip = retried(trials) | {self.trial.number}
-        others = [float(t.user_attrs[key]) for t in trials if t.number not in skip and key in t.user_attrs]
+        mine = size_bin(self.code_values)
+        others = [
+            float(t.user_attrs[key])
+            for t in self.trial.study.get_trials(deepcopy=False)
+            if t.number != self.trial.number
+            and t.state.name != "FAIL"
+            and key in t.user_attrs
+            and size_bin(int(t.user_attrs.get("code_values", 0))) == mine
+        ]
         if not promotable(value, others, self.reduction):
             raise optuna.TrialPruned(
-                f"rung {done}: {value:+.3g} is not among the best 1/{self.reduction} of {len(others) + 1} trials there"
+                f"rung {done}: {value:+.3g} is not among the best 1/{self.reduction} of "
+                f"{len(others) + 1} trials of its size there"
             )

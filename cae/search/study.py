@@ -1,8 +1,8 @@
-"""The Optuna study: its storage and pruner (its sampler: :mod:`cae.search.sampling`), and counting its trials.
+"""The Optuna study: its sampler and pruner, creating or loading it, and counting its trials.
 
-Resumable by construction: the study lives in a database (default
-``sqlite:///<repo>/runs/optuna.db``); a trial whose worker died is failed by the heartbeat and
-retried once with the same parameters (one stopped by Ctrl-C or SIGTERM: :mod:`cae.search.retry`).
+Resumable by construction: the study lives in a database (:mod:`cae.search.storage`); a trial
+whose worker died is failed by the heartbeat and queued again with the same parameters, as is one
+stopped by Ctrl-C, SIGTERM or SIGHUP (:mod:`cae.search.retry`).
 """
 
 from __future__ import annotations
@@ -12,17 +12,13 @@ import uuid
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from cae.errors import CAEError, TrialStopped, disk_full, first_line
-from cae.paths import ensure_dir, runs_dir
-from cae.search.outage import patience, sqlite_disk_full
-from cae.search.sampling import make_sampler, resumed_seed
+from cae.errors import CAEError, TrialStopped, disk_full
+from cae.search.storage import open_storage, storage_url
 from cae.search_config import SearchConfig
 from cae.space import SearchSpace
-from cae.storelock import creating_schema
-from cae.urls import journal_path, shown, with_driver
+from cae.urls import shown
 
 FINISHED = ("COMPLETE", "PRUNED")
 SKIPPED = "skipped: "  # fail reason prefix of a point dropped before training (no run, not counted)
@@ -31,138 +27,66 @@ SKIPPED = "skipped: "  # fail reason prefix of a point dropped before training (
 class SkippedTrial(Exception):
     """A trial dropped before training: FAIL with reason "skipped: ...", no MLflow run, not counted.
 
-    Used when another worker took the last trial of the budget first (multi-host race) and when
-    the sampled architecture's code exceeds ``max_code_values``.
+    Used when another worker took the last trial of the budget first (multi-host race) and when the
+    sampled architecture's code is not the study's size.
     """
 
 
 def optuna_module() -> Any:
-    """Optuna, imported once with the harness's logging: our one line per trial replaces its INFO."""
+    """Optuna, with its log lines through a handler of ours: a failure our own trial line reports (Ctrl-C,
+    a NaN loss, a refused point, a full disk) is not said a second time with a traceback."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    logger = logging.getLogger("optuna.study._optimize")
-    if not any(isinstance(f, _KnownFailureFilter) for f in logger.filters):
-        logger.addFilter(_KnownFailureFilter())
+    logger = logging.getLogger("optuna")
+    if not any(isinstance(h, _OptunaLines) for h in logger.handlers):
+        optuna.logging.disable_default_handler()
+        logger.addHandler(_OptunaLines())
     return optuna
 
 
-class _KnownFailureFilter(logging.Filter):
-    """Optuna logs a failed trial with its traceback; for Ctrl-C or a known failure (NaN loss, a
-    bad sampled config, a full disk) that is 30 lines of TensorFlow internals above our one-line summary: keep
-    Optuna's line, drop the traceback. Skipped trials are reported by our progress line alone.
-    Unexpected exceptions keep their traceback."""
+class _OptunaLines(logging.StreamHandler):
+    """Optuna's warnings as it prints them, but none for a failure the harness reports in its own line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, SkippedTrial):
-            return False
-        if isinstance(error, (KeyboardInterrupt, CAEError, TrialStopped)) or (error and disk_full(error)):
-            record.exc_info, record.exc_text = None, None
-        return True
+        known = (KeyboardInterrupt, CAEError, TrialStopped, SkippedTrial)
+        return not (isinstance(error, known) or (error is not None and disk_full(error)))
 
 
-def storage_url(cfg: SearchConfig) -> str:
-    return cfg.storage or f"sqlite:///{runs_dir() / 'optuna.db'}"
+def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any:
+    """The Optuna sampler ``cfg.sampler`` names, seeded with ``seed``."""
+    optuna = optuna_module()
+    s = cfg.sampler
+    with warnings.catch_warnings():  # GPSampler and TPE's `group` are "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if s.name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        if s.name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed)
+        if s.name == "gp":  # Gaussian-process Bayesian optimisation; needs PyTorch (pip install torch)
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=s.n_startup_trials)
+        # TPE: multivariate with constant_liar by default in Optuna 5, so parallel workers spread out.
+        # A space with conditional parameters needs `group` to keep modelling them jointly.
+        grouped = {"multivariate": True, "group": True} if conditional else {}
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=s.n_startup_trials, **grouped)
 
 
-def open_storage(cfg: SearchConfig) -> Any:
-    """RDB storage with a heartbeat (SQLite default, PostgreSQL across hosts) or a journal file.
+def resumed_seed(seed: int, worker: int, trials: int) -> int:
+    """The sampler seed of a worker that finds ``trials`` trials in its study.
 
-    Creating it creates the schema, so the coordinator calls this before any worker starts. An RDB
-    storage comes wrapped in :class:`~cae.search.resilient.ResilientStorage`: a database that goes
-    away later (restart, failover) is waited for, up to ``CAE_STORAGE_PATIENCE`` seconds. At the
-    start it must answer: a storage that cannot be opened is a one-line error at once.
+    Seeding a resumed study as a new one would repeat the first run's random draws; mixing in the
+    trial count gives each resume new draws, still the same ones for the same study history.
     """
-    optuna = optuna_module()
-    url = storage_url(cfg)
-    journal = journal_path(url)
-    if journal is not None:
-        from optuna.storages.journal import JournalFileBackend
+    if trials == 0:
+        return seed + worker  # a new study: seed, seed + 1, ... as the config says
+    import numpy as np
 
-        ensure_dir(journal.absolute().parent)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(journal.absolute())))
-    return _rdb_storage(cfg, url, parse_storage_url(url))
-
-
-def parse_storage_url(url: str) -> Any:
-    """The SQLAlchemy URL of an RDB storage; a one-line error naming the forms that work."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url)
-    except ArgumentError:
-        raise CAEError(
-            f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
-        ) from None
-
-
-def open_existing_storage(url: str) -> Any:
-    """The storage behind ``url`` for reading (the dashboard): nothing is created if it is missing,
-    and a database without Optuna's tables is a one-line error rather than a new schema."""
-    optuna = optuna_module()
-    journal = journal_path(url)
-    if journal is not None:
-        if not journal.is_file():
-            raise CAEError(f"journal storage {journal} does not exist (run `make search STORAGE={url}` first)")
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
-    parsed = parse_storage_url(url)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    if sqlite and not (parsed.database and Path(parsed.database).is_file()):
-        raise CAEError(f"no study storage at {url} (run `make search` first, or pass STORAGE=)")
-    try:
-        storage = optuna.storages.RDBStorage(
-            with_driver(url),
-            skip_compatibility_check=True,
-            skip_table_creation=True,
-            engine_kwargs={"connect_args": {"timeout": 30} if sqlite else {"connect_timeout": 20}},
-        )
-        storage.get_all_studies()
-    except Exception as err:  # driver, host, credentials, or a database without Optuna's tables
-        first = first_line(err)
-        raise CAEError(f"cannot read Optuna storage {shown(url)}: {first}") from None
-    return storage
-
-
-def _rdb_storage(cfg: SearchConfig, url: str, parsed: Any) -> Any:
-    """``RDBStorage`` with the heartbeat, in the proxy that waits out database outages."""
-    optuna = optuna_module()
-    sqlite_file = None
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            sqlite_file = Path(parsed.database).absolute()
-            ensure_dir(sqlite_file.parent)
-        connect_args = {"timeout": 30}  # wait for the other workers' writes instead of "database is locked"
-    else:
-        connect_args = {"connect_timeout": 20}
-    wait = patience()  # a bad CAE_STORAGE_PATIENCE fails here, before anything is created
-    try:
-        with warnings.catch_warnings():
-            # The heartbeat API has been "experimental" since Optuna 2.8; the conventions rely on it.
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            with creating_schema(url):  # two first workers on an empty file: one creates the tables
-                backend = optuna.storages.RDBStorage(
-                    with_driver(url),
-                    # pool_pre_ping: a pooled connection that died with a database restart is replaced
-                    # before use instead of failing the next call.
-                    engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
-                    heartbeat_interval=cfg.heartbeat_interval,
-                    grace_period=cfg.grace_period,
-                    # A trial whose worker died is failed and re-queued with the same parameters, once.
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-                )
-    except Exception as err:  # driver missing, host unreachable, bad credentials, bad path, full disk
-        full = sqlite_disk_full(err, sqlite_file)
-        if full is not None:
-            raise full from None
-        first = first_line(err)
-        raise CAEError(f"cannot open Optuna storage {shown(url)}: {first}") from None
-    from cae.search.resilient import ResilientStorage  # lazy: Optuna; cae.preflight imports this module
-
-    return ResilientStorage(backend, shown(url), wait, sqlite_file)
+    return int(np.random.SeedSequence([seed, worker, trials]).generate_state(1)[0])
 
 
 def make_pruner(cfg: SearchConfig) -> Any:
@@ -261,14 +185,6 @@ def count(study: Any, states: Sequence[str]) -> int:
     optuna = optuna_module()
     wanted = tuple(getattr(optuna.trial.TrialState, s) for s in states)
     return len(study.get_trials(deepcopy=False, states=wanted))
-
-
-def fail_stale_trials(study: Any) -> None:
-    """Fail (and re-queue once) trials whose worker stopped sending heartbeats."""
-    optuna = optuna_module()
-    with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the heartbeat relies on it
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
 
 
 def importances(study: Any, target: Any = None) -> dict[str, float]:

@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cae.baselines import baseline_curve, baseline_psnr_at, pca_basis, pca_point
 from cae.callbacks import dead_stop
-from cae.codec import baseline_curve, baseline_psnr_at, pca_basis, pca_point
 from cae.config import ExperimentConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
@@ -157,6 +157,21 @@ class ReconstructionTask:
     def rung_value(self, model: Any, val_loss: float, code_values: int) -> float:
         """How good an epoch's model is across code sizes (higher is better): its margin over PCA."""
         return psnr_from_mse(val_loss) - self.pca_val_psnr(code_values)
+
+    def margin_of(self, trial: Any) -> float | None:
+        """A finished trial's validation margin over PCA at its code size (dB): what its line shows.
+
+        Within a study of one code size, validation MSE and this margin rank trials alike.
+        """
+        values = list(trial.values or []) or list(trial.intermediate_values.values())
+        code = trial.user_attrs.get("code_values")
+        if not values or not code or (trial.values is not None and len(trial.values) > 1):
+            return None
+        return psnr_from_mse(min(values[:1] if trial.values else values)) - self.pca_val_psnr(int(code))
+
+    def epoch_note(self, code_values: int) -> Callable[[float], str]:
+        """What each epoch's progress line adds: the validation margin over PCA at ``code_values``."""
+        return lambda val_loss: f"  {psnr_from_mse(val_loss) - self.pca_val_psnr(code_values):+.2f} dB vs PCA"
 
     def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
         """The exported best scored once on the test split and registered as ``study``."""

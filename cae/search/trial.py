@@ -20,6 +20,7 @@ from cae.config import ExperimentConfig
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.search.best import export_trial, trial_record
+from cae.search.storage import shared_across_hosts
 from cae.search.task import Task, TrialOutcome
 from cae.search_config import SearchConfig
 from cae.tracking import SIZE_PARAMS, Run, Tracker, trial_run
@@ -40,6 +41,7 @@ class TrialSpec:
     tags: dict[str, Any] = field(default_factory=dict)  # engine-specific extra tags
     size: dict[str, int] = field(default_factory=dict)  # n_params, latent/bottleneck values, if built already
     keep_model: bool = False  # keep this trial's model in runs/<study>/models/ whatever the task says
+    enqueued: bool = False  # a point handed to the study (best.json says whether the best was one)
     set_attr: Callable[[str, Any], None] = lambda key, value: None  # the engine's trial attributes
 
 
@@ -51,7 +53,8 @@ class TrialRun:
         self.history = keras.callbacks.History()  # keeps the curve of a trial the pruner stops
         self.carried: list[float] = []  # val_loss of the epochs a resumed point trained before (resume.py)
         prefix = f"{spec.prefix}trial {spec.number:3d} "
-        self.callbacks = [self.history, run.epoch_callback(), progress_callback(prefix, spec.config.train.epochs)]
+        note = task.epoch_note(spec.size["code_values"]) if spec.size and hasattr(task, "epoch_note") else None
+        self.callbacks = [self.history, run.epoch_callback(), progress_callback(prefix, spec.config.train.epochs, note)]
 
     def log_partial(self) -> None:
         """A stopped trial: the best of the epochs it had and its size, as a finished one logs them."""
@@ -86,11 +89,13 @@ class TrialRun:
             engine=spec.engine,
             data_source=self.task.tags.get("data_source", ""),
             uid=spec.uid,
+            enqueued=spec.enqueued,
             objective=(first, outcome.values[first], spec.cfg.directions[0]),
         )
         record.update(outcome.attrs)
         keep_all = self.task.keep_every_model or spec.keep_model or len(spec.cfg.objectives) > 1
-        export_trial(record, result.model, keep_all=keep_all, run=self.run)
+        # A study other hosts may share logs a new best to MLflow: the host that finishes it fetches it there.
+        export_trial(record, result.model, keep_all=keep_all, run=self.run if shared_across_hosts(spec.cfg) else None)
 
 
 @contextmanager
@@ -134,7 +139,9 @@ def tracked_trial(
 
 
 def over_budget(cfg: SearchConfig, code_values: int) -> str | None:
-    """Why a point whose code has ``code_values`` values is skipped before training (None: it fits)."""
+    """Why a point whose code has ``code_values`` values is skipped before training (None: the study compares it)."""
+    if cfg.code_values is not None and code_values != cfg.code_values:
+        return f"code of {code_values} values; the study compares codes of code_values={cfg.code_values}"
     limit = cfg.max_code_values
     if limit is not None and code_values > limit:
         return f"code of {code_values} values exceeds max_code_values={limit}"

@@ -143,42 +143,21 @@ def make_tuner(
     )
     if cfg.tuner == "hyperband":
         tuner.oracle.max_trials = cfg.trials  # Hyperband has no max_trials argument; the oracle honours it
-    if cfg.enqueue_reference and not space.outside(cfg.experiment):
-        _reference_first(tuner.oracle, space.point(cfg.experiment))
     return tuner
 
 
 def _skip_over_budget(cfg: SearchConfig, spec: TrialSpec) -> None:
-    """Skip (as Optuna does) a point whose code exceeds ``max_code_values``, before any run exists.
+    """Skip (as Optuna does) a point whose code is not one the study compares, before any run exists.
 
     keras-tuner has no "skipped" state: the trial is FAILED and counts towards its ``max_trials``.
     """
-    if cfg.max_code_values is None:
+    if cfg.max_code_values is None and cfg.code_values is None:
         return
     model = build_from_config(spec.config.model, input_channels=spec.config.data.input_channels)
     reason = over_budget(cfg, min(code_sizes(model)))
     if reason:
         print(trial_line("", spec.number, "SKIPPED", "-", 0.0, {}, spec.params, SKIPPED + reason), flush=True)
         raise keras_tuner.errors.FailedTrialError(SKIPPED + reason)
-
-
-def _reference_first(oracle: Any, reference: dict[str, Any]) -> None:
-    """Make a new project's first sampled point the reference architecture (Optuna enqueues it).
-
-    keras-tuner has no enqueue: its oracles draw new points through ``_random_values`` (a
-    private method), so the very first draw of a fresh project is replaced.
-    """
-    if oracle.trials:  # a resumed project already has its first trial
-        return
-    draw = oracle._random_values
-
-    def first_is_reference() -> dict[str, Any]:
-        if len(oracle.trials) <= 1 and not getattr(oracle, "_cae_reference_done", False):
-            oracle._cae_reference_done = True
-            return dict(reference)
-        return draw()
-
-    oracle._random_values = first_is_reference
 
 
 def run_tuner(

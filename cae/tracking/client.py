@@ -12,8 +12,8 @@ from typing import Any
 
 from cae.environ import scoped_env
 from cae.errors import CAEError, disk_full_message, first_line, no_space
+from cae.locks import creating_schema, sqlite_file
 from cae.paths import ensure_dir, project_root, runs_dir
-from cae.storelock import creating_schema, sqlite_file
 from cae.tracking.auth import read_credentials
 from cae.tracking.patience import TrackingUnavailable, Watched, bound_http
 from cae.tracking.run import Run

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cae.storelock import sqlite_file
+from cae.locks import sqlite_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIRST_START = """
 import sys
 from cae.search_config import SearchConfig
-from cae.search.study import open_storage
+from cae.search.storage import open_storage
 from cae.tracking import Tracker
 root = sys.argv[1]
 Tracker(f"sqlite:///{root}/mlflow.db").check().experiment_id(sys.argv[2], create=True)
@@ -53,3 +53,34 @@ def test_two_first_starts_on_an_empty_store_both_succeed(tmp_path):
 
         names = Tracker(f"sqlite:///{root}/mlflow.db").experiment_names()  # the store works afterwards
         assert {"study0", "study1"} <= set(names)
+
+
+def test_a_held_lock_is_waited_for_with_a_line_naming_its_holder(tmp_path, capsys):
+    """A process that holds the lock (here: stopped with SIGSTOP, as Ctrl-Z does) is named with how long it
+    has held it; the waiter goes on once it is released."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from cae.locks import file_lock
+
+    lock = tmp_path / "x.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from cae.locks import file_lock\n"
+         f"with file_lock(Path({str(lock)!r}), 'x'):\n    print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    os.kill(holder.pid, signal.SIGSTOP)
+    release = threading.Timer(3.5, lambda: (os.kill(holder.pid, signal.SIGCONT), holder.stdin.close()))
+    release.start()
+    started = time.monotonic()
+    with file_lock(lock, "the test's lock"):
+        waited = time.monotonic() - started
+    release.join()
+    holder.wait(timeout=30)
+    err = capsys.readouterr().err
+    assert waited >= 3, waited
+    assert f"waiting for the lock on the test's lock ({lock}): held by pid {holder.pid} for" in err, err
+    assert "(stopped: resume it with `fg`, or end it)" in err and "got the lock" in err, err

@@ -1,10 +1,10 @@
-"""cae.codec: the bicubic-thumbnail baseline and the latent stored as few-bit integers."""
+"""cae.baselines: the bicubic-thumbnail baseline and the latent stored as few-bit integers."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from cae.codec import baseline_curve, baseline_psnr_at, bicubic_thumbnail, quantize_codes, quantized_metrics
+from cae.baselines import baseline_curve, baseline_psnr_at, bicubic_thumbnail, quantize_codes, quantized_metrics
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_quantised_latents_score_close_to_the_float_model_and_fewer_bits_cost_mo
 
 @pytest.fixture(scope="module")
 def basis(sample_splits):
-    from cae.codec import pca_basis
+    from cae.baselines import pca_basis
 
     return pca_basis(sample_splits)
 
@@ -96,7 +96,7 @@ def test_the_pca_basis_is_orthonormal_and_all_components_reconstruct_the_input(b
 
 
 def test_pca_at_k_values_equals_a_hand_computed_projection():
-    from cae.codec import fit_pca, pca_point
+    from cae.baselines import fit_pca, pca_point
 
     rng = np.random.default_rng(0)
     # A tiny synthetic set: 200 images whose pixels mix 5 random patterns, plus noise.
@@ -116,7 +116,7 @@ def test_pca_at_k_values_equals_a_hand_computed_projection():
 
 
 def test_8_bit_pca_codes_use_each_components_training_range(basis, sample_splits):
-    from cae.codec import pca_point
+    from cae.baselines import pca_point
 
     codes = basis.encode(sample_splits.x_train, 64)
     np.testing.assert_allclose(codes.min(axis=0), basis.low[:64])
@@ -128,7 +128,7 @@ def test_8_bit_pca_codes_use_each_components_training_range(basis, sample_splits
 
 
 def test_the_cached_basis_is_reused_and_rebuilt_when_the_split_changes(basis, sample_splits, tmp_path, monkeypatch):
-    from cae.codec import pca_basis, split_key
+    from cae.baselines import pca_basis, split_key
     from cae.data import load_splits
     from cae.paths import runs_dir
 

@@ -1,0 +1,75 @@
+"""How long a study will take: a first estimate before its first trial, refined by every finished one.
+
+The first one times a few training steps of the study's first point on this machine and assumes a
+trial trains, on average, the share of its epochs that the benchmark's replay of the study's
+strategy measured (``results/bench/replay.json``; all of them without a pruner).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from typing import Any
+
+from cae.paths import project_root
+
+STEPS = 8  # timed training steps (after as many to warm up): a few seconds on 2 cores
+DEFAULT_SHARE = 0.35  # the share of its epochs an average trial trains under a pruner, without a replay to say
+
+
+def duration_estimate(seconds: list[float], left: int, workers: int) -> str | None:
+    """What is left of the study at the pace of its finished trials, e.g. ``~1.2 h for 20 trials``.
+
+    The mean, not the median: what is left is a sum of trial times, and under Hyperband most trials
+    are pruned within minutes while the few that complete take an hour.
+    """
+    if left <= 0 or not seconds:
+        return None
+    per_trial = statistics.fmean(seconds)
+    return (
+        f"estimate: ~{_time(per_trial * left / max(1, workers))} for the {left} trial(s) left at {per_trial:.0f} s per "
+        f"trial (mean of {len(seconds)} finished, pruned ones included)"
+    )
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
+
+
+def epoch_share(cfg: Any) -> float:
+    """The share of its epochs an average trial of ``cfg``'s strategy trains (the replay's, if recorded)."""
+    if cfg.pruner.name == "none" or len(cfg.objectives) > 1:
+        return 1.0
+    try:
+        raw = json.loads((project_root() / "results" / "bench" / "replay.json").read_text())
+        runs = raw["runs"][f"{cfg.sampler.name}+{cfg.pruner.name}+prior"]
+        epochs = max(t["epochs"] for run in runs for t in run)
+        return statistics.fmean(t["epochs"] / epochs for run in runs for t in run)
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_SHARE
+
+
+def first_estimate(cfg: Any, config: Any, splits: Any, left: int) -> str:
+    """One line before the first trial: the plan and a first estimate from ``config``'s measured steps."""
+    from cae.data import make_dataset
+    from cae.fitting import fit
+    from cae.train import build_model, loss_for
+
+    batch = config.train.batch_size
+    steps = max(1, math.ceil(len(splits.x_train) / batch))
+    timed = min(STEPS, steps)
+    train = make_dataset(splits.x_train[: 2 * timed * batch], batch, shuffle=False, seed=0)
+    val = make_dataset(splits.x_val[:batch], batch, shuffle=False, seed=0)
+    model = build_model(config, splits)
+    fitted = fit(model, train.take(timed), val, loss=loss_for(config, splits), learning_rate=1e-4, epochs=2)
+    per_epoch = fitted.epoch_seconds[-1] * steps / timed * 1.1  # + validation, about a tenth more
+    epochs = config.train.epochs
+    share = epoch_share(cfg)
+    total = per_epoch * epochs * share * left / max(1, cfg.workers)
+    pruner = "no pruner" if cfg.pruner.name == "none" else f"{cfg.pruner.name} pruning"
+    return (
+        f"plan: {left} more trial(s) of up to {epochs} epochs on {len(splits.x_train):,} images, "
+        f"{cfg.sampler.name} sampler, {pruner}, {cfg.workers} worker(s); first estimate ~{_time(total)} "
+        f"(an epoch ~{per_epoch:.0f} s here, an average trial {share:.0%} of its epochs); refined after each trial"
+    )

@@ -1,0 +1,344 @@
+"""The study storage: Optuna's ``RDBStorage`` with its heartbeat (SQLite by default, PostgreSQL across
+hosts) or a journal file, opened once per process; a database that goes away mid-study is waited for.
+
+An outage (a PostgreSQL restart or failover, a network drop) is ridden out at the connection: pooled
+connections are checked before use (``pool_pre_ping``) and every new connection is retried with
+backoff (SQLAlchemy's ``do_connect`` event) for up to ``CAE_STORAGE_PATIENCE`` seconds, so a storage
+call made meanwhile waits instead of failing; one line says when the database went, one when it is
+back, and past the patience a one-line :class:`StorageUnavailable` ends the worker with the study
+intact. SQLite waits for another process's write lock by its own busy timeout, set to the patience.
+
+What Optuna's heartbeat leaves open is closed in :func:`fail_stale_trials`: a RUNNING trial that
+never sent a heartbeat (its worker died, or the database went away, right after creating it) is
+failed and retried like a stale one, and right after an outage a worker waits one grace period
+before judging others (their heartbeats could not be written meanwhile).
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import math
+import os
+import shutil
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from cae.errors import CAEError, first_line
+from cae.locks import creating_schema
+from cae.paths import ensure_dir, runs_dir
+from cae.search_config import SearchConfig
+from cae.urls import journal_path, shown, with_driver
+
+PATIENCE_ENV = "CAE_STORAGE_PATIENCE"
+DEFAULT_PATIENCE = 300.0  # seconds: a database restart or a failover takes well under a minute
+MAX_RETRIES = 3  # a point whose worker dies (or is stopped) this often is given up: it may be what kills it
+MAX_BACKOFF = 4.0  # seconds between two connection attempts at most: a returning database is noticed quickly
+
+
+class StorageUnavailable(CAEError):
+    """The storage stayed unreachable past the patience: the worker stops; the study is intact."""
+
+
+def patience() -> float:
+    """Seconds to wait for an unreachable storage: ``CAE_STORAGE_PATIENCE`` (default 300, 0: no wait)."""
+    text = os.environ.get(PATIENCE_ENV, "").strip()
+    if not text:
+        return DEFAULT_PATIENCE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:  # also rejects nan
+        raise CAEError(f"{PATIENCE_ENV} must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
+def storage_url(cfg: SearchConfig) -> str:
+    return cfg.storage or f"sqlite:///{runs_dir() / 'optuna.db'}"
+
+
+def shared_across_hosts(cfg: SearchConfig) -> bool:
+    """Whether workers on other hosts may share the study (a database server, not a local file)."""
+    url = storage_url(cfg)
+    return journal_path(url) is None and not url.startswith("sqlite")
+
+
+def parse_storage_url(url: str) -> Any:
+    """The SQLAlchemy URL of an RDB storage; a one-line error naming the forms that work."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url)
+    except ArgumentError:
+        raise CAEError(
+            f"invalid storage URL {url!r}; expected sqlite:///path.db, postgresql://user@host/db or journal:///path.log"
+        ) from None
+
+
+class Outage:
+    """The database's absence as this process sees it: when it went, saying so once, and when it came back."""
+
+    def __init__(self, label: str, patience: float):
+        self.label, self.patience = label, patience
+        self.since: float | None = None
+        self.ended = -math.inf
+        self.reached = False  # connected once: from then on, a failed connection is an outage
+
+    def connect(self, dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> Any:
+        """SQLAlchemy's ``do_connect``: a new connection, retried with backoff while the database is away."""
+        backoff = 0.5
+        while True:
+            try:
+                connection = dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.Error as err:
+                if not self.reached:  # the storage must answer at the start: a bad URL or login is said at once
+                    raise
+                self.begin(err)
+                left = self.patience - (time.monotonic() - (self.since or time.monotonic()))
+                if left <= 0:
+                    raise StorageUnavailable(
+                        f"storage {self.label} unreachable for {self.patience:.0f} s ({first_line(err)}); the study "
+                        f"is intact: run the same command again once it is back (it resumes), or set {PATIENCE_ENV} "
+                        "to wait longer"
+                    ) from None
+                time.sleep(min(backoff, left))
+                backoff = min(2 * backoff, MAX_BACKOFF)
+                continue
+            self.reached = True
+            self.end()
+            return connection
+
+    def begin(self, err: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            print(
+                f"storage {self.label} unreachable ({first_line(err)}); retrying for up to {self.patience:.0f} s "
+                f"({PATIENCE_ENV}); the running trial keeps training until its next report",
+                flush=True,
+            )
+
+    def end(self) -> None:
+        if self.since is not None:
+            print(f"storage {self.label} is back after {time.monotonic() - self.since:.0f} s", flush=True)
+            self.since, self.ended = None, time.monotonic()
+
+    def ended_within(self, seconds: float) -> bool:
+        return self.since is not None or time.monotonic() - self.ended < seconds
+
+
+def retry_callback() -> Any:
+    """Optuna's retry of a failed trial: queued again with its parameters, its attributes and the epochs it
+    reported (so the pruner judges the retry as it judged them), up to :data:`MAX_RETRIES` times."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # since 2.8
+        return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
+
+
+_OPENED: dict[tuple[str, int, int], Any] = {}  # one storage (one connection pool, one schema check) per process
+_OUTAGES: dict[int, Outage] = {}  # id(storage) -> what its connections have seen
+
+
+def open_storage(cfg: SearchConfig) -> Any:
+    """The study's storage, created (schema included) on first use; the coordinator opens it before any
+    worker starts. At the start the database must answer: one that cannot be opened is a one-line error."""
+    url = storage_url(cfg)
+    key = (url, cfg.heartbeat_interval, cfg.grace_period)
+    if key not in _OPENED:
+        _OPENED[key] = _open(cfg, url)
+    return _OPENED[key]
+
+
+def _open(cfg: SearchConfig, url: str) -> Any:
+    import optuna
+    from sqlalchemy import event
+
+    journal = journal_path(url)
+    if journal is not None:
+        from optuna.storages.journal import JournalFileBackend
+
+        ensure_dir(journal.absolute().parent)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal.absolute())))
+    parsed = parse_storage_url(url)
+    wait = patience()  # a bad CAE_STORAGE_PATIENCE fails here, before anything is created
+    sqlite_file = (
+        Path(parsed.database).absolute() if parsed.get_backend_name() == "sqlite" and parsed.database else None
+    )
+    if sqlite_file is not None:
+        ensure_dir(sqlite_file.parent)
+    # SQLite's busy timeout waits out another process's write lock; a server's connect timeout bounds one try.
+    connect_args = {"timeout": max(30.0, wait)} if parsed.get_backend_name() == "sqlite" else {"connect_timeout": 20}
+    outage = Outage(shown(url), wait)
+    try:
+        with warnings.catch_warnings(), creating_schema(url):  # two first workers on an empty file: one creates it
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat, since 2.8
+            storage = optuna.storages.RDBStorage(
+                with_driver(url),
+                engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
+                heartbeat_interval=cfg.heartbeat_interval,
+                grace_period=cfg.grace_period,
+                # A trial whose worker died is failed and queued again (cae/search/retry.py).
+                heartbeat_stale_trial_callback=retry_callback(),
+            )
+    except Exception as err:  # driver missing, host unreachable, bad credentials, bad path, full disk
+        full = sqlite_disk_full(err, sqlite_file)
+        if full is not None:
+            raise full from None
+        raise CAEError(f"cannot open Optuna storage {shown(url)}: {first_line(err)}") from None
+    outage.reached = True
+    event.listen(storage.engine, "do_connect", outage.connect)
+    _OUTAGES[id(storage)] = outage
+    return storage
+
+
+def open_existing_storage(url: str) -> Any:
+    """The storage behind ``url`` for reading (the dashboard): nothing is created if it is missing, and
+    a database without Optuna's tables is a one-line error rather than a new schema."""
+    import optuna
+
+    journal = journal_path(url)
+    if journal is not None:
+        if not journal.is_file():
+            raise CAEError(f"journal storage {journal} does not exist (run `make search STORAGE={url}` first)")
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    parsed = parse_storage_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and not (parsed.database and Path(parsed.database).is_file()):
+        raise CAEError(f"no study storage at {url} (run `make search` first, or pass STORAGE=)")
+    try:
+        storage = optuna.storages.RDBStorage(
+            with_driver(url),
+            skip_compatibility_check=True,
+            skip_table_creation=True,
+            engine_kwargs={"connect_args": {"timeout": 30} if sqlite else {"connect_timeout": 20}},
+        )
+        storage.get_all_studies()
+    except Exception as err:  # driver, host, credentials, or a database without Optuna's tables
+        raise CAEError(f"cannot read Optuna storage {shown(url)}: {first_line(err)}") from None
+    return storage
+
+
+# --------------------------------------------------------------------------------------------
+# Stale trials: Optuna's heartbeat, and what it leaves open
+
+
+def fail_stale_trials(study: Any, storage: Any) -> None:
+    """Fail (and queue again) the trials of dead workers of ``study`` (on ``storage``, from
+    :func:`open_storage`): Optuna's stale ones, and RUNNING trials that never sent a heartbeat. Right after
+    an outage this process first waits one grace period, so the other workers' heartbeats, which could
+    not be written meanwhile, are written again before anyone is judged dead."""
+    import optuna
+
+    outage = _OUTAGES.get(id(storage))
+    if outage is None:  # a journal file: no heartbeat (README: how its stale trials are handled)
+        return
+    grace = storage.grace_period or 2 * storage.heartbeat_interval
+    if outage.ended_within(grace + 2 * MAX_BACKOFF):
+        back_for = 0.0 if outage.since is not None else time.monotonic() - outage.ended  # not seen back yet: 0
+        left = grace + 2 * MAX_BACKOFF - back_for
+        print(
+            f"waiting {left:.0f} s before judging other workers' trials (their heartbeats resume after the outage)",
+            flush=True,
+        )
+        time.sleep(max(0.0, left))
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the heartbeat relies on it
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+        _fail_silent_trials(study, storage, grace)
+
+
+def _fail_silent_trials(study: Any, storage: Any, grace: float) -> None:
+    """RUNNING trials started over ``grace`` seconds ago that never sent a heartbeat: failed and queued
+    again as Optuna does for a stale one. Optuna's stale-trial query skips them (no heartbeat row), and
+    its storage API has no query for them: this reads its tables (``trials``, ``trial_heartbeats``,
+    ``studies``, the schema its migrations keep) through its public engine."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+    from sqlalchemy import text
+
+    cutoff = datetime.datetime.now(datetime.UTC).replace(tzinfo=None) - datetime.timedelta(seconds=grace)
+    query = text(
+        "SELECT t.trial_id FROM trials t JOIN studies s ON s.study_id = t.study_id "
+        "LEFT JOIN trial_heartbeats h ON h.trial_id = t.trial_id "
+        "WHERE s.study_name = :name AND t.state = 'RUNNING' AND h.trial_id IS NULL AND t.datetime_start < :cutoff"
+    )
+    with storage.engine.connect() as connection:
+        silent = [row[0] for row in connection.execute(query, {"name": study.study_name, "cutoff": cutoff})]
+    retry = storage.get_heartbeat_stale_trial_callback()
+    for trial_id in silent:
+        try:
+            failed = storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:  # another worker failed it first
+            continue
+        if failed and retry is not None:
+            retry(study, storage.get_trial(trial_id))
+
+
+# --------------------------------------------------------------------------------------------
+# Errors the storage ends a worker with
+
+
+def sqlite_disk_full(err: BaseException, study_file: Path | None) -> OSError | None:
+    """SQLite's full disk (``SQLITE_FULL``, or an I/O error on a full disk) as ENOSPC naming the study
+    file, so the search stops with "no space left on <folder>" as for any full disk."""
+    if study_file is None:
+        return None
+    cause: BaseException | None = err
+    while cause is not None and not isinstance(cause, sqlite3.Error):
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is None:
+        return None
+    folder = study_file.parent
+    full = (code & 0xFF) == sqlite3.SQLITE_FULL or (
+        (code & 0xFF) == sqlite3.SQLITE_IOERR and folder.exists() and shutil.disk_usage(folder).free < 1 << 20
+    )
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(study_file)) if full else None
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Surface the storage's own error when Optuna fails on top of it.
+
+    When a trial's final state cannot be written (the storage gone past the patience, or a full disk
+    under a SQLite study), Optuna raises an error of its own from a ``finally`` block; the real cause is
+    in the chain.
+    """
+    try:
+        yield
+    except Exception as err:
+        cause: BaseException | None = err
+        while cause is not None and not _is_storage_error(cause):
+            cause = cause.__context__
+        if cause is None or cause is err:
+            raise
+        raise cause.with_traceback(None) from None
+
+
+def _is_storage_error(err: BaseException) -> bool:
+    return isinstance(err, StorageUnavailable) or (isinstance(err, OSError) and err.errno == errno.ENOSPC)
+
+
+__all__ = [
+    "DEFAULT_PATIENCE",
+    "PATIENCE_ENV",
+    "StorageUnavailable",
+    "fail_stale_trials",
+    "open_existing_storage",
+    "open_storage",
+    "parse_storage_url",
+    "patience",
+    "sqlite_disk_full",
+    "storage_errors",
+    "storage_url",
+]
