@@ -42,8 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = load_experiment(args.config, {**_overrides(args), **({"name": args.study} if args.study else {})})
     config = check_experiment(config)  # before TensorFlow is imported: a bad input answers in a second
-    from cae.experiment import run_experiment
     from cae.hardware import configure_threads
+    from cae.tracked_training import run_experiment
     from cae.tracking import Tracker
 
     tracker = Tracker().check()
@@ -76,10 +76,7 @@ def _search_config(args: argparse.Namespace) -> Any:
 def cmd_search(args: argparse.Namespace) -> int:
     from cae.preflight import check_search
 
-    # A study name is the user's own when given on the command line or in a config file that itself
-    # trains on the sample; only a real-data study run on the sample (fallback, DATA=sample) is renamed.
-    named = args.study is not None or load_search(args.config).experiment.data.source == "sample"
-    cfg = check_search(_search_config(args), study_given=named)
+    cfg = check_search(_search_config(args))
     # TensorFlow from here on: every check above ran without it.
     if args.join:
         from cae.search.workers import join
@@ -87,9 +84,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         join(cfg, task_for(cfg.stage), index=args.index)
     else:
-        from cae.stages import run_study
+        from cae.search.tuner import run_tuner  # noqa: F401  (keras-tuner, only for ENGINE=keras-tuner below)
+        from cae.stages import run_checked
 
-        run_study(cfg, study_given=True)
+        run_checked(cfg)
     return 0
 
 

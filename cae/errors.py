@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 import reprlib
+import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -52,23 +54,37 @@ def stop_requested() -> str | None:
 NO_SPACE = "no space left on "
 
 
-def disk_full(err: BaseException) -> str | None:
-    """``"no space left on <folder>"`` if ``err`` (or its cause) is a full disk, else None."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-            where = os.path.dirname(err.filename) if isinstance(err.filename, str) else None
-            return NO_SPACE + (where or "the disk")
+def causes(err: BaseException | None) -> Iterator[BaseException]:
+    """``err`` and the errors it was raised from or while handling, each once."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        yield err
         err = err.__cause__ or err.__context__
+
+
+def disk_full(err: BaseException) -> str | None:
+    """``"no space left on <folder>"`` if ``err`` (or a cause) is a full disk, else None: an ``ENOSPC``
+    error, or SQLite's ``SQLITE_FULL`` (the Optuna storage's and MLflow store's database)."""
+    for cause in causes(err):
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            where = os.path.dirname(cause.filename) if isinstance(cause.filename, str) else None
+            return NO_SPACE + (where or "the disk")
+        orig = getattr(cause, "orig", None) or cause
+        if (
+            isinstance(orig, sqlite3.Error)
+            and (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_FULL
+        ):
+            return NO_SPACE + "the disk"
     return None
 
 
 def no_space(err: BaseException) -> str | None:
-    """Like :func:`disk_full`, also when a library only says so in words (SQLite, MLflow's store)."""
+    """Like :func:`disk_full`, also when MLflow's store says so only in words: it re-raises its database's
+    errors as an ``MlflowException`` holding the message and no type or code to tell them by."""
     found = disk_full(err)
-    while found is None and err is not None:
-        if any(words in str(err) for words in ("database or disk is full", "No space left on device")):
-            found = NO_SPACE + "the disk"
-        err = err.__cause__ or err.__context__
+    if found is None and any("No space left on device" in str(c) for c in causes(err)):
+        found = NO_SPACE + "the disk"
     return found
 
 

@@ -5,16 +5,15 @@ cannot work is answered in about a second, not after TensorFlow's 15-20 s start-
 need the data decoded or the storage opened come later, still before anything is created.
 
 It also decides, once, where the data comes from (``data.source`` pinned to the path given,
-``keras`` or ``sample``), so every later step loads the same data without looking again, and
-gives a study on the bundled sample its own default name (``<study>-sample``): a demo never
-lands in the real study.
+``keras`` or ``sample``), so every later step loads the same data without looking again. A study
+records the data it trained on (:mod:`cae.search.record`): resuming it on other data is refused
+in one line, so a demo on the bundled sample never mixes with a study of the real data.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from cae.config import ExperimentConfig
 from cae.errors import CAEError
@@ -25,8 +24,6 @@ from cae.search_config import SearchConfig
 from cae.sources import resolve_source
 from cae.space import load_space
 from cae.urls import journal_path
-
-SAMPLE_SUFFIX = "-sample"
 
 
 def pinned_source(source: str | None) -> str:
@@ -53,8 +50,8 @@ def check_storage(url: str) -> None:
         ensure_dir(Path(parsed.database).absolute().parent)
 
 
-def check_search(cfg: SearchConfig, *, study_given: bool) -> SearchConfig:
-    """``cfg`` after the checks: space, data (pinned), storage URL, runs folder; a sample study renamed."""
+def check_search(cfg: SearchConfig) -> SearchConfig:
+    """``cfg`` after the checks: space, data (pinned), storage URL, runs folder."""
     space = load_space(cfg.space, cfg.experiment)
     if cfg.code_values is not None and "model.code_budget" in space.names:
         raise CAEError(
@@ -62,14 +59,6 @@ def check_search(cfg: SearchConfig, *, study_given: bool) -> SearchConfig:
             f"{cfg.code_values}): use a space without it, or a study across sizes (experiments/pareto.yaml)"
         )
     experiment = check_experiment(cfg.experiment)
-    changes: dict[str, Any] = {"experiment.data.source": experiment.data.source}
-    if experiment.data.source == "sample" and not study_given and not cfg.study.endswith(SAMPLE_SUFFIX):
-        changes["study"] = cfg.study + SAMPLE_SUFFIX
-        print(
-            f"note: the bundled sample trains study {changes['study']!r} (not {cfg.study!r}: a demo never "
-            "mixes with a study of the real data)",
-            flush=True,
-        )
-    cfg = with_overrides(cfg, changes)
+    cfg = with_overrides(cfg, {"experiment.data.source": experiment.data.source})
     check_storage(storage_url(cfg))
     return cfg

@@ -25,14 +25,16 @@ def task_for(stage: str) -> TaskFactory:
     raise CAEError(f"unknown stage {stage!r}; allowed: reconstruction, colorization")
 
 
-def run_study(cfg: SearchConfig, *, study_given: bool = False, **options: Any) -> dict[str, Any]:
+def run_study(cfg: SearchConfig, **options: Any) -> dict[str, Any]:
     """Run or resume the study ``cfg`` to its ``trials`` (what ``make search`` does); returns its summary.
 
-    The checks of :mod:`cae.preflight` come first (a study on the bundled sample is renamed
-    ``<study>-sample`` unless ``study_given``); ``options`` go to the engine (e.g. ``tracker``).
+    The checks of :mod:`cae.preflight` come first; ``options`` go to the engine (e.g. ``tracker``).
     """
-    cfg = check_search(cfg, study_given=study_given)
-    # lazy: an engine is imported only when a study runs on it (keras-tuner, or Optuna's objective and workers)
+    return run_checked(check_search(cfg), **options)
+
+
+def run_checked(cfg: SearchConfig, **options: Any) -> dict[str, Any]:
+    """:func:`run_study` for a config :func:`cae.preflight.check_search` has checked already."""
     if cfg.engine == "keras-tuner":
         from cae.search.tuner import run_tuner
 

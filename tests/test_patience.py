@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cae.tracking import Tracker
-from cae.tracking.patience import HTTP_BOUNDS, TrackingUnavailable, Watched, bound_http
+from cae.tracking.patience import HTTP_TIMEOUT, TrackingUnavailable, Watched, bound_http, unanswered
 
 
 @pytest.fixture
@@ -40,12 +40,31 @@ def test_a_silent_server_is_said_then_given_up_on_in_one_line(silent_server, mon
     assert "has not answered for 1 s (get_experiment_by_name); still trying, at most 2 tries of 1 s" in err
 
 
-def test_http_bounds_are_set_only_where_the_user_has_not(monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
+def test_only_the_per_try_timeout_is_lowered_and_only_where_the_user_has_not_set_it(monkeypatch):
+    """MLflow's own retries and backoff ride out a server that restarts for minutes: they are left alone."""
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    bound_http()
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == HTTP_TIMEOUT
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "300")
     bound_http()
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "300"
-    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == HTTP_BOUNDS["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+
+
+def test_a_refused_connection_is_told_from_silence_by_the_errors_type(monkeypatch):
+    """No message text is read: the requests / urllib3 error under MLflow's says which it was."""
+    from mlflow.tracking import MlflowClient
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there: every connection is refused
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with pytest.raises(Exception) as raised:
+        MlflowClient(f"http://127.0.0.1:{port}").get_experiment_by_name("x")
+    assert unanswered(raised.value) == "connection refused"
+    assert unanswered(ValueError("a bad value")) is None
 
 
 def test_a_local_store_is_not_watched(tmp_path):

@@ -44,14 +44,9 @@ def test_bad_inputs_answer_without_importing_tensorflow(argv, message, tmp_path)
     assert imported == []  # nothing heavy: the answer takes about a second, not TensorFlow's 15-20 s
 
 
-def test_a_study_on_the_bundled_sample_gets_its_own_name(capsys):
-    cfg = check_search(
-        load_search(REPO / "experiments/search.yaml", {"experiment.data.source": "sample"}), study_given=False
-    )
-    assert cfg.study == "cae-search-sample" and "never mixes" in capsys.readouterr().out
-    overrides = {"experiment.data.source": "sample", "study": "demo"}
-    named = check_search(load_search(REPO / "experiments/search.yaml", overrides), study_given=True)
-    assert named.study == "demo"
+def test_a_study_on_the_bundled_sample_keeps_its_name_so_the_next_verbs_find_it():
+    cfg = check_search(load_search(REPO / "experiments/search.yaml", {"experiment.data.source": "sample"}))
+    assert cfg.study == "cae-search" and cfg.experiment.data.source == "sample"
 
 
 def test_the_data_source_is_pinned_once(monkeypatch, tmp_path):

@@ -274,7 +274,7 @@ def test_a_space_that_samples_the_code_size_is_refused_for_a_study_of_one_size(t
     space.write_text("params:\n  model.code_budget: {low: 128, high: 512}\n  model.refine_layers: {low: 0, high: 2}\n")
     cfg = config(tmp_path, "two-sizes", space=str(space))
     with pytest.raises(CAEError, match=r"samples model.code_budget.*code_values=256"):
-        check_search(cfg, study_given=True)
+        check_search(cfg)
 
 
 @pytest.mark.slow  # a real study end to end
@@ -500,7 +500,7 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
     ):
         requeue_if_unanswered(study, study.trials[0])
     waiting = study.trials[1]
-    assert waiting.state.name == "WAITING" and waiting.system_attrs["fixed_params"] == study.trials[0].params
+    assert waiting.state.name == "WAITING" and waiting.params == study.trials[0].params
     assert waiting.user_attrs["enqueued"] == "a recipe" and waiting.intermediate_values == {0: 0.5}
     assert first_attempt(waiting) == 0
     requeue_if_unanswered(study, study.trials[1])  # not a failed trial: nothing happens
@@ -532,7 +532,7 @@ def test_an_interrupted_trial_is_queued_again_while_the_budget_has_room():
 
     assert requeue_interrupted(study, 0, space, trials=2)
     queued = study.trials[3]
-    assert queued.state.name == "WAITING" and queued.system_attrs["fixed_params"] == study.trials[0].params
+    assert queued.state.name == "WAITING" and queued.params == study.trials[0].params
     assert queued.user_attrs["enqueued"] == "a recipe" and first_attempt(queued) == 0
     assert not requeue_interrupted(study, 2, space, trials=5)  # outside the space
     assert not requeue_interrupted(study, 3, space, trials=5)  # WAITING, not an interrupted trial

@@ -94,15 +94,6 @@ def test_system_metrics_behind_one_flag(tracker, monkeypatch):
         tracker.check()
 
 
-def test_an_async_logging_setting_mlflow_cannot_parse_fails_before_training(tracker, monkeypatch):
-    # MLflow reads it in its logging thread, which dies on '0.5' and leaves every queued curve waiting.
-    monkeypatch.setenv("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "0.5")
-    with pytest.raises(CAEError, match=r"BUFFERING_SECONDS='0\.5' must be a whole number"):
-        tracker.check()
-    monkeypatch.setenv("MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS", "1")
-    assert tracker.check() is tracker
-
-
 def test_without_the_flag_a_run_has_no_system_metrics(tracker, monkeypatch):
     monkeypatch.delenv("CAE_SYSTEM_METRICS", raising=False)
     with tracker.start_run("tracking", "plain") as run:
@@ -185,8 +176,8 @@ def test_every_trial_carries_its_dataset_inputs(study, tracker, sample_splits):
 
 def test_a_training_run_carries_its_dataset_inputs(tracker, sample_splits):
     from cae.config import ExperimentConfig
-    from cae.experiment import run_experiment
     from cae.schema import with_overrides
+    from cae.tracked_training import run_experiment
 
     config = with_overrides(
         ExperimentConfig(), {"data.source": "sample", "data.subset": 240, "train.epochs": 1, "name": "tracking-train"}

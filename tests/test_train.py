@@ -1,4 +1,4 @@
-"""cae.train and cae.experiment: one unit of work on tiny data (sample source, 480 images, 2 epochs)."""
+"""cae.train and cae.tracked_training: one unit of work on tiny data (sample source, 480 images, 2 epochs)."""
 
 import math
 import signal
@@ -12,9 +12,9 @@ from cae import cli
 from cae.config import ExperimentConfig
 from cae.data import load_splits
 from cae.errors import clear_stop, stop_requested
-from cae.experiment import run_experiment
 from cae.fitting import TrainingDiverged
 from cae.schema import with_overrides
+from cae.tracked_training import run_experiment
 from cae.tracking import Tracker
 from cae.train import train_and_evaluate
 
@@ -109,7 +109,7 @@ def test_killed_training_resumes_in_the_same_run(tracking_uri, runs_dir):
             if epoch == 1:
                 raise KeyboardInterrupt
 
-    import cae.experiment as experiment
+    import cae.tracked_training as experiment
 
     original = experiment.train_and_evaluate
 

@@ -21,12 +21,12 @@ from cae.colorize.photos import photo_tiles
 from cae.colorize.scoring import colour_scores, per_class_colour, predict_rgb, validation_scores, vivid_enough
 from cae.config import ExperimentConfig
 from cae.data import Splits, luma, to_unit
-from cae.experiment import run_experiment
 from cae.metrics import mse, psnr_from_mse
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import to_dict, with_overrides
 from cae.search_config import SearchConfig
 from cae.tags import report_experiment
+from cae.tracked_training import run_experiment
 from cae.tracking import Run, Tracker
 
 MAX_FRONT = 3  # front models trained again at most (spread along the front)

@@ -25,7 +25,6 @@ from cae.colorize.variants import ALL, capped, source_architecture, variant_conf
 from cae.config import ExperimentConfig
 from cae.data import CLASSES, Splits, load_splits, luma, to_unit
 from cae.errors import CAEError
-from cae.experiment import grid_indices, run_experiment
 from cae.hardware import machine
 from cae.metrics import per_class_mse, psnr_from_mse
 from cae.paths import ensure_dir, reports_dir
@@ -33,6 +32,7 @@ from cae.plots import image_grid
 from cae.report.publish import publish
 from cae.search.best import load_best_model
 from cae.tags import colorize_best_experiment
+from cae.tracked_training import grid_indices, run_experiment
 from cae.tracking import Run, Tracker
 from cae.train import build_model, predict
 

@@ -14,7 +14,7 @@ from cae.data import CLASSES, Splits, to_unit
 from cae.report.data import Rank
 from cae.report.points import Point
 
-# lazy: matplotlib (cae.plots) and TensorFlow (cae.experiment, cae.train) load only when a figure is drawn:
+# lazy: matplotlib (cae.plots) and TensorFlow (cae.tracked_training, cae.train) load only when a figure is drawn:
 # the module itself, like the values it draws, needs neither.
 
 
@@ -101,8 +101,8 @@ def plot_rate_distortion(
 
 def reconstruction_grid(splits: Splits, models: list[tuple[str, Any]], path: Path, title: str) -> Path:
     """The originals and each model's reconstruction of the same test images, one per class."""
-    from cae.experiment import grid_indices
     from cae.plots import image_grid
+    from cae.tracked_training import grid_indices
     from cae.train import predict
 
     idx = grid_indices(splits.y_test)

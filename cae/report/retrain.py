@@ -15,12 +15,12 @@ from typing import Any
 
 from cae.config import ExperimentConfig
 from cae.data import Splits
-from cae.experiment import run_experiment
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.report.locations import repo_relative
 from cae.report.score import score
 from cae.schema import flatten, from_dict, to_dict, with_overrides
 from cae.tags import report_experiment
+from cae.tracked_training import run_experiment
 from cae.tracking import Tracker
 
 # What report rendering reads from a cached record: a record lacking one is retrained, not trusted.

@@ -118,7 +118,7 @@ def run_search(
         left = cfg.trials - count(study, FINISHED)
         try:
             if left > 0:
-                print(first_estimate(cfg, _first_config(cfg, study), splits_for(cfg.experiment), left), flush=True)
+                print(first_estimate(cfg, _first_config(cfg), splits_for(cfg.experiment), left), flush=True)
             if cfg.workers > 1:
                 spawn_workers(cfg, parent.run_id, tracker)
             else:
@@ -157,17 +157,16 @@ def finalize_study(cfg: SearchConfig, study: Any, task: Task, parent: Run) -> di
     return summary
 
 
-def _first_config(cfg: SearchConfig, study: Any) -> Any:
-    """A typical trial's experiment config: the next queued point, else the middle of the space."""
+def _first_config(cfg: SearchConfig) -> Any:
+    """A typical trial's experiment config: the study's first enqueued point, else the middle of its space."""
+    if cfg.enqueue:
+        return with_overrides(cfg.experiment, cfg.enqueue[0])
     space = load_space(cfg.space, cfg.experiment)
-    waiting = [t for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"]
-    fixed = waiting[0].system_attrs.get("fixed_params", {}) if waiting else {}
-    if not (fixed and space.holds(fixed)):
-        fixed = {}
-        for p in space.params:
-            if p.active(fixed):
-                fixed[p.name] = p.choices[len(p.choices) // 2] if p.kind == "categorical" else _middle(p)
-    return space.apply(cfg.experiment, fixed)
+    middle: dict[str, Any] = {}
+    for p in space.params:
+        if p.active(middle):
+            middle[p.name] = p.choices[len(p.choices) // 2] if p.kind == "categorical" else _middle(p)
+    return space.apply(cfg.experiment, middle)
 
 
 def _middle(p: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from cae.baseline_runs import baseline_runs
 from cae.baselines import baseline_curve, baseline_psnr_at, pca_basis, pca_point
 from cae.callbacks import dead_stop
 from cae.config import ExperimentConfig
@@ -85,7 +86,7 @@ class ReconstructionTask:
     """
 
     def __init__(self, cfg: SearchConfig, splits: Splits, study_attrs: Mapping[str, Any] | None = None):
-        self.base, self.splits = cfg.experiment, splits
+        self.base, self.splits, self.code_values = cfg.experiment, splits, cfg.code_values
         self.tags = run_tags(stage_of(cfg.experiment), splits.data_source)
         # Every completed trial keeps its model: the report scores the best at each code size on the test
         # split (the aims' table) from the trials' own models. Keeping only the best's, the default study
@@ -174,5 +175,19 @@ class ReconstructionTask:
         return lambda val_loss: f"  {psnr_from_mse(val_loss) - self.pca_val_psnr(code_values):+.2f} dB vs PCA"
 
     def finish(self, study: str, parent: Any, step: int) -> dict[str, Any]:
-        """The exported best scored once on the test split and registered as ``study``."""
-        return {"best": score_best(study, parent, step=step)}
+        """The exported best scored once on the test split and registered as ``study``; in a study of one
+        code size, held against the baselines there (runs of their own: PCA, the thumbnail, the reference CAE)."""
+        best = score_best(study, parent, step=step)
+        if self.code_values is None:
+            return {"best": best}
+        held = baseline_runs(self.splits, self.code_values, self.base, self.base.train.epochs, parent.tracker)
+        test = best["test"]["test_psnr"]
+        against = {"PCA": held.pca["test_psnr"], "thumbnail": held.thumbnail["test_psnr"]}
+        if held.reference is not None:
+            against[f"reference CAE ({held.reference['epochs']} epochs)"] = held.reference["test_psnr"]
+        chosen = "an enqueued point" if best.get("enqueued") else "a point the search chose"
+        print(
+            f"best trial {best['trial_number']} ({chosen}) on test: {test:.2f} dB; "
+            + "; ".join(f"{name} {psnr:.2f} dB ({test - psnr:+.2f})" for name, psnr in against.items())
+        )
+        return {"best": best, "baselines": held}

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from cae.environ import scoped_env
-from cae.errors import CAEError, disk_full_message, first_line, no_space
+from cae.errors import CAEError, causes, disk_full_message, first_line, no_space
 from cae.locks import creating_schema, sqlite_file
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
+from cae.tracking.outbox import Outbox, resend
 from cae.tracking.patience import TrackingUnavailable, Watched, bound_http
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
@@ -44,17 +45,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def _check_async_logging() -> None:
-    """A value MLflow cannot parse kills its async logging thread, and every trial would then wait
-    forever for its queued curve: say so before training instead."""
-    from mlflow.environment_variables import MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS as var
-
-    try:
-        var.get()
-    except ValueError:
-        raise CAEError(f"{var.name}={os.environ[var.name]!r} must be a whole number of seconds (or unset)") from None
-
-
 class Tracker:
     """A tracking store: the default SQLite file under ``runs/``, or ``MLFLOW_TRACKING_URI``."""
 
@@ -62,6 +52,7 @@ class Tracker:
         from mlflow.tracking import MlflowClient
 
         self.uri = uri or tracking_uri()
+        self._outbox: Outbox | None = None
         if _is_remote(self.uri) and has_password(self.uri):
             # It would be printed, passed to worker command lines and shown in process lists.
             raise CAEError(
@@ -71,7 +62,7 @@ class Tracker:
         if self.uri.startswith("sqlite:///"):
             ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
         if _is_remote(self.uri):
-            bound_http()  # a server that stops answering: minutes of MLflow's retries, bounded to about two
+            bound_http()  # a server that stops answering: minutes per try at MLflow's default timeout
         try:
             # A database store connects (and creates its tables) right here: one process at a time.
             with creating_schema(self.uri):
@@ -84,8 +75,11 @@ class Tracker:
             full = no_space(err)
             if full:  # creating the store's tables on a full disk is no bad URI
                 raise CAEError(f"MLflow store {self.shown}: {disk_full_message(full)}") from None
+            from sqlalchemy.exc import OperationalError
+
             first = shown(first_line(err))
-            what = "unreachable or refused the login" if "OperationalError" in repr(err) else "invalid"
+            reached = any(isinstance(c, OperationalError) for c in causes(err))
+            what = "unreachable or refused the login" if reached else "invalid"
             raise CAEError(f"MLflow tracking store {self.shown} is {what}: {first}") from None
 
     @property
@@ -111,17 +105,18 @@ class Tracker:
         """Fail fast (one line, before any training or run) on a store that cannot be reached or
         refuses the credentials, a too widely readable credentials file, or a bad system-metrics flag."""
         check_system_metrics()
-        _check_async_logging()
         if _is_remote(self.uri):
             read_credentials()
         try:
             # One quick try: a store that is down is said at once, not after MLflow's minutes of retries.
             with scoped_env({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
-                unwatched = self.client._client if isinstance(self.client, Watched) else self.client  # one quick try
+                unwatched = self.client.unwatched if isinstance(self.client, Watched) else self.client
                 unwatched.search_experiments(max_results=1)
         except Exception as err:
+            from mlflow.exceptions import MlflowException
+
             first = first_line(err)
-            if "401" in first or "403" in first or "Unauthorized" in first:
+            if isinstance(err, MlflowException) and err.get_http_status_code() in (401, 403):
                 raise CAEError(
                     f"MLflow tracking server {self.shown} refused the credentials ({first}); set "
                     "MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials (mode 600)"
@@ -130,7 +125,19 @@ class Tracker:
                 f"MLflow tracking store {self.shown} is unreachable ({shown(first)}); start the server or fix "
                 "MLFLOW_TRACKING_URI (unset it to use the local runs/mlflow.db)"
             ) from None
+        sent = resend(self.client)  # what an earlier command's server did not take
+        if sent:
+            print(
+                f"note: sent {sent} per-epoch metric value(s) an earlier command had kept in runs/outbox/", flush=True
+            )
         return self
+
+    @property
+    def outbox(self) -> Outbox:
+        """This store's queue of per-epoch metrics (one sender thread, started on first use)."""
+        if self._outbox is None:
+            self._outbox = Outbox(self.client)
+        return self._outbox
 
     # ---- experiments and runs -----------------------------------------------------------------
 

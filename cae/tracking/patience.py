@@ -1,33 +1,32 @@
-"""How long a call to an MLflow tracking server may go unanswered, and what the user sees meanwhile.
+"""How long the harness waits for an MLflow tracking server, and what the user sees meanwhile.
 
-MLflow's HTTP client waits 120 s for each answer and retries 7 times, so a server that accepts
-connections but stops answering (a hung proxy, a stalled database behind it) held a search for
-many minutes without a word. Here every call of the harness's ``MlflowClient`` goes through
-:class:`Watched`: after a few seconds without an answer one line says so (and again every minute),
-one line says when the server answers again, and for a server over HTTP the client's own timeout
-and retries are bounded (``MLFLOW_HTTP_REQUEST_TIMEOUT`` / ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``,
-defaults below unless set) so that a call gives up after about two minutes with
-:class:`TrackingUnavailable`. Training itself never waits: per-epoch metrics are queued
-(:mod:`cae.tracking.run`).
+The bounds are MLflow's own: each request waits ``MLFLOW_HTTP_REQUEST_TIMEOUT`` seconds for an
+answer and is retried ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` times with exponential backoff
+(``MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR``). With MLflow's retries and backoff a server that refuses
+connections while it restarts is ridden out for about four minutes. The harness lowers only the
+timeout, where the user has not set it: at MLflow's 120 s per try a server that accepts connections
+and never answers would hold a search for over 20 minutes without a word.
+
+Every call of a server's client goes through :class:`Watched`: one monitor thread per client says
+when a call has waited ``NOTE_AFTER`` seconds (and again every minute), and when the server answers
+again; a call the client gave up on is :class:`TrackingUnavailable`, one line.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 from cae.errors import CAEError
 from cae.urls import shown
 
-# Bounds for a server over HTTP, used when the user has not set MLflow's variables: 5 tries of at
-# most 20 s each and urllib3's backoff between them (0, 4, 8, 16 s): about 2 minutes in all.
-# A server restart (a few seconds of refused connections) is still ridden out by the retries.
-HTTP_BOUNDS = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "4"}
+HTTP_TIMEOUT = "20"  # seconds per try, where the user has not set MLFLOW_HTTP_REQUEST_TIMEOUT
 NOTE_AFTER = 10.0  # seconds without an answer before the first line (less if the timeout is shorter)
 NOTE_EVERY = 60.0  # seconds between the lines while it stays silent
 
@@ -37,12 +36,9 @@ class TrackingUnavailable(CAEError):
 
 
 def bound_http() -> None:
-    """Set MLflow's per-request timeout and retries to :data:`HTTP_BOUNDS` where the user has not.
-
-    In the environment, so that worker processes and MLflow's background logging threads share them.
-    """
-    for name, value in HTTP_BOUNDS.items():
-        os.environ.setdefault(name, value)
+    """MLflow's per-try timeout where the user has not set one, in the environment (worker processes and
+    MLflow's own threads read it there)."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT)
 
 
 def _setting(name: str, default: int) -> int:
@@ -53,7 +49,7 @@ def _setting(name: str, default: int) -> int:
 
 
 def bounds_text() -> str:
-    """``5 tries of 20 s (MLFLOW_HTTP_REQUEST_MAX_RETRIES=4, MLFLOW_HTTP_REQUEST_TIMEOUT=20)``: the bounds in force."""
+    """``8 tries of 20 s (MLFLOW_HTTP_REQUEST_MAX_RETRIES=7, MLFLOW_HTTP_REQUEST_TIMEOUT=20)``: the bounds in force."""
     timeout = _setting("MLFLOW_HTTP_REQUEST_TIMEOUT", 120)
     retries = _setting("MLFLOW_HTTP_REQUEST_MAX_RETRIES", 7)
     return (
@@ -62,39 +58,32 @@ def bounds_text() -> str:
     )
 
 
-# The client gave up on the network (its own text is a URL and a urllib3 repr): these words, in a few.
-# Any other error, slow or not (a 404 of a slow server, a full disk while downloading), is no silence.
-_CAUSES = {
-    "timed out": "no answer",
-    "Read timeout": "no answer",
-    "Max retries": "no answer",
-    "Connection refused": "connection refused",
-    "Connection aborted": "connection dropped",
-    "RemoteDisconnected": "connection dropped",
-    "Connection reset": "connection dropped",
-}
+def unanswered(err: BaseException) -> str | None:
+    """A few words for a request the client gave up on (in ``err`` or the errors it was raised from), else None.
 
+    By the type of the ``requests`` / ``urllib3`` error under MLflow's: any other error, slow or not
+    (a 404 of a slow server, a full disk while downloading), is no silence.
+    """
+    import requests.exceptions as rq
+    import urllib3.exceptions as u3
 
-def _gave_up(err: BaseException) -> str | None:
-    """A few words for a network give-up of the client (in ``err`` or its causes), else None."""
+    seen: set[int] = set()
     cause: BaseException | None = err
-    for _ in range(6):
-        if cause is None:
-            return None
-        text = str(cause)
-        found = next((words for marker, words in _CAUSES.items() if marker in text), None)
-        if found:
-            return found
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, (u3.NewConnectionError, ConnectionRefusedError)):  # urllib3 files it under timeouts
+            return "connection refused"
+        if isinstance(cause, (rq.Timeout, u3.TimeoutError)):
+            return "no answer"
+        if isinstance(cause, u3.MaxRetryError):
+            return unanswered(cause.reason) if cause.reason is not None else "no answer"
+        if isinstance(cause, (u3.ProtocolError, ConnectionError)):
+            return "connection dropped"
+        if isinstance(cause, rq.ConnectionError):
+            inner = next((a for a in cause.args if isinstance(a, BaseException)), None)
+            return (unanswered(inner) if inner is not None else None) or "connection dropped"
         cause = cause.__cause__ or cause.__context__
     return None
-
-
-_GAVE_UP = threading.Event()  # a call gave up unanswered and none has been answered since
-
-
-def gave_up() -> bool:
-    """True if this process's last word from the tracking server was silence (see ``cae.__main__``)."""
-    return _GAVE_UP.is_set()
 
 
 def _note_after() -> float:
@@ -113,12 +102,16 @@ class Watched:
     """
 
     def __init__(self, client: Any, server: str):
-        self._client = client
+        self.unwatched = client  # for a call that must not be watched (a quick probe of its own bounds)
         self.server = shown(server)
         self.silent = False
+        self._calls: dict[int, list[Any]] = {}  # call id -> [what, start, last said]
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+        self._monitor: threading.Thread | None = None
 
     def __getattr__(self, name: str) -> Any:
-        client = self.__dict__.get("_client")
+        client = self.__dict__.get("unwatched")
         if client is None:  # copy / pickle look attributes up before __init__ ran
             raise AttributeError(name)
         value = getattr(client, name)
@@ -126,54 +119,54 @@ class Watched:
             return value
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            # A queued call (synchronous=False) returns at once: it says nothing about the server.
-            with self.answering(name, reaches_server=kwargs.get("synchronous", True) is not False):
+            with self.answering(name):
                 return value(*args, **kwargs)
 
         return call
 
+    def _watch(self) -> None:
+        """The monitor: one line for each call that has waited long enough, and every minute after."""
+        while True:
+            time.sleep(0.5)
+            now = time.monotonic()
+            with self._lock:
+                due = [c for c in self._calls.values() if now - c[2] >= (NOTE_EVERY if c[2] > c[1] else _note_after())]
+                for c in due:
+                    c[2] = now
+            for what, start, _ in due:
+                _say(
+                    f"MLflow tracking server {self.server} has not answered for {now - start:.0f} s ({what}); "
+                    f"still trying, at most {bounds_text()}"
+                )
+
     @contextmanager
-    def answering(self, what: str, reaches_server: bool = True) -> Iterator[None]:
+    def answering(self, what: str) -> Iterator[None]:
         """Say so while ``what`` waits for the server; a call the client gave up on after waiting raises
         :class:`TrackingUnavailable` (one line) instead of the client's retry traceback."""
         start = time.monotonic()
-        done = threading.Event()
-        said = threading.Event()
-
-        def watch() -> None:
-            wait = _note_after()
-            while not done.wait(wait):
-                said.set()
-                _say(
-                    f"MLflow tracking server {self.server} has not answered for {time.monotonic() - start:.0f} s "
-                    f"({what}); still trying, at most {bounds_text()}"
-                )
-                wait = NOTE_EVERY
-
-        watcher = threading.Thread(target=watch, name="cae-tracking-watch", daemon=True)
-        with suppress(RuntimeError):  # at interpreter shutdown (3.12+) no thread starts: call unwatched
-            watcher.start()
+        key = next(self._ids)
+        with self._lock:
+            self._calls[key] = [what, start, start]
+            if self._monitor is None:
+                self._monitor = threading.Thread(target=self._watch, name="cae-tracking-watch", daemon=True)
+                self._monitor.start()
         try:
             yield
         except Exception as err:
-            waited, cause = time.monotonic() - start, _gave_up(err)
+            waited, cause = time.monotonic() - start, unanswered(err)
             if waited < _note_after() or cause is None:
                 raise
             self.silent = True
-            _GAVE_UP.set()
             raise TrackingUnavailable(
                 f"MLflow tracking server {self.server} did not answer for {waited:.0f} s ({what}: {cause}); "
                 "the study is intact: run the same command again once it answers"
             ) from None
         finally:
-            done.set()
-            if watcher.is_alive():
-                watcher.join()  # a line it is printing now is followed by the one below, not after it
-        if reaches_server:
-            self.silent = False
-            _GAVE_UP.clear()
-        if said.is_set():
+            with self._lock:
+                _, _, said = self._calls.pop(key)
+        self.silent = False
+        if said > start:
             _say(f"MLflow tracking server {self.server} answered after {time.monotonic() - start:.0f} s ({what})")
 
 
-__all__ = ["HTTP_BOUNDS", "TrackingUnavailable", "Watched", "bound_http", "bounds_text", "gave_up"]
+__all__ = ["HTTP_TIMEOUT", "TrackingUnavailable", "Watched", "bound_http", "bounds_text", "unanswered"]

@@ -5,24 +5,22 @@ FAILED (KILLED for Ctrl-C) with the reason as the ``error`` tag. :func:`trial_ru
 lifecycle for both engines (child run → PRUNED / FAIL with reason / COMPLETE); what a finished
 training logs is decided once, in :meth:`Run.log_result`.
 
-Per-epoch metrics are queued (MLflow's asynchronous logging) so that a slow or stalled tracking
-server does not stall training: the queue is drained when the run ends and, for runs that never
-end normally, when the process exits. Everything else is logged synchronously (it is what later
-steps read back).
+Per-epoch metrics are queued (:mod:`cae.tracking.outbox`) so that a slow, restarting or silent
+tracking server does not stall training: the queue is drained when the run ends, and what the
+server never took is kept for the next command. Everything else is logged synchronously (it is what
+later steps read back).
 """
 
 from __future__ import annotations
 
-import atexit
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cae.errors import failure_reason
+from cae.errors import causes, failure_reason
 from cae.hardware import machine
 from cae.tracking.datasets import dataset_inputs
 from cae.tracking.system import start_system_metrics
@@ -54,7 +52,6 @@ class Run:
         self.client = tracker.client
         self.run_id = run_id
         self.ended = False
-        self._pending: list[Any] = []  # queued per-epoch metric batches (MLflow RunOperations)
         self._monitor: Any = None  # system metrics (CAE_SYSTEM_METRICS=1)
 
     def start_system_metrics(self) -> None:
@@ -73,37 +70,25 @@ class Run:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        items = [(k, float(v), now, step) for k, v in metrics.items()]
         if not items:
             return
         if queued:
-            self._pending.append(self.client.log_batch(self.run_id, metrics=items, synchronous=False))
-            _UNFLUSHED.add(self)
-            _drain_before_thread_pools_stop()
+            self.tracker.outbox.put(self.run_id, items)
         else:
-            self.client.log_batch(self.run_id, metrics=items)
+            self.client.log_batch(self.run_id, metrics=[Metric(*m) for m in items])
 
     def flush(self) -> None:
-        """Wait until the queued metrics are stored; a failure is one warning line, never an exception.
-
-        A run must still be ended when its curve could not be stored (the server gave up).
-        """
-        pending, self._pending = self._pending, []
-        _UNFLUSHED.discard(self)
-        lost, reason = 0, ""
-        for i, operation in enumerate(pending):
-            if self.tracker.silent:  # waiting would only spend the client's bounds again, batch after batch
-                lost, reason = lost + len(pending) - i, "the tracking server is not answering"
-                break
-            try:
-                with self.tracker.answering("storing the queued per-epoch metrics"):
-                    operation.wait()
-            except Exception as err:
-                lost, reason = lost + 1, failure_reason(err)
-        if lost:
+        """Wait until the queued metrics are stored; what the server did not take is kept for the next
+        command (one line), never an exception: the run must still be ended."""
+        outbox = self.tracker.outbox
+        if not self.tracker.silent:
+            outbox.drain()
+        kept = outbox.save(self.run_id, everything=self.tracker.silent)
+        if kept:
             print(
-                f"warning: {lost} batch(es) of per-epoch metrics of MLflow run {self.run_id} were not stored "
-                f"({reason})",
+                f"note: {kept} per-epoch metric value(s) of MLflow run {self.run_id} were not stored yet; kept in "
+                "runs/outbox/, the next command sends them",
                 file=sys.stderr,
                 flush=True,
             )
@@ -117,7 +102,9 @@ class Run:
             except Exception as err:
                 # Two workers logging the same new dataset at once: one insert loses the race on
                 # the store's unique key; the dataset exists now, so linking it again succeeds.
-                if attempt == 2 or not any(w in str(err) for w in ("UNIQUE constraint", "duplicate key")):
+                from sqlalchemy.exc import IntegrityError
+
+                if attempt == 2 or not any(isinstance(c, IntegrityError) for c in causes(err)):
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
@@ -167,8 +154,7 @@ class Run:
         client's bounds out once more; a rerun closes it (a search: ``Tracker.close_orphans``)."""
         if not self.tracker.silent:
             return False
-        self._pending = []
-        _UNFLUSHED.discard(self)
+        self.tracker.outbox.save(self.run_id, everything=True)
         print(
             f"note: MLflow run {self.run_id} is left RUNNING (the tracking server is not answering); running "
             "the same command again closes or resumes it",
@@ -229,32 +215,6 @@ class Run:
             self.end("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
         except Exception as err:  # the store failed too: the original error is the one to see
             print(f"note: MLflow run {self.run_id} could not be closed ({failure_reason(err)})", file=sys.stderr)
-
-
-_UNFLUSHED: set[Run] = set()  # runs with queued metrics, drained at exit if never ended
-_DRAIN_REGISTERED = False
-
-
-def _flush_at_exit() -> None:
-    for run in list(_UNFLUSHED):
-        run.flush()
-
-
-def _drain_before_thread_pools_stop() -> None:
-    """Drain the queue at exit *before* the interpreter stops its thread pools.
-
-    MLflow's queue hands batches to a ``ThreadPoolExecutor``; once interpreter shutdown begins,
-    the executor refuses new work, so a plain ``atexit`` hook runs too late and loses what is still
-    queued. Callbacks registered with ``threading._register_atexit`` run first (last registered,
-    first run), and this one is registered after MLflow created its pools.
-    """
-    global _DRAIN_REGISTERED
-    if _DRAIN_REGISTERED:
-        return
-    _DRAIN_REGISTERED = True
-    register = getattr(threading, "_register_atexit", None)
-    with suppress(RuntimeError):  # already shutting down: nothing can be scheduled any more
-        (register or atexit.register)(_flush_at_exit)
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""`cae train`: one experiment config trained, scored on the test split, and logged to MLflow.
+"""A training tracked as an MLflow run (`cae train`, the baselines, colorization variants, report retrains):
+one experiment config trained, scored on the test split, its curves, figures and model logged.
 
 Resumable: a killed run continues from its last epoch (Keras ``BackupAndRestore`` under
 ``runs/train/``) in the same MLflow run, so its curves have no gap.
@@ -19,9 +20,9 @@ from cae import plots
 from cae.callbacks import progress_callback
 from cae.config import ExperimentConfig
 from cae.data import CLASSES, TRANSFORMS, Splits, load_splits, to_unit
-from cae.hardware import machine
 from cae.paths import ensure_dir, runs_dir
 from cae.schema import flatten, to_dict
+from cae.tags import run_tags, stage_of
 from cae.tracking import Run, Tracker
 from cae.train import TrainResult, predict, train_and_evaluate
 
@@ -35,10 +36,6 @@ def run_params(config: ExperimentConfig, splits: Splits) -> dict[str, Any]:
     """The flattened config (dotted keys, as search spaces name them), then derived values
     (``derived.``: the level widths, the data's identity), which are no config keys."""
     return {**flatten(config), "derived.level_filters": list(config.model.level_filters()), **splits.describe()}
-
-
-def run_tags(splits: Splits, stage: str) -> dict[str, str]:
-    return {"stage": stage, "data_source": splits.data_source, "machine": machine()}
 
 
 def log_outputs(run: Run, config: ExperimentConfig, splits: Splits, result: TrainResult, title: str) -> Path:
@@ -96,9 +93,10 @@ def run_experiment(
     else:
         shutil.rmtree(workdir)  # stale backup of a run the store no longer has
         ensure_dir(workdir)
-        stage = "colorization" if config.data.input != "rgb" else "reconstruction"
         run = tracker.start_run(
-            experiment or config.name, run_name or config.name, tags={**run_tags(splits, stage), **(tags or {})}
+            experiment or config.name,
+            run_name or config.name,
+            tags={**run_tags(stage_of(config), splits.data_source), **(tags or {})},
         )
         run.log_params(run_params(config, splits))
         run.log_datasets(splits)
