@@ -121,15 +121,15 @@ def _training_commands(sub: Any) -> None:
     )
     p.set_defaults(func=cmd_colorize_search)
 
-    p = sub.add_parser("bench", help="speed benchmarks into BENCHMARKS.md (resumable)")
+    p = sub.add_parser("bench", help="benchmarks into BENCHMARKS.md: training speed, search strategies (resumable)")
     p.add_argument("--quick", action="store_true", help="a reduced version in a few minutes (--plan quick)")
     p.add_argument(
         "--plan",
-        choices=["full", "quick", "pruners", "table", "replay"],
+        choices=["full", "quick", "table", "replay"],
         default="full",
-        help="pruners: section 1 for random search and TPE with each pruner only (~1 h); table: "
-        "record the learning-curve table results/bench/curves.csv (hours, resumable); replay: search "
-        "strategies replayed over it, 50 seeds each (results/bench/replay.md)",
+        help="full: training speed into BENCHMARKS.md; table: record the learning-curve table "
+        "results/bench/curves.csv (hours, resumable); replay: search strategies replayed over it, 50 seeds each "
+        "(results/bench/replay.md, minutes)",
     )
     p.add_argument("--data", help="CIFAR-10 source (default: auto)")
     p.set_defaults(func=cmd_bench)

@@ -1,12 +1,8 @@
-"""`make bench`: measuring (one module per section) apart from rendering (``render``).
+"""`make bench`: measuring apart from rendering.
 
-- ``plan``: the full and quick settings and the strategies compared.
-- ``store``: the raw measurements (``results/bench/<mode>.json``), written after each one and
-  validated when read, so a killed benchmark resumes where it stopped.
-- ``studies``: one search (Optuna or keras-tuner) run through the real ``run_search`` /
-  ``run_tuner`` in the benchmark's own stores under ``runs/bench/``, read back as a trial timeline.
-- ``efficiency``, ``fidelity``, ``workers``, ``throughput``, ``gpu``: the sections' measurements.
-- ``analysis``: the numbers the report states (targets, ratios, verdicts), pure functions.
-- ``figures`` and ``render``: the plot and ``BENCHMARKS.md``, from the raw JSON only.
-- ``run``: ``run_bench(quick, data)``, what ``make bench`` calls.
+- ``speed``: training speed of the reference CAE (harness vs a bare ``model.fit``; XLA, mixed precision; GPU);
+- ``table``: the learning-curve table of the default space (hours, resumable);
+- ``replay`` and ``replay_report``: search strategies replayed over the table, 50 seeds each, and their report;
+- ``render``: BENCHMARKS.md from the measurements alone;
+- ``run``: ``run_bench(plan, data)``, what ``make bench`` calls.
 """
