@@ -13,8 +13,9 @@ PY_MIN := 3.11
 
 # Every variable a target reads. A name on the command line that is not here is refused at once:
 # a misspelt `TRIAL=2` would otherwise run the whole default study.
-KNOWN_VARS := DATA SUBSET EPOCHS SEED STUDY STORAGE SET TRIALS ENGINE WORKERS TIMEOUT EXTEND CONFIG TOP TRIAL_IDS \
-	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS FROM QUICK PLAN PYTEST_ARGS TF_EXTRA PYTHON VENV
+KNOWN_VARS := DATA SUBSET EPOCHS SEED STUDY STORAGE SET TRIALS CODE ENGINE WORKERS TIMEOUT EXTEND CONFIG TOP TRIAL_IDS \
+	RUNS STATES LINEAR HOST PORT AUTH VARIANT VIVID FINAL_EPOCHS FROM QUICK PLAN YES FORCE JSON PYTEST_ARGS TF_EXTRA \
+	PYTHON VENV
 unknown_vars := $(filter-out $(KNOWN_VARS),$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
 ifneq ($(unknown_vars),)
 closest := $(shell $(PYTHON) -c 'import difflib, sys; m = difflib.get_close_matches(sys.argv[1], sys.argv[2:], 1, 0.5); \
@@ -22,16 +23,23 @@ closest := $(shell $(PYTHON) -c 'import difflib, sys; m = difflib.get_close_matc
 $(error unknown make variable $(firstword $(unknown_vars))$(closest); known: $(KNOWN_VARS))
 endif
 
-opt = $(if $($(1)),--$(2) $($(1)))
-# SET="experiment.train.batch_size=64 experiment.model.filters=32": any config key, each one --set.
+# A value as one shell word, whatever it holds (a path with spaces or quotes): '...' with each ' escaped.
+quote = '$(subst ','\'',$(1))'
+opt = $(if $($(1)),--$(2) $(call quote,$($(1))))
+# SET="train.batch_size=64 model.refine_layers=3": any config key, the same name in every verb, each one --set.
 TRAIN_ARGS = $(call opt,DATA,data) $(call opt,SUBSET,subset) $(call opt,EPOCHS,epochs) $(call opt,SEED,seed) \
-	$(foreach s,$(SET),--set $(s))
-STUDY_ARGS = $(call opt,STUDY,study) $(call opt,STORAGE,storage)
-SEARCH_ARGS = $(TRAIN_ARGS) $(STUDY_ARGS) $(call opt,TRIALS,trials) $(call opt,ENGINE,engine) \
+	$(foreach s,$(SET),--set $(call quote,$(s)))
+STUDY_ARGS = $(call opt,STUDY,study)
+SEARCH_ARGS = $(TRAIN_ARGS) $(STUDY_ARGS) $(call opt,TRIALS,trials) $(call opt,CODE,code) $(call opt,ENGINE,engine) \
 	$(call opt,WORKERS,workers) $(call opt,TIMEOUT,timeout) $(if $(EXTEND),--extend)
+# The storage URL reaches every command in its environment, never its command line: a PostgreSQL
+# password there would show in every process list and in make's echo of the command.
+ifneq ($(STORAGE),)
+export CAE_STORAGE := $(STORAGE)
+endif
 
-.PHONY: FORCE help setup test test-fast lint train search pareto worker best delete compare report ui dashboard colorize-best \
-	colorize-search bench
+.PHONY: FORCE help setup test test-fast lint train search pareto worker best studies delete compare report ui dashboard \
+	colorize-best colorize-search bench
 
 help: ## list the verbs, their variables and defaults
 	@echo "Verbs (each sets itself up on first use; defaults live in experiments/*.yaml and cae/config.py):"
@@ -40,9 +48,9 @@ help: ## list the verbs, their variables and defaults
 	@echo "Variables (pass only what you change):"
 	@echo "  DATA=path|keras|sample  CIFAR-10 source (default: CAE_DATA, the Keras cache or download, else the sample)"
 	@echo "  SUBSET=N (0 = all)  EPOCHS=N  SEED=N (split and init, 42)  STUDY=name (cae-search)  STORAGE=url"
-	@echo "  TRIALS=N (24)  WORKERS=N (1)  ENGINE=optuna|keras-tuner  TIMEOUT=s  EXTEND=1 (resume on changed settings)"
-	@echo "  SET=\"key=value ...\"  any config key, e.g. SET=\"experiment.train.batch_size=64\" on a search"
-	@echo "Examples: make search TRIALS=4 EPOCHS=2 SUBSET=3000 STUDY=demo;  make delete STUDY=demo;  .venv/bin/cae --help"
+	@echo "  TRIALS=N (30)  CODE=values (256)  WORKERS=N (1)  ENGINE=optuna|keras-tuner  TIMEOUT=s  EXTEND=1"
+	@echo "  SET=\"key=value ...\"  any config key, the same name in every verb, e.g. SET=\"train.batch_size=64\""
+	@echo "Examples: make search TRIALS=4 EPOCHS=2 SUBSET=3000 STUDY=demo;  make delete STUDY=demo YES=1;  .venv/bin/cae --help"
 
 setup: $(STAMP) ## create .venv with the pinned stack (other targets do this on first use); TF_EXTRA=gpu|tf-cpu|tf forces one
 
@@ -93,31 +101,34 @@ lint: $(STAMP) ## ruff
 
 train: CONFIG ?= experiments/reference.yaml
 train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS SEED STUDY (MLflow experiment)
-	$(PY) -m cae train $(CONFIG) $(TRAIN_ARGS) $(call opt,STUDY,study)
+	$(PY) -m cae train $(call quote,$(CONFIG)) $(TRAIN_ARGS) $(call opt,STUDY,study)
 
 search: CONFIG ?= experiments/search.yaml
-search: $(STAMP) ## run/resume the default study (24 trials, up to 30 epochs each, Hyperband); TRIALS EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED EXTEND SET
-	$(PY) -m cae search $(CONFIG) $(SEARCH_ARGS)
+search: $(STAMP) ## run/resume the default study (30 trials at 256 values, up to 30 epochs each); TRIALS CODE EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED EXTEND SET CONFIG
+	$(PY) -m cae search $(call quote,$(CONFIG)) $(SEARCH_ARGS)
 
 pareto: $(STAMP) ## two-objective study cae-pareto (val MSE vs code size 128-2,048, 30 trials, up to 30 epochs); as search
 	$(PY) -m cae search experiments/pareto.yaml $(SEARCH_ARGS)
 
 worker: CONFIG ?= experiments/search.yaml
 worker: $(STAMP) ## join an existing study from another host (same STORAGE, MLFLOW_TRACKING_URI)
-	$(PY) -m cae search $(CONFIG) --join $(SEARCH_ARGS)
+	$(PY) -m cae search $(call quote,$(CONFIG)) --join $(SEARCH_ARGS)
 
-delete: $(STAMP) ## delete STUDY (required): its Optuna trials, MLflow experiment (to MLflow's trash) and runs/<STUDY>/; STORAGE
+delete: $(STAMP) ## delete STUDY (required): trials, MLflow experiment, registered model, runs/<STUDY>/; asks first (YES=1 does not); FORCE=1 while it runs
 	@test -n "$(STUDY)" || { echo "error: say which study: make delete STUDY=<name>" >&2; exit 2; }
-	$(PY) -m cae delete $(STUDY_ARGS)
+	$(PY) -m cae delete $(STUDY_ARGS) $(if $(YES),--yes) $(if $(FORCE),--force)
 
-best: $(STAMP) ## print the best trial of STUDY (best.json)
-	$(PY) -m cae best $(STUDY_ARGS)
+best: $(STAMP) ## the best trial of STUDY in a few lines (JSON=1: the whole best.json, e.g. for jq)
+	@$(PY) -m cae best $(STUDY_ARGS) $(if $(JSON),--json)
+
+studies: $(STAMP) ## the studies of the storage: trials by state, best trial, test PSNR and margin over PCA; STORAGE
+	@$(PY) -m cae studies
 
 ui: $(STAMP) ## MLflow UI on the project's store; HOST PORT STUDY AUTH=1 (basic auth; always on for a HOST other than localhost)
 	$(PY) -m cae ui $(call opt,STUDY,study) $(call opt,HOST,host) $(call opt,PORT,port) $(if $(AUTH),--auth)
 
 dashboard: $(STAMP) ## optuna-dashboard on the study storage (parallel coordinates, importances); STORAGE (sqlite, postgresql, journal) HOST PORT AUTH=1 (the ui's login; always on for a HOST other than localhost)
-	$(PY) -m cae dashboard $(call opt,STORAGE,storage) $(call opt,HOST,host) $(call opt,PORT,port) $(if $(AUTH),--auth)
+	$(PY) -m cae dashboard $(call opt,HOST,host) $(call opt,PORT,port) $(if $(AUTH),--auth)
 
 compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<ids> STATES=COMPLETE,PRUNED LINEAR=1
 	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \
@@ -133,5 +144,5 @@ colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chr
 colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from STUDY's best, or FROM=<experiment yaml>; TRIALS EPOCHS FINAL_EPOCHS SUBSET DATA STORAGE WORKERS SEED
 	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs) $(call opt,FROM,from)
 
-bench: $(STAMP) ## search and speed benchmarks into BENCHMARKS.md (hours; resumable); QUICK=1 PLAN=pruners DATA
+bench: $(STAMP) ## BENCHMARKS.md: training speed; PLAN=table records the learning-curve table (hours, resumable), PLAN=replay replays search strategies over it; QUICK=1 DATA
 	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data)

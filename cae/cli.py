@@ -29,6 +29,7 @@ from cae.commands import (  # noqa: E402
     cmd_report,
     cmd_search,
     cmd_search_worker,
+    cmd_studies,
     cmd_train,
     cmd_ui,
 )
@@ -52,6 +53,7 @@ def _add_search_flags(p: argparse.ArgumentParser, config: str | None = "experime
     p.add_argument("config", nargs="?", default=config)
     p.add_argument("--study", help="the study (for colorize-search: the reconstruction study it starts from)")
     p.add_argument("--trials", type=int, help="finished trials the study should hold in total")
+    p.add_argument("--code", dest="code_values", type=int, help="the code size the study compares (values)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
     p.add_argument("--engine", choices=["optuna", "keras-tuner"])
     p.add_argument("--workers", type=int)
@@ -169,14 +171,23 @@ def _viewing_commands(sub: Any) -> None:
     _add_search_flags(p)
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("delete", help="delete a study: its trials, its MLflow experiment and runs/<study>/")
+    p = sub.add_parser(
+        "delete", help="delete a study: its trials, MLflow experiment, registered model and runs/<study>/"
+    )
     p.add_argument("--study", required=True, help="the study to delete (no default: say which)")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
+    p.add_argument("--yes", action="store_true", help="do not ask first")
+    p.add_argument("--force", action="store_true", help="also while trials of it are running")
     p.set_defaults(func=cmd_delete)
 
-    p = sub.add_parser("best", help="print the best trial of a study (best.json)")
+    p = sub.add_parser("best", help="the best trial of a study, in a few lines (--json: all of best.json)")
     _add_search_flags(p)
+    p.add_argument("--json", action="store_true", help="the whole record, as JSON")
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("studies", help="the studies of the storage: trials by state, best, test PSNR")
+    p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
+    p.set_defaults(func=cmd_studies)
 
 
 # SIGTERM (kill, timeout, batch schedulers) and SIGHUP (the terminal closed, ssh dropped) take the same

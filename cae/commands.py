@@ -6,11 +6,13 @@ The command line itself (flags, help) is :mod:`cae.cli`; these functions are wha
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
+import sys
 from typing import Any
 
-from cae.config import load_experiment
+from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
-from cae.paths import study_dir
 from cae.schema import parse_assignment, with_overrides
 from cae.search_config import SearchConfig, load_search
 
@@ -19,8 +21,15 @@ from cae.search_config import SearchConfig, load_search
 # Optuna is imported (~15 s); the imports above cost nothing (cae.search_config loads them anyway).
 
 
+EXPERIMENT_KEYS = {f.name for f in dataclasses.fields(ExperimentConfig)}  # data, model, train, seed, name
+
+
 def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
-    """Make variables / flags -> dotted config keys (``prefix`` = "experiment." for searches)."""
+    """Make variables / flags -> dotted config keys (``prefix`` = "experiment." for searches).
+
+    One key names one value in every verb: ``SET="train.learning_rate=3e-4"`` means the same for
+    `make train` and `make search` (``experiment.train.learning_rate`` is accepted for a search too).
+    """
     out: dict[str, Any] = {}
     for flag, key in (("data", "data.source"), ("subset", "data.subset"), ("epochs", "train.epochs"), ("seed", "seed")):
         value = getattr(args, flag, None)
@@ -28,13 +37,18 @@ def _overrides(args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
             out[prefix + key] = None if flag == "subset" and value == 0 else value  # SUBSET=0: the full split
     for text in getattr(args, "set", None) or []:
         key, value = parse_assignment(text)
-        out[key] = value
+        bare = key.removeprefix("experiment.")
+        out[prefix + bare if bare.split(".")[0] in EXPERIMENT_KEYS else key] = value
     return out
 
 
 def _given(args: argparse.Namespace, *flags: str) -> dict[str, Any]:
-    """The search-level flags the user set (search config keys of the same names)."""
-    return {flag: getattr(args, flag) for flag in flags if getattr(args, flag, None) is not None}
+    """The search-level flags the user set (search config keys of the same names); the storage URL also
+    from ``CAE_STORAGE``, how make passes it (a password in a command line shows in every process list)."""
+    given = {flag: getattr(args, flag) for flag in flags if getattr(args, flag, None) is not None}
+    if "storage" in flags and "storage" not in given and os.environ.get("CAE_STORAGE"):
+        given["storage"] = os.environ["CAE_STORAGE"]
+    return given
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -64,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _search_config(args: argparse.Namespace) -> Any:
     overrides = {
         **_overrides(args, prefix="experiment."),
-        **_given(args, "trials", "study", "storage", "engine", "workers", "timeout", "extend"),
+        **_given(args, "trials", "study", "storage", "engine", "workers", "timeout", "extend", "code_values"),
     }
     cfg = load_search(args.config, overrides)
     if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
@@ -102,31 +116,35 @@ def cmd_search_worker(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     import json
 
-    from cae.search.best import read_best
+    from cae.search.best import read_best, summary_lines
 
-    print(json.dumps(read_best(args.study or _search_config(args).study), indent=2))
+    record = read_best(args.study or _search_config(args).study)
+    print(json.dumps(record, indent=2) if args.json else "\n".join(summary_lines(record)))
+    return 0
+
+
+def cmd_studies(args: argparse.Namespace) -> int:
+    from cae.search.summary import studies_table
+
+    print(studies_table(load_search(None, _given(args, "storage"))))
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    """Forget a study: its Optuna trials, its MLflow experiment (kept in MLflow's trash) and runs/<study>/."""
-    import shutil
+    """Forget a study: its Optuna trials, its MLflow experiment (kept in MLflow's trash), its registered
+    model and runs/<study>/; asked first (``--yes`` skips the question), refused while trials run."""
+    from cae.search.summary import delete
 
-    from cae.search.study import delete_study
-    from cae.tracking import Tracker
-
-    cfg = load_search(None, {"study": args.study, **({"storage": args.storage} if args.storage else {})})
-    deleted = [
-        what
-        for what, done in (
-            ("Optuna study", delete_study(cfg)),
-            ("MLflow experiment", Tracker().check().retire_experiment(cfg.study)),
-            (f"folder {study_dir(cfg.study)}", study_dir(cfg.study).is_dir()),
-        )
-        if done
-    ]
-    shutil.rmtree(study_dir(cfg.study), ignore_errors=True)
-    print(f"study {cfg.study!r}: deleted {', '.join(deleted)}" if deleted else f"no study {cfg.study!r} found")
+    cfg = load_search(None, {"study": args.study, **_given(args, "storage")})
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CAEError(f"delete study {cfg.study!r} and everything it made? say so with YES=1 (--yes)")
+        answer = input(f"delete study {cfg.study!r}: its trials, MLflow experiment, registered model and runs/"
+                       f"{cfg.study}/? [y/N] ")  # fmt: skip
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    print(delete(cfg, force=args.force))
     return 0
 
 
@@ -139,7 +157,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from cae.dashboard import serve
 
-    return serve(args.storage, args.host, args.port, auth=args.auth)
+    return serve(_given(args, "storage").get("storage"), args.host, args.port, auth=args.auth)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:

@@ -167,13 +167,16 @@ def _param(name: str, spec: Any, where: str) -> Param:
         raise CAEError(f"{where}: {name} is not numeric; give it choices: [...] instead of low/high")
     if "low" not in spec or "high" not in spec:
         raise CAEError(f"{where}: {name}: a range needs both low and high")
+    # coerce refuses nan and inf: nan passes every comparison below, inf overflows the sampler
     low, high = (coerce(spec[k], tp, f"{name}.{k}", where) for k in ("low", "high"))
-    step = coerce(spec["step"], tp, f"{name}.step", where) if spec.get("step") is not None else None
+    step = coerce(spec["step"], tp, f"{name}.step", where) if "step" in spec else None
     log = spec.get("log", False)
     if not isinstance(log, bool):
         raise CAEError(f"{where}: {name}.log must be true or false, got {quoted(log)}")
     if low > high:
         raise CAEError(f"{where}: {name}: low ({low}) is greater than high ({high})")
+    if not math.isfinite(high - low):  # a uniform draw scales by high - low
+        raise CAEError(f"{where}: {name}: the range from {low} to {high} is too wide to sample; narrow it")
     if log and low <= 0:
         raise CAEError(f"{where}: {name}: a log range needs low > 0, got {low}")
     if log and step is not None:
@@ -225,9 +228,11 @@ def load_space(path: str | Path, experiment: ExperimentConfig | None = None) -> 
         raise CAEError(f"{where}: 'params' must map config keys to ranges or choices (none given)")
     params: dict[str, Param] = {}
     for name, spec in specs.items():
-        condition = spec.pop("if") if isinstance(spec, dict) and "if" in spec else None
+        # `if:` left empty must not make the parameter unconditional: it is checked like any condition
+        conditional = isinstance(spec, dict) and "if" in spec
+        condition = spec.pop("if") if conditional else None
         param = _param(name, spec, where)
-        if condition is not None:
+        if conditional:
             param = dataclasses.replace(param, condition=_condition(name, condition, params, where))
         _check_extremes(param, where, experiment or ExperimentConfig())
         params[name] = param

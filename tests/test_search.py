@@ -415,7 +415,7 @@ def test_delete_forgets_a_study_so_its_name_starts_afresh(db, tracking_uri):
 
     cfg = config(db, "doomed", trials=1)
     run_search(cfg)
-    assert main(["delete", "--study", "doomed", "--storage", cfg.storage]) == 0
+    assert main(["delete", "--study", "doomed", "--storage", cfg.storage, "--yes"]) == 0
     assert "doomed" not in [s.study_name for s in optuna.get_all_study_summaries(cfg.storage)]
     assert not study_dir("doomed").exists() and Tracker(tracking_uri).experiment_id("doomed", create=False) is None
     run_search(cfg)  # the name is free again: a new study with its own experiment and nothing of the old one

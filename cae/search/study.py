@@ -120,17 +120,6 @@ def load_existing_study(cfg: SearchConfig, storage: Any = None, seed_offset: int
     )
 
 
-def delete_study(cfg: SearchConfig) -> bool:
-    """Delete the study ``cfg.study`` from its storage; False if there was none."""
-    optuna = optuna_module()
-    storage = open_storage(cfg)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if cfg.study not in names:
-        return False
-    optuna.delete_study(study_name=cfg.study, storage=storage)
-    return True
-
-
 def create_or_load_study(
     cfg: SearchConfig,
     space: SearchSpace,

@@ -23,7 +23,7 @@ from cae.config import ExperimentConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
 from cae.metrics import psnr_from_mse
-from cae.search.best import score_best
+from cae.search.best import score_best, update_best
 from cae.search_config import SearchConfig
 from cae.tags import run_tags, stage_of
 from cae.train import TrainResult, train_and_evaluate
@@ -185,6 +185,17 @@ class ReconstructionTask:
         against = {"PCA": held.pca["test_psnr"], "thumbnail": held.thumbnail["test_psnr"]}
         if held.reference is not None:
             against[f"reference CAE ({held.reference['epochs']} epochs)"] = held.reference["test_psnr"]
+        update_best(
+            study,
+            best["trial_number"],
+            baselines={
+                "pca_test_psnr": held.pca["test_psnr"],
+                "pca_q8_test_psnr": held.pca["test_q8_psnr"],
+                "thumbnail_test_psnr": held.thumbnail["test_psnr"],
+                "reference_test_psnr": held.reference["test_psnr"] if held.reference else None,
+                "reference_epochs": held.reference["epochs"] if held.reference else None,
+            },
+        )
         chosen = "an enqueued point" if best.get("enqueued") else "a point the search chose"
         print(
             f"best trial {best['trial_number']} ({chosen}) on test: {test:.2f} dB; "

@@ -174,6 +174,18 @@ class Tracker:
             self.client.delete_experiment(exp.experiment_id)
         return True
 
+    def delete_registered_model(self, name: str) -> bool:
+        """Delete the registered model ``name`` and its versions; False if there is none."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.delete_registered_model(name)
+        except MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
+        return True
+
     def start_run(
         self,
         experiment: str,
