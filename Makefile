@@ -38,7 +38,7 @@ ifneq ($(STORAGE),)
 export CAE_STORAGE := $(STORAGE)
 endif
 
-.PHONY: FORCE help setup test test-fast lint train search pareto worker best studies delete compare report ui dashboard \
+.PHONY: FORCE help setup test test-fast lint train search pareto worker best studies delete compare report publish ui dashboard \
 	colorize-best colorize-search bench
 
 help: ## list the verbs, their variables and defaults
@@ -134,8 +134,13 @@ compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<
 	$(PY) -m cae compare $(call opt,STUDY,study) $(call opt,TOP,top) $(call opt,TRIAL_IDS,trial-ids) \
 		$(call opt,RUNS,runs) $(call opt,STATES,states) $(if $(LINEAR),--linear)
 
-report: $(STAMP) ## reports/<STUDY>/search.md (default cae-search): the trials' own models, or retrained for EPOCHS; DATA SUBSET(0=all) SEED
+report: $(STAMP) ## runs/<STUDY>/report/search.md (default cae-search): the best against PCA, the thumbnail, the reference CAE; EPOCHS DATA SUBSET(0=all) SEED retrain
 	$(PY) -m cae report $(STUDY_ARGS) $(TRAIN_ARGS)
+
+publish: $(STAMP) ## copy runs/<STUDY>/report/ and best.json to results/<STUDY>/: the only verb that writes tracked files
+	@test -n "$(STUDY)" || { echo "error: say which study: make publish STUDY=<name>" >&2; exit 2; }
+	$(PY) -m cae publish $(STUDY_ARGS)
+
 
 colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|chroma-semantic|chroma-oracle|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \

@@ -26,6 +26,7 @@ from cae.commands import (  # noqa: E402
     cmd_compare,
     cmd_dashboard,
     cmd_delete,
+    cmd_publish,
     cmd_report,
     cmd_search,
     cmd_search_worker,
@@ -167,7 +168,7 @@ def _viewing_commands(sub: Any) -> None:
     p.add_argument("--linear", action="store_true", help="linear instead of log y axis")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("report", help="write reports/<study>/search.md (retrains reference and best)")
+    p = sub.add_parser("report", help="write runs/<study>/report/search.md: the best against the baselines")
     _add_search_flags(p)
     p.set_defaults(func=cmd_report)
 
@@ -184,6 +185,10 @@ def _viewing_commands(sub: Any) -> None:
     _add_search_flags(p)
     p.add_argument("--json", action="store_true", help="the whole record, as JSON")
     p.set_defaults(func=cmd_best)
+
+    p = sub.add_parser("publish", help="copy runs/<study>/report/ and best.json to results/<study>/ (tracked files)")
+    p.add_argument("--study", required=True, help="the study whose reports become this project's published results")
+    p.set_defaults(func=cmd_publish)
 
     p = sub.add_parser("studies", help="the studies of the storage: trials by state, best, test PSNR")
     p.add_argument("--storage", help="Optuna storage URL (default sqlite:///<repo>/runs/optuna.db)")
@@ -205,7 +210,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def _check_study_names(args: argparse.Namespace) -> None:
     """Every command's ``--study`` (compare's comma-separated list too), checked once before it runs:
-    a name becomes runs/<study>/ and reports/<study>/, so `/abs` or `../x` must not reach any command."""
+    a name becomes runs/<study>/ and runs/<study>/report/, so `/abs` or `../x` must not reach any command."""
     text = getattr(args, "study", None)
     if text is not None:
         names = [t.strip() for t in text.split(",") if t.strip()] if args.command == "compare" else [text]

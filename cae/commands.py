@@ -192,6 +192,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from cae.report.publish import publish_study
+
+    files = publish_study(args.study)
+    print(f"published {len(files)} file(s) of study {args.study!r} to results/{args.study}/ (tracked: commit them)")
+    return 0
+
+
 def cmd_colorize(args: argparse.Namespace) -> int:
     from cae.colorize.from_best import colorize
     from cae.colorize.variants import ALL

@@ -2,7 +2,8 @@
 
 Selects the top k trials of one or more studies by best validation MSE (a colorization study:
 validation PSNR), explicit trial numbers, or explicit run ids; overlays their per-epoch curves in
-one PNG and writes the table as CSV; both are logged to the study's parent run and written under ``reports/<study>/``.
+one PNG and writes the table as CSV; both are logged to the study's parent run and written under
+``runs/<study>/report/``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cae.errors import CAEError
-from cae.paths import atomic_path, ensure_dir, reports_dir
+from cae.paths import atomic_path, ensure_dir, report_dir
 from cae.tracking import SIZE_PARAMS, Run, Tracker
 
 # lazy: cae.plots (matplotlib, ~0.6 s) is imported where a figure is drawn: reading the runs and the table need none.
@@ -270,7 +271,7 @@ def compare(
         raise CAEError(f"unknown trial state {bad[0]!r}; allowed: COMPLETE, PRUNED, FAIL")
     rows = select(tracker, studies, top=top, trial_ids=trial_ids, run_ids=run_ids, states=states)
     name = "+".join(dict.fromkeys(r.study for r in rows)) or "runs"
-    out_dir = ensure_dir(out_dir or reports_dir() / name)
+    out_dir = ensure_dir(out_dir or report_dir(name))
     title = f"{name}: {drawn(rows, studies, top, trial_ids, run_ids)}"
     png = plot(rows, out_dir / "compare.png", log_y=log_y, title=title)
     csv_path = write_csv(rows, out_dir / "compare.csv")

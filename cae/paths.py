@@ -30,11 +30,6 @@ def runs_dir() -> Path:
     return Path(os.environ.get("CAE_RUNS_DIR") or project_root() / "runs").resolve()
 
 
-def reports_dir() -> Path:
-    """Committed reports: ``<repo>/reports`` (``CAE_REPORTS_DIR`` moves it, e.g. for tests)."""
-    return Path(os.environ.get("CAE_REPORTS_DIR") or project_root() / "reports").resolve()
-
-
 def resolve(path: str | Path) -> Path:
     """A relative path from the working directory, else from the checkout (``search_spaces/...``)."""
     p = Path(path).expanduser()
@@ -43,7 +38,7 @@ def resolve(path: str | Path) -> Path:
     return project_root() / p if (project_root() / p).exists() else p
 
 
-# A study's name becomes a folder (runs/<study>/, reports/<study>/) and an MLflow experiment: a plain
+# A study's name becomes a folder (runs/<study>/) and an MLflow experiment: a plain
 # file name only, so that no name can reach outside those folders (`/abs`, `../x`) or hide in them (`.x`).
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _MAX_NAME = 100  # far below a file name's 255 bytes, leaving room for suffixes (-colorize, -sample, -kt)
@@ -67,6 +62,12 @@ def check_study_name(name: str, what: str = "study") -> str:
 def study_dir(study: str) -> Path:
     """``runs/<study>``; a name that is not plain is refused here too, so no caller can write outside runs/."""
     return runs_dir() / check_study_name(study)
+
+
+def report_dir(study: str) -> Path:
+    """Where a study's reports, figures and comparisons go: ``runs/<study>/report/``, the user's own space
+    (``make publish`` copies this project's to ``results/``)."""
+    return study_dir(study) / "report"
 
 
 def ensure_dir(path: Path) -> Path:

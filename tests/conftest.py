@@ -47,7 +47,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("runs")
     os.environ["CAE_RUNS_DIR"] = str(path)
-    os.environ["CAE_REPORTS_DIR"] = str(path / "reports")  # never write into the checkout's reports/
     os.environ.pop("CAE_DATA", None)  # tests name their data explicitly
     # One decoded-data cache for the whole session, also for tests (and the CLI processes they
     # start, which inherit it) that move CAE_RUNS_DIR: the real archive is decoded once (~15 s), not

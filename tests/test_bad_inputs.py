@@ -330,7 +330,7 @@ def test_bad_input_is_one_line_and_leaves_nothing_behind(argv, message, env, tra
     args = argv(case)
     for key, value in (env(case) if env else {}).items():
         monkeypatch.setenv(key, value)
-    watched = (paths.runs_dir(), paths.reports_dir())
+    watched = (paths.runs_dir(),)
     files_before, mlflow_before = snapshot(*watched), mlflow_state(tracker)
     capsys.readouterr()
 

@@ -5,7 +5,7 @@ explicit experiment ``--config``) are rebuilt with a 1-channel BT.601 luma input
 the same split, once per variant (``--variant``: see :mod:`cae.colorize.variants`).
 
 Every variant is an MLflow run tagged ``stage=colorization`` with lineage tags back to the
-reconstruction trial; ``reports/<study>/colorization.md`` compares them with two no-learning
+reconstruction trial; ``runs/<study>/report/colorization.md`` compares them with two no-learning
 baselines (gray copied to RGB; gray plus the training set's mean chroma).
 """
 
@@ -27,7 +27,7 @@ from cae.data import CLASSES, Splits, load_splits, luma, to_unit
 from cae.errors import CAEError
 from cae.hardware import machine
 from cae.metrics import per_class_mse, psnr_from_mse
-from cae.paths import ensure_dir, reports_dir
+from cae.paths import ensure_dir, report_dir
 from cae.plots import image_grid
 from cae.report.publish import publish
 from cae.search.best import load_best_model
@@ -97,7 +97,7 @@ def colorize(
         )
         if v is not None
     )
-    out = ensure_dir(reports_dir() / study_name)
+    out = ensure_dir(report_dir(study_name))
     colorization_grid(
         splits,
         [(v, r["model"], r["config"]) for v, r in results.items()],

@@ -1,4 +1,4 @@
-"""`reports/<study>/colorization.md`: the colorize-best table, grid and measured shortcomings (Markdown only)."""
+"""`runs/<study>/report/colorization.md`: the colorize-best table, grid and measured shortcomings (Markdown only)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def render(
     baseline_rows: dict[str, dict[str, float]],
     command: str,
 ) -> str:
-    """The Markdown of ``reports/<study>/colorization.md``: table, grid link, measured shortcomings.
+    """The Markdown of ``runs/<study>/report/colorization.md``: table, grid link, measured shortcomings.
 
     ``data``: ``data_source``, ``sizes`` (train, val, test), ``seed``, ``machine``; ``results`` per
     variant: the scores of :func:`cae.colorize.from_best.evaluate_variant`, ``run_id``, ``config``, times.

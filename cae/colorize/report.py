@@ -1,4 +1,4 @@
-"""`reports/<study>/colorization-search.md`: the colorization study's front, measured and written up.
+"""`runs/<study>/report/colorization-search.md`: the colorization study's front, measured and written up.
 
 :func:`measure` gathers the numbers from models already trained (``cae.colorize.search.report_models``
 trains them), :func:`cae.colorize.search_render.render` writes the Markdown from those numbers alone
@@ -20,7 +20,7 @@ from cae.colorize.scoring import baselines
 from cae.colorize.search_render import Measured, render
 from cae.data import TRANSFORMS, Splits, to_unit
 from cae.hardware import machine
-from cae.paths import ensure_dir, reports_dir, write_text_atomic
+from cae.paths import ensure_dir, report_dir, write_text_atomic
 from cae.report.publish import publish
 from cae.search.study import state_name
 from cae.search_config import SearchConfig
@@ -100,7 +100,7 @@ def command_of(cfg: SearchConfig) -> str:
 
 
 def write_search_report(cfg: SearchConfig, tracker: Tracker, models: StudyModels) -> Path:
-    """Measure, register the chosen model, draw, render and log ``reports/<source>/colorization-search.md``."""
+    """Measure, register the chosen model, draw, render and log ``runs/<source>/report/colorization-search.md``."""
     m = measure(cfg, models)
     if m.finals:
         chosen = next(f for f in m.finals if f.trial == m.chosen)
@@ -108,7 +108,7 @@ def write_search_report(cfg: SearchConfig, tracker: Tracker, models: StudyModels
     accuracies = {k: m.semantic[k] for k in ("gray_classifier_acc", "true_classifier_acc")}
     for run_id in {f.run_id for f in m.finals} | ({m.parent_run_id} if m.parent_run_id else set()):
         Run(tracker, run_id).log_metrics(accuracies)  # the semantic check's reference points, beside each model
-    out = ensure_dir(reports_dir() / m.source)
+    out = ensure_dir(report_dir(m.source))
     if m.finals:
         front_figure(m, out / "colorization-front.png")
         grid_figure(cfg, m.finals, models.splits, out / "colorization-search.png")

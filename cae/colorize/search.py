@@ -8,7 +8,7 @@ classification over chroma classes with rebalancing), skip connections, width an
 source, learning rate and batch size. Two objectives: validation PSNR (higher) and the
 colourfulness gap |1 − pred/true chroma spread| (lower), so the study returns a Pareto front.
 Then the front is trained to the end, scored on test and written up
-(``reports/<study>/colorization-search.md``).
+(``runs/<study>/report/colorization-search.md``).
 """
 
 from __future__ import annotations

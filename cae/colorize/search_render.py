@@ -1,4 +1,4 @@
-"""The Markdown of `reports/<study>/colorization-search.md`, from the measured numbers alone.
+"""The Markdown of `runs/<study>/report/colorization-search.md`, from the measured numbers alone.
 
 :class:`Measured` is what :func:`cae.colorize.report.measure` gathers; :func:`render` writes the
 report from it, so every sentence is tested with hand-made numbers, no training.

@@ -1,4 +1,4 @@
-"""`cae report` (``make report``): ``reports/<study>/search.md``, a search written up for a supervisor.
+"""`cae report` (``make report``): ``runs/<study>/report/search.md``, a search written up for a supervisor.
 
 The steps: load the study and its exported best → the models to score (each trial's own model, the
 study trained them to the length they are quoted at; ``EPOCHS=`` or data overrides retrain the
@@ -10,24 +10,24 @@ and the photo tiles) → figures → numbers (``measure``) → Markdown (``rende
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cae.baseline_runs import baseline_runs
 from cae.baselines import PCA_VALUES, baseline_table, pca_basis
 from cae.colorize.photos import photo_tiles
 from cae.compare import compare
 from cae.data import Splits, splits_for
 from cae.errors import CAEError
-from cae.paths import ensure_dir, reports_dir, study_dir
+from cae.paths import ensure_dir, report_dir, study_dir
 from cae.report.data import ReportData
 from cae.report.figures import plot_rate_distortion, plot_size_vs_error, reconstruction_grid
-from cae.report.measure import AIM_GRID, Inputs, measure
+from cae.report.measure import Inputs, measure
 from cae.report.points import MIN_FOR_IMPORTANCES, Point, completed_points, pareto_front
 from cae.report.publish import publish
 from cae.report.render import render
-from cae.report.retrain import retrain_configs, retrain_pair
+from cae.report.retrain import retrain, retrain_config
 from cae.report.score import score
 from cae.search.best import load_best_model, read_best
 from cae.search.figures import save_optuna_plots
@@ -54,40 +54,41 @@ def _same_data(data: dict[str, Any], splits: Any, recorded: dict[str, Any], best
     return all(given[key] == trained[key] for key in data)
 
 
-def reference_of(trials: Iterable[Any]) -> Any:
-    """The study's reference trial: the completed one where it was stopped and queued again (retry_of)."""
-    references = [t for t in trials if t.user_attrs.get("reference")]
-    return max(references, key=lambda t: t.state.name == "COMPLETE", default=None)
-
-
 def build_report(
     cfg: SearchConfig, *, epochs: int | None = None, data: dict[str, Any] | None = None, tracker: Tracker | None = None
 ) -> Path:
-    """Write ``reports/<study>/search.md`` (+ images) and log them to the study's parent run.
+    """Write ``runs/<study>/report/search.md`` (+ images) and log them to the study's parent run.
 
     Without ``epochs`` or other ``data`` than the study's the trials' own models are scored; with them
-    the reference and the best are retrained for ``epochs`` (default: the search's) on the study's data
-    or on ``data`` (``data.source``, ``data.subset``, ``seed``).
+    the best is retrained for ``epochs`` (default: the search's) on the study's data or on ``data``
+    (``data.source``, ``data.subset``, ``seed``). The reference CAE is a baseline run at the same length
+    (:mod:`cae.baseline_runs`: trained once per split and length, cached).
     """
+    import keras
+
     tracker = tracker or Tracker()
     study, points = _load(cfg)
     best = read_best(cfg.study)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    reference_trial = reference_of(trials.values())
-    budget, best_config, reference_config = retrain_configs(
-        best, reference_trial.params if reference_trial else None, epochs, data, cfg.experiment
-    )
+    budget, best_config = retrain_config(best, epochs, data)
     splits = splits_for(best_config)
     # DATA= naming the very data the best trial trained on (see _same_data) is no other data:
     # the trials' own models are scored, not retrained (a 30-epoch retrain of a hybrid is ~40 min on 2 cores).
     own = epochs is None and _same_data(data or {}, splits, study.user_attrs, best)
     if own:
         top = score(load_best_model(cfg.study)[0], splits, **_own(trials[best["trial_number"]], "best", best))
-        ref = _own_model(cfg.study, reference_trial, splits) if reference_trial else None
-        if ref is None:  # an older study kept no reference model: train it at the same budget
-            ref = retrain_pair(best_config, reference_config, best["trial_number"], cfg.study, splits, tracker)[0]
     else:
-        ref, top = retrain_pair(best_config, reference_config, best["trial_number"], cfg.study, splits, tracker)
+        top = retrain(best_config, f"best-trial-{best['trial_number']}", cfg.study, splits, tracker)
+    held = baseline_runs(splits, best["code_values"], best_config, budget, tracker).reference
+    ref = score(
+        keras.models.load_model(held["model"], compile=False),
+        splits,
+        label="reference CAE (baseline run)",
+        run_id=held["run_id"],
+        epochs=held["epochs"],
+        retrained=False,
+        seconds_per_epoch=held["seconds_per_epoch"],
+    )
     front = {p.trial: m for p in pareto_front(points) if (m := _own_model(cfg.study, trials[p.trial], splits))}
     ablation = [
         m
@@ -114,9 +115,9 @@ def build_report(
         parent_run_id=tracker.find_study_parent(cfg.study),
         front_scored=front,
         ablation=ablation,
-        colorization=COLORIZATION if (reports_dir() / cfg.study / COLORIZATION).exists() else None,
+        colorization=COLORIZATION if (report_dir(cfg.study) / COLORIZATION).exists() else None,
     )
-    out = ensure_dir(reports_dir() / cfg.study)
+    out = ensure_dir(report_dir(cfg.study))
     numbers = measure(inputs, report_command(cfg.study, epochs, data or {}))
     models = {m["run_id"]: m["model"] for m in scored}
     numbers = replace(numbers, images=_figures(inputs, numbers, out, tracker, models, splits))
@@ -152,14 +153,14 @@ def _own_model(study: str, trial: Any, splits: Splits) -> dict[str, Any] | None:
     if trial.state.name != "COMPLETE" or not path.exists():
         return None
     keras.backend.clear_session()
-    label = "reference" if trial.user_attrs.get("reference") else f"trial {trial.number}"
+    label = f"trial {trial.number}"
     return score(keras.models.load_model(path, compile=False), splits, **_own(trial, label))
 
 
 def _tables(splits: Splits, points: list[Point], scored: list[dict[str, Any]]) -> dict[str, Any]:
     """PCA and the thumbnail at every size the report names, on validation, test and the photo tiles."""
     basis = pca_basis(splits)
-    sizes = {*PCA_VALUES, *AIM_GRID, *(p.code_values for p in points)}
+    sizes = {*PCA_VALUES, *(p.code_values for p in points)}
     sizes |= {m[k] for m in scored for k in ("code_values", "latent_values")}
     tiles, _ = photo_tiles()
     return {

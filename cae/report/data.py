@@ -163,7 +163,6 @@ class ReportData:
     importances: list[Importance] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # figure key -> file name next to search.md
     colorization: str | None = None  # the colorization report's file name, when it exists
-    reached: tuple[float, float] | None = None  # (hours into the study, PSNR) when it first beat the old best
 
     @property
     def n_trials(self) -> int:

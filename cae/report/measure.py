@@ -8,7 +8,6 @@ study is only read (trials, their states and times, its attributes); importances
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +17,12 @@ from cae.hardware import machine
 from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
-from cae.report.points import AIM_SIZES, MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+from cae.report.points import MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
 from cae.search.retry import retried
 from cae.search.rungs import rung_values
 from cae.search.study import importances as fanova
 from cae.search.study import state_counts
 from cae.search_config import SearchConfig
-
-# The code sizes the aim's table lists (PCA's exact PSNR at each).
-AIM_GRID = (192, 256, 320, 384, 448, 512, 640, 768, 832, 896, 1024)
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ def measure(inputs: Inputs, command: str) -> ReportData:
         for p in pareto_front(inputs.points)
     ]
     test = tables.get("test")
-    grid = [k for k in AIM_GRID if AIM_SIZES[0] <= k <= AIM_SIZES[1]]
+    grid = sorted({r["code_values"] for r in [inputs.top, *inputs.ablation]})
     return ReportData(
         study=cfg.study,
         generated=time.strftime("%Y-%m-%d %H:%M"),
@@ -141,7 +137,6 @@ def measure(inputs: Inputs, command: str) -> ReportData:
         pca_q8_test={k: test.pca_q8[k] for k in grid if test and k in test.pca_q8},
         importances=importances(study, inputs.points),
         colorization=inputs.colorization,
-        reached=first_reached(trials),
     )
 
 
@@ -178,30 +173,6 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
             )
         )
     return out
-
-
-OLD_BEST_PSNR = 35.83  # the conv-only study's best, retrained 30 epochs (results/cae-search-v1/)
-
-
-def first_reached(trials: list[Any], target: float = OLD_BEST_PSNR) -> tuple[float, float] | None:
-    """(hours from the study's first start, PSNR) when a trial's validation PSNR first beat ``target``.
-
-    From the epoch values the pruner saw (Optuna's intermediate values), each timed by spreading the
-    trial's duration evenly over its epochs; None if no trial got there (or none reported epochs).
-    """
-    start = min((t.datetime_start for t in trials if t.datetime_start), default=None)
-    hits = []
-    for t in trials:
-        if not (t.intermediate_values and t.datetime_start and t.datetime_complete and start):
-            continue
-        per_epoch = (t.datetime_complete - t.datetime_start).total_seconds() / len(t.intermediate_values)
-        for step, loss in sorted(t.intermediate_values.items()):
-            psnr = 10 * math.log10(1 / loss) if loss > 0 else math.inf
-            if psnr > target:
-                at = (t.datetime_start - start).total_seconds() + (step + 1) * per_epoch
-                hits.append((at / 3600, psnr))
-                break
-    return min(hits) if hits else None
 
 
 def importances(study: Any, points: list[Point]) -> list[Importance]:

@@ -15,8 +15,6 @@ from cae.metrics import psnr_from_mse
 from cae.report.data import Importance, Rank
 
 PCA_MARGIN_DB = 1.0  # the project's aim: at every code size from 192 to 1,024 values, 1 dB above PCA (8-bit)
-AIM_SIZES = (192, 1024)  # the span of code sizes the aim names
-AIM_PSNR, AIM_PSNR_SIZE = 40.0, 832  # and at least 40 dB at no more than 832 values
 # Importances and rank correlations need this many completed trials: with fewer, fANOVA's shares and a
 # Spearman ρ are noise (3 trials give ρ = ±1.00), and the report says there are too few instead.
 MIN_FOR_IMPORTANCES = 8

@@ -1,8 +1,10 @@
 """``search.md`` from a ``ReportData``: Markdown only, no study, no models, no files read.
 
-Sections: header, study, best trial, the scored models against PCA and the thumbnail, what the
-parts buy, the aims (met or missed, with the figure), loss curves, what mattered, rate–distortion
-with the front table, colorization. A sentence is written only where the data supports it.
+Sections: header, study, best trial, the scored models against the baselines (PCA, the thumbnail,
+the reference CAE), the search against its enqueued starting points, loss curves and the search
+over time, what mattered, rate–distortion with the front table (a study across code sizes),
+colorization. A sentence is written only where the data supports it, and a run too small for a
+statement says so instead. This project's own aims are in results/README.md, not here.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cae.report.aims import aim_lines
 from cae.report.data import FrontPoint, Importance, Rank, ReportData, ScoredModel
 from cae.report.points import MIN_FOR_IMPORTANCES
 
@@ -22,10 +23,9 @@ def render(data: ReportData) -> str:
         *_best(data),
         *_scored(data),
         *_ablation(data),
-        *aim_lines(data),
         *_curves(data),
         *_mattered(data),
-        *_rate_distortion(data),
+        *(_rate_distortion(data) if not data.single_objective else []),
         *_colorization(data),
     ]
     return "\n".join(lines) + "\n"
@@ -62,8 +62,22 @@ def _header(data: ReportData) -> list[str]:
     ]
 
 
+SHORT_TRIALS = 3  # epochs per trial below which a ranking says little about longer training
+
+
 def _study(data: ReportData) -> list[str]:
     states = ", ".join(f"{n} {s}" for s, n in data.states.items())
+    small = []
+    if data.epochs_per_trial < SHORT_TRIALS:
+        small.append(
+            f"- **A run too short for rankings**: {data.epochs_per_trial} epoch(s) per trial; which model is best "
+            "after so little training says little about which is best after 30 epochs."
+        )
+    if data.n_completed < MIN_FOR_IMPORTANCES:
+        small.append(
+            f"- **A run too small to judge the search**: {data.n_completed} completed trial(s); its best says how "
+            f"these points compare, not what the space holds (the default study runs 30)."
+        )
     return [
         "## Study",
         "",
@@ -72,6 +86,7 @@ def _study(data: ReportData) -> list[str]:
         f"- Wall time: {_duration(data.wall_seconds)} from first start to last finish "
         f"({_duration(data.trial_seconds)} of trial time).",
         f"- Search space: `{data.space}`.",
+        *small,
         "",
     ]
 
@@ -116,14 +131,15 @@ def _scored(data: ReportData) -> list[str]:
         else f"both retrained for {data.budget} epochs"
     )
     return [
-        f"## The best trial and the reference on the test split: {how}",
+        f"## The best trial against the baselines on the test split: {how}",
         "",
         *SCORED_HEAD,
         scored_row(ref),
         scored_row(top),
         "",
-        f"The best is {top.test_psnr - ref.test_psnr:+.2f} dB against the reference "
-        f"({ref.test_mse / top.test_mse:.2f}× lower test MSE) and {db(top.vs_pca, True)} dB against PCA at its "
+        f"The reference is the seed's CAE, a baseline run of its own (never a trial). The best is "
+        f"{top.test_psnr - ref.test_psnr:+.2f} dB against it ({ref.test_mse / top.test_mse:.2f}× lower test MSE) and "
+        f"{db(top.vs_pca, True)} dB against PCA at its "
         f"{top.code_values:,} values "
         f"({db(top.vs_pca_q8, True)} dB with 8-bit codes on both sides). 8-bit: each latent channel (PCA: each "
         "component) stored as an integer in its range over the training split; equal bytes is the latent's size.",
@@ -143,13 +159,25 @@ def _ablation(data: ReportData) -> list[str]:
         for k in sizes
         if k in data.pca_test
     ]
+    top = data.top
+    verdicts = [
+        f"The search's best (trial {data.best.number}) is {db(top.test_psnr - r.test_psnr, True)} dB on test against "
+        f"{r.label}, an enqueued point at the same length."
+        for r in data.ablation
+        if r.run_id != top.run_id
+    ]
+    if any(r.run_id == top.run_id for r in data.ablation):
+        verdicts.append(f"The search's best is an enqueued point (trial {data.best.number}): it found nothing better.")
     return [
-        "## What each part buys (the enqueued points, same budget)",
+        "## The search against its starting points (the enqueued points, same budget)",
         "",
-        "The points every new study runs first after the reference; each row is that trial's own model.",
+        "The points handed to the study before it searched (a prior: the expert's guesses); each row is that "
+        "trial's own model.",
         "",
         *SCORED_HEAD,
         *[scored_row(r) for r in data.ablation],
+        "",
+        *verdicts,
         "",
         *pca,
         "",
@@ -174,16 +202,26 @@ def _stopped(data: ReportData) -> list[str]:
 
 
 def _curves(data: ReportData) -> list[str]:
-    if "compare" not in data.images:
-        return []
-    return [
-        "## Loss curves of the five best trials",
-        "",
-        f"Validation solid, train dashed; read from MLflow (`make compare STUDY={data.study}`).",
-        "",
-        f"![compare]({data.images['compare']})",
-        "",
-    ]
+    lines = []
+    if "compare" in data.images:
+        lines += [
+            "## Loss curves of the five best trials",
+            "",
+            f"Validation solid, train dashed; read from MLflow (`make compare STUDY={data.study}`).",
+            "",
+            f"![compare]({data.images['compare']})",
+            "",
+        ]
+    if "optimization_history" in data.images:
+        lines += [
+            "## The search over time",
+            "",
+            "Each trial's validation MSE in the order it ran, and the best so far (Optuna's plot).",
+            "",
+            f"![optimization history]({data.images['optimization_history']})",
+            "",
+        ]
+    return lines
 
 
 def importance_sentence(imp: Importance) -> str:

@@ -1,4 +1,4 @@
-"""Retraining the reference and the best trial at another epoch budget (``make report EPOCHS=``), cached.
+"""Retraining the best trial at another epoch budget or on other data (``make report EPOCHS=``), cached.
 
 A study's trials train to the length its best is quoted at, so a report normally scores the trials'
 own models; retraining is for comparing at another budget or on other data (a subset search
@@ -18,7 +18,7 @@ from cae.data import Splits
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.report.locations import repo_relative
 from cae.report.score import score
-from cae.schema import flatten, from_dict, to_dict, with_overrides
+from cae.schema import from_dict, to_dict, with_overrides
 from cae.tags import report_experiment
 from cae.tracked_training import run_experiment
 from cae.tracking import Tracker
@@ -41,43 +41,14 @@ RECORD_KEYS = (
 )
 
 
-def retrain_configs(
-    best: dict[str, Any],
-    reference_params: dict[str, Any] | None,
-    epochs: int | None,
-    data: dict[str, Any] | None,
-    base: ExperimentConfig | None = None,
-) -> tuple[int, ExperimentConfig, ExperimentConfig]:
-    """(epoch budget, best config, reference config), both at that budget and on the same data.
-
-    The reference is its trial's parameters (or the defaults of the searched keys) on the study's
-    base architecture (``base``) and everything else the best trial used (data, training); ``data``
-    overrides (``data.source``, ``data.subset``, ``seed``) let a search run on a subset be retrained
-    on the full split.
-    """
+def retrain_config(
+    best: dict[str, Any], epochs: int | None, data: dict[str, Any] | None
+) -> tuple[int, ExperimentConfig]:
+    """(epoch budget, the best trial's config at that budget and on ``data``: ``data.source``,
+    ``data.subset``, ``seed``, so a search run on a subset can be retrained on the full split)."""
     searched = from_dict(ExperimentConfig, best["config"], "best.json")
     budget = epochs or searched.train.epochs
-    common = {"train.epochs": budget, **(data or {})}
-    defaults = flatten(ExperimentConfig())
-    point = reference_params if reference_params is not None else {k: defaults[k] for k in best["params"]}
-    # The best's architecture keys (a dense code's, say) are not the reference's: start from the base's.
-    model = {f"model.{k}": v for k, v in to_dict((base or ExperimentConfig()).model).items()}
-    return budget, with_overrides(searched, common), with_overrides(searched, {**model, **point, **common})
-
-
-def retrain_pair(
-    best_config: ExperimentConfig,
-    reference_config: ExperimentConfig,
-    best_number: int,
-    study: str,
-    splits: Splits,
-    tracker: Tracker,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(reference, best) records with their models; one training when the reference itself won."""
-    ref = retrain(reference_config, "reference", study, splits, tracker)
-    if to_dict(best_config) == to_dict(reference_config):
-        return ref, {**ref, "label": f"best-trial-{best_number} (= reference)"}
-    return ref, retrain(best_config, f"best-trial-{best_number}", study, splits, tracker)
+    return budget, with_overrides(searched, {"train.epochs": budget, **(data or {})})
 
 
 def retrain(config: ExperimentConfig, label: str, study: str, splits: Splits, tracker: Tracker) -> dict[str, Any]:
