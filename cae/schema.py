@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from cae.errors import CAEError, quoted
+from cae.errors import CAEError, first_line, quoted
 from cae.paths import resolve
 
 
@@ -32,8 +34,38 @@ _Loader.add_implicit_resolver(
 )
 
 
+class _StrictLoader(_Loader):
+    """``_Loader`` that refuses a key given twice in one mapping.
+
+    YAML's parsers keep the last value silently, so a second ``learning_rate:`` further down a file
+    would train at a value the reader of the first never sees. Keys merged in with ``<<: *anchor``
+    are meant to be overridden and are not counted.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    seen = lines.get(key)
+                except TypeError:  # an unhashable key: the base constructor says so with its line
+                    continue
+                if seen is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {quoted(key)} (first on line {seen + 1}); a key may appear once in a mapping",
+                        key_node.start_mark,
+                    )
+                lines[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)
+    return yaml.load(text, Loader=_StrictLoader)
 
 
 def _type_name(tp: Any) -> str:
@@ -51,9 +83,23 @@ def _type_name(tp: Any) -> str:
     )
 
 
+# Every integer a config holds ends up in 64-bit storage (NumPy, TensorFlow, SQLite for Optuna and
+# MLflow); a larger one would pass here and fail mid-run far from the file that gave it.
+INT_LIMIT = 2**63
+
+
+def _got(value: Any) -> str:
+    """How an error quotes a bad value: an empty one (``key:`` in YAML, ``--set key=``) by name."""
+    return "an empty value" if value is None else quoted(value)
+
+
 def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if value is None:  # `train:` with nothing under it would silently mean "the defaults"
+            raise CAEError(
+                f"{where}: {key} is empty; give it keys (allowed: {', '.join(_field_names(tp))}) or leave it out"
+            )
         return _from_dict(tp, value, where, prefix=f"{key}.")
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(tp):
@@ -74,14 +120,27 @@ def coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            if -INT_LIMIT <= value < INT_LIMIT:
+                return value
+            raise CAEError(f"{where}: {key} must be an integer from -2**63 to 2**63 - 1, got {quoted(value)}")
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            # nan passes every `<` check of validate() and inf overflows later, in the middle of a run
+            try:
+                number = float(value)
+            except OverflowError:  # an integer past float's range
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            raise CAEError(f"{where}: {key} must be a finite number, got {quoted(value)}")
     elif tp is str:
         if isinstance(value, str):
             return value
-    raise CAEError(f"{where}: {key} must be {_type_name(tp)}, got {quoted(value)}")
+    raise CAEError(f"{where}: {key} must be {_type_name(tp)}, got {_got(value)}")
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 def _from_dict(cls: type, data: Any, where: str, prefix: str = "") -> Any:
@@ -143,7 +202,7 @@ def flatten_mapping(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, A
 
 
 def suggest(key: str, keys: list[str]) -> str:
-    """"did you mean ...?" for a misspelt or unprefixed key (``train.x`` on a search is
+    """ "did you mean ...?" for a misspelt or unprefixed key (``train.x`` on a search is
     ``experiment.train.x``), else the keys allowed."""
     prefixed = [k for k in keys if k.endswith("." + key)]
     # Scored on the last part (a shared `experiment.model.` prefix makes every key look close), and
@@ -167,13 +226,34 @@ def field_type(cls: type, dotted: str) -> Any:
     return tp
 
 
+def _leaf_overrides(cls: type, overrides: Mapping[str, Any], where: str) -> list[tuple[str, Any]]:
+    """``overrides`` as (dotted key of a value, value) pairs: a section's mapping is spread over its keys.
+
+    A section given anything else (``--set experiment.train=``) is refused: replacing it would reset
+    every key of the section to its default without a word.
+    """
+    pairs: list[tuple[str, Any]] = []
+    for dotted, value in overrides.items():
+        tp = field_type(cls, str(dotted))  # unknown key -> one-line error
+        if not dataclasses.is_dataclass(tp):
+            pairs.append((str(dotted), value))
+        elif isinstance(value, Mapping) and value:
+            pairs += _leaf_overrides(cls, {f"{dotted}.{k}": v for k, v in value.items()}, where)
+        else:
+            names = _field_names(tp)
+            raise CAEError(
+                f"{where}: {dotted} is a section, not a value: set its keys instead, e.g. {dotted}.{names[0]}=... "
+                f"(allowed: {', '.join(names)}); got {_got(None if isinstance(value, Mapping) else value)}"
+            )
+    return pairs
+
+
 def with_overrides(config: T, overrides: Mapping[str, Any], where: str = "override") -> T:
     """A copy of ``config`` with dotted keys replaced, validated again as a whole."""
     if not overrides:
         return config
     data = to_dict(config)
-    for dotted, value in overrides.items():
-        field_type(type(config), dotted)  # unknown key -> one-line error
+    for dotted, value in _leaf_overrides(type(config), overrides, where):
         node = data
         *parents, leaf = dotted.split(".")
         for part in parents:
@@ -183,11 +263,26 @@ def with_overrides(config: T, overrides: Mapping[str, Any], where: str = "overri
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; values are parsed as YAML scalars."""
+    """``"train.epochs=3"`` -> ``("train.epochs", 3)``; values are parsed as YAML scalars.
+
+    An empty value is ``None`` (null: "automatic" for the keys that allow it); ``with_overrides``
+    refuses it for every other key.
+    """
     key, sep, raw = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise CAEError(f"--set expects KEY=VALUE (e.g. train.epochs=3), got {quoted(text)}")
-    return key.strip(), yaml_load(raw) if raw.strip() else None
+    key = key.strip()
+    if not raw.strip():
+        return key, None
+    try:
+        return key, yaml_load(raw)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise CAEError(f"--set {key}: cannot read {quoted(raw)} as a value: {problem}") from None
+    except ValueError as err:  # e.g. an integer over Python's 4,300-digit limit, raised by the constructor
+        raise CAEError(f"--set {key}: cannot read {quoted(raw)} as a value: {first_line(err, 120)}") from None
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        raise CAEError(f"--set {key}: cannot read {quoted(raw)} as a value: nested too deeply") from None
 
 
 # The project's configs are a few kB; a file past this is not a config (a log, data, a generated
@@ -198,7 +293,12 @@ MAX_CONFIG_BYTES = 1_000_000
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = resolve(path)
     try:
-        size = path.stat().st_size
+        status = path.stat()
+        # Opening a named pipe blocks until something writes to it (a silent hang), and a directory
+        # or a device is no config either: refused by what the file is, before it is opened.
+        if not stat.S_ISREG(status.st_mode):
+            raise CAEError(f"config file {path} is {_file_kind(status.st_mode)}; a config file must be a regular file")
+        size = status.st_size
         if size > MAX_CONFIG_BYTES:
             raise CAEError(f"config file {path} is {size / 1e6:.1f} MB; a config file is at most "
                            f"{MAX_CONFIG_BYTES / 1e6:.0f} MB (is it the right file?)")  # fmt: skip
@@ -213,14 +313,27 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         mark = getattr(err, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or "invalid YAML"
-        raise CAEError(f"{path}:{line} {problem}") from None
+        raise CAEError(f"{path}:{line}: {problem}") from None
     except ValueError as err:  # e.g. an integer over Python's 4,300-digit limit, raised by the constructor
         raise CAEError(f"{path}: a value cannot be read: {str(err)[:200]}") from None
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        raise CAEError(f"{path}: values are nested too deeply to read (a config nests a few levels)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise CAEError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {
+        stat.S_ISDIR: "a directory",
+        stat.S_ISFIFO: "a named pipe (FIFO)",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+    }
+    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def check_choices(config: Any, prefix: str = "") -> None:

@@ -1,6 +1,8 @@
 """cae.config and cae.schema: defaults once, YAML → frozen dataclasses, one-line errors; every shipped file builds."""
 
+import os
 import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -90,6 +92,14 @@ def test_round_trip_and_flatten():
         ({"train": {"precision": "fp8"}}, "train.precision must be one of 'float32'"),
         ({"train": {"loss": "classification"}}, "train.loss: classification classifies chroma"),
         ({"data": {"subset": 4}}, "data.subset must be at least 8"),
+        # nan passes `> 0`, inf passed it too and overflowed mid-run: a number must be finite
+        ({"train": {"learning_rate": float("inf")}}, "train.learning_rate must be a finite number, got inf"),
+        ({"train": {"learning_rate": float("nan")}}, "train.learning_rate must be a finite number, got nan"),
+        ({"train": {"rebalance": float("-inf")}}, "train.rebalance must be a finite number, got -inf"),
+        ({"train": {"learning_rate": 10**400}}, "train.learning_rate must be a finite number, got <an integer of"),
+        ({"seed": 10**400}, "seed must be an integer from -2**63 to 2**63 - 1, got <an integer of about 400 digits>"),
+        ({"train": {"epochs": None}}, "train.epochs must be an integer, got an empty value"),
+        ({"train": None}, "train is empty; give it keys (allowed: epochs, batch_size"),  # not "the defaults"
     ],
 )
 def test_bad_experiment_values_fail_with_the_key(tmp_path, data, message):
@@ -251,6 +261,143 @@ def test_a_dense_linear_code_is_refused_for_colorization_in_one_line():
 
     dense = {"model.bottleneck": "dense", "model.code_budget": 256, "model.pca_init": True}
     with_overrides(ExperimentConfig(), dense)  # a reconstruction code: fine
-    with pytest.raises(CAEError, match=r"colorization needs a conv architecture, e\.g\. `make colorize-best "
-                                       r"CONFIG=experiments/conv-best\.yaml` or `make colorize-search FROM="):
+    with pytest.raises(
+        CAEError,
+        match=r"colorization needs a conv architecture, e\.g\. `make colorize-best "
+        r"CONFIG=experiments/conv-best\.yaml` or `make colorize-search FROM=",
+    ):
         with_overrides(ExperimentConfig(), {**dense, "data.input": "luma", "model.predict": "chroma"})
+
+
+# ---- strict files and overrides: duplicate keys, non-finite and empty values, what a file is ----
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "key"),
+    [
+        ("train:\n  learning_rate: 1.0e-3\n  epochs: 2\n  learning_rate: 5.0\n", 4, "learning_rate"),
+        ("seed: 1\nmodel: {depth: 2}\nseed: 2\n", 3, "seed"),
+        ("model:\n  depth: 2\nmodel:\n  depth: 3\n", 3, "model"),
+    ],
+    ids=["nested", "top level", "a whole section"],
+)
+def test_a_duplicate_key_is_refused_with_its_line(tmp_path, text, line, key):
+    """YAML keeps the last value silently: 1.0e-3 then 5.0 trained at 5.0."""
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    message = one_line_error(path)
+    assert f"{path}: line {line}: duplicate key {key!r} (first on line" in message
+
+
+def test_a_duplicate_key_is_refused_in_a_search_file_and_in_an_override(tmp_path):
+    path = tmp_path / "search.yaml"
+    path.write_text("trials: 3\nexperiment:\n  train: {epochs: 1, epochs: 2}\n")
+    assert "line 3: duplicate key 'epochs'" in one_line_error(path, load_search)
+    with pytest.raises(CAEError, match=r"^--set train: cannot read .* duplicate key 'epochs'"):
+        parse_assignment("train={epochs: 1, epochs: 2}")
+
+
+def test_keys_merged_from_an_anchor_may_be_overridden(tmp_path):
+    """``<<: *anchor`` exists to be overridden: that is no duplicate."""
+    path = tmp_path / "merge.yaml"
+    path.write_text("x-base: &base {depth: 2, filters: 8}\nmodel:\n  <<: *base\n  depth: 3\n")
+    assert read_yaml(path)["model"] == {"depth": 3, "filters": 8}
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("train=", "override: train is a section, not a value: set its keys instead, e.g. train.epochs=... (allowed:"),
+        ("train=5", "override: train is a section, not a value"),
+        ("train={}", "train is a section, not a value: set its keys instead"),
+        ("train.epochs=", "override: train.epochs must be an integer, got an empty value"),
+        ("train.learning_rate=.inf", "override: train.learning_rate must be a finite number, got inf"),
+        ("train.learning_rate=.nan", "override: train.learning_rate must be a finite number, got nan"),
+        ("seed=" + "9" * 400, "override: seed must be an integer from -2**63 to 2**63 - 1, got <an integer of about"),
+    ],
+)
+def test_an_override_of_a_section_an_empty_or_out_of_range_value_is_refused(assignment, message):
+    """``--set train=`` used to reset every training key to its default without a word."""
+    with pytest.raises(CAEError) as err:
+        load_experiment(REPO / "experiments/conv-best.yaml", dict([parse_assignment(assignment)]))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("experiment.train=", "override: experiment.train is a section, not a value"),
+        ("experiment=", "override: experiment is a section, not a value"),
+        ("experiment.train.epochs=", "override: experiment.train.epochs must be an integer, got an empty value"),
+        ("pruner=hyperband", "override: pruner is a section, not a value: set its keys instead, e.g. pruner.name="),
+    ],
+)
+def test_a_search_override_of_a_section_or_an_empty_value_is_refused(assignment, message):
+    with pytest.raises(CAEError) as err:
+        load_search(REPO / "experiments/search.yaml", dict([parse_assignment(assignment)]))
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_section_given_a_mapping_changes_only_the_keys_it_names():
+    base = load_experiment(REPO / "experiments/conv-best.yaml")
+    changed = with_overrides(base, {"train": {"epochs": 3}})
+    assert changed.train.epochs == 3 and changed.train.learning_rate == base.train.learning_rate
+    assert changed == with_overrides(base, {"train.epochs": 3})
+    with pytest.raises(CAEError, match=r"unknown key 'train\.epoch'"):
+        with_overrides(base, {"train": {"epoch": 3}})
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("model.depth=[1,", r"^--set model\.depth: cannot read '\[1,' as a value: expected"),
+        ("seed=" + "9" * 5000, r"^--set seed: cannot read '9{80}'… as a value: Exceeds the limit"),
+        ("model.filters=" + "[" * 100_000, r"^--set model\.filters: cannot read '\[{80}'… as a value: nested too"),
+    ],
+    ids=["malformed", "over Python's digit limit", "nested too deeply"],
+)
+def test_a_value_that_cannot_be_read_is_one_line(assignment, message):
+    with pytest.raises(CAEError) as err:
+        parse_assignment(assignment)
+    assert re.search(message, str(err.value)) and len(str(err.value)) < 300
+
+
+def test_a_file_nested_too_deeply_is_one_line(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("model: " + "[" * 100_000 + "\n")
+    assert "values are nested too deeply to read" in one_line_error(path)
+
+
+def read_within(path: Path, seconds: float = 5.0) -> BaseException | None:
+    """``read_yaml(path)`` in a thread; fails the test if it has not returned after ``seconds``."""
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            read_yaml(path)
+            outcome.append(None)
+        except Exception as err:  # handed to the test to check
+            outcome.append(err)
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        # Release the reader blocked on opening the pipe, so the test process can end.
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail(f"read_yaml({path}) hung for {seconds} s")
+    return outcome[0]
+
+
+def test_a_named_pipe_as_a_config_file_is_refused_at_once(tmp_path):
+    """Opening a FIFO waits for a writer: CONFIG=/tmp/fifo used to hang with no output."""
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    err = read_within(fifo)
+    assert isinstance(err, CAEError)
+    assert str(err) == f"config file {fifo} is a named pipe (FIFO); a config file must be a regular file"
+
+
+def test_a_directory_as_a_config_file_is_refused(tmp_path):
+    message = one_line_error(tmp_path, read_yaml)
+    assert message == f"config file {tmp_path} is a directory; a config file must be a regular file"

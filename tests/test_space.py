@@ -14,11 +14,14 @@ from cae.space import load_space
 
 REPO = Path(__file__).resolve().parent.parent
 SPACES = sorted((REPO / "search_spaces").glob("*.yaml"))
-# What each space's points are applied to: the colorization space searches around a luma-input model.
+# What each space's points are applied to: the colorization space searches around a luma-input model,
+# the default space around its study's PCA-code model (experiments/search.yaml).
 COLOUR_BASE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "mse"}
 
 
 def base_for(path: Path) -> ExperimentConfig:
+    if path.stem == "reconstruction":
+        return load_search(REPO / "experiments/search.yaml").experiment
     return with_overrides(ExperimentConfig(), COLOUR_BASE if path.stem == "colorization" else {})
 
 
@@ -34,8 +37,8 @@ def random_points(space, n: int, seed: int = 0):
 
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.name)
 def test_sampled_points_are_inside_the_space_and_read_back_from_the_config(path):
-    space = load_space(path)
     base = base_for(path)
+    space = load_space(path, base)
     for values, trial in random_points(space, 60):
         assert set(values) == {p.name for p in space.params if p.active(values)}
         assert trial.params == values  # Optuna records exactly the sampled names, nothing inactive
@@ -46,13 +49,13 @@ def test_sampled_points_are_inside_the_space_and_read_back_from_the_config(path)
         assert space.outside(config) == []
 
 
-@pytest.mark.parametrize("search", ["search.yaml", "pareto.yaml"])
+@pytest.mark.parametrize("search", ["pareto.yaml"])
 def test_the_space_never_draws_a_code_over_the_studys_budget(search):
     """Spaces sample model.code_budget, so no draw is wasted on a code the objective would skip."""
     from cae.model import build_from_config, code_sizes
 
     cfg = load_search(REPO / "experiments" / search)
-    space = load_space(REPO / cfg.space)
+    space = load_space(REPO / cfg.space, cfg.experiment)
     assert "model.code_budget" in space.names and cfg.max_code_values is not None
     latents = []
     for i, (values, _) in enumerate(random_points(space, 200)):
@@ -66,10 +69,20 @@ def test_the_space_never_draws_a_code_over_the_studys_budget(search):
     assert len(set(latents)) > 10  # the draws spread over the budget range, not one value
 
 
+@pytest.mark.parametrize("search", ["search.yaml", "search-conv.yaml"])
+def test_a_one_size_study_draws_only_its_code_size(search):
+    """A reconstruction study compares one code size: no draw of its space may change it."""
+    cfg = load_search(REPO / "experiments" / search)
+    space = load_space(REPO / cfg.space, cfg.experiment)
+    assert cfg.code_values is not None and "model.code_budget" not in space.names
+    sizes = {space.apply(cfg.experiment, values).model.code_values() for values, _ in random_points(space, 100)}
+    assert sizes == {cfg.code_values}
+
+
 def test_keras_tuner_reads_the_same_space_with_the_same_names():
     import keras_tuner
 
-    space = load_space(REPO / "search_spaces/reconstruction.yaml")
+    space = load_space(REPO / "search_spaces/pareto.yaml")  # the space with both families
     seen: set[str] = set()
     for family in ("conv", "dense"):
         hp = keras_tuner.HyperParameters()
@@ -88,7 +101,7 @@ def test_the_reference_is_a_point_that_rebuilds_the_reference():
     """Trial 0 is the reference's point, applied to the study's base: it must be the reference again."""
     from cae.model import build_from_config, code_sizes
 
-    space = load_space(REPO / "search_spaces/reconstruction.yaml")
+    space = load_space(REPO / "search_spaces/pareto.yaml")  # the space that samples the code size
     reference = load_experiment(REPO / "experiments/reference.yaml")
     assert space.outside(reference) == []
     point = space.point(reference)
@@ -185,6 +198,17 @@ def test_bad_conditions_fail_with_file_and_key(tmp_path, params, message):
         ({"model.depth": {"low": 1, "hi": 3}}, "model.depth: unknown key 'hi'"),
         ({"model.depth": {"low": 1, "high": 6}}, "model.depth=6 would shrink the 32×32 image below 1×1"),
         ({"model.depth": 3}, "model.depth must be a mapping like {low: 1, high: 4}"),
+        # non-finite numbers passed every check here, then failed every trial with an OverflowError
+        ({"train.learning_rate": {"low": 1e-4, "high": float("inf")}}, "train.learning_rate.high must be a finite"),
+        ({"train.learning_rate": {"low": 1e-4, "high": float("nan")}}, "train.learning_rate.high must be a finite"),
+        ({"train.rebalance": {"low": float("-inf"), "high": 1.0}}, "train.rebalance.low must be a finite number"),
+        ({"train.rebalance": {"low": float("nan"), "high": 1.0}}, "train.rebalance.low must be a finite number"),
+        ({"train.rebalance": {"low": 0.0, "high": 1.0, "step": float("nan")}}, "train.rebalance.step must be a finite"),
+        ({"train.learning_rate": {"choices": [1e-3, float("inf")]}}, "train.learning_rate choice must be a finite"),
+        ({"model.depth": {"low": 1, "high": float("inf")}}, "model.depth.high must be an integer, got inf"),
+        ({"model.filters": {"low": 1, "high": 10**400}}, "model.filters.high must be an integer from -2**63 to 2**63"),
+        ({"model.depth": {"low": 1, "high": 3, "step": None}}, "model.depth.step must be an integer, got an empty"),
+        ({"train.rebalance": {"low": 0.0, "high": 1.0, "if": None}}, "train.rebalance.if must name one earlier"),
     ],
 )
 def test_bad_space_files_fail_with_file_key_and_what_is_allowed(tmp_path, params, message):
@@ -199,4 +223,24 @@ def test_space_file_needs_params(tmp_path):
     path = tmp_path / "space.yaml"
     path.write_text("parameters: {}\n")
     with pytest.raises(CAEError, match="unknown key 'parameters'; allowed: params, description"):
+        load_space(path)
+
+
+def test_a_parameter_given_twice_is_refused_with_its_line(tmp_path):
+    """YAML keeps the second entry silently: the study would search a range the reader of the first never sees."""
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  model.depth: {low: 1, high: 3}\n  model.depth: {low: 1, high: 2}\n")
+    with pytest.raises(CAEError) as err:
+        load_space(path)
+    assert str(err.value).startswith(f"{path}: line 3: duplicate key 'model.depth' (first on line 2)")
+    path.write_text("params:\n  model.depth: {low: 1, high: 3, low: 2}\n")
+    with pytest.raises(CAEError, match="line 2: duplicate key 'low'"):
+        load_space(path)
+
+
+def test_a_range_too_wide_to_sample_is_refused(tmp_path):
+    """Each bound is finite but high - low is not: a uniform draw would be inf or nan."""
+    path = tmp_path / "space.yaml"
+    path.write_text("params:\n  train.rebalance: {low: -1.0e+308, high: 1.0e+308}\n")
+    with pytest.raises(CAEError, match=r"train\.rebalance: the range from -1e\+308 to 1e\+308 is too wide to sample"):
         load_space(path)
