@@ -201,13 +201,18 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_colorize(args: argparse.Namespace) -> int:
-    from cae.colorize.from_best import colorize
-    from cae.colorize.variants import ALL
+    from cae.colorize.variants import check_variants, default_variants, source_architecture
+    from cae.preflight import check_experiment
 
-    variants = list(ALL) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]
-    report = colorize(
-        args.study, config_path=args.config, variants=variants, overrides=_overrides(args), vivid=args.vivid or None
-    )
+    source = source_architecture(args.study, args.config)
+    variants = default_variants(source[0]) if args.variant == "all" else [v.strip() for v in args.variant.split(",")]
+    check_variants(list(variants), source[0])  # before TensorFlow: a wrong VARIANT is said in a second
+    check_experiment(load_experiment(None, _overrides(args)))  # DATA= and the other flags, likewise
+    from cae.colorize.from_best import colorize
+
+    overrides = _overrides(args)
+    report = colorize(variants=variants, overrides=overrides, vivid=args.vivid or None, source=source,
+                      config_path=args.config)  # fmt: skip
     print(f"wrote {report}")
     return 0
 

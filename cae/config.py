@@ -217,7 +217,9 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        check_study_name(self.name, "experiment")  # it names runs/train/<name>-... and the MLflow experiment
+        check_study_name(self.name, "experiment")
+        if not 0 <= self.seed < 2**32:  # what NumPy's and Keras' seeding accept
+            raise CAEError(f"seed must be 0 .. 2**32 - 1, got {self.seed}")  # it names runs/train/<name>-... and the MLflow experiment
         if (self.model.skips or self.model.semantic) and self.data.input == "rgb":
             raise CAEError(
                 "model.skips and model.semantic bypass the bottleneck: allowed only for colorization (data.input: "
@@ -228,13 +230,11 @@ class ExperimentConfig:
                 "train.class_weight trains a class head on the semantic features: it needs "
                 "model.semantic > 0 (and no oracle, which is given the class)"
             )
-        if self.model.bottleneck == "dense" and self.data.input != "rgb":
-            # PCA's basis and the linear code map RGB to RGB; a colorizer needs convolutional features.
-            raise CAEError(
-                "model.bottleneck: dense is a reconstruction code (RGB in, RGB out): colorization needs "
-                "a conv architecture, e.g. `make colorize-best CONFIG=experiments/conv-best.yaml` or "
-                "`make colorize-search FROM=experiments/conv-best.yaml`"
-            )
+        if self.model.bottleneck == "dense" and self.data.input != "rgb" and self.model.pca_init:
+            # PCA's basis maps RGB to RGB: from gray the code is learned (cae/hybrid.py).
+            raise CAEError("model.pca_init needs data.input: rgb (PCA's basis is RGB's); from gray the code is learned")
+        if self.model.bottleneck == "dense" and self.train.loss == "classification":
+            raise CAEError("train.loss: classification needs model.bottleneck: conv (a dense code predicts colours)")
         if self.model.predict == "chroma" and self.data.input != "luma":
             raise CAEError("model.predict: chroma needs data.input: luma (the luma it keeps)")
         if self.train.loss == "classification" and self.model.predict != "chroma":

@@ -27,6 +27,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from cae.colour import chroma_to_rgb
+
 
 def _residual(x: Any, n_layers: int, width: int, kernel_size: int, activation: str, name: str) -> Any:
     """``x`` plus ``n_layers`` convolutions of it; the branch's last convolution starts at zero."""
@@ -59,6 +61,7 @@ def build_linear_code(
     input_std: Sequence[float] | None = None,
     pca: tuple[np.ndarray, np.ndarray] | None = None,
     code_drift: float = 0.0,
+    predict: str = "rgb",
     name: str = "cae",
 ) -> keras.Model:
     """A linear-code autoencoder (module docstring) with a ``code_values``-value code named ``latent``.
@@ -70,12 +73,19 @@ def build_linear_code(
     correction that starts at zero and is scaled by ``code_drift``, so the code can move away from
     PCA at that fraction of the learning rate (Adam moves each weight by about the learning rate
     per step, which is what knocks a freely trainable PCA code off its optimum in one epoch).
+
+    For colorization (``input_channels=1``, a BT.601 luma image) the same network is rebuilt from
+    gray: its convolutions before the code, a code of the same size learned from gray (PCA's basis is
+    RGB's), its refinement after; ``predict="chroma"`` then keeps the given luma and predicts U and V
+    from the refined image (:func:`cae.colour.chroma_to_rgb`).
     """
     pixels = image_size * image_size * 3
     if not 1 <= code_values <= pixels:
         raise ValueError(f"build_linear_code: code_values must be 1..{pixels}, got {code_values}")
-    if input_channels != 3:
-        raise ValueError("build_linear_code: a linear code reconstructs RGB from RGB (input_channels=3)")
+    if input_channels not in (1, 3) or (input_channels == 1 and pca is not None):
+        raise ValueError("build_linear_code: RGB or 1-channel gray in; PCA's basis is for RGB in (input_channels=3)")
+    if predict not in ("rgb", "chroma") or (predict == "chroma" and input_channels != 1):
+        raise ValueError("build_linear_code: predict is rgb, or chroma from a 1-channel luma input")
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
     standardized = input_mean is not None and input_std is not None
@@ -97,7 +107,11 @@ def build_linear_code(
         decoded = layers.Add(name="expand_add")([decoded, _drift(code, pixels, code_drift, "expand_drift")])
     y = layers.Reshape((image_size, image_size, 3), name="unflatten")(decoded)
     y = _residual(y, refine_layers, width, kernel_size, activation, "refine")
-    outputs = layers.ReLU(max_value=1.0, name="output")(y)  # the clip PCA's reconstruction gets too
+    if predict == "chroma":
+        uv = layers.Conv2D(2, kernel_size, padding="same", name="chroma")(y)
+        outputs = chroma_to_rgb(inputs, uv)
+    else:
+        outputs = layers.ReLU(max_value=1.0, name="output")(y)  # the clip PCA's reconstruction gets too
     model = keras.Model(inputs, outputs, name=name)
     if pca is not None:
         mean, components = (np.asarray(a, dtype=np.float64) for a in pca)

@@ -95,6 +95,7 @@ def build_autoencoder(
             input_std=input_std,
             pca=pca,
             code_drift=arch.code_drift,
+            predict=arch.predict,
             name=name,
         )
     inputs = keras.Input((image_size, image_size, input_channels), name="image")

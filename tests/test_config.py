@@ -44,17 +44,15 @@ def shipped_experiment(path: Path) -> ExperimentConfig:
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
-def test_every_shipped_experiment_file_loads_and_builds_its_model(path):
+def test_every_shipped_experiment_file_loads_and_builds_its_model(path, sample_splits):
     from cae.model import code_sizes
     from cae.train import build_model
 
     config = shipped_experiment(path)
-    model = build_model(config, splits=None)  # unit inputs need no split statistics
-    side = config.model.latent_side()
+    model = build_model(config, sample_splits)  # a PCA code is fitted on the split's training images
     assert tuple(model.input.shape[1:]) == (32, 32, config.data.input_channels)
     assert tuple(model.output.shape[1:]) == (32, 32, 3)
-    assert tuple(model.get_layer("latent").output.shape[1:]) == (side, side, config.model.latent_channels())
-    assert code_sizes(model)[0] == side * side * config.model.latent_channels()
+    assert code_sizes(model)[0] == config.model.code_values()
     assert from_dict(ExperimentConfig, to_dict(config)) == config  # what MLflow and best.json store reads back
 
 
@@ -254,19 +252,19 @@ def test_a_config_file_over_one_megabyte_is_refused_before_parsing(tmp_path):
     assert re.search(r"config file .*big\.yaml is 1\.5 MB; a config file is at most 1 MB", message)
 
 
-def test_a_dense_linear_code_is_refused_for_colorization_in_one_line():
+def test_a_dense_code_colorizes_from_gray_with_a_learned_code_not_pcas():
     from cae.config import ExperimentConfig
     from cae.errors import CAEError
     from cae.schema import with_overrides
 
     dense = {"model.bottleneck": "dense", "model.code_budget": 256, "model.pca_init": True}
     with_overrides(ExperimentConfig(), dense)  # a reconstruction code: fine
-    with pytest.raises(
-        CAEError,
-        match=r"colorization needs a conv architecture, e\.g\. `make colorize-best "
-        r"CONFIG=experiments/conv-best\.yaml` or `make colorize-search FROM=",
-    ):
-        with_overrides(ExperimentConfig(), {**dense, "data.input": "luma", "model.predict": "chroma"})
+    gray = {"data.input": "luma", "model.predict": "chroma"}
+    with pytest.raises(CAEError, match=r"model.pca_init needs data.input: rgb \(PCA's basis is RGB's\)"):
+        with_overrides(ExperimentConfig(), {**dense, **gray})
+    with_overrides(ExperimentConfig(), {**dense, **gray, "model.pca_init": False})  # the code learned from gray
+    with pytest.raises(CAEError, match="train.loss: classification needs model.bottleneck: conv"):
+        with_overrides(ExperimentConfig(), {**dense, **gray, "model.pca_init": False, "train.loss": "classification"})
 
 
 # ---- strict files and overrides: duplicate keys, non-finite and empty values, what a file is ----

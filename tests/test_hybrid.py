@@ -67,8 +67,24 @@ def test_the_code_is_the_narrowest_layer_and_the_model_reloads_without_cae(tmp_p
 def test_bad_values_are_refused():
     with pytest.raises(ValueError, match="code_values must be"):
         build_linear_code(code_values=0)
-    with pytest.raises(ValueError, match="RGB from RGB"):
-        build_linear_code(code_values=10, input_channels=1)
+    with pytest.raises(ValueError, match="PCA's basis is for RGB in"):
+        build_linear_code(code_values=10, input_channels=1, pca=(np.zeros(3072), np.eye(3072)))
+    with pytest.raises(ValueError, match="chroma from a 1-channel luma input"):
+        build_linear_code(code_values=10, predict="chroma")
+
+
+def test_a_dense_code_rebuilt_for_gray_learns_its_code_and_keeps_the_given_luma_with_chroma():
+    from cae.data import luma
+
+    model = build_linear_code(
+        code_values=64, input_channels=1, encode_layers=1, refine_layers=1, width=4, predict="chroma"
+    )
+    assert model.get_layer("latent").output.shape[-1] == 64 and model.get_layer("latent").trainable
+    gray = np.random.default_rng(0).random((2, 32, 32, 1)).astype("float32")
+    rgb = model.predict(gray, verbose=0)
+    assert rgb.shape == (2, 32, 32, 3)
+    inside = (rgb > 0.01).all(axis=-1) & (rgb < 0.99).all(axis=-1)  # where the clip left the colour alone
+    np.testing.assert_allclose(luma(rgb)[inside], gray[inside], atol=1e-4)
 
 
 def test_a_pca_code_is_kept_fixed_while_the_convolutions_train(basis, sample_splits):

@@ -22,6 +22,9 @@ COLOUR_BASE = {"data.input": "luma", "model.predict": "chroma", "train.loss": "m
 def base_for(path: Path) -> ExperimentConfig:
     if path.stem == "reconstruction":
         return load_search(REPO / "experiments/search.yaml").experiment
+    if path.stem == "colorization-hybrid":  # the default study's dense code, rebuilt for gray
+        dense = {"model.bottleneck": "dense", "model.code_budget": 256}
+        return with_overrides(ExperimentConfig(), {**COLOUR_BASE, **dense})
     return with_overrides(ExperimentConfig(), COLOUR_BASE if path.stem == "colorization" else {})
 
 

@@ -21,7 +21,14 @@ import numpy as np
 
 from cae.colorize.render import render
 from cae.colorize.scoring import COLLAPSED, baselines, calibrate_gain, colour_scores, predict_rgb, saturate
-from cae.colorize.variants import ALL, capped, source_architecture, variant_config, warm_start
+from cae.colorize.variants import (
+    capped,
+    check_variants,
+    default_variants,
+    source_architecture,
+    variant_config,
+    warm_start,
+)
 from cae.config import ExperimentConfig
 from cae.data import CLASSES, Splits, load_splits, luma, to_unit
 from cae.errors import CAEError
@@ -68,14 +75,18 @@ def colorize(
     study: str | None = None,
     *,
     config_path: str | None = None,
-    variants: Sequence[str] = ALL,
+    variants: Sequence[str] | None = None,
     overrides: dict[str, Any] | None = None,
     tracker: Tracker | None = None,
     vivid: float | None = 0.7,
+    source: tuple[ExperimentConfig, dict[str, Any]] | None = None,
 ) -> Path:
-    """Train the variants, score them against the baselines, write the report."""
+    """Train the variants (default: :func:`default_variants` of the source), score them against the
+    baselines, write the report. ``source``: (config, lineage) already read (`cae colorize` checks it first)."""
     tracker = (tracker or Tracker()).check()
-    base, lineage = source_architecture(study, config_path)
+    base, lineage = source or source_architecture(study, config_path)
+    variants = list(variants or default_variants(base))
+    check_variants(variants, base)
     base = capped(base, lineage, overrides or {})
     study_name = lineage.get("source_study", Path(config_path or "colorization").stem)
     configs = {v: variant_config(base, v, overrides or {}) for v in variants}

@@ -27,6 +27,8 @@ from cae.space import load_space
 from cae.tracking import Tracker
 
 DEFAULT_CONFIG = "experiments/colorize-search.yaml"
+CONV_SPACE = "search_spaces/colorization.yaml"
+DENSE_SPACE = "search_spaces/colorization-hybrid.yaml"  # a source with a dense code, rebuilt for gray
 # Today's best recipe from `make colorize-best` (trial 0), then the variants the study should see
 # early, most promising first (a short study may run only the first of them): chroma classes
 # (Zhang et al.), the same with the global semantic branch and its class loss (Iizuka et al.), and
@@ -74,6 +76,8 @@ def colorization_config(
         source_study = source[0].name
     start, lineage = source or source_architecture(source_study, None)
     lineage = dict(lineage)
+    if start.model.bottleneck == "dense" and cfg.space == CONV_SPACE:
+        cfg = dataclasses.replace(cfg, space=DENSE_SPACE)  # skips and the semantic branch need encoder levels
     base = with_overrides(start, {**RECIPE, **experiment, **training, "name": f"{source_study}-colorize"}, where)
     base = capped(base, lineage, {**experiment, **training})
     cfg = dataclasses.replace(

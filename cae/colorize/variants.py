@@ -11,7 +11,14 @@
   the decoder) and an auxiliary CIFAR-10 class loss (Iizuka et al. 2016);
 - ``chroma-oracle``: the same branch fed the *true* class instead: an upper bound on what knowing
   the object buys, reported beside, never a model to use (it needs the label at inference);
-- ``all``: rgb, chroma and seed.
+- ``conv``: ``chroma`` on the conv-only study's best architecture (``experiments/conv-best.yaml``),
+  today's conv recipe beside a source with a dense code;
+- ``all``: rgb, chroma and seed (and conv, for a source with a dense code).
+
+A source with a dense code (the default study's PCA code with convolutions around it) is rebuilt for
+a 1-channel luma input: its convolutions before the code, a code of the same size learned from gray
+(PCA's basis is RGB's), its refinement after (:mod:`cae.hybrid`). Skips and the semantic branch need
+encoder levels, which a dense code has not: those variants are conv only.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from typing import Any
 
 from cae.config import ExperimentConfig, load_experiment
 from cae.errors import CAEError
-from cae.schema import from_dict, with_overrides
+from cae.schema import from_dict, to_dict, with_overrides
 from cae.search.best import read_best
 from cae.search_config import SearchConfig
 
@@ -46,6 +53,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
 }
 ALL = ("rgb", "chroma", "seed")
+CONV_ONLY = ("chroma-skips", "chroma-semantic", "chroma-oracle")  # they need encoder levels
+CONV_RECIPE = "experiments/conv-best.yaml"  # the `conv` variant's architecture
+GRAY = {"model.pca_init": False, "model.code_drift": 0.0}  # a dense source rebuilt for a gray input
 # A rate tuned for reconstruction can be too high for colour: at the main study's 6.07e-3 the chroma
 # head died within the first epoch (constant colour, colourfulness 0.01 on the full split), while
 # 1e-3 trained. The cap applies unless the user sets train.learning_rate explicitly.
@@ -58,7 +68,18 @@ DESCRIPTIONS = {
     "chroma-skips": "chroma with U-Net skip connections around the bottleneck",
     "chroma-semantic": "chroma with a global semantic branch and a class loss (weight 0.1)",
     "chroma-oracle": "chroma given the true class (upper bound; not a usable model)",
+    "conv": "chroma on the conv-only study's best architecture (experiments/conv-best.yaml)",
 }
+VARIANTS["conv"] = VARIANTS["chroma"]
+
+
+def dense(config: ExperimentConfig) -> bool:
+    return config.model.bottleneck == "dense"
+
+
+def default_variants(base: ExperimentConfig) -> tuple[str, ...]:
+    """``all``: rgb, chroma and seed on the source, and for a dense source the conv recipe beside."""
+    return (*ALL, "conv") if dense(base) else ALL
 
 
 def source_architecture(study: str | None, config_path: str | None) -> tuple[ExperimentConfig, dict[str, Any]]:
@@ -74,20 +95,38 @@ def source_architecture(study: str | None, config_path: str | None) -> tuple[Exp
         "source_trial": record["trial_number"],
         "source_run_id": record["mlflow_run_id"],
     }
-    return from_dict(ExperimentConfig, record["config"], f"runs/{record['study']}/best.json"), lineage
+    config = from_dict(ExperimentConfig, record["config"], f"runs/{record['study']}/best.json")
+    if dense(config):
+        lineage["rebuilt"] = "for a 1-channel luma input: a code of the same size learned from gray"
+        config = with_overrides(config, GRAY)
+    return config, lineage
+
+
+def check_variants(variants: list[str], base: ExperimentConfig) -> None:
+    """One line for a variant that does not exist, or that needs encoder levels a dense source has not."""
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise CAEError(f"unknown colorization variant {variant!r}; allowed: {', '.join(VARIANTS)}, all")
+        if variant in CONV_ONLY and dense(base):
+            raise CAEError(
+                f"variant {variant!r} needs a conv architecture (encoder levels), and the source has a dense code: "
+                f"use VARIANT=conv, or CONFIG={CONV_RECIPE}"
+            )
 
 
 def variant_config(base: ExperimentConfig, variant: str, overrides: dict[str, Any]) -> ExperimentConfig:
-    if variant not in VARIANTS:
-        raise CAEError(f"unknown colorization variant {variant!r}; allowed: {', '.join(VARIANTS)}, all")
+    check_variants([variant], base)
+    if variant == "conv":  # the conv recipe on the conv study's architecture, on the source's data and length
+        conv = load_experiment(CONV_RECIPE)
+        base = with_overrides(base, {"model": to_dict(conv.model)})
     return with_overrides(base, {**VARIANTS[variant], "name": f"colorize-{variant}", **overrides})
 
 
 def warm_start(model: Any, source: Any) -> int:
     """Copy matching weights from a reconstruction model; returns how many layers were copied.
 
-    The first convolution saw RGB; for a gray image (R = G = B = Y) its response equals a 1-channel
-    kernel summed over the input channels, so that sum is the exact adaptation.
+    A convolution that saw RGB and now sees gray (R = G = B = Y) answers as a 1-channel kernel summed
+    over its input channels, so that sum is the exact adaptation.
     """
     copied = 0
     names = {layer.name for layer in source.layers}
@@ -95,7 +134,8 @@ def warm_start(model: Any, source: Any) -> int:
         if layer.name not in names or not layer.weights:
             continue
         weights = source.get_layer(layer.name).get_weights()
-        if layer.name == "enc0_conv0" and weights[0].shape[2] == 3 and layer.weights[0].shape[2] == 1:
+        gray = len(weights[0].shape) == 4 and weights[0].shape[2] == 3 and layer.weights[0].shape[2] == 1
+        if gray:
             weights[0] = weights[0].sum(axis=2, keepdims=True)
         if [w.shape for w in weights] == [tuple(w.shape) for w in layer.weights]:
             layer.set_weights(weights)
