@@ -13,6 +13,7 @@ in one line, so a demo on the bundled sample never mixes with a study of the rea
 from __future__ import annotations
 
 import os
+import tarfile
 from pathlib import Path
 
 from cae.config import ExperimentConfig
@@ -27,9 +28,15 @@ from cae.urls import journal_path
 
 
 def pinned_source(source: str | None) -> str:
-    """The data source a run will use: the path as given, ``keras`` or ``sample`` (never None)."""
+    """The data source a run will use: the path as given, ``keras`` or ``sample`` (never None). A file
+    that is no archive is said here, before anything is loaded (its contents are checked as it is read)."""
     given = source or os.environ.get("CAE_DATA") or None
-    _, data_source = resolve_source(given)  # an explicit path that does not exist is a one-line error
+    path, data_source = resolve_source(given)  # an explicit path that does not exist is a one-line error
+    if data_source == "path" and Path(path).is_file() and not tarfile.is_tarfile(path):
+        raise CAEError(
+            f"{given}: not a CIFAR-10 source; expected a cifar-10-batches-py folder, cifar-10-python.tar.gz, "
+            "or a {train,test}/<class>/*.png|jpg folder or .tar.gz"
+        )
     return given if data_source == "path" else data_source  # type: ignore[return-value]
 
 

@@ -35,7 +35,12 @@ def run_cli(*argv: str, tmp_path: Path) -> tuple[int, str, list[str]]:
         (["train", "--data", "/nonexistent/cifar"], "error: data path /nonexistent/cifar does not exist"),
         (["search", "--storage", "notaurl", "--data", "sample"], "error: invalid storage URL 'notaurl'"),
         (["search", "--set", "space=/nonexistent.yaml"], "error: config file /nonexistent.yaml does not exist"),
-        (["search", "--set", "train.epochs=1"], "did you mean experiment.train.epochs?"),
+        (["search", "--set", "train.epoch=1"], "did you mean experiment.train.epochs?"),
+        (["search", "--data", "README.md"], "error: README.md: not a CIFAR-10 source"),
+        (
+            ["colorize", "--config", "experiments/conv-best.yaml", "--variant", "foo"],
+            "unknown colorization variant 'foo'",
+        ),
     ],
 )
 def test_bad_inputs_answer_without_importing_tensorflow(argv, message, tmp_path):

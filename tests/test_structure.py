@@ -1,12 +1,10 @@
-"""The package's shape: the search engine names no stage, modules import each other without cycles, and
-an import of the package's own modules inside a function says why it is not at the top."""
+"""The package's shape: the search engine names no stage, modules import each other without cycles, no
+private name of a library is used, and importing the package (and its command line) loads no TensorFlow."""
 
 from __future__ import annotations
 
 import ast
-import io
-import re
-import tokenize
+import sys
 from pathlib import Path
 
 CAE = Path(__file__).resolve().parent.parent / "cae"
@@ -67,75 +65,110 @@ def test_no_import_cycle_at_module_level():
     assert cycles == []
 
 
-LAZY = re.compile(r"#\s*lazy:")
+# The libraries whose private names (a leading underscore) are no contract, and the standard library.
+LIBRARIES = {
+    "optuna",
+    "optuna_integration",
+    "optuna_dashboard",
+    "mlflow",
+    "keras",
+    "keras_tuner",
+    "tensorflow",
+    "sqlalchemy",
+    "requests",
+    "urllib3",
+    "numpy",
+    "PIL",
+    "matplotlib",
+    "yaml",
+    "scipy",
+}
+STDLIB = set(sys.stdlib_module_names)
 
 
-def _is_cae_import(node: ast.AST) -> bool:
-    if isinstance(node, ast.ImportFrom):
-        return node.level > 0 or node.module == "cae" or (node.module or "").startswith("cae.")
-    return isinstance(node, ast.Import) and any(a.name == "cae" or a.name.startswith("cae.") for a in node.names)
-
-
-def unexplained_imports(source: str, name: str) -> list[str]:
-    """``name:line: import`` for each ``cae`` import inside a function that no ``# lazy:`` comment explains.
-
-    An import inside a function hides a dependency from the file's top, so it must say why it is there
-    (an import cycle, or TensorFlow, MLflow, matplotlib or Optuna kept out of a module that imports
-    without them). The rule: a comment that starts ``# lazy:`` and stands either
-
-    1. within the innermost function holding the import (trailing the import, above it, anywhere in that
-       function's lines), which explains that function's ``cae`` imports; or
-    2. at column 0 outside every function, which explains every in-function ``cae`` import of the module
-       (for a module lazy by design, e.g. ``cae/commands.py``).
-    """
+def private_names(source: str, name: str) -> list[str]:
+    """``name:line: what`` for each private name of a library or the standard library that ``source`` uses:
+    an import of or from a private module or name, an attribute with a leading underscore reached from an
+    imported module, ``getattr`` of such a name, or ``keras.src``."""
     tree = ast.parse(source)
-    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
-    comments = [
-        tok.start
-        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-        if tok.type == tokenize.COMMENT and LAZY.match(tok.string)
-    ]
-    if any(col == 0 and not any(f.lineno <= line <= f.end_lineno for f in functions) for line, col in comments):
-        return []
+    modules: set[str] = set()  # local names bound to imported library modules
     found: list[str] = []
 
-    def visit(node: ast.AST, function: ast.AST | None) -> None:
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-                visit(child, child)
-                continue
-            if function is not None and _is_cae_import(child):
-                if not any(function.lineno <= line <= function.end_lineno for line, _ in comments):
-                    found.append(f"{name}:{child.lineno}: {ast.unparse(child)}")
-            visit(child, function)
+    def private(part: str) -> bool:
+        return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
 
-    visit(tree, None)
+    def library(module: str) -> bool:
+        root = module.split(".")[0]
+        return root in LIBRARIES or root in STDLIB
+
+    for node in ast.walk(tree):
+        where = f"{name}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if library(alias.name):
+                    modules.add((alias.asname or alias.name).split(".")[0])
+                    if any(private(p) for p in alias.name.split(".")) or ".src" in alias.name:
+                        found.append(f"{where}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and library(node.module):
+            parts = node.module.split(".")
+            if any(private(p) for p in parts) or (parts[0] == "keras" and "src" in parts):
+                found.append(f"{where}: from {node.module} import ...")
+            for alias in node.names:
+                if private(alias.name):
+                    found.append(f"{where}: from {node.module} import {alias.name}")
+                modules.add(alias.asname or alias.name)
+    for node in ast.walk(tree):
+        where = f"{name}:{getattr(node, 'lineno', 0)}"
+        if isinstance(node, ast.Attribute) and private(node.attr):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in modules:
+                found.append(f"{where}: {ast.unparse(node)}")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr", "setattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and isinstance(node.args[1].value, str)
+            and private(node.args[1].value)
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in modules
+        ):
+            found.append(f"{where}: {ast.unparse(node)}")
     return found
 
 
-def test_an_import_inside_a_function_says_why():
-    """Every ``cae`` import inside a function has a ``# lazy:`` reason by the rule of :func:`unexplained_imports`."""
+def test_no_private_names_of_the_libraries_or_the_standard_library():
+    """A name with a leading underscore in Optuna, MLflow, Keras ... or the standard library is no contract:
+    the package uses public APIs only (where none answers, the code says so and uses SQL on Optuna's
+    schema, not its private modules)."""
     offenders = [
         line
-        for name, path in sorted(MODULES.items())
-        for line in unexplained_imports(path.read_text(), str(path.relative_to(CAE.parent)))
+        for _, path in sorted(MODULES.items())
+        for line in private_names(path.read_text(), str(path.relative_to(CAE.parent)))
     ]
-    heading = "imports of cae modules inside a function without a # lazy: reason (move them to the top, or say why):"
-    assert not offenders, "\n".join([heading, *offenders])
+    assert not offenders, "\n".join(["private library names in cae/:", *offenders])
 
 
-def test_the_lazy_rule_itself():
-    bare = "import json\n\ndef f():\n    from cae.train import predict\n    return predict\n"
-    assert unexplained_imports(bare, "m.py") == ["m.py:4: from cae.train import predict"]
-    assert unexplained_imports(bare.replace("json\n", "json\n# not lazy here\n"), "m.py") != []
-    trailing = bare.replace("import predict\n", "import predict  # lazy: TensorFlow\n")
-    assert unexplained_imports(trailing, "m.py") == []
-    in_function = bare.replace("    return", "    # lazy: TensorFlow\n    return")
-    assert unexplained_imports(in_function, "m.py") == []
-    module_wide = bare.replace("import json\n", "import json\n# lazy: every function loads what it runs\n")
-    assert unexplained_imports(module_wide, "m.py") == []
-    # A reason in another function does not count; a third-party import needs none; a relative one is cae's.
-    other = bare + "\ndef g():\n    import keras  # lazy: Keras\n"
-    assert unexplained_imports(other, "m.py") == ["m.py:4: from cae.train import predict"]
-    relative = "def f():\n    import numpy\n    from . import x\n"
-    assert unexplained_imports(relative, "m.py") == ["m.py:3: from . import x"]
+def test_the_private_name_check_itself():
+    assert private_names("from optuna.storages import _CachedStorage\n", "m.py") == [
+        "m.py:1: from optuna.storages import _CachedStorage"
+    ]
+    assert private_names("from optuna.storages._heartbeat import BaseHeartbeat\n", "m.py") != []
+    assert private_names("import os\nos._exit(1)\n", "m.py") == ["m.py:2: os._exit"]
+    assert private_names("import threading\ngetattr(threading, '_register_atexit')\n", "m.py") != []
+    assert private_names("from keras.src import ops\n", "m.py") != []
+    assert private_names("import optuna\noptuna.storages.RDBStorage\nself._x = 1\nobj._y\n", "m.py") == []
+
+
+def test_importing_cae_and_its_cli_loads_no_tensorflow():
+    """`import cae` and the command line's modules load no TensorFlow (nor MLflow, Optuna): a bad input is
+    answered in about a second (tests/test_preflight.py runs the bad inputs themselves)."""
+    import subprocess
+
+    heavy = "{'tensorflow', 'keras', 'mlflow', 'optuna'}"
+    script = f"import sys, cae, cae.cli; print(sorted({{m.split('.')[0] for m in sys.modules}} & {heavy}))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=CAE.parent, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
