@@ -30,7 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cae.errors import CAEError
 from cae.paths import runs_dir
-from cae.search.study import open_existing_storage
+from cae.search.storage import open_existing_storage
 from cae.tracking.auth import HOW, MIN_PASSWORD, read_credentials
 from cae.ui import listen, url_host
 from cae.urls import is_local_host, shown
@@ -139,11 +139,11 @@ def login_for(host: str, auth: bool = False) -> tuple[str, str] | None:
 def make_dashboard(storage: str | None, host: str, port: int, *, auth: bool = False) -> Any:
     """A bound (not yet serving) WSGI server with optuna-dashboard on ``storage`` (see :func:`storage_url`);
     behind a login for a non-local ``host`` (or ``auth``), and local ``Host:`` headers only on a local one."""
-    import optuna_dashboard
-
     login = login_for(host, auth)  # before the storage is opened: a refused start costs nothing
-    sock = listen(host, port)  # likewise
+    sock = listen(host, port)  # likewise, and before optuna-dashboard's import (seconds)
     try:
+        import optuna_dashboard
+
         app = optuna_dashboard.wsgi(open_existing_storage(storage_url(storage)))
         if login is not None:
             app = require_login(app, *login)

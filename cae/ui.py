@@ -11,7 +11,14 @@ The port is bound here, before the server starts, and the listening socket is ha
 (uvicorn's ``--fd``, the socket as the server's standard input, as inetd and systemd pass one):
 a port that another server holds is a one-line error at once, and every request this process makes
 (the start-up probe, the login check that carries the admin password) goes to a socket that only
-our own server accepts from. No other process can answer in its place, whatever it listens on.
+our own server accepts from, at its bound address (never a name that may resolve elsewhere) and
+never through an HTTP proxy of the environment. A check that the answer comes from our server (a
+nonce it would echo, the process owning the port) would still leave a window between check and
+request; holding the port leaves none. What remains: a process of the same user can read the
+password anyway; on BSD and macOS, SO_REUSEADDR lets another program bind the more specific
+127.0.0.1 beside our 0.0.0.0 between the loopback probe and our bind (Linux refuses it); and an
+IPv6 listener on ``[::1]`` may appear beside our IPv4 socket later, where a browser opening
+``localhost`` could land (never this process's requests, which go to the bound address).
 Bound to a local address, MLflow's own ``--allowed-hosts`` default refuses foreign ``Host:`` headers
 (DNS rebinding), so nothing is added for that.
 """
@@ -203,16 +210,22 @@ def started_server(
 
 
 def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (its uvicorn too, even if `mlflow server` is gone), then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        if process.poll() is not None:
-            return
         try:
             os.killpg(process.pid, sig)
-            process.wait(timeout=30)
         except ProcessLookupError:
+            return  # nobody left in the group
+        try:
+            process.wait(timeout=30)
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+# Requests to our own server only: an http_proxy of the environment would otherwise receive them,
+# the admin password included (urllib sends loopback requests to the proxy unless no_proxy says not).
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -222,7 +235,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 120) -> 
         if process.poll() is not None:
             raise CAEError(f"mlflow server exited with status {process.returncode} before answering at {url}")
         try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            with _DIRECT.open(f"{url}/health", timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
@@ -273,7 +286,7 @@ def _check_login(url: str, env: dict[str, str]) -> None:
         f"{url}/api/2.0/mlflow/experiments/search?max_results=1", headers={"Authorization": f"Basic {token}"}
     )
     try:
-        urllib.request.urlopen(request, timeout=30).close()
+        _DIRECT.open(request, timeout=30).close()
     except urllib.error.HTTPError as err:
         if err.code in (401, 403):
             raise CAEError(

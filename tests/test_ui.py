@@ -3,7 +3,6 @@ form, and what a slow tracking server costs training (nothing but the logging it
 
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from cae.dashboard import make_dashboard
 from cae.errors import CAEError
 from cae.tracking import Tracker
-from cae.ui import needs_auth, server_command, wait_until_up
+from cae.ui import listen, needs_auth, server_command, started_server, wait_until_up
 from cae.urls import is_local_host, with_driver
 
 from .servers import SlowProxy
@@ -35,16 +34,12 @@ def free_port() -> int:
 def test_ui_serves_the_study_runs(tmp_path_factory, tracking_uri):
     tiny_search(tmp_path_factory.mktemp("ui"), "ui-study", trials=2)
     tracker = Tracker(tracking_uri)
-    port = free_port()
-    argv, env = server_command(tracking_uri, "127.0.0.1", port)
-    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        wait_until_up(base, server, timeout=180)
+    with listen("127.0.0.1", 0) as sock, started_server(tracking_uri, sock, output=subprocess.DEVNULL) as server:
+        wait_until_up(server.url, server.process, timeout=180)
         exp_id = tracker.experiment_id("ui-study", create=False)
         body = json.dumps({"experiment_ids": [exp_id], "max_results": 100}).encode()
         request = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+            f"{server.url}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             runs = json.load(response)["runs"]
@@ -52,12 +47,30 @@ def test_ui_serves_the_study_runs(tmp_path_factory, tracking_uri):
         parents = [t for t in tags if t.get("cae.role") == "study"]
         children = [t for t in tags if "mlflow.parentRunId" in t]
         assert len(parents) == 1 and len(children) == 2
-        assert tracker.ui_url("ui-study", "127.0.0.1", port).endswith(
+        assert tracker.ui_url("ui-study", "127.0.0.1", server.port).endswith(
             f"#/experiments/{exp_id}/runs?workflowType=machine_learning"
         )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+
+        # DNS rebinding: a web page that makes the browser call the UI under its own name is refused by
+        # MLflow's default --allowed-hosts (nothing of ours is needed for it); the same names of this
+        # machine are served.
+        def status(path: str, host: str, data: bytes | None = None) -> int:
+            headers = {"Host": host, "Content-Type": "application/json"}
+            try:
+                with urllib.request.urlopen(
+                    urllib.request.Request(f"{server.url}{path}", data=data, headers=headers), timeout=30
+                ) as response:
+                    return response.status
+            except urllib.error.HTTPError as err:
+                return err.code
+
+        delete = json.dumps({"experiment_id": exp_id}).encode()
+        assert status("/api/2.0/mlflow/experiments/delete", f"attacker.example:{server.port}", delete) == 403
+        assert status("/api/2.0/mlflow/experiments/search?max_results=1", f"attacker.example:{server.port}") == 403
+        assert status("/", f"attacker.example:{server.port}") == 403
+        assert tracker.client.get_experiment(exp_id).lifecycle_stage == "active"  # not deleted
+        for host in (f"localhost:{server.port}", f"127.0.0.1:{server.port}", f"[::1]:{server.port}"):
+            assert status("/api/2.0/mlflow/experiments/search?max_results=1", host) == 200
 
 
 # ---- the secured server (make ui HOST=0.0.0.0) -------------------------------------------------
@@ -71,17 +84,20 @@ def test_a_network_server_refuses_anonymous_clients_and_logs_an_authenticated_wo
     monkeypatch.setenv("HOME", str(root))  # no ~/.mlflow/credentials of the machine
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "cae-admin")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", PASSWORD)
-    port = free_port()
-    argv, env = server_command(f"sqlite:///{root}/mlflow.db", "127.0.0.1", port, root / "artifacts", auth=True,
-                               auth_dir=root / "auth")  # fmt: skip
+    backend = f"sqlite:///{root}/mlflow.db"
+    argv, _ = server_command(backend, "127.0.0.1", 5000, root / "artifacts", auth=True, auth_dir=root / "auth")
     assert PASSWORD not in " ".join(argv) and "basic-auth" in argv
     assert stat.S_IMODE((root / "auth").stat().st_mode) == 0o700
     assert stat.S_IMODE((root / "auth" / "flask-secret").stat().st_mode) == 0o600
-    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(url, server, timeout=180)
+    with (
+        listen("127.0.0.1", 0) as sock,
+        started_server(
+            backend, sock, root / "artifacts", auth=True, auth_dir=root / "auth", output=subprocess.DEVNULL
+        ) as server,
+    ):
+        url = server.url
+        wait_until_up(url, server.process, timeout=180)
+        assert PASSWORD not in " ".join(server.process.args)
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/search?max_results=5", timeout=30)
         assert refused.value.code == 401
@@ -98,9 +114,6 @@ def test_a_network_server_refuses_anonymous_clients_and_logs_an_authenticated_wo
         from cae.search.best import read_best
 
         assert read_best("secured")["registered_model"] == {"name": "secured", "version": 1}  # through the server
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 # ---- optuna-dashboard on every storage form ----------------------------------------------------
@@ -146,8 +159,12 @@ def test_a_dashboard_on_all_interfaces_refuses_anonymous_requests(tmp_path):
     storage = f"sqlite:///{tmp_path}/optuna.db"
     tiny_optuna_study(storage, "guarded")
     port = free_port()
-    env = {**os.environ, "HOME": str(tmp_path), "MLFLOW_TRACKING_USERNAME": "cae-admin",
-           "MLFLOW_TRACKING_PASSWORD": PASSWORD}  # fmt: skip
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_USERNAME": "cae-admin",
+        "MLFLOW_TRACKING_PASSWORD": PASSWORD,
+    }
     argv = [sys.executable, "-m", "cae", "dashboard", "--storage", storage, "--host", "0.0.0.0", "--port", str(port)]
     process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -191,14 +208,16 @@ def study_names(url: str, deadline: float) -> list[str]:
 
 
 @pytest.mark.slow
-def test_make_dashboard_answers_on_a_journal_storage(tmp_path):
+def test_make_dashboard_answers_on_a_journal_storage_given_in_the_environment(tmp_path):
     from optuna.storages.journal import JournalFileBackend
 
     journal = tmp_path / "study.log"
     tiny_optuna_study(optuna.storages.JournalStorage(JournalFileBackend(str(journal))), "journaled")
     port = free_port()
-    argv = [sys.executable, "-m", "cae", "dashboard", "--storage", f"journal:///{journal}", "--port", str(port)]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The storage in the environment (CAE_STORAGE), as `make` hands it over: never in a command line.
+    argv = [sys.executable, "-m", "cae", "dashboard", "--port", str(port)]
+    env = {**os.environ, "CAE_STORAGE": f"journal:///{journal}"}
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert study_names(f"http://127.0.0.1:{port}", time.monotonic() + 120) == ["journaled"]
     finally:
