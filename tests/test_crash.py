@@ -181,7 +181,7 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     process = start(stores, config, log)
     assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
     trials = trials_of(storage, "interrupted")
-    retry = [t for t in trials if t.user_attrs.get("retry_of") == victim.number]
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]  # Optuna's retry chain
     assert len(retry) == 1 and retry[0].params == victim.params and retry[0].state.name in FINISHED
     assert sum(t.state.name in FINISHED for t in trials) == 2
     went_on = re.search(
@@ -192,3 +192,24 @@ def test_ctrl_c_fails_the_running_trial_cleanly_and_says_how_to_resume(stores, t
     curve = tracker.client.get_metric_history(retry[0].user_attrs["mlflow_run_id"], "val_loss")
     assert sorted(m.step for m in curve) == list(range(1, 9))  # ... and in MLflow, each epoch once
     assert not list((stores["runs"] / "interrupted" / "resume").iterdir())  # finished: nothing to resume
+
+
+def test_sighup_stops_like_ctrl_c_with_one_line_and_the_trial_queued_again(stores, tmp_path):
+    """The terminal closed or ssh dropped: the same graceful stop as Ctrl-C, its signal named."""
+    storage = open_storage(stores)
+    config = search_yaml(stores, "hung-up", trials=2, epochs=8)
+    log = tmp_path / "search.log"
+    process = start(stores, config, log)
+    victim = wait_for_running_trial(storage, "hung-up", process, log)
+    process.send_signal(signal.SIGHUP)
+    assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
+    output = log.read_text()
+    assert "Traceback" not in output
+    stops = [line for line in output.splitlines() if line.startswith("interrupted")]
+    assert len(stops) == 1 and stops[0].startswith("interrupted (SIGHUP): "), output[-2000:]
+    assert f"trial {victim.number} is queued again (same parameters)" in output
+    trials = {t.number: t for t in trials_of(storage, "hung-up")}
+    assert trials[victim.number].user_attrs["fail_reason"] == "interrupted (SIGHUP)"
+    assert [t.state.name for t in trials.values() if t.system_attrs.get("failed_trial") == victim.number] == ["WAITING"]
+    run = Tracker(stores["tracking"]).client.get_run(trials[victim.number].user_attrs["mlflow_run_id"])
+    assert run.info.status != "RUNNING" and run.data.tags["trial_state"] == "FAIL"

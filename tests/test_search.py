@@ -470,8 +470,10 @@ def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, trackin
             other.engine.dispose()
 
     run_search(cfg, extra_callbacks=lambda trial: [FailedElsewhere(trial)] if trial.number == 0 else [])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "this worker's trial was failed as stale by another worker" in out
+    assert "Traceback" not in captured.err + out and "UpdateFinishedTrialError" not in captured.err  # one note only
     study = optuna.load_study(study_name="paused", storage=storage)
     states = [t.state.name for t in study.trials]
     assert states[0] == "FAIL" and states.count("COMPLETE") + states.count("PRUNED") == 2

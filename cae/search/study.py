@@ -46,15 +46,18 @@ def optuna_module() -> Any:
 
 
 class _OptunaLines(logging.StreamHandler):
-    """Optuna's warnings as it prints them, but none for a failure the harness reports in its own line."""
+    """Optuna's warnings as it prints them, but none for a failure the harness reports in its own line
+    (a trial failed by Ctrl-C, a NaN loss, a refused point, a full disk, another worker's stale sweep)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from optuna.exceptions import UpdateFinishedTrialError  # a paused worker's trial: the worker says so
+
         error = record.exc_info[1] if record.exc_info else None
-        known = (KeyboardInterrupt, CAEError, TrialStopped, SkippedTrial)
+        known = (KeyboardInterrupt, CAEError, TrialStopped, SkippedTrial, UpdateFinishedTrialError)
         return not (isinstance(error, known) or (error is not None and disk_full(error)))
 
 

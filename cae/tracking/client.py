@@ -136,7 +136,7 @@ class Tracker:
     def outbox(self) -> Outbox:
         """This store's queue of per-epoch metrics (one sender thread, started on first use)."""
         if self._outbox is None:
-            self._outbox = Outbox(self.client)
+            self._outbox = Outbox(self.client, silent=lambda: self.silent)
         return self._outbox
 
     # ---- experiments and runs -----------------------------------------------------------------

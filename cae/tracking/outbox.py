@@ -14,6 +14,7 @@ import json
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,15 @@ def outbox_dir() -> Path:
 class Outbox:
     """One tracking client's queue of per-epoch metrics: ``(run id, [(key, value, timestamp, step)])``."""
 
-    def __init__(self, client: Any):
-        self.client = client
+    def __init__(self, client: Any, silent: Any = lambda: False):
+        self.client, self.silent = client, silent  # silent(): the server stopped answering (waiting is no use)
         self._queue: queue.Queue[tuple[str, list[tuple[str, float, int, int]]]] = queue.Queue()
         self._unsent: dict[str, list[tuple[str, float, int, int]]] = {}  # run id -> what failed to go
         self._current: tuple[str, list[Any]] | None = None  # the batch on its way (kept if we must stop)
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._send_all, name="cae-metrics-outbox", daemon=True)
         self._thread.start()
-        # At exit, before the interpreter stops this daemon thread: whatever has not gone is kept.
-        atexit.register(self.save, None, True)
+        atexit.register(self._at_exit)
 
     def put(self, run_id: str, metrics: list[tuple[str, float, int, int]]) -> None:
         self._queue.put((run_id, metrics))
@@ -62,8 +62,16 @@ class Outbox:
                 self._queue.task_done()
 
     def drain(self) -> None:
-        """Wait until everything queued so far was sent or failed to go (what failed waits in ``unsent``)."""
-        self._queue.join()
+        """Wait until everything queued so far was sent or failed to go (what failed waits in ``unsent``),
+        or the server stopped answering."""
+        while self._queue.unfinished_tasks and not self.silent():
+            time.sleep(0.05)
+
+    def _at_exit(self) -> None:
+        """Before the interpreter stops this daemon thread: what a server that answers can still take is
+        sent, whatever has not gone is kept in the outbox folder."""
+        self.drain()
+        self.save(None, everything=True)
 
     def save(self, run_id: str | None = None, everything: bool = False) -> int:
         """Write what the store has not taken of ``run_id`` (of every run: None) to the outbox folder;
