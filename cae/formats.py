@@ -1,16 +1,24 @@
 """CIFAR-10's on-disk formats, decoded to one uint8 array: the official python pickles
 (``cifar-10-batches-py``, as a folder or ``cifar-10-python.tar.gz``) and class-folder image trees
 ``[root/]{train,test}/<class>/<image>`` (as a folder or a ``.tar.gz``). Train and test are merged.
+
+Everything read is treated as untrusted: only regular files are opened, each is refused above a size
+bound before it is read, a pickle may name only the few globals a CIFAR-10 batch holds, and an image
+must be 32×32 in a known mode before its pixels are decoded.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
+import stat
+import struct
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +28,39 @@ from cae.errors import CAEError
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (32, 32, 3)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# PIL's readers for IMAGE_SUFFIXES. Without the list Image.open tries every format PIL knows, some of
+# which run external programs when their pixels are loaded (EPS runs Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+
+
+@dataclass(frozen=True)
+class Bound:
+    """The most bytes a file of one kind may have; a larger one is refused before it is read, so a huge
+    member of a small compressed archive never reaches memory."""
+
+    limit: int
+    what: str
+
+
+IMAGE_FILE = Bound(1 << 20, "a 32×32 image file (CIFAR-10's are about 3 KB)")
+BATCH_FILE = Bound(64 << 20, "a CIFAR-10 python batch (the official ones are about 31 MB)")
+
+# Reads one file whole, refusing it (CAEError naming it) unless it is a regular file within the bound.
+Reader = Callable[[Bound], bytes]
 
 
 def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.is_dir():
         if (path / "data_batch_1").exists():
-            return _from_batches(((f.name, f.read_bytes) for f in sorted(path.iterdir())), str(path))
+            return _from_batches(((f.name, _file_reader(f)) for f in sorted(path.iterdir())), str(path))
         inner = path / "cifar-10-batches-py"
         if (inner / "data_batch_1").exists():
             return decode(inner)
-        return _from_image_files(((str(f.relative_to(path)), f.read_bytes) for f in tree_files(path)), str(path))
+        files = ((str(f.relative_to(path)), _file_reader(f)) for f in tree_files(path))
+        return _from_image_files(files, str(path))
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):  # tarfile.is_tarfile would open it, and opening a FIFO waits for a writer
+        raise CAEError(f"{path}: {file_kind(mode)}; a CIFAR-10 source is a regular file or a folder")
     if tarfile.is_tarfile(path) or path.name.endswith((".tar.gz", ".tgz", ".tar")):
         return _decode_tar(path)
     raise CAEError(
@@ -38,12 +69,27 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+def file_kind(mode: int) -> str:
+    """What ``stat``'s ``st_mode`` describes, in words for an error message."""
+    kinds = [
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
 def tree_files(root: Path) -> list[Path]:
     """Every file under ``root`` in a fixed order, following links to folders (a class folder is often one).
 
     ``Path.rglob`` skips what it cannot read: a linked class folder, a folder without read permission
     and a broken link all vanished without a word, and a study trained on the rest. Here a folder
-    that cannot be listed and a broken link are one-line errors naming them.
+    that cannot be listed and a broken link are one-line errors naming them. Anything but a regular
+    file (or a link to one) is refused from its ``stat``, unopened: opening a FIFO waits for a writer
+    and opening a device can act on it.
     """
     found: list[Path] = []
     seen: set[tuple[int, int]] = set()
@@ -60,22 +106,96 @@ def tree_files(root: Path) -> list[Path]:
         dirs.sort()
         for name in sorted(files):
             f = Path(folder) / name
-            if f.is_symlink() and not f.exists():
-                raise CAEError(f"{f}: a broken link (its target {os.readlink(f)} does not exist)")
+            try:
+                mode = os.stat(f).st_mode  # a link's target: a link to an image is read as that image
+            except FileNotFoundError:
+                if f.is_symlink():
+                    raise CAEError(f"{f}: a broken link (its target {os.readlink(f)} does not exist)") from None
+                raise CAEError(f"{f}: vanished while the folder was read") from None
+            except OSError as err:
+                raise CAEError(f"{f}: cannot read ({err.strerror or err})") from None
+            if not stat.S_ISREG(mode):
+                raise CAEError(
+                    f"{f}: {file_kind(mode)}, not a regular file; a data folder holds only image or batch "
+                    "files (or links to them)"
+                )
             found.append(f)
     return found
+
+
+def _too_large(name: str, size: int, bound: Bound) -> CAEError:
+    return CAEError(f"{name}: {size:,} bytes, more than the {bound.limit:,} allowed for {bound.what}")
+
+
+def _open_nonblocking(path: str, flags: int) -> int:
+    # Regular files ignore O_NONBLOCK; a FIFO put in place after the check opens at once instead of
+    # waiting for a writer, and is then refused by fstat.
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
+def _read_file(path: Path, bound: Bound) -> bytes:
+    """``path`` whole. Its kind and size are checked from ``stat`` before it is opened (opening a FIFO
+    waits for a writer, opening a device can act on it) and again once open, in case it was swapped."""
+
+    def check(st: os.stat_result) -> None:
+        if not stat.S_ISREG(st.st_mode):
+            raise CAEError(f"{path}: {file_kind(st.st_mode)}, not a regular file; expected {bound.what}")
+        if st.st_size > bound.limit:
+            raise _too_large(str(path), st.st_size, bound)
+
+    try:
+        check(os.stat(path))
+        with open(path, "rb", opener=_open_nonblocking) as fh:
+            st = os.fstat(fh.fileno())
+            check(st)
+            # A read allocates what it asks for, so ask for the size fstat gives; more comes only from
+            # a file that grew since, or whose file system does not know its size in advance.
+            data = fh.read(st.st_size + 1)
+            if len(data) > st.st_size:
+                data += fh.read(bound.limit + 1 - len(data))
+    except OSError as err:
+        raise CAEError(f"{path}: cannot read ({err.strerror or err})") from None
+    if len(data) > bound.limit:
+        raise _too_large(str(path), len(data), bound)
+    return data
+
+
+def _file_reader(path: Path) -> Reader:
+    return functools.partial(_read_file, path)
+
+
+def _member_kind(member: tarfile.TarInfo) -> str:
+    kinds = [
+        (member.issym, "a symbolic link"),
+        (member.islnk, "a hard link"),
+        (member.isfifo, "a FIFO (named pipe)"),
+        (member.ischr, "a character device"),
+        (member.isblk, "a block device"),
+    ]
+    return next((name for test, name in kinds if test()), f"an entry of tar type {member.type!r}")
 
 
 def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with tarfile.open(path, "r:*") as tar:
-            members = [m for m in tar.getmembers() if m.isfile()]
+            members = []
+            for m in tar.getmembers():
+                if m.isdir():
+                    continue
+                if not m.isfile():
+                    raise CAEError(
+                        f"{path}/{m.name}: {_member_kind(m)}; only regular files and folders are read from "
+                        "an archive (tar --dereference stores the files that links point to)"
+                    )
+                members.append(m)
 
-            def reader(m: tarfile.TarInfo) -> Callable[[], bytes]:
-                def read() -> bytes:
+            def reader(m: tarfile.TarInfo) -> Reader:
+                def read(bound: Bound) -> bytes:
+                    if m.size > bound.limit:  # from the header: nothing of it is read
+                        raise _too_large(f"{path}/{m.name}", m.size, bound)
                     fh = tar.extractfile(m)
                     assert fh is not None  # regular files always have a stream
-                    return fh.read()
+                    return fh.read(m.size)  # the member's stream ends there
 
                 return read
 
@@ -86,7 +206,74 @@ def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise CAEError(f"{path}: archive is truncated or corrupt ({type(err).__name__}: {err})") from None
 
 
-def _from_batches(files: Iterable[tuple[str, Callable[[], bytes]]], where: str) -> tuple[np.ndarray, np.ndarray]:
+# --------------------------------------------------------------------------------------------
+# The official python batches: pickles, read by an unpickler that admits only what they hold
+
+
+class _NDArrayName:
+    """Stands for ``numpy.ndarray`` in a batch: ``_reconstruct`` needs it as an argument, but called
+    itself it would allocate an array of any size the pickle asks for."""
+
+
+def _empty_array(subtype: object, shape: object, dtype: object) -> np.ndarray:
+    """NumPy's pickled-array constructor, limited to what it does in a batch: an empty ndarray that the
+    pickle's next step fills from its own bytes (an official batch asks for shape (0,))."""
+    if subtype is not _NDArrayName or not isinstance(dtype, np.dtype | bytes | str):
+        raise pickle.UnpicklingError("an array constructor with arguments a batch never has")
+    return _RECONSTRUCT(np.ndarray, (0,), dtype)
+
+
+def _latin1(text: object, encoding: object = "latin1") -> bytes:
+    """``codecs.encode`` as pickle protocols 0-2 written by Python 3 store bytes, and only that."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("codecs.encode used for something other than bytes")
+    return text.encode("latin1")
+
+
+# NumPy's own pickling names these functions (numpy.core.* in NumPy 1 and in the official files,
+# written by Python 2; numpy._core.* in NumPy 2). They are taken from the methods that pickle an
+# array, so no private name of NumPy is imported here.
+_RECONSTRUCT = np.zeros(1, np.uint8).__reduce__()[0]
+_FROMBUFFER = np.zeros(1, np.uint8).__reduce_ex__(5)[0]  # how protocol 5 (Python 3.14's default) stores arrays
+BATCH_GLOBALS: dict[tuple[str, str], object] = {
+    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
+    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
+    ("numpy", "ndarray"): _NDArrayName,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1,
+}
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global that a CIFAR-10 batch never holds."""
+
+    def __init__(self, module: str, name: str) -> None:
+        super().__init__(f"{module}.{name}")
+        self.name = f"{module}.{name}"
+
+
+class BatchUnpickler(pickle.Unpickler):
+    """Loads a CIFAR-10 python batch: dicts, lists, str/bytes, numbers and NumPy arrays, nothing else.
+
+    A pickle runs whatever callable it names; ``find_class`` is where those names are resolved, so a
+    name outside ``BATCH_GLOBALS`` stops the load before anything of it runs.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return BATCH_GLOBALS[(module, name)]
+        except KeyError:
+            raise RefusedGlobal(module, name) from None
+
+
+def load_batch(data: bytes) -> object:
+    """A batch's content; RefusedGlobal for a pickle that names anything a batch does not hold."""
+    return BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
+
+
+def _from_batches(files: Iterable[tuple[str, Reader]], where: str) -> tuple[np.ndarray, np.ndarray]:
     """The official python pickles: data_batch_1..5 then test_batch, each 10,000×3072 uint8."""
     wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     found = {name: read for name, read in files if name in wanted}
@@ -95,12 +282,27 @@ def _from_batches(files: Iterable[tuple[str, Callable[[], bytes]]], where: str) 
         raise CAEError(f"{where}: cifar-10-batches-py is incomplete, missing {', '.join(missing)}")
     images, labels = [], []
     for name in wanted:
+        raw = found[name](BATCH_FILE)
         try:
-            batch = pickle.loads(found[name](), encoding="bytes")
-            # As stored, not converted: np.uint8(0.7) is 0, so float pixels would train as black images.
-            data, lab = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
-        except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as err:
+            batch = load_batch(raw)
+            data, lab = batch[b"data"], batch[b"labels"]
+        except RefusedGlobal as err:
+            raise CAEError(
+                f"{where}/{name}: refused, the pickle calls {err.name}; a CIFAR-10 python batch holds only "
+                "dicts, lists, bytes, numbers and NumPy arrays (nothing of it was run)"
+            ) from None
+        except Exception as err:  # a damaged pickle fails in any of pickle's ways (IndexError, struct.error…)
             raise CAEError(f"{where}/{name}: not a CIFAR-10 python batch ({type(err).__name__})") from None
+        # Checked before np.asarray: nested lists that share their items are small as a pickle and
+        # huge as an array.
+        if not isinstance(data, np.ndarray):
+            raise CAEError(f"{where}/{name}: data is a {type(data).__name__}, expected an N×3072 uint8 array")
+        if not (
+            isinstance(lab, np.ndarray) or (isinstance(lab, list) and all(isinstance(v, int | float) for v in lab))
+        ):
+            raise CAEError(f"{where}/{name}: labels must be a list of class indices 0-9")
+        lab = np.asarray(lab)
+        # As stored, not converted: np.uint8(0.7) is 0, so float pixels would train as black images.
         if data.dtype != np.uint8:
             raise CAEError(f"{where}/{name}: pixels are {data.dtype}, expected uint8 values 0-255 (the official "
                            "format)")  # fmt: skip
@@ -144,10 +346,8 @@ def _class_index(name: str) -> int | None:
     return None
 
 
-def _from_image_files(files: Iterator[tuple[str, Callable[[], bytes]]], where: str) -> tuple[np.ndarray, np.ndarray]:
+def _from_image_files(files: Iterator[tuple[str, Reader]], where: str) -> tuple[np.ndarray, np.ndarray]:
     """A class-folder tree: ``[root/]{train,test}/<class>/<image>``; train and test merged."""
-    from PIL import Image, UnidentifiedImageError
-
     entries = []
     for name, read in files:
         p = Path(name)
@@ -169,16 +369,134 @@ def _from_image_files(files: Iterator[tuple[str, Callable[[], bytes]]], where: s
     images = np.empty((len(entries), *IMAGE_SHAPE), dtype=np.uint8)
     labels = np.empty(len(entries), dtype=np.uint8)
     for i, (_, _, _, label, read, name) in enumerate(entries):
-        try:
-            with Image.open(io.BytesIO(read())) as im:
-                if im.size != IMAGE_SHAPE[:2]:
-                    raise CAEError(f"{where}/{name}: expected a 32×32 image, got {im.size[0]}×{im.size[1]}")
-                images[i] = np.asarray(im.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise CAEError(f"{where}/{name}: unreadable image ({type(err).__name__})") from None
+        images[i] = decode_image(read(IMAGE_FILE), f"{where}/{name}")
         labels[i] = label
     # After the images (a damaged file is the more precise message), each split on its own: train and
     # test must both be complete.
     for split_name in sorted({e[0] for e in entries}):
         check_classes(labels[[e[0] == split_name for e in entries]], "/".join((where, *split_name)))
     return images, labels
+
+
+# --------------------------------------------------------------------------------------------
+# One image file to 32×32×3 uint8
+
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX")  # alpha is dropped, as convert("RGB") does
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # gray; "I" is how older PIL reads a 16-bit PNG
+ALLOWED_MODES = "1-bit, 8-bit or 16-bit gray, palette, RGB or RGBA (8 or 16 bits)"
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """The (32, 32, 3) uint8 pixels of one image file; a 16-bit sample v becomes round(v / 257).
+
+    Size and mode come from the header (``Image.open`` reads no pixels), so an image of the wrong
+    size or of an unknown mode is refused before its pixels are decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
+            if im.size != IMAGE_SHAPE[:2]:
+                raise CAEError(f"{name}: expected a 32×32 image, got {im.size[0]}×{im.size[1]}")
+            if im.format == "PNG" and _png_depth_and_colour(data) in ((16, 2), (16, 4), (16, 6)):
+                return _rgb8_of_16_bit(_png16_samples(data))
+            if im.mode in EIGHT_BIT_MODES:
+                # Through RGBA: a palette with transparent entries converts to RGB only with a warning.
+                colours = im.convert("RGBA") if im.mode == "P" else im
+                return np.asarray(colours.convert("RGB"))
+            if im.mode in SIXTEEN_BIT_MODES:
+                gray = np.asarray(im)
+                if gray.min() < 0 or gray.max() > 0xFFFF:
+                    raise CAEError(
+                        f"{name}: {im.mode} pixels from {gray.min()} to {gray.max()}, expected 16-bit values 0-65535"
+                    )
+                return _rgb8_of_16_bit(gray[..., None])
+            raise CAEError(f"{name}: a {im.mode} image, which is not read; expected {ALLOWED_MODES}")
+    except Image.DecompressionBombError:
+        # Raised by Image.open from the header alone, before the size check above can run.
+        raise CAEError(f"{name}: expected a 32×32 image, its header claims more pixels than PIL decodes") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as err:
+        raise CAEError(f"{name}: unreadable image ({type(err).__name__})") from None
+
+
+def _rgb8_of_16_bit(samples: np.ndarray) -> np.ndarray:
+    """(h, w, 1-4 channels) 16-bit samples as (h, w, 3) uint8: gray repeated, alpha dropped, and each
+    value v scaled to round(v / 257), so 0 and 65535 stay black and white (v / 257 is never x.5)."""
+    v = samples.astype(np.uint32)
+    rgb = v[..., :3] if v.shape[-1] >= 3 else np.repeat(v[..., :1], 3, axis=-1)
+    return ((2 * rgb + 257) // 514).astype(np.uint8)
+
+
+# PNG (ISO/IEC 15948): PIL reads 16-bit gray exactly (mode I;16) but keeps only the high byte of 16-bit
+# colour (v // 256, one level off round(v / 257) for about a quarter of the values), so those are decoded here.
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type → samples per pixel (3, palette, is never 16-bit)
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_depth_and_colour(data: bytes) -> tuple[int, int]:
+    """Bit depth and colour type from the IHDR chunk, which a PNG must start with."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 29:
+        raise ValueError("no PNG header")
+    return data[24], data[25]
+
+
+def _png16_samples(data: bytes) -> np.ndarray:
+    """The (h, w, channels) uint16 samples of a 16-bit PNG of colour type 0, 2, 4 or 6."""
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if depth != 16 or colour not in PNG_CHANNELS:
+        raise ValueError("not a 16-bit PNG of a known colour type")
+    channels = PNG_CHANNELS[colour]
+    pixel_bytes = 2 * channels
+    idat, pos = [], 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        if kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length  # length, type, data, CRC
+    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
+    shapes = [(max(0, -(-(height - y0) // dy)), max(0, -(-(width - x0) // dx))) for x0, y0, dx, dy in passes]
+    sizes = [h * (1 + w * pixel_bytes) if h and w else 0 for h, w in shapes]  # a filter byte per row
+    raw = zlib.decompressobj().decompress(b"".join(idat), sum(sizes))  # never more than the image holds
+    if len(raw) != sum(sizes):
+        raise ValueError("PNG image data is short")
+    samples = np.empty((height, width, channels), np.uint16)
+    offset = 0
+    for (x0, y0, dx, dy), (h, w), size in zip(passes, shapes, sizes, strict=True):
+        if size:
+            rows = _unfilter(raw[offset : offset + size], h, w * pixel_bytes, pixel_bytes)
+            samples[y0::dy, x0::dx] = rows.view(">u2").reshape(h, w, channels)
+            offset += size
+    return samples
+
+
+def _unfilter(raw: bytes, height: int, stride: int, pixel_bytes: int) -> np.ndarray:
+    """PNG's row filters undone: each byte was stored less a prediction from the byte one pixel to its
+    left (a), the byte above (b) and the byte above that one (c), 0 outside the image."""
+    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1).astype(np.int32)
+    out = np.zeros((height, stride + pixel_bytes), np.int32)  # a zero pixel left of each row
+    above = np.zeros(stride + pixel_bytes, np.int32)
+    for y in range(height):
+        kind, line, cur = rows[y, 0], rows[y, 1:], out[y]
+        if kind == 0:
+            cur[pixel_bytes:] = line
+        elif kind == 2:
+            cur[pixel_bytes:] = (line + above[pixel_bytes:]) & 0xFF
+        elif kind in (1, 3, 4):  # each pixel needs the one before it: one step per pixel
+            for x in range(pixel_bytes, stride + pixel_bytes, pixel_bytes):
+                a, b, c = cur[x - pixel_bytes : x], above[x : x + pixel_bytes], above[x - pixel_bytes : x]
+                if kind == 1:
+                    predicted = a
+                elif kind == 3:
+                    predicted = (a + b) >> 1
+                else:  # Paeth: whichever of a, b, c is nearest a + b - c, ties in that order
+                    p = a + b - c
+                    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+                    predicted = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+                cur[x : x + pixel_bytes] = (line[x - pixel_bytes : x] + predicted) & 0xFF
+        else:
+            raise ValueError(f"unknown PNG row filter {kind}")
+        above = cur
+    return np.ascontiguousarray(out[:, pixel_bytes:].astype(np.uint8))

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import socket
+import stat
 import sys
 import zipfile
 import zlib
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cae.errors import CAEError, first_line
-from cae.formats import CLASSES, IMAGE_SHAPE, decode, tree_files
+from cae.formats import CLASSES, IMAGE_SHAPE, decode, file_kind, tree_files
 from cae.paths import atomic_path, runs_dir
 
 SAMPLE_PATH = Path(__file__).parent / "assets" / "cifar10-sample.tar.gz"
@@ -148,6 +149,9 @@ def _digest(path: Path) -> str:
             st = f.stat()
             h.update(f"{f.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     else:
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer, a device might never end
+            raise CAEError(f"{path}: {file_kind(mode)}; {HOW_TO_SUPPLY}")
         with path.open("rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)

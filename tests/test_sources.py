@@ -1,16 +1,23 @@
 """cae.sources: finding CIFAR-10, decoding every format it comes in, and the content-keyed cache."""
 
+import contextlib
 import io
+import os
 import pickle
+import shlex
+import signal
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import cae.formats as formats
 import cae.sources as sources
 from cae.errors import CAEError
+from cae.formats import BATCH_FILE, IMAGE_FILE
 from cae.sources import CLASSES, load_cifar10
 
 from .conftest import shared_archive
@@ -32,7 +39,8 @@ def write_batches(root: Path, per_batch: int = 20) -> tuple[Path, np.ndarray]:
         all_images.append(images)
         data = images.transpose(0, 3, 1, 2).reshape(per_batch, -1)
         labels = [i % 10 for i in range(per_batch)]
-        (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}))
+        # Pickle protocol 2, as the official files were written.
+        (folder / name).write_bytes(pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
     return folder, np.concatenate(all_images)
 
 
@@ -291,3 +299,156 @@ def test_a_missing_class_folder_is_refused(tmp_path):
     for f in (root / "test" / "ship").iterdir():
         f.unlink()
     _expect(tmp_path, root, "imgs/test: no images of class ship; CIFAR-10 has all 10 classes")
+
+
+def test_nested_lists_are_refused_before_they_become_an_array(tmp_path):
+    """Lists that share their items pickle in a few bytes and expand to 2**40 labels as an array."""
+    folder, _ = write_batches(tmp_path / "src")
+    nested: list = [0]
+    for _ in range(40):
+        nested = [nested, nested]
+    _rewrite_batch(folder, "data_batch_4", b"labels", nested)
+    _expect(tmp_path, folder, "data_batch_4: labels must be a list of class indices 0-9")
+    _rewrite_batch(folder, "data_batch_4", b"labels", list(range(10)) * 2)
+    _rewrite_batch(folder, "data_batch_5", b"data", nested)
+    _expect(tmp_path, folder, "data_batch_5: data is a list, expected an N×3072 uint8 array")
+
+
+# ---- untrusted files: a pickle runs nothing, only regular files of bounded size are read ----------
+
+
+class _Payload:
+    """Pickles as a shell command that creates ``target``, run by whoever unpickles it."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return os.system, (f"touch {shlex.quote(str(self.target))}",)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "tar.gz"])
+def test_a_pickle_that_would_run_code_is_refused_and_runs_nothing(tmp_path, packed):
+    folder, _ = write_batches(tmp_path / "src")
+    payload = pickle.dumps({b"data": _Payload(tmp_path / "pwned"), b"labels": [0]}, protocol=2)
+    pickle.loads(payload)  # the payload is real: plain pickle runs it
+    assert (tmp_path / "pwned").exists()
+    (tmp_path / "pwned").unlink()
+    (folder / "data_batch_1").write_bytes(payload)
+    source = tar_of(folder, tmp_path / "cifar-10-python.tar.gz") if packed else folder
+    with pytest.raises(CAEError) as err:
+        load_cifar10(str(source), cache_dir=tmp_path / "cache")
+    message = str(err.value)
+    assert message.startswith(f"{source}/data_batch_1: refused, the pickle calls {os.system.__module__}.system; ")
+    assert "\n" not in message
+    assert not (tmp_path / "pwned").exists()
+
+
+def _tar_with(target: Path, extra: tarfile.TarInfo, data: bytes | None = None) -> Path:
+    """A class-folder archive with one more member, written as given."""
+    root = write_class_tree(target.parent / "imgs")
+    with tarfile.open(target, "w:gz", compresslevel=1) as tar:
+        tar.add(root, arcname="imgs")
+        tar.addfile(extra, io.BytesIO(data) if data is not None else None)
+    return target
+
+
+def _member(name: str, kind: bytes, **fields) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    for key, value in fields.items():
+        setattr(info, key, value)
+    return info
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields", "what"),
+    [(tarfile.SYMTYPE, {"linkname": "/etc/passwd"}, "a symbolic link"),
+     (tarfile.LNKTYPE, {"linkname": "imgs/train/cat/0000.png"}, "a hard link"),
+     (tarfile.FIFOTYPE, {}, "a FIFO (named pipe)"),
+     (tarfile.CHRTYPE, {"devmajor": 1, "devminor": 5}, "a character device")],
+    ids=["symlink", "hardlink", "fifo", "device"],
+)  # fmt: skip
+def test_an_archive_member_that_is_not_a_regular_file_is_refused(tmp_path, kind, fields, what):
+    archive = _tar_with(tmp_path / "imgs.tar.gz", _member("imgs/train/cat/9999.png", kind, **fields))
+    _expect(tmp_path, archive, f"imgs.tar.gz/imgs/train/cat/9999.png: {what}; only regular files and folders")
+
+
+def test_an_archive_member_too_large_for_an_image_is_refused_unread(tmp_path):
+    size = IMAGE_FILE.limit + 1
+    archive = _tar_with(tmp_path / "imgs.tar.gz", _member("imgs/train/cat/big.png", tarfile.REGTYPE, size=size),
+                        bytes(size))  # fmt: skip
+    _expect(tmp_path, archive, f"imgs/train/cat/big.png: {size:,} bytes, more than the {IMAGE_FILE.limit:,} allowed")
+
+
+def test_a_batch_member_too_large_is_refused_before_it_is_read(tmp_path):
+    folder, _ = write_batches(tmp_path / "src")
+    size = BATCH_FILE.limit + 1  # zeros: a few hundred KB compressed
+    (folder / "data_batch_2").write_bytes(bytes(size))
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz", compresslevel=1) as tar:
+        tar.add(folder, arcname=folder.name)
+    (folder / "data_batch_2").unlink()
+    assert archive.stat().st_size < 2_000_000
+    tracemalloc.start()
+    try:
+        _expect(tmp_path, archive, f"data_batch_2: {size:,} bytes, more than the {BATCH_FILE.limit:,} allowed")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size // 4  # the member was never read into memory
+
+
+@pytest.mark.parametrize(("name", "bound"), [("data_batch_3", BATCH_FILE), ("train/dog/0001.png", IMAGE_FILE)])
+def test_a_file_too_large_in_a_folder_is_refused_before_it_is_read(tmp_path, name, bound):
+    folder = write_batches(tmp_path / "src")[0] if name.startswith("data") else write_class_tree(tmp_path / "src")
+    with (folder / name).open("r+b") as fh:
+        fh.truncate(2 << 30)  # 2 GiB, sparse: nothing of it is on disk
+    _expect(tmp_path, folder, f"{name}: 2,147,483,648 bytes, more than the {bound.limit:,} allowed for ")
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int):
+    """Fails the test instead of hanging it forever (opening a FIFO waits for a writer)."""
+
+    def expired(signum, frame):
+        raise TimeoutError(f"still waiting after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_fifo_in_a_class_folder_is_refused_unopened(tmp_path):
+    root = write_class_tree(tmp_path / "imgs")
+    os.mkfifo(root / "train" / "cat" / "0005.png")
+    with _deadline(30):
+        _expect(tmp_path, root, "train/cat/0005.png: a FIFO (named pipe), not a regular file; a data folder holds ")
+
+
+def test_a_fifo_as_a_batch_or_as_the_source_is_refused_unopened(tmp_path):
+    folder, _ = write_batches(tmp_path / "src")
+    (folder / "test_batch").unlink()
+    os.mkfifo(folder / "test_batch")
+    os.mkfifo(tmp_path / "data.tar.gz")
+    with _deadline(30):
+        _expect(tmp_path, folder, "test_batch: a FIFO (named pipe), not a regular file; a data folder holds ")
+        with pytest.raises(CAEError) as err:
+            formats.decode(folder)  # the decoder on its own, without the listing that the cache key makes
+        assert "test_batch: a FIFO (named pipe), not a regular file; expected a CIFAR-10 python" in str(err.value)
+        _expect(tmp_path, tmp_path / "data.tar.gz", "data.tar.gz: a FIFO (named pipe); supply CIFAR-10 with DATA=")
+
+
+def test_16_bit_pngs_train_as_their_colours_not_white(tmp_path):
+    root = write_class_tree(tmp_path / "imgs")
+    gray = RNG.integers(0, 65536, size=(32, 32)).astype(np.uint16)
+    Image.fromarray(gray).save(root / "train" / "cat" / "0000.png")  # a 16-bit gray PNG (mode I;16)
+    ds = load_cifar10(str(root), cache_dir=tmp_path / "cache")
+    cat = CLASSES.index("cat")
+    first_cat = ds.images[int(np.flatnonzero(ds.labels == cat)[3])]  # test/cat has 3, then train/cat/0000.png
+    np.testing.assert_array_equal(first_cat[..., 0], np.round(gray / 257).astype(np.uint8))
+    assert (first_cat == 255).mean() < 0.01
