@@ -81,10 +81,24 @@ def _search_config(args: argparse.Namespace) -> Any:
         **_given(args, "trials", "study", "storage", "engine", "workers", "timeout", "extend", "code_values"),
     }
     cfg = load_search(args.config, overrides)
+    _refuse_sampled_keys(args, cfg)
     if cfg.engine == "keras-tuner" and getattr(args, "study", None) is None:
         # Its own study (MLflow experiment, runs/<study>/) so the engines can be compared side by side.
         cfg = with_overrides(cfg, {"study": f"{cfg.study}-kt"})
     return cfg
+
+
+def _refuse_sampled_keys(args: argparse.Namespace, cfg: SearchConfig) -> None:
+    """A SET key the study's space samples would be replaced by every trial's draw: one line, not a no-op."""
+    from cae.space import load_space
+
+    keys = [parse_assignment(text)[0].removeprefix("experiment.") for text in getattr(args, "set", None) or []]
+    sampled = [k for k in keys if k in load_space(cfg.space, cfg.experiment).names] if keys else []
+    if sampled:
+        raise CAEError(
+            f"SET {sampled[0]}: the study's space ({cfg.space}) samples it, so every trial would replace it; "
+            "narrow its range in the space file instead"
+        )
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -49,7 +49,9 @@ class PrunerConfig:
 @dataclass(frozen=True)
 class SearchConfig:
     study: str = "cae-search"  # Optuna study, MLflow experiment and runs/<study>/ folder
-    space: str = "search_spaces/reconstruction.yaml"
+    # The space the trials are drawn from. The default fits the default experiment (the seed's CAE): its
+    # conv-only family; the default study (experiments/search.yaml) names the PCA-code family's.
+    space: str = "search_spaces/conv.yaml"
     engine: Literal["optuna", "keras-tuner"] = "optuna"
     # What a trial trains: an autoencoder ("reconstruction") or a gray-to-colour network
     # ("colorization", `make colorize-search`, starting from source_study's best trial).

@@ -1,6 +1,5 @@
 """The Python API (``import cae``), used the way the README's notebook example uses it."""
 
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -26,31 +25,24 @@ def test_every_public_function_has_a_docstring():
         assert (getattr(cae, name).__doc__ or "").strip(), name
 
 
-@pytest.mark.slow  # a real (tiny) study end to end
-def test_the_readme_example_runs_on_the_sample(tmp_path, tracking_uri):
-    import cae
+@pytest.mark.slow  # a real (tiny) study end to end, then the README's own block
+def test_the_readmes_python_block_runs_as_written_after_the_quick_start(tmp_path):
+    """The block is taken from README.md and run as it is, in a runs/ folder where the quick start's
+    study (cae-search, on the sample) already exists with other settings."""
+    import os
+    import re
 
-    config = cae.load_experiment(
-        REPO / "experiments/reference.yaml", {"train.epochs": 1, "data.source": "sample", "data.subset": 320}
+    runs = tmp_path / "runs"
+    env = {**os.environ, "CAE_RUNS_DIR": str(runs), "MLFLOW_TRACKING_URI": f"sqlite:///{runs}/mlflow.db"}
+    code = (  # the quick start, shortened: `make search` on the sample, through the same API
+        "import cae\n"
+        f"cae.run_study(cae.load_search({str(REPO / 'experiments/search.yaml')!r}, {{'trials': 1, "
+        "'experiment.data.source': 'sample', 'experiment.data.subset': 160, 'experiment.train.epochs': 1}))\n"
     )
-    splits = cae.splits_for(config)
-    result = cae.train_and_evaluate(config, splits)
-    assert result.model.count_params() == 4911 and result.test["test_psnr"] > 10
-    base = cae.baselines(splits, result.code_values)
-    assert base["pca_psnr"] > base["pca_q8_psnr"] > 0 and math.isfinite(base["thumbnail_psnr"])
-
-    study = cae.load_search(
-        REPO / "experiments/search.yaml",
-        {
-            "trials": 1,
-            "storage": f"sqlite:///{tmp_path}/optuna.db",
-            "enqueue": [],
-            "experiment.data.source": "sample",
-            "experiment.data.subset": 320,
-            "experiment.train.epochs": 1,
-        },
-    )
-    summary = cae.run_study(study)
-    assert summary["study"] == "cae-search-sample"  # a demo on the sample never lands in cae-search
-    model, record = cae.load_best_model(summary["study"])
-    assert record["trial_number"] == 0 and model.count_params() == record["n_params"]
+    block = re.search(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S).group(1)
+    for script in (code, block):
+        out = subprocess.run(
+            [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert (runs / "notebook" / "best.json").exists() and (runs / "cae-search" / "best.json").exists()

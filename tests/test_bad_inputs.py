@@ -154,9 +154,9 @@ ROWS: list[Row] = [
         None,
     ),
     (
-        "a training key without its experiment. prefix in --set on a search",
-        lambda c: ["search", c.search_yaml(), "--set", "train.batch_size=64"],
-        r"unknown key 'train\.batch_size'; did you mean experiment\.train\.batch_size\?$",
+        "a key the search space samples, fixed with --set (every trial would replace it)",
+        lambda c: ["search", c.search_yaml(), "--set", "train.learning_rate=1e-3"],
+        r"SET train\.learning_rate: the study's space .* samples it, so every trial would replace it",
         None,
     ),
     (

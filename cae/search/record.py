@@ -18,7 +18,7 @@ from cae.paths import resolve
 from cae.report.locations import repo_relative
 from cae.search_config import SearchConfig
 
-RECORDED = ("data_source", "data_digest", "subset", "epochs", "space", "space_digest")
+RECORDED = ("data_source", "data_digest", "subset", "epochs", "code_values", "space", "space_digest")
 
 
 def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
@@ -29,6 +29,7 @@ def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
         "data_digest": splits.digest,
         "subset": cfg.experiment.data.subset,
         "epochs": cfg.experiment.train.epochs,
+        "code_values": cfg.code_values,
         "space": repo_relative(space),
         "space_digest": hashlib.sha256(space.read_bytes()).hexdigest()[:16],
     }
