@@ -142,7 +142,7 @@ publish: $(STAMP) ## copy runs/<STUDY>/report/ and best.json to results/<STUDY>/
 	$(PY) -m cae publish $(STUDY_ARGS)
 
 
-colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|chroma-semantic|chroma-oracle|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
+colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chroma|seed|chroma-warm|chroma-skips|chroma-semantic|chroma-oracle|conv|all VIVID=0.7 EPOCHS SUBSET DATA CONFIG
 	$(PY) -m cae colorize $(call opt,STUDY,study) $(call opt,CONFIG,config) $(call opt,VARIANT,variant) \
 		$(call opt,VIVID,vivid) $(TRAIN_ARGS)
 

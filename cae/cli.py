@@ -108,7 +108,8 @@ def _training_commands(sub: Any) -> None:
     p.add_argument(
         "--variant",
         default="all",
-        help="rgb, chroma, seed, chroma-warm, chroma-skips, chroma-semantic, chroma-oracle (comma-separated) or all",
+        help="rgb, chroma, seed, chroma-warm, chroma-skips, chroma-semantic, chroma-oracle, conv (comma-separated) or "
+        "all (rgb, chroma, seed; and conv for a source with a dense code)",
     )
     _add_training_flags(p)
     p.set_defaults(func=cmd_colorize)
