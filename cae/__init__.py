@@ -8,7 +8,7 @@ notebook needs, imported on first use (``import cae`` itself loads no TensorFlow
     config = cae.load_experiment("experiments/reference.yaml", {"train.epochs": 2})
     splits = cae.splits_for(config)                       # or cae.load_splits("sample", seed=42)
     result = cae.train_and_evaluate(config, splits)       # result.model, .history, .test
-    print(result.test["test_psnr"], cae.baselines(splits, result.code_values))
+    print(result.test["test_psnr"], cae.baseline_scores(splits, result.code_values))
 
     study = cae.load_search("experiments/search.yaml", {"trials": 4, "experiment.train.epochs": 2})
     summary = cae.run_study(study)                        # what `make search` runs
@@ -31,7 +31,7 @@ _EXPORTS = {
     "train_and_evaluate": "cae.train",  # the one unit of work: train, restore the best epoch, score
     "run_study": "cae.stages",  # run or resume a study (Optuna or keras-tuner), as `make search`
     "load_best_model": "cae.search.best",  # (model, best.json record) of a study's best trial
-    "baselines": "cae.baselines",  # PCA's and the thumbnail's PSNR at a code size, on a split
+    "baseline_scores": "cae.baselines",  # PCA's and the thumbnail's PSNR at a code size, on a split
     "pca_basis": "cae.baselines",  # the cached PCA of a split's training images
 }
 __all__ = sorted(_EXPORTS)

@@ -232,7 +232,7 @@ def pca_curve(
     return [pca_point(basis, images, k, bits) for k in values if k <= basis.mean.size]
 
 
-def baselines(splits: Any, code_values: int, split: str = "test") -> dict[str, float]:
+def baseline_scores(splits: Any, code_values: int, split: str = "test") -> dict[str, float]:
     """PSNR of PCA (float and 8-bit coefficients) and of the thumbnail at ``code_values`` on a split.
 
     ``thumbnail_psnr`` is NaN outside the thumbnail's sizes (192..2,028 values).

@@ -483,7 +483,7 @@ def test_a_trial_the_tracking_server_failed_is_queued_again_as_what_it_was():
     """A real (in-memory) study: the point returns WAITING through Optuna's retry (its parameters, its
     attributes, its reported epochs, the attempt it retries); the worker stops in one line."""
     from cae.search.retry import first_attempt, requeue_if_unanswered
-    from cae.tracking.patience import TrackingUnavailable
+    from cae.tracking.watch import TrackingUnavailable
 
     study = optuna.create_study()
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})

@@ -22,7 +22,7 @@ from cae.data import Splits, splits_for
 from cae.errors import CAEError
 from cae.paths import ensure_dir, report_dir, study_dir
 from cae.report.data import ReportData
-from cae.report.figures import plot_rate_distortion, plot_size_vs_error, reconstruction_grid
+from cae.report.figures import plot_rate_distortion, plot_search_progress, plot_size_vs_error, reconstruction_grid
 from cae.report.measure import Inputs, measure
 from cae.report.points import MIN_FOR_IMPORTANCES, Point, completed_points, pareto_front
 from cae.report.publish import publish
@@ -110,6 +110,7 @@ def build_report(
             "seed": splits.seed,
         },
         reference=ref,
+        reference_val_psnr=held["val_psnr"],
         top=top,
         tables=_tables(splits, points, scored),
         parent_run_id=tracker.find_study_parent(cfg.study),
@@ -207,6 +208,13 @@ def _figures(
     how = "their own models" if not top.retrained else f"{inputs.budget}-epoch retrains"
     reconstruction_grid(splits, grid, out / "reconstructions.png", f"{cfg.study}: test images, {how}")
     images["reconstructions"] = "reconstructions.png"
+    if numbers.single_objective:  # one code size: the search in dB over PCA there, against the baselines
+        code = numbers.best.latent_values
+        val = inputs.tables["val"]
+        lines = {f"reference CAE ({ref.epochs} epochs)": inputs.reference_val_psnr, "thumbnail": val.thumb(code)}
+        plot_search_progress(inputs.study.get_trials(deepcopy=False), val.pca[code], lines, out / "search_progress.png")
+        images["search_progress"] = "search_progress.png"
+        return images
     if numbers.n_completed >= MIN_FOR_IMPORTANCES:  # fewer: the report says there are too few to tell
         plot_size_vs_error(inputs.points, numbers.rho_code, numbers.rho_params, out / "size_vs_error.png")
         images["size_vs_error"] = "size_vs_error.png"

@@ -1,4 +1,4 @@
-"""The report's own figures: size vs error, rate–distortion and the reconstruction grid.
+"""The report's own figures: the search in dB over PCA, size vs error, rate–distortion, the reconstruction grid.
 
 Optuna's figures (history, importances, front) come from ``cae.search.figures``; these draw values
 already computed (points, correlations, the baseline tables, scored models).
@@ -109,3 +109,47 @@ def reconstruction_grid(splits: Splits, models: list[tuple[str, Any]], path: Pat
     rows = [("original", to_unit(splits.x_test[idx]))]
     rows += [(label, predict(model, splits.x_test[idx])) for label, model in models]
     return image_grid(rows, path, title, [CLASSES[c] for c in splits.y_test[idx]])
+
+
+def plot_search_progress(trials: list[Any], pca_val: float, lines: dict[str, float], path: Path) -> Path:
+    """Each trial's validation margin over PCA at the study's code size (dB) in the order it ran, the best
+    so far, and the baselines as lines (``lines``: name -> validation PSNR). A pruned trial is shown at its
+    best epoch before it stopped; an enqueued point (the study's prior) is ringed."""
+    import math
+
+    from cae.metrics import psnr_from_mse
+    from cae.plots import plt, save
+
+    fig, ax = plt.subplots(figsize=(9, 4.8), layout="constrained")
+    best, xs, ys = -math.inf, [], []
+    for t in sorted(trials, key=lambda t: t.number):
+        values = [t.value] if t.state.name == "COMPLETE" else list(t.intermediate_values.values())
+        if t.state.name not in ("COMPLETE", "PRUNED") or not values:
+            continue
+        margin = psnr_from_mse(min(values)) - pca_val
+        complete = t.state.name == "COMPLETE"
+        ax.scatter(
+            t.number,
+            margin,
+            s=36 if complete else 18,
+            marker="o" if complete else "x",
+            color="tab:blue" if complete else "0.55",
+            zorder=3,
+        )
+        if "enqueued" in t.user_attrs:
+            ax.scatter(t.number, margin, s=140, facecolors="none", edgecolors="tab:red", zorder=4)
+        if complete:
+            best = max(best, margin)
+            xs.append(t.number)
+            ys.append(best)
+    if xs:
+        ax.step(xs, ys, where="post", color="tab:blue", label="best so far (completed trials)")
+    ax.axhline(0.0, color="black", linewidth=1, label="PCA at the same code size")
+    for (name, psnr), style in zip(lines.items(), (":", "--", "-."), strict=False):
+        if psnr is not None and math.isfinite(psnr) and psnr - pca_val > -3:  # a line far below would flatten the plot
+            ax.axhline(psnr - pca_val, color="0.3", linestyle=style, linewidth=1, label=name)
+    ax.scatter([], [], marker="x", color="0.55", label="pruned (its best epoch)")
+    ax.scatter([], [], s=140, facecolors="none", edgecolors="tab:red", label="enqueued point")
+    ax.set(xlabel="trial", ylabel="validation dB over PCA", title="The search, trial by trial, against PCA")
+    fig.legend(loc="outside right upper", fontsize=8)
+    return save(fig, path)

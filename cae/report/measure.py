@@ -36,6 +36,7 @@ class Inputs:
     budget: int
     data: dict[str, Any]  # data_source, location, sizes (train, val, test), seed
     reference: dict[str, Any]  # scored-model records (see ``build.score``)
+    reference_val_psnr: float  # the reference baseline run's validation PSNR
     top: dict[str, Any]
     tables: dict[str, BaselineTable]  # "val", "test", "photos"
     parent_run_id: str | None

@@ -212,6 +212,17 @@ def _curves(data: ReportData) -> list[str]:
             f"![compare]({data.images['compare']})",
             "",
         ]
+    if "search_progress" in data.images:
+        lines += [
+            "## The search, trial by trial, against PCA",
+            "",
+            "Each trial's validation margin over PCA at the study's code size, the best so far, and the reference "
+            "CAE and the thumbnail on the same validation images; pruned trials at their best epoch, the enqueued "
+            "points ringed.",
+            "",
+            f"![search progress]({data.images['search_progress']})",
+            "",
+        ]
     if "optimization_history" in data.images:
         lines += [
             "## The search over time",
@@ -272,6 +283,8 @@ def _mattered(data: ReportData) -> list[str]:
 
 
 def _size_vs_error(data: ReportData) -> list[str]:
+    if data.single_objective:
+        return ["", "One code size per study: `make pareto` (two objectives) relates code size and error.", ""]
     if data.n_completed < MIN_FOR_IMPORTANCES:
         return [""]
     (rc, pc), (rp, pp) = data.rho_code, data.rho_params

@@ -16,9 +16,9 @@ from cae.locks import creating_schema, sqlite_file
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
 from cae.tracking.outbox import Outbox, resend
-from cae.tracking.patience import TrackingUnavailable, Watched, bound_http
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
+from cae.tracking.watch import TrackingUnavailable, Watched, bound_http
 from cae.urls import has_password, shown, with_driver
 
 

@@ -1,4 +1,4 @@
-"""cae.tracking.patience: a tracking server that accepts connections and never answers, in-process.
+"""cae.tracking.watch: a tracking server that accepts connections and never answers, in-process.
 
 A real listening socket that never replies and a real ``MlflowClient``; the end-to-end case (a
 search through a stalling proxy in front of a real ``mlflow server``) is in tests/test_faults.py.
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cae.tracking import Tracker
-from cae.tracking.patience import HTTP_TIMEOUT, TrackingUnavailable, Watched, bound_http, unanswered
+from cae.tracking.watch import HTTP_TIMEOUT, TrackingUnavailable, Watched, bound_http, unanswered
 
 
 @pytest.fixture
