@@ -89,15 +89,17 @@ $(STAMP): $(STAMP_DEPS)
 	  | grep --line-buffered -E '^(Collecting|Downloading|Installing|Successfully)' || exit 1; \
 	echo "$$extra" > $@
 
-test: $(STAMP) ## lint, then the test suite (exactly what CI runs)
+test: $(STAMP) ## lint (ruff check and ruff format), then the test suite (exactly what CI runs)
 	$(PY) -m ruff check cae tests scripts
+	$(PY) -m ruff format --check cae tests scripts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the suite without the slow tests (studies end to end, subprocesses, servers), for development
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff check and ruff format --check
 	$(PY) -m ruff check cae tests scripts
+	$(PY) -m ruff format --check cae tests scripts
 
 train: CONFIG ?= experiments/reference.yaml
 train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS SEED STUDY (MLflow experiment)

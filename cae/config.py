@@ -217,9 +217,9 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self) -> None:
-        check_study_name(self.name, "experiment")
+        check_study_name(self.name, "experiment")  # it names runs/train/<name>-... and the MLflow experiment
         if not 0 <= self.seed < 2**32:  # what NumPy's and Keras' seeding accept
-            raise CAEError(f"seed must be 0 .. 2**32 - 1, got {self.seed}")  # it names runs/train/<name>-... and the MLflow experiment
+            raise CAEError(f"seed must be 0 .. 2**32 - 1, got {self.seed}")
         if (self.model.skips or self.model.semantic) and self.data.input == "rgb":
             raise CAEError(
                 "model.skips and model.semantic bypass the bottleneck: allowed only for colorization (data.input: "

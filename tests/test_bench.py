@@ -49,8 +49,8 @@ def test_a_measurement_is_stored_once_and_not_measured_again(tmp_path):
     again = Store(path, PLANS["quick"], "host")  # a new process after a kill
     assert again.get("throughput/bs128/harness", lambda: calls.append(2) or {"x": 2}) == {"x": 1}
     assert calls == [1]
-    with pytest.raises(CAEError, match="speed.json holds other or damaged measurements"):
+    with pytest.raises(CAEError, match=r"speed\.json holds other or damaged measurements"):
         Store(path, PLANS["full"], "host")
     path.write_text("{not json")
-    with pytest.raises(CAEError, match="speed.json holds other or damaged measurements"):
+    with pytest.raises(CAEError, match=r"speed\.json holds other or damaged measurements"):
         Store(path, PLANS["quick"], "host")

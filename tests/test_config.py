@@ -263,7 +263,7 @@ def test_a_dense_code_colorizes_from_gray_with_a_learned_code_not_pcas():
     with pytest.raises(CAEError, match=r"model.pca_init needs data.input: rgb \(PCA's basis is RGB's\)"):
         with_overrides(ExperimentConfig(), {**dense, **gray})
     with_overrides(ExperimentConfig(), {**dense, **gray, "model.pca_init": False})  # the code learned from gray
-    with pytest.raises(CAEError, match="train.loss: classification needs model.bottleneck: conv"):
+    with pytest.raises(CAEError, match=r"train\.loss: classification needs model\.bottleneck: conv"):
         with_overrides(ExperimentConfig(), {**dense, **gray, "model.pca_init": False, "train.loss": "classification"})
 
 
