@@ -24,6 +24,7 @@ from cae.data import Splits, luma, to_unit
 from cae.metrics import mse, psnr_from_mse
 from cae.paths import atomic_path, ensure_dir, study_dir, write_text_atomic
 from cae.schema import to_dict, with_overrides
+from cae.search import attrs
 from cae.search_config import SearchConfig
 from cae.tags import report_experiment
 from cae.tracked_training import run_experiment
@@ -122,7 +123,7 @@ def train_final(
         model, seconds, epochs = result.model, result.seconds, result.epochs_run
     else:
         model = keras.models.load_model(study_dir(cfg.study) / "models" / f"trial-{trial.number}.keras", compile=False)
-        run_id, seconds, epochs = trial.user_attrs["mlflow_run_id"], trial.user_attrs.get("seconds", 0.0), None
+        run_id, seconds, epochs = attrs.run_id(trial), trial.user_attrs.get("seconds", 0.0), None
     return scored(
         model,
         config,

@@ -22,6 +22,7 @@ from cae.data import TRANSFORMS, Splits, to_unit
 from cae.hardware import machine
 from cae.paths import ensure_dir, report_dir, write_text_atomic
 from cae.report.publish import publish
+from cae.search import attrs
 from cae.search.study import state_name
 from cae.search_config import SearchConfig
 from cae.tracking import Run, Tracker
@@ -52,8 +53,8 @@ def measure(cfg: SearchConfig, models: StudyModels) -> Measured:
             "val_colourfulness": t.user_attrs.get("val_colourfulness"),
             "temperature": t.user_attrs.get("temperature"),
             "front": t.number in front_numbers,
-            "first": "today's best recipe" if t.user_attrs.get("reference") else t.user_attrs.get("recipe", ""),
-            "reason": t.user_attrs.get("stop_reason") or t.user_attrs.get("fail_reason", ""),
+            "first": t.user_attrs.get(attrs.RECIPE, ""),
+            "reason": attrs.stop_reason(t) or attrs.fail_reason(t),
         }
         for t in study.get_trials(deepcopy=False)
     ]
@@ -84,7 +85,7 @@ def measure(cfg: SearchConfig, models: StudyModels) -> Measured:
             "classifier_run_id": classifier.run_id,
         },
         gray_photos_psnr=gray_photos_psnr(),
-        parent_run_id=study.user_attrs.get("mlflow_parent_run_id"),
+        parent_run_id=study.user_attrs.get(attrs.PARENT_RUN),
         wall_hours=(max(ends) - min(starts)).total_seconds() / 3600 if starts and ends else float("nan"),
     )
 

@@ -22,6 +22,7 @@ from cae.config import ExperimentConfig
 from cae.data import load_splits
 from cae.errors import CAEError, failure_reason
 from cae.schema import flatten_mapping, from_dict, read_yaml, to_dict, with_overrides
+from cae.search import attrs
 from cae.search_config import SearchConfig
 from cae.space import load_space
 from cae.tracking import Tracker
@@ -91,16 +92,19 @@ def colorization_config(
 
 
 def early_points(cfg: SearchConfig) -> list[dict[str, Any]]:
-    """Trials 1–3: chroma classes, the same with the semantic branch, the source with skips (those in the space)."""
+    """Trial 0, the source with today's best recipe; then chroma classes, the same with the semantic branch,
+    the source with skips (those in the space)."""
     space = load_space(cfg.space, cfg.experiment)
     points = []
+    if not space.outside(cfg.experiment):
+        points.append({"params": space.point(cfg.experiment), "attrs": {attrs.RECIPE: "today's best recipe"}})
     for recipe, change in EARLY.items():
         try:
             config = with_overrides(cfg.experiment, change)
         except CAEError:
             continue
         if not space.outside(config):
-            points.append({"params": space.point(config), "attrs": {"recipe": recipe}})
+            points.append({"params": space.point(config), "attrs": {attrs.RECIPE: recipe}})
     return points
 
 
@@ -123,7 +127,9 @@ def colorize_search(
     from cae.search.run import run_search
 
     tracker = (tracker or Tracker()).check()
-    run_search(cfg, ColorizationTask, tracker=tracker, extra_points=early_points(cfg), study_attrs={"lineage": lineage})
+    run_search(
+        cfg, ColorizationTask, tracker=tracker, extra_points=early_points(cfg), study_attrs={attrs.LINEAGE: lineage}
+    )
     return write_search_report(cfg, tracker, report_models(cfg, tracker))
 
 
@@ -143,7 +149,7 @@ def report_models(cfg: SearchConfig, tracker: Tracker) -> Any:
     study = load_existing_study(cfg, conditional=space.conditional)
     splits = load_splits(cfg.experiment.data.source, cfg.experiment.seed, cfg.experiment.data.subset)
     classifier = semantic_classifier(splits, tracker)
-    lineage = study.user_attrs.get("lineage") or {}
+    lineage = study.user_attrs.get(attrs.LINEAGE) or {}
     finals = [train_final(cfg, t, splits, tracker, classifier, lineage, space) for t in pick_front(study.best_trials)]
     oracle = None
     if finals:

@@ -29,6 +29,7 @@ from cae.report.publish import publish
 from cae.report.render import render
 from cae.report.retrain import retrain, retrain_config
 from cae.report.score import score
+from cae.search import attrs
 from cae.search.best import load_best_model, read_best
 from cae.search.figures import save_optuna_plots
 from cae.search.study import load_existing_study, state_counts
@@ -93,7 +94,7 @@ def build_report(
     ablation = [
         m
         for t in trials.values()
-        if t.user_attrs.get("enqueued") and t.state.name == "COMPLETE"
+        if attrs.enqueued(t) is not None and t.state.name == "COMPLETE"
         if (m := _own_model(cfg.study, t, splits))
     ]
     scored = [ref, top, *front.values(), *ablation]
@@ -139,7 +140,7 @@ def _own(trial: Any, label: str, record: dict[str, Any] | None = None) -> dict[s
     seconds = trial.user_attrs.get("seconds_per_epoch") or trial.user_attrs.get("seconds", 0.0) / max(1, epochs)
     return {
         "label": label,
-        "run_id": trial.user_attrs.get("mlflow_run_id", "?"),
+        "run_id": attrs.run_id(trial) or "?",
         "epochs": epochs,
         "retrained": False,
         "seconds_per_epoch": seconds,

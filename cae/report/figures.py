@@ -13,6 +13,7 @@ from cae.baselines import BaselineTable
 from cae.data import CLASSES, Splits, to_unit
 from cae.report.data import Rank
 from cae.report.points import Point
+from cae.search import attrs
 
 # lazy: matplotlib (cae.plots) and TensorFlow (cae.tracked_training, cae.train) load only when a figure is drawn:
 # the module itself, like the values it draws, needs neither.
@@ -136,7 +137,7 @@ def plot_search_progress(trials: list[Any], pca_val: float, lines: dict[str, flo
             color="tab:blue" if complete else "0.55",
             zorder=3,
         )
-        if "enqueued" in t.user_attrs:
+        if attrs.enqueued(t) is not None:
             ax.scatter(t.number, margin, s=140, facecolors="none", edgecolors="tab:red", zorder=4)
         if complete:
             best = max(best, margin)

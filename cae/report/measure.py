@@ -18,8 +18,8 @@ from cae.metrics import psnr_from_mse
 from cae.report.data import Against, BestTrial, FrontPoint, Importance, ReportData, ScoredModel, StoppedPoint
 from cae.report.locations import repo_relative, shown_storage
 from cae.report.points import MIN_FOR_IMPORTANCES, Point, importance, pareto_front, size_correlations
+from cae.search import attrs
 from cae.search.retry import retried
-from cae.search.rungs import rung_values
 from cae.search.study import importances as fanova
 from cae.search.study import state_counts
 from cae.search_config import SearchConfig
@@ -110,11 +110,11 @@ def measure(inputs: Inputs, command: str) -> ReportData:
         parent_run_id=inputs.parent_run_id,
         storage=shown_storage(cfg.storage),
         states=dict(sorted(_state_counts(study).items())),
-        objectives=list(study.user_attrs.get("objectives", ["best_val_loss"])),
+        objectives=list(study.user_attrs.get(attrs.OBJECTIVES, ["best_val_loss"])),
         epochs_per_trial=best["config"]["train"]["epochs"],
         wall_seconds=wall,
         trial_seconds=trial_seconds,
-        space=repo_relative(str(study.user_attrs.get("space", cfg.space))),
+        space=repo_relative(str(study.user_attrs.get(attrs.SPACE, cfg.space))),
         best=BestTrial(
             best["trial_number"],
             best["best_val_loss"],
@@ -147,7 +147,7 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
     trials = study.get_trials(deepcopy=False)
     stood_in_for = retried(trials)  # a point stopped and queued again is told by its retry
     for t in trials:
-        if not t.user_attrs.get("enqueued") or t.state.name in ("COMPLETE", "RUNNING", "WAITING"):
+        if attrs.enqueued(t) is None or t.state.name in ("COMPLETE", "RUNNING", "WAITING"):
             continue
         if t.number in stood_in_for:
             continue
@@ -156,7 +156,7 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
         code = min(sizes) if sizes else None
         pca_val = val.pca.get(code) if val and code else None
         epochs, val_psnr = (max(values) + 1, psnr_from_mse(min(values.values()))) if values else (0, None)
-        rungs = rung_values(t.user_attrs)
+        rungs = attrs.rung_values(t.user_attrs)
         if not values and rungs:
             # A two-objective trial reports no epochs to Optuna; its rungs hold the margin over PCA
             # on validation at the rung's epoch (ReconstructionTask.rung_value).
@@ -165,7 +165,7 @@ def stopped_points(study: Any, val: BaselineTable | None) -> list[StoppedPoint]:
         out.append(
             StoppedPoint(
                 trial=t.number,
-                label=str(t.user_attrs["enqueued"]),
+                label=str(attrs.enqueued(t)),
                 state=t.state.name,
                 epochs=epochs,
                 val_psnr=val_psnr,

@@ -13,6 +13,7 @@ import numpy as np
 
 from cae.metrics import psnr_from_mse
 from cae.report.data import Importance, Rank
+from cae.search import attrs
 
 PCA_MARGIN_DB = 1.0  # the project's aim: at every code size from 192 to 1,024 values, 1 dB above PCA (8-bit)
 # Importances and rank correlations need this many completed trials: with fewer, fANOVA's shares and a
@@ -36,9 +37,9 @@ class Point:
 def completed_points(study: Any) -> list[Point]:
     """Completed trials that recorded their code size (the first objective is validation MSE)."""
     return [
-        Point(t.number, int(t.user_attrs["code_values"]), int(t.user_attrs["n_params"]), float(t.values[0]), t.params)
+        Point(t.number, attrs.code_values(t) or 0, int(t.user_attrs["n_params"]), float(t.values[0]), t.params)
         for t in study.get_trials(deepcopy=False)
-        if t.state.name == "COMPLETE" and "code_values" in t.user_attrs
+        if t.state.name == "COMPLETE" and attrs.code_values(t) is not None
     ]
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from cae.errors import first_line
 from cae.paths import atomic_path, ensure_dir
+from cae.search import attrs
 from cae.search.study import optuna_module
 
 
@@ -26,7 +27,7 @@ def save_optuna_plots(study: Any, out: Path, objectives: Sequence[str] | None = 
     from optuna.visualization import matplotlib as ov
 
     optuna = optuna_module()
-    recorded = study.user_attrs.get("objectives")
+    recorded = study.user_attrs.get(attrs.OBJECTIVES)
     if recorded and len(recorded) == len(study.directions):
         objectives = recorded
     elif not objectives or len(objectives) != len(study.directions):

@@ -15,6 +15,7 @@ from optuna_integration import KerasPruningCallback
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
 from cae.model import code_sizes
+from cae.search import attrs
 from cae.search.retry import PointCheckpoint, first_attempt, queued_again_after
 from cae.search.rungs import RungPruning, rung_epochs
 from cae.search.study import SKIPPED, SkippedTrial, optuna_module
@@ -52,7 +53,7 @@ class Objective:
 
     @staticmethod
     def _skip(trial: Any, reason: str) -> None:
-        trial.set_user_attr("fail_reason", SKIPPED + reason)
+        trial.set_user_attr(attrs.FAIL_REASON, SKIPPED + reason)
         raise SkippedTrial(reason)
 
     def __call__(self, trial: Any) -> float | tuple[float, ...]:
@@ -69,7 +70,7 @@ class Objective:
             config = self.space.apply(self.task.base, params)
             model = build_model(config, self.splits)
         except BaseException as err:  # a point the config or the builder refuses (or Ctrl-C while building)
-            trial.set_user_attr("fail_reason", failure_reason(err))
+            trial.set_user_attr(attrs.FAIL_REASON, failure_reason(err))
             raise
         latent, bottleneck = code_sizes(model)
         size = {
@@ -84,7 +85,7 @@ class Objective:
         if reason:
             self._skip(trial, reason)
         frozen = next(t for t in trials if t.number == trial.number)
-        enqueued = "enqueued" in frozen.user_attrs
+        enqueued = attrs.enqueued(frozen) is not None
         spec = TrialSpec(
             self.cfg,
             trial.number,
@@ -92,7 +93,7 @@ class Objective:
             self.parent_id,
             params,
             config,
-            uid=trial.study.user_attrs.get("uid"),
+            uid=trial.study.user_attrs.get(attrs.UID),
             prefix=self.prefix,
             size=size,
             set_attr=trial.set_user_attr,

@@ -16,6 +16,7 @@ from cae.data import Splits
 from cae.errors import CAEError
 from cae.paths import resolve
 from cae.report.locations import repo_relative
+from cae.search.attrs import EXTENSIONS
 from cae.search_config import SearchConfig
 
 RECORDED = ("data_source", "data_digest", "subset", "epochs", "code_values", "space", "space_digest")
@@ -64,7 +65,7 @@ def check_resume(study: Any, record: dict[str, Any], extend: bool) -> None:
         )
     if changed:
         entry = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "changed": {k: list(v) for k, v in changed.items()}}
-        study.set_user_attr("extensions", [*attrs.get("extensions", []), entry])
+        study.set_user_attr(EXTENSIONS, [*attrs.get(EXTENSIONS, []), entry])
         print(
             f"note: extending study {study.study_name!r} with changed settings "
             f"({', '.join(changed)}); recorded in its `extensions` attribute",

@@ -26,6 +26,7 @@ from cae.errors import failure_reason, first_line
 from cae.fitting import history_from_csv
 from cae.paths import study_dir, write_text_atomic
 from cae.schema import to_dict
+from cae.search import attrs
 from cae.search.storage import retry_callback
 from cae.space import SearchSpace
 from cae.tracking.watch import TrackingUnavailable
@@ -97,7 +98,7 @@ def requeue_if_unanswered(study: Any, trial: Any) -> None:
     is not at fault) and stop this worker with the server's one line."""
     if trial is None or trial.state.name != "FAIL":
         return
-    reason = trial.user_attrs.get("fail_reason", "")
+    reason = attrs.fail_reason(trial)
     if not reason.startswith(UNANSWERED):
         return
     queue_again(study, trial)

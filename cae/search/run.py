@@ -16,6 +16,7 @@ from cae.errors import CAEError, Interrupted, stop_requested
 from cae.hardware import configure_threads
 from cae.paths import ensure_dir, runs_dir, study_dir
 from cae.schema import flatten, with_overrides
+from cae.search import attrs
 from cae.search.best import fetch_best
 from cae.search.estimate import first_estimate
 from cae.search.figures import save_optuna_plots
@@ -69,11 +70,11 @@ def prepare(
     study = create_or_load_study(cfg, space, storage, first_points(cfg, space, extra_points), study_attrs)
     check_resume(study, study_record(cfg, splits), cfg.extend)
     stage = task(cfg, splits, study.user_attrs)
-    parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE}, uid=study.user_attrs.get("uid"))
+    parent = tracker.study_parent(cfg.study, {**stage.tags, "engine": ENGINE}, uid=study.user_attrs.get(attrs.UID))
     with ExitStack() as guard:
         guard.push(parent)  # a failure from here on ends the parent run FAILED, not RUNNING
-        if not study.user_attrs.get("mlflow_parent_run_id"):
-            study.set_user_attr("mlflow_parent_run_id", parent.run_id)
+        if not study.user_attrs.get(attrs.PARENT_RUN):
+            study.set_user_attr(attrs.PARENT_RUN, parent.run_id)
             parent.log_params({k: v for k, v in flatten(cfg).items() if not k.startswith("experiment.model.")})
         parent.set_tags({"trials_requested": cfg.trials, "storage": shown(storage_url(cfg))})
         guard.pop_all()
@@ -149,8 +150,8 @@ def finalize_study(cfg: SearchConfig, study: Any, task: Task, parent: Run) -> di
         fetch_best(
             cfg.study,
             best.number,
-            best.user_attrs.get("mlflow_run_id", "?"),
-            study.user_attrs.get("uid"),
+            attrs.run_id(best) or "?",
+            study.user_attrs.get(attrs.UID),
             parent.tracker,
         )
     summary.update(task.finish(cfg.study, parent, states["COMPLETE"] + states["PRUNED"]))

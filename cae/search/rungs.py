@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from cae.search import attrs
 from cae.search.task import Task
 
 
@@ -41,15 +42,6 @@ def promotable(value: float, others: list[float], reduction: int = 3) -> bool:
     return value >= ranked[keep - 1]
 
 
-def rung_values(attrs: dict[str, Any]) -> dict[int, float]:
-    """A trial's rung values by epoch, from the ``rung_<epoch>`` user attrs :class:`RungPruning` writes."""
-    return {
-        int(k.removeprefix("rung_")): float(v)
-        for k, v in attrs.items()
-        if k.startswith("rung_") and k.removeprefix("rung_").isdigit()
-    }
-
-
 class RungPruning(keras.callbacks.Callback):
     """Stops a trial (Optuna ``TrialPruned``) that falls out of the best third of its size bin at a rung."""
 
@@ -65,7 +57,7 @@ class RungPruning(keras.callbacks.Callback):
         if done not in self.rungs or not logs or "val_loss" not in logs:
             return
         value = float(self.task.rung_value(self.model, float(logs["val_loss"]), self.code_values))
-        key = f"rung_{done}"
+        key = f"{attrs.RUNG}{done}"
         self.trial.set_user_attr(key, value)
         mine = size_bin(self.code_values)
         others = [
@@ -74,7 +66,7 @@ class RungPruning(keras.callbacks.Callback):
             if t.number != self.trial.number
             and t.state.name != "FAIL"
             and key in t.user_attrs
-            and size_bin(int(t.user_attrs.get("code_values", 0))) == mine
+            and size_bin(attrs.code_values(t) or 0) == mine
         ]
         if not promotable(value, others, self.reduction):
             raise optuna.TrialPruned(

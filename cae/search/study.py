@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from cae.errors import CAEError, TrialStopped, disk_full
+from cae.search import attrs
 from cae.search.storage import open_storage, storage_url
 from cae.search_config import SearchConfig
 from cae.space import SearchSpace
@@ -128,11 +129,11 @@ def create_or_load_study(
     space: SearchSpace,
     storage: Any,
     first_points: Sequence[dict[str, Any]] = (),
-    attrs: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Any:
     """Create the study (or load it to resume); a new one is given ``first_points`` to run first.
 
-    ``attrs`` are stored with a new study (e.g. a colorization study's lineage), so workers on
+    ``extra`` attributes are stored with a new study (e.g. a colorization study's lineage), so workers on
     other hosts read them from the storage.
     """
     optuna = optuna_module()
@@ -153,10 +154,14 @@ def create_or_load_study(
             f"study {cfg.study!r} optimises {len(study.directions)} objective(s) in other directions than "
             f"{list(cfg.objectives)}; use another STUDY name"
         )
-    if not study.trials and "uid" not in study.user_attrs:
-        study.set_user_attr("uid", uuid.uuid4().hex[:12])  # tells this study from an older one of that name
+    if not study.trials and attrs.UID not in study.user_attrs:
+        study.set_user_attr(attrs.UID, uuid.uuid4().hex[:12])  # tells this study from an older one of that name
     if not study.trials:
-        for key, value in {"space": str(space.path), "objectives": list(cfg.objectives), **(attrs or {})}.items():
+        for key, value in {
+            attrs.SPACE: str(space.path),
+            attrs.OBJECTIVES: list(cfg.objectives),
+            **(extra or {}),
+        }.items():
             study.set_user_attr(key, value)
         for point in first_points:
             study.enqueue_trial(point["params"], user_attrs=point.get("attrs", {}))
@@ -165,7 +170,7 @@ def create_or_load_study(
 
 def state_name(trial: Any) -> str:
     """COMPLETE / PRUNED / FAIL / RUNNING ..., with skipped trials (FAIL in Optuna) as SKIPPED."""
-    skipped = trial.state.name == "FAIL" and trial.user_attrs.get("fail_reason", "").startswith(SKIPPED)
+    skipped = attrs.fail_reason(trial).startswith(SKIPPED)
     return "SKIPPED" if skipped else trial.state.name
 
 

@@ -23,6 +23,7 @@ from cae.config import ExperimentConfig
 from cae.data import Splits, to_unit
 from cae.errors import TrialStopped
 from cae.metrics import psnr_from_mse
+from cae.search import attrs
 from cae.search.best import score_best, update_best
 from cae.search_config import SearchConfig
 from cae.tags import run_tags, stage_of
@@ -165,7 +166,7 @@ class ReconstructionTask:
         Within a study of one code size, validation MSE and this margin rank trials alike.
         """
         values = list(trial.values or []) or list(trial.intermediate_values.values())
-        code = trial.user_attrs.get("code_values")
+        code = attrs.code_values(trial)
         if not values or not code or (trial.values is not None and len(trial.values) > 1):
             return None
         return psnr_from_mse(min(values[:1] if trial.values else values)) - self.pca_val_psnr(int(code))

@@ -19,6 +19,7 @@ from cae.callbacks import progress_callback
 from cae.config import ExperimentConfig
 from cae.data import Splits
 from cae.errors import TrialStopped, failure_reason
+from cae.search import attrs
 from cae.search.best import export_trial, trial_record
 from cae.search.storage import shared_across_hosts
 from cae.search.task import Task, TrialOutcome
@@ -119,7 +120,7 @@ def tracked_trial(
             stopped=stopped,
             splits=splits,
         ) as run:
-            spec.set_attr("mlflow_run_id", run.run_id)
+            spec.set_attr(attrs.RUN_ID, run.run_id)
             trial = TrialRun(spec, task, run)
             try:
                 yield trial
@@ -127,14 +128,14 @@ def tracked_trial(
                 trial.log_partial()
                 raise
     except TrialStopped as stop:
-        spec.set_attr("stop_reason", str(stop))
+        spec.set_attr(attrs.STOP_REASON, str(stop))
         raise
     except BaseException as err:
         if not isinstance(err, pruned):
-            spec.set_attr("fail_reason", failure_reason(err))
+            spec.set_attr(attrs.FAIL_REASON, failure_reason(err))
         elif str(err) and not str(err).startswith("Trial was pruned at epoch"):  # which rung stopped it, and why
             # (Optuna's own message counts epochs from 0; the trial's line already says where it stopped.)
-            spec.set_attr("stop_reason", str(err))
+            spec.set_attr(attrs.STOP_REASON, str(err))
         raise
 
 

@@ -26,6 +26,7 @@ from cae.data import splits_for
 from cae.errors import NO_SPACE, CAEError, Interrupted, disk_full_message, stop_requested
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.schema import from_dict, to_dict, yaml_load
+from cae.search import attrs
 from cae.search.estimate import duration_estimate
 from cae.search.objective import Objective
 from cae.search.record import check_resume, study_record
@@ -58,7 +59,7 @@ def report_trial(prefix: str, trials: int = 0, workers: int = 1, margin: Any = N
             value += f" ({extra:+.2f} dB vs PCA)"
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else 0
         # A retry carries its failed attempt's attributes: only a reason of this attempt's own state is shown.
-        reason = a.get("fail_reason", "") if state in ("FAIL", "SKIPPED") else a.get("stop_reason", "")
+        reason = attrs.fail_reason(trial) or attrs.stop_reason(trial)
         print(trial_line(prefix, trial.number, state, value, secs, a, trial.params, reason), flush=True)
         done = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and t.datetime_complete]
         spent = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done if t.datetime_start]
@@ -149,7 +150,7 @@ class _Guard:
 
     def check(self, last: Any) -> None:
         failed = last is not None and last.state.name == "FAIL"
-        reason = last.user_attrs.get("fail_reason", "") if failed else ""
+        reason = attrs.fail_reason(last) if failed else ""
         if reason.startswith(NO_SPACE):  # every further trial would fail the same way
             raise CAEError(disk_full_message(reason))
         self.skipped = self.skipped + 1 if reason.startswith(SKIPPED) else 0
@@ -220,7 +221,7 @@ def join(cfg: SearchConfig, task: TaskFactory, index: int = 0, tracker: Tracker 
     """A worker on another host joining an existing study (``make worker``)."""
     tracker = (tracker or Tracker()).check()
     study = load_existing_study(cfg)
-    parent_id = study.user_attrs.get("mlflow_parent_run_id")
+    parent_id = study.user_attrs.get(attrs.PARENT_RUN)
     if not parent_id:
         raise CAEError(f"study {cfg.study!r} has no MLflow parent run; start it with `make search` first")
     configure_threads()
