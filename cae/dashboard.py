@@ -29,18 +29,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from cae.errors import CAEError
-from cae.paths import runs_dir
 from cae.search.storage import open_existing_storage
 from cae.tracking.auth import HOW, MIN_PASSWORD, read_credentials
 from cae.ui import listen, url_host
-from cae.urls import is_local_host, shown
+from cae.urls import default_storage, is_local_host, shown
 
 # The storage URL in the environment: how `make` passes STORAGE= without a password in any argv.
 STORAGE_ENV = "CAE_STORAGE"
-
-
-def default_storage() -> str:
-    return f"sqlite:///{runs_dir() / 'optuna.db'}"
 
 
 def storage_url(storage: str | None) -> str:

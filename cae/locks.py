@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cae.paths import ensure_dir
+from cae.urls import sqlite_file
 
 SAY_AFTER = 2.0  # seconds of waiting before the line that says who holds the lock
 
@@ -70,14 +71,6 @@ def holder(path: Path) -> str:
     except (OSError, IndexError):
         pass
     return f"held by pid {pid} for {held:.0f} s{state}: {' '.join(command)}"
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URL (None for another database or an in-memory one)."""
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(path).absolute() if path and path != ":memory:" else None
 
 
 @contextmanager

@@ -38,6 +38,21 @@ def shown(url: str) -> str:
     return _QUERY_SECRET.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
 
 
+def default_storage() -> str:
+    """The Optuna storage when ``STORAGE`` is unset: ``sqlite:///<repo>/runs/optuna.db`` (absolute)."""
+    from cae.paths import runs_dir
+
+    return f"sqlite:///{runs_dir() / 'optuna.db'}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL (None for another database or an in-memory one)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path).absolute() if path and path != ":memory:" else None
+
+
 def journal_path(url: str) -> Path | None:
     """The file of a journal storage (``journal:///abs/x.log``, ``journal:rel.log``, ``x.log``), else None."""
     if not (url.startswith("journal:") or url.endswith((".log", ".jsonl"))):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cae.locks import sqlite_file
+from cae.urls import sqlite_file
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,10 +10,9 @@ import os
 from pathlib import Path
 
 from cae.paths import project_root
-from cae.urls import journal_path, shown
+from cae.urls import journal_path, shown, sqlite_file
 
 DEFAULT_STORAGE = "runs/optuna.db"  # what ``STORAGE`` unset means (``sqlite:///<repo>/runs/optuna.db``)
-_SQLITE = "sqlite:///"
 
 
 def repo_relative(path: str | Path) -> str:
@@ -34,7 +33,8 @@ def shown_storage(storage: str | None) -> str:
     journal = journal_path(storage)
     if journal is not None:
         return repo_relative(journal)  # a ``.log`` path is itself a valid STORAGE value
-    if storage.startswith(_SQLITE) and storage[len(_SQLITE) :].startswith("/"):
-        relative = repo_relative(storage[len(_SQLITE) :])
-        return DEFAULT_STORAGE if relative == DEFAULT_STORAGE else _SQLITE + relative
+    database = sqlite_file(storage)
+    if database is not None:
+        relative = repo_relative(database)
+        return DEFAULT_STORAGE if relative == DEFAULT_STORAGE else "sqlite:///" + relative
     return shown(storage)

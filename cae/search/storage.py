@@ -31,9 +31,9 @@ from typing import Any
 
 from cae.errors import CAEError, first_line
 from cae.locks import creating_schema
-from cae.paths import ensure_dir, runs_dir
+from cae.paths import ensure_dir
 from cae.search_config import SearchConfig
-from cae.urls import journal_path, shown, with_driver
+from cae.urls import default_storage, journal_path, shown, sqlite_file, with_driver
 
 PATIENCE_ENV = "CAE_STORAGE_PATIENCE"
 DEFAULT_PATIENCE = 300.0  # seconds: a database restart or a failover takes well under a minute
@@ -60,7 +60,7 @@ def patience() -> float:
 
 
 def storage_url(cfg: SearchConfig) -> str:
-    return cfg.storage or f"sqlite:///{runs_dir() / 'optuna.db'}"
+    return cfg.storage or default_storage()
 
 
 def shared_across_hosts(cfg: SearchConfig) -> bool:
@@ -169,11 +169,9 @@ def _open(cfg: SearchConfig, url: str) -> Any:
         return optuna.storages.JournalStorage(JournalFileBackend(str(journal.absolute())))
     parsed = parse_storage_url(url)
     wait = patience()  # a bad CAE_STORAGE_PATIENCE fails here, before anything is created
-    sqlite_file = (
-        Path(parsed.database).absolute() if parsed.get_backend_name() == "sqlite" and parsed.database else None
-    )
-    if sqlite_file is not None:
-        ensure_dir(sqlite_file.parent)
+    database = sqlite_file(url)
+    if database is not None:
+        ensure_dir(database.parent)
     # SQLite's busy timeout waits out another process's write lock; a server's connect timeout bounds one try.
     connect_args = {"timeout": max(30.0, wait)} if parsed.get_backend_name() == "sqlite" else {"connect_timeout": 20}
     outage = Outage(shown(url), wait)
@@ -189,7 +187,7 @@ def _open(cfg: SearchConfig, url: str) -> Any:
                 heartbeat_stale_trial_callback=retry_callback(),
             )
     except Exception as err:  # driver missing, host unreachable, bad credentials, bad path, full disk
-        full = sqlite_disk_full(err, sqlite_file)
+        full = sqlite_disk_full(err, database)
         if full is not None:
             raise full from None
         raise CAEError(f"cannot open Optuna storage {shown(url)}: {first_line(err)}") from None

@@ -12,14 +12,14 @@ from typing import Any
 
 from cae.environ import scoped_env
 from cae.errors import CAEError, causes, disk_full_message, first_line, no_space
-from cae.locks import creating_schema, sqlite_file
+from cae.locks import creating_schema
 from cae.paths import ensure_dir, project_root, runs_dir
 from cae.tracking.auth import read_credentials
 from cae.tracking.outbox import Outbox, resend
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
 from cae.tracking.watch import TrackingUnavailable, Watched, bound_http
-from cae.urls import has_password, shown, with_driver
+from cae.urls import has_password, shown, sqlite_file, with_driver
 
 
 def default_tracking_uri() -> str:
@@ -59,8 +59,8 @@ class Tracker:
                 "the MLflow tracking URI contains a password: put it in MLFLOW_TRACKING_USERNAME / "
                 "MLFLOW_TRACKING_PASSWORD or ~/.mlflow/credentials (mode 600) instead"
             )
-        if self.uri.startswith("sqlite:///"):
-            ensure_dir(Path(self.uri.removeprefix("sqlite:///")).parent)
+        if sqlite_file(self.uri) is not None:
+            ensure_dir(sqlite_file(self.uri).parent)
         if _is_remote(self.uri):
             bound_http()  # a server that stops answering: minutes per try at MLflow's default timeout
         try:
