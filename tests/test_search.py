@@ -610,3 +610,15 @@ def test_a_resumed_study_draws_new_points_not_the_first_runs_again(tmp_path):
     seed = study_module.resumed_seed
     assert seed(7, 0, 2) == seed(7, 0, 2) != seed(7, 0, 3)  # the same history draws the same points
     assert seed(7, 1, 0) == 8  # a new study: the config's seed, one per worker
+
+
+def test_a_study_an_older_release_made_is_refused_in_one_line_not_converted():
+    from cae.search.record import check_resume
+
+    study = optuna.create_study(study_name="old")
+    study.add_trial(optuna.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.1))
+    with pytest.raises(CAEError, match=r"made by an older release of the harness \(study format 1, this one reads 2\)"):
+        check_resume(study, {"epochs": 30}, extend=False)
+    fresh = optuna.create_study(study_name="new")
+    check_resume(fresh, {"epochs": 30}, extend=False)  # a new study records the format it is made in
+    assert fresh.user_attrs["format"] == 2

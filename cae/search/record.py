@@ -19,6 +19,8 @@ from cae.report.locations import repo_relative
 from cae.search.attrs import EXTENSIONS
 from cae.search_config import SearchConfig
 
+# The study format of this release: 2 records the code size and retries through Optuna's own callback.
+FORMAT, FORMAT_KEY = 2, "format"
 RECORDED = ("data_source", "data_digest", "subset", "epochs", "code_values", "space", "space_digest")
 
 
@@ -37,11 +39,9 @@ def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
 
 
 def differences(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """Recorded keys whose value changed (keys a study of an older release never recorded are not compared).
-
-    The space is compared by its digest (its content): the same file named another way is no change.
-    """
-    changed = {k: (old[k], new[k]) for k in RECORDED if k != "space" and k in old and old[k] != new[k]}
+    """Recorded keys whose value changed. The space is compared by its digest (its content): the same
+    file named another way is no change."""
+    changed = {k: (old.get(k), new[k]) for k in RECORDED if k != "space" and old.get(k) != new[k]}
     if "space_digest" in changed:
         changed["space"] = (old.get("space"), new["space"])
     return changed
@@ -54,8 +54,15 @@ def _said(key: str, value: Any) -> str:
 
 
 def check_resume(study: Any, record: dict[str, Any], extend: bool) -> None:
-    """Record a new study's values; refuse (or, with ``extend``, record) a resume that changes them."""
+    """Record a new study's values; refuse (or, with ``extend``, record) a resume that changes them. A study
+    an older release of the harness made (it records another format) is refused in one line."""
     attrs = study.user_attrs
+    if study.trials and attrs.get(FORMAT_KEY) != FORMAT:
+        raise CAEError(
+            f"study {study.study_name!r} was made by an older release of the harness (study format "
+            f"{attrs.get(FORMAT_KEY, 1)}, this one reads {FORMAT}); start a new study with STUDY=<new name>, or "
+            f"`make delete STUDY={study.study_name}`"
+        )
     changed = differences(attrs, record) if study.trials else {}
     if changed and not extend:
         said = "; ".join(f"{k}: {_said(k, a)} -> {_said(k, b)}" for k, (a, b) in changed.items())
@@ -71,6 +78,6 @@ def check_resume(study: Any, record: dict[str, Any], extend: bool) -> None:
             f"({', '.join(changed)}); recorded in its `extensions` attribute",
             flush=True,
         )
-    for key, value in record.items():
+    for key, value in {**record, FORMAT_KEY: FORMAT}.items():
         if attrs.get(key) != value:
             study.set_user_attr(key, value)

@@ -242,13 +242,6 @@ class Tracker:
         runs = self.client.search_runs(
             [exp_id], filter_string=where, order_by=["attributes.start_time DESC"], max_results=1
         )
-        if not runs and uid:  # a parent made before studies had a uid: adopt it
-            legacy = [
-                r
-                for r in self.client.search_runs([exp_id], filter_string="tags.`cae.role` = 'study'")
-                if "study_uid" not in r.data.tags
-            ]
-            return legacy[0].info.run_id if legacy else None
         return runs[0].info.run_id if runs else None
 
     def child_runs(self, parent_id: str, experiment: str) -> list[Any]:
