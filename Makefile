@@ -106,7 +106,7 @@ train: $(STAMP) ## train CONFIG (default the reference CAE); DATA SUBSET EPOCHS 
 	$(PY) -m cae train $(call quote,$(CONFIG)) $(TRAIN_ARGS) $(call opt,STUDY,study)
 
 search: CONFIG ?= experiments/search.yaml
-search: $(STAMP) ## run/resume the default study (30 trials at 256 values, up to 30 epochs each); TRIALS CODE EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED EXTEND SET CONFIG
+search: $(STAMP) ## run/resume the default study (30 trials at 256 values, up to 20 epochs each); TRIALS CODE EPOCHS SUBSET DATA STUDY STORAGE ENGINE WORKERS SEED EXTEND SET CONFIG
 	$(PY) -m cae search $(call quote,$(CONFIG)) $(SEARCH_ARGS)
 
 pareto: $(STAMP) ## two-objective study cae-pareto (val MSE vs code size 128-2,048, 30 trials, up to 30 epochs); as search

@@ -176,7 +176,7 @@ def write_report(
         f"{configs} configurations, so a sampler is not rewarded for finding a better point between them. "
         "The enqueued prior's own trials are off the clock and never count as reaching the target "
         "(conventions). Simulated hours are this table's: "
-        f"{meta['split'][0]:,} images and {table.epochs} epochs a trial, not the study's full data and 30 epochs.",
+        f"{meta['split'][0]:,} images and {table.epochs} epochs a trial, not the study's full data and trial length.",
         "",
         f"**Target**: unpruned random search's final best, median over its {n_seeds} seeds: validation MSE "
         f"{target:.6f} = **{psnr_from_mse(target) - pca:+.3f} dB over PCA** ({pca:.2f} dB at "

@@ -38,8 +38,8 @@ FIELDS = ("config", "seed", "epoch", "val_mse", "val_margin_db", "train_mse", "s
 class TablePlan:
     configs: int = 64  # drawn from the space (the enqueued points come on top)
     repeats: int = 8  # the first drawn configurations trained again with seed + 1
-    # Per configuration, on a subset: the study's 30 epochs on 48,000 images would take the 73
-    # configurations about three days on 2 cores (~2 min an epoch each); the report says so.
+    # Per configuration, on a subset: the study's 20 epochs on 48,000 images would take the 73
+    # configurations about two days on 2 cores (~2 min an epoch each); the report says so.
     epochs: int = 12
     subset: int | None = 4000  # training images (N/8 each for validation and test); None = the full split
     draw_seed: int = 0  # the RandomSampler's seed that draws the configurations

@@ -71,7 +71,7 @@ def _study(data: ReportData) -> list[str]:
     if data.epochs_per_trial < SHORT_TRIALS:
         small.append(
             f"- **A run too short for rankings**: {data.epochs_per_trial} epoch(s) per trial; which model is best "
-            "after so little training says little about which is best after 30 epochs."
+            "after so little training says little about which is best after a full-length trial."
         )
     if data.n_completed < MIN_FOR_IMPORTANCES:
         small.append(
