@@ -89,7 +89,8 @@ def front_figure(m: Any, path: Path) -> Path:
         title=f"{m.study}: PSNR against colourfulness",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    # Outside the axes: inside, "best" still covered the baselines' markers, which sit at the plot's edges.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, path)
 
 
