@@ -423,6 +423,19 @@ def test_delete_forgets_a_study_so_its_name_starts_afresh(db, tracking_uri):
     assert len(Tracker(tracking_uri).child_runs(parent, "doomed")) == 1
 
 
+def test_delete_refuses_a_study_with_a_running_trial_unless_forced(db, tracking_uri, capsys):
+    from cae.cli import main
+
+    storage = config(db, "busy").storage
+    study = optuna.create_study(study_name="busy", storage=storage)
+    study.ask()  # a trial some worker is running now
+    assert main(["delete", "--study", "busy", "--storage", storage, "--yes"]) != 0
+    assert "study 'busy' has 1 trial(s) running (0); stop its search first" in capsys.readouterr().err
+    assert optuna.get_all_study_names(storage) == ["busy"]  # nothing deleted
+    assert main(["delete", "--study", "busy", "--storage", storage, "--yes", "--force"]) == 0
+    assert optuna.get_all_study_names(storage) == []
+
+
 def test_the_duration_estimate_follows_the_finished_trials():
     from cae.search.estimate import duration_estimate
 
