@@ -9,7 +9,7 @@ from cae.config import ExperimentConfig
 from cae.data import load_splits, luma, to_unit
 from cae.errors import CAEError
 from cae.schema import to_dict, with_overrides
-from cae.search.best import export_trial, load_best_model, trial_record
+from cae.search.best import export_trial, trial_record
 from cae.tracking import Tracker
 from cae.train import predict, train_and_evaluate
 
@@ -135,23 +135,21 @@ def _exported(study: str, number: int, config: ExperimentConfig, value: float, u
     export_trial(record, keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]))
 
 
-def test_a_study_whose_best_has_a_dense_code_colorizes_from_its_best_conv_trial(capsys):
+def test_a_study_whose_best_has_a_dense_code_colorizes_that_best_rebuilt_for_gray():
     conv = with_overrides(ExperimentConfig(), {"model.filters": 12})
-    dense = with_overrides(ExperimentConfig(), {"model.bottleneck": "dense", "model.code_budget": 256})
+    hybrid = with_overrides(
+        ExperimentConfig(),
+        {"model.bottleneck": "dense", "model.code_budget": 256, "model.pca_init": True, "model.refine_layers": 3},
+    )
     _exported("mixed", 1, conv, 0.004)
-    _exported("mixed", 2, dense, 0.001)  # the best: a dense code colorization cannot start from
-    _exported("mixed", 3, with_overrides(conv, {"model.filters": 20}), 0.003)  # better conv, not the best
+    _exported("mixed", 2, with_overrides(hybrid, {"model.code_drift": 0.01}), 0.001)  # the best
     config, lineage = source_architecture("mixed", None)
-    assert config.model.filters == 20 and config.model.bottleneck == "conv"
-    assert (lineage["source_trial"], lineage["source_best_trial"], lineage["source_run_id"]) == (3, 2, "run-3")
-    assert "best trial 2 has a dense code" in capsys.readouterr().out
-    assert load_best_model("mixed", conv=True)[0].name == "trial_3"
-    assert load_best_model("mixed")[0].name == "trial_2"
-    # A new study of that name whose best is dense: the old study's conv trial is not its own.
-    _exported("mixed", 0, dense, 0.002, uid="u2")
-    with pytest.raises(CAEError, match=r"trial 0 has a dense code .* from an older study of that name.*CONFIG="):
-        source_architecture("mixed", None)
-    # A study with no conv trial on this host (or from before best-conv.json): one line, both ways out.
-    _exported("alldense", 0, dense, 0.002)
-    with pytest.raises(CAEError, match=r"best-conv.json, its best conv trial, is missing.*CONFIG=.*FROM="):
-        source_architecture("alldense", None)
+    assert (lineage["source_trial"], lineage["source_run_id"]) == (2, "run-2")  # the best, not a conv trial
+    assert lineage["rebuilt"].startswith("for a 1-channel luma input")
+    model = config.model  # its convolutions and code size kept; the code learned from gray (PCA's basis is RGB's)
+    assert (model.bottleneck, model.code_budget, model.refine_layers) == ("dense", 256, 3)
+    assert (model.pca_init, model.code_drift) == (False, 0.0)
+    assert variant_config(config, "chroma", {}).data.input == "luma"
+    with pytest.raises(CAEError, match=r"variant 'chroma-skips' needs a conv architecture .* use VARIANT=conv"):
+        variant_config(config, "chroma-skips", {})
+    assert variant_config(config, "conv", {}).model.bottleneck == "conv"  # today's conv recipe beside it

@@ -135,7 +135,7 @@ def test_an_experiment_file_can_stand_for_the_source_study(tmp_path):
 def test_trial_zero_is_the_source_architecture_and_the_front_is_written(study, tracking_uri):
     _cfg, st, report = study
     first = st.trials[0]
-    assert first.user_attrs["reference"] is True
+    assert first.user_attrs["recipe"] == "today's best recipe"
     assert first.params["train.loss"] == "mse" and first.params["model.predict"] == "chroma"
     assert first.params["model.width_multiplier"] == 1.0 and "train.rebalance" not in first.params
     assert st.trials[1].params["train.loss"] == "classification" and "model.predict" not in st.trials[1].params
@@ -461,12 +461,14 @@ def test_the_oracle_bound_is_reported_beside_never_as_the_chosen_model():
 def test_early_points_are_in_the_space(source, tmp_path):
     cfg, _ = study_config(tmp_path)
     points = early_points(cfg)
-    assert [p["params"]["model.skips"] for p in points] == [True, True, True]
-    assert points[0]["params"]["train.loss"] == "classification" and "model.predict" not in points[0]["params"]
-    assert points[1]["params"]["model.semantic"] == 128 and points[2]["params"]["train.loss"] == "mse"
+    # Trial 0: the source with today's recipe (no skips); then the enqueued variants, all with skips.
+    assert [p["params"]["model.skips"] for p in points] == [False, True, True, True]
+    assert points[0]["attrs"]["recipe"] == "today's best recipe" and points[0]["params"]["train.loss"] == "mse"
+    assert points[1]["params"]["train.loss"] == "classification" and "model.predict" not in points[1]["params"]
+    assert points[2]["params"]["model.semantic"] == 128 and points[3]["params"]["train.loss"] == "mse"
     # The report names each recipe: the semantic branch is what tells trial 2 from trial 1.
-    assert "skips, semantic branch 128 (class weight 0.30), width" in describe(points[1]["params"])
-    assert "semantic" not in describe(points[0]["params"])
+    assert "skips, semantic branch 128 (class weight 0.30), width" in describe(points[2]["params"])
+    assert "semantic" not in describe(points[1]["params"])
 
 
 def test_a_finding_the_data_contradicts_is_not_written():

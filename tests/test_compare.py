@@ -38,7 +38,9 @@ def test_top_k_are_the_best_trials_in_order_and_the_csv_matches_mlflow(studies, 
     logged = {a.path for a in tracker.client.list_artifacts(parent, "compare")}
     assert logged == {"compare/compare.png", "compare/compare.csv"}
     # One column per key of the space these trials sampled (a conditional key only where drawn).
-    sampled = set(load_space(studies[0].space).names) & set().union(*(r.data.params for r in expected))
+    sampled = set(load_space(studies[0].space, studies[0].experiment).names) & set().union(
+        *(r.data.params for r in expected)
+    )
     assert sampled and sampled <= set(table[0])
 
 

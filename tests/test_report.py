@@ -41,7 +41,7 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
     assert figures <= set(links), figures - set(links)  # every figure the report wrote is linked from it
     assert "PCA at code" in text and "vs thumbnail" in text and "reference CAE (baseline run)" in text
     # A user's report states facts against baselines: none of this project's aims, and it says it is small.
-    assert "aim" not in text.lower() and "**A run too short for rankings**: 1 epoch(s)" in text
+    assert "aim" not in text.lower() and "**A run too short for rankings**: 2 epoch(s)" in text
     assert "**A run too small to judge the search**: 3 completed trial(s)" in text
     assert report.parent == study_dir("rep") / "report"  # the user's own space, never a tracked file
     # Committed reports carry repository-relative paths only: the bundled sample, the test's SQLite storage.

@@ -423,10 +423,10 @@ def test_delete_forgets_a_study_so_its_name_starts_afresh(db, tracking_uri):
     assert len(Tracker(tracking_uri).child_runs(parent, "doomed")) == 1
 
 
-def test_delete_refuses_a_study_with_a_running_trial_unless_forced(db, tracking_uri, capsys):
+def test_delete_refuses_a_study_with_a_running_trial_unless_forced(tmp_path, tracking_uri, capsys):
     from cae.cli import main
 
-    storage = config(db, "busy").storage
+    storage = f"sqlite:///{tmp_path}/optuna.db"  # its own storage: the module's holds other studies
     study = optuna.create_study(study_name="busy", storage=storage)
     study.ask()  # a trial some worker is running now
     assert main(["delete", "--study", "busy", "--storage", storage, "--yes"]) != 0

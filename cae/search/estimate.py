@@ -7,6 +7,7 @@ strategy measured (``results/bench/replay.json``; all of them without a pruner).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -52,17 +53,22 @@ def epoch_share(cfg: Any) -> float:
 
 def first_estimate(cfg: Any, config: Any, splits: Any, left: int) -> str:
     """One line before the first trial: the plan and a first estimate from ``config``'s measured steps."""
-    from cae.data import make_dataset
-    from cae.fitting import fit
-    from cae.train import build_model, loss_for
+    from cae.train import build_model, train_and_evaluate
 
     batch = config.train.batch_size
     steps = max(1, math.ceil(len(splits.x_train) / batch))
     timed = min(STEPS, steps)
-    train = make_dataset(splits.x_train[: 2 * timed * batch], batch, shuffle=False, seed=0)
-    val = make_dataset(splits.x_val[:batch], batch, shuffle=False, seed=0)
+    # The study's own training path (its input transform, labels and loss) on a slice; the model is
+    # built on the whole split, as a trial's is (a PCA code reads the cached basis of that split).
+    few = dataclasses.replace(
+        splits,
+        x_train=splits.x_train[: timed * batch],
+        y_train=splits.y_train[: timed * batch],
+        x_val=splits.x_val[:batch],
+        y_val=splits.y_val[:batch],
+    )
     model = build_model(config, splits)
-    fitted = fit(model, train.take(timed), val, loss=loss_for(config, splits), learning_rate=1e-4, epochs=2)
+    fitted = train_and_evaluate(config, few, model=model, epochs=2, evaluate_test=False)
     per_epoch = fitted.epoch_seconds[-1] * steps / timed * 1.1  # + validation, about a tenth more
     epochs = config.train.epochs
     share = epoch_share(cfg)

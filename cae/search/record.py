@@ -57,13 +57,15 @@ def check_resume(study: Any, record: dict[str, Any], extend: bool) -> None:
     """Record a new study's values; refuse (or, with ``extend``, record) a resume that changes them. A study
     an older release of the harness made (it records another format) is refused in one line."""
     attrs = study.user_attrs
-    if study.trials and attrs.get(FORMAT_KEY) != FORMAT:
+    # Enqueued first points are WAITING trials of a new study: only a trial that ran was trained on settings.
+    started = any(t.state.name != "WAITING" for t in study.get_trials(deepcopy=False))
+    if started and attrs.get(FORMAT_KEY) != FORMAT:
         raise CAEError(
             f"study {study.study_name!r} was made by an older release of the harness (study format "
             f"{attrs.get(FORMAT_KEY, 1)}, this one reads {FORMAT}); start a new study with STUDY=<new name>, or "
             f"`make delete STUDY={study.study_name}`"
         )
-    changed = differences(attrs, record) if study.trials else {}
+    changed = differences(attrs, record) if started else {}
     if changed and not extend:
         said = "; ".join(f"{k}: {_said(k, a)} -> {_said(k, b)}" for k, (a, b) in changed.items())
         raise CAEError(

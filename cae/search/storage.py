@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cae.errors import CAEError, first_line
+from cae.errors import CAEError, causes, first_line
 from cae.locks import creating_schema
 from cae.paths import ensure_dir
 from cae.search_config import SearchConfig
@@ -305,22 +305,25 @@ def sqlite_disk_full(err: BaseException, study_file: Path | None) -> OSError | N
 
 
 @contextmanager
-def storage_errors() -> Iterator[None]:
+def storage_errors(study_file: Path | None = None) -> Iterator[None]:
     """Surface the storage's own error when Optuna fails on top of it.
 
     When a trial's final state cannot be written (the storage gone past the patience, or a full disk
     under a SQLite study), Optuna raises an error of its own from a ``finally`` block; the real cause is
-    in the chain.
+    in the chain. ``study_file``: the SQLite study, whose full disk is named as ENOSPC on its folder.
     """
     try:
         yield
     except Exception as err:
-        cause: BaseException | None = err
-        while cause is not None and not _is_storage_error(cause):
-            cause = cause.__context__
-        if cause is None or cause is err:
-            raise
-        raise cause.with_traceback(None) from None
+        for cause in causes(err):
+            if _is_storage_error(cause):
+                if cause is err:
+                    raise
+                raise cause.with_traceback(None) from None
+            full = sqlite_disk_full(cause, study_file)
+            if full is not None:
+                raise full from None
+        raise
 
 
 def _is_storage_error(err: BaseException) -> bool:

@@ -19,7 +19,7 @@ import keras_tuner
 from cae.data import Splits, splits_for
 from cae.errors import CAEError, TrialStopped, failure_reason, first_line
 from cae.hardware import configure_threads
-from cae.model import build_from_config, code_sizes
+from cae.model import code_sizes
 from cae.paths import ensure_dir, study_dir
 from cae.search.best import best_paths
 from cae.search.study import SKIPPED
@@ -94,7 +94,7 @@ def make_tuner(
                 self.hypermodel.config_for(hp),
                 tags={f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")},
             )
-            _skip_over_budget(cfg, spec)
+            _skip_over_budget(cfg, spec, splits)
             start = time.perf_counter()
             try:
                 with tracked_trial(task, tracker, splits, spec) as tracked:
@@ -146,14 +146,14 @@ def make_tuner(
     return tuner
 
 
-def _skip_over_budget(cfg: SearchConfig, spec: TrialSpec) -> None:
+def _skip_over_budget(cfg: SearchConfig, spec: TrialSpec, splits: Splits) -> None:
     """Skip (as Optuna does) a point whose code is not one the study compares, before any run exists.
 
     keras-tuner has no "skipped" state: the trial is FAILED and counts towards its ``max_trials``.
     """
     if cfg.max_code_values is None and cfg.code_values is None:
         return
-    model = build_from_config(spec.config.model, input_channels=spec.config.data.input_channels)
+    model = build_model(spec.config, splits)  # as the trial's (a PCA code needs the split's basis)
     reason = over_budget(cfg, min(code_sizes(model)))
     if reason:
         print(trial_line("", spec.number, "SKIPPED", "-", 0.0, {}, spec.params, SKIPPED + reason), flush=True)

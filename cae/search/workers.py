@@ -38,7 +38,7 @@ from cae.search.trial import trial_line
 from cae.search_config import SearchConfig
 from cae.space import load_space
 from cae.tracking import Tracker
-from cae.urls import journal_path
+from cae.urls import journal_path, sqlite_file
 
 MAX_CONSECUTIVE_FAILURES = 3  # a worker stops when this many trials fail in a row: a config problem
 MAX_SKIPPED_IN_A_ROW = 50  # a space (almost) entirely outside the study's code size is a config error
@@ -112,7 +112,7 @@ def run_worker(
             continue
         remaining = None if deadline == math.inf else max(1.0, deadline - time.monotonic())
         try:
-            with storage_errors():  # the storage's one-line error, not Optuna's follow-up errors
+            with storage_errors(sqlite_file(storage_url(cfg))):  # the storage's error, not Optuna's follow-ups
                 # No gc_after_trial: the next trial's clear_session collects anyway.
                 study.optimize(objective, n_trials=1, timeout=remaining, callbacks=callbacks, catch=(Exception,))
         except ValueError:
