@@ -93,3 +93,25 @@ def test_the_target_and_the_statistics():
     assert paired_test([1.0, 2.0], [1.0, 2.0]) == 1.0
     rng = np.random.default_rng(0)
     assert paired_test(list(rng.random(40)), list(rng.random(40))) > 0.01
+
+
+@pytest.mark.parametrize("planned, provisional", [(64, True), (10, False)])
+def test_the_report_calls_a_choice_from_a_table_short_of_its_plan_provisional(table, tmp_path, planned, provisional):
+    from cae.bench.replay_report import BASELINE, write_report
+
+    strategies = [BASELINE, Strategy("random", "hyperband", False)]
+    runs = {s.name: [replay(s, seed, table, SearchConfig(), 6) for seed in range(8)] for s in strategies}
+    meta = {
+        "plan": {"configs": planned},
+        "pca_val_psnr": 0.0,
+        "space": "space.yaml",
+        "code_values": 8,
+        "split": [40, 5, 5],
+        "data_file": "tiny",
+        "data_source": "path",
+        "split_seed": 0,
+    }
+    text = write_report(tmp_path, runs, table, meta, SearchConfig(), {}).read_text()
+    chosen = next(line for line in text.splitlines() if line.startswith("**Chosen"))
+    assert ("provisional: the table holds 10 of its 64 planned configurations" in chosen) == provisional
+    assert (tmp_path / "replay_progress.png").stat().st_size > 0

@@ -202,9 +202,17 @@ def write_report(
         )
     verdict = rows[best]
     met = verdict["ratio"] <= GOAL
+    planned = int(meta.get("plan", {}).get("configs", 0))
+    # A table cut short replays a smaller space than the study searches: its verdict is not yet the default's.
+    provisional = (
+        f" (provisional: the table holds {configs} of its {planned} planned configurations; "
+        "`make bench PLAN=table` resumes it)"
+        if configs < planned
+        else ""
+    )
     lines += [
         "",
-        f"**Chosen: `{best}`**, the strategy that reaches the target soonest: median "
+        f"**Chosen{provisional}: `{best}`**, the strategy that reaches the target soonest: median "
         f"{_ratio(verdict['ratio'])}× random search's time (95 % CI {_ratio(verdict['low'])}–"
         f"{_ratio(verdict['high'])}, paired Wilcoxon p = {verdict['p']:.2g}). Goal ≤ {GOAL:.2f}×: "
         f"**{'met' if met else 'missed'}**; the interval "
@@ -260,7 +268,10 @@ def plot_replay(
         mse = progress(runs[name], grid)
         with np.errstate(divide="ignore"):
             margin = np.where(np.isfinite(mse), 10 * np.log10(1 / mse) - pca, np.nan)
-        q25, q50, q75 = (np.nanquantile(margin, q, axis=0) for q in (0.25, 0.5, 0.75))
+        # Before any seed's first trial ends a column has no value: left blank, not a warning.
+        seen = np.isfinite(margin).any(axis=0)
+        q25, q50, q75 = np.full((3, grid.size), np.nan)
+        q25[seen], q50[seen], q75[seen] = np.nanquantile(margin[:, seen], [0.25, 0.5, 0.75], axis=0)
         ax.plot(hours, q50, label=name)
         ax.fill_between(hours, q25, q75, alpha=0.15)
     ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
