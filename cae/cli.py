@@ -34,7 +34,16 @@ from cae.commands import (  # noqa: E402
     cmd_train,
     cmd_ui,
 )
-from cae.errors import CAEError, Interrupted, clear_stop, disk_full_message, no_space, request_stop  # noqa: E402
+from cae.errors import (  # noqa: E402
+    CAEError,
+    Interrupted,
+    causes,
+    clear_stop,
+    disk_full_message,
+    first_line,
+    no_space,
+    request_stop,
+)
 from cae.paths import check_study_name  # noqa: E402
 from cae.search_config import SearchConfig  # noqa: E402
 from cae.urls import shown  # noqa: E402
@@ -223,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _terminate) for sig in STOP_SIGNALS} if in_main_thread else {}
+    previous_hook, threading.excepthook = threading.excepthook, _thread_died
     try:
         _check_study_names(args)
         return int(args.func(args) or 0)
@@ -241,6 +251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\n{err}" if isinstance(err, Interrupted) else "\ninterrupted", file=sys.stderr)
         return 130
     finally:
+        threading.excepthook = previous_hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         clear_stop()
+
+
+def _thread_died(args: threading.ExceptHookArgs) -> None:
+    """A background thread that dies (Optuna's heartbeat on a full disk or a dropped database) says one
+    line, not a traceback: the main thread meets the same fault and ends the command with its own line."""
+    if args.exc_type is SystemExit:
+        return
+    root = list(causes(args.exc_value))[-1] if args.exc_value is not None else args.exc_type()
+    name = args.thread.name if args.thread is not None else "a background thread"
+    print(f"note: {name} stopped: {first_line(shown(str(root)) or type(root).__name__)}", file=sys.stderr, flush=True)
