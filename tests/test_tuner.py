@@ -14,7 +14,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow  # a real keras-tuner study end to end
-def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
+def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri, monkeypatch):
+    import cae.search.tuner as tuner_module
+
+    builds = []
+    build_model = tuner_module.build_model
+    monkeypatch.setattr(tuner_module, "build_model", lambda *a: builds.append(1) or build_model(*a))
     cfg = load_search(
         REPO / "experiments/search.yaml",
         {
@@ -34,6 +39,8 @@ def test_keras_tuner_trials_are_child_runs_with_curves(tracking_uri):
     runs = tracker.child_runs(parent, "kt")
     # Hyperband's first bracket: 3 trials at most (skipped over-budget points have no run).
     assert summary["trials"] == 3 and 2 <= len(runs) <= 3
+    # One build per trial (the code-size check's model is the one trained), one for keras-tuner's space.
+    assert cfg.code_values and len(builds) == summary["trials"] + 1
     for run in runs:
         assert run.data.tags["engine"] == "keras-tuner" and run.data.tags["trial_state"] == "COMPLETE"
         steps = [m.step for m in tracker.client.get_metric_history(run.info.run_id, "val_loss")]

@@ -41,11 +41,15 @@ class CAEHyperModel(keras_tuner.HyperModel):
         super().__init__()
         self.space, self.task, self.splits = space, task, splits
         self.last: TrialOutcome | None = None
+        self.prebuilt: Any = None  # built by the code-size check: keras-tuner's build takes it
 
     def config_for(self, hp: Any) -> Any:
         return self.space.apply(self.task.base, self.space.sample_keras_tuner(hp))
 
     def build(self, hp: Any) -> Any:
+        model, self.prebuilt = self.prebuilt, None
+        if model is not None:
+            return model
         keras.backend.clear_session()  # free the previous trial's graph (and its retracing)
         return build_model(self.config_for(hp), self.splits)
 
@@ -94,7 +98,7 @@ def make_tuner(
                 self.hypermodel.config_for(hp),
                 tags={f"kt.{k[6:]}": v for k, v in hp.values.items() if k.startswith("tuner/")},
             )
-            _skip_over_budget(cfg, spec, splits)
+            _skip_over_budget(cfg, spec, self.hypermodel, hp)
             start = time.perf_counter()
             try:
                 with tracked_trial(task, tracker, splits, spec) as tracked:
@@ -115,6 +119,8 @@ def make_tuner(
                     flush=True,
                 )
                 raise
+            finally:
+                self.hypermodel.prebuilt = None  # never a later trial's model, whatever failed first
             result = self.hypermodel.last.result
             size = {"n_params": result.n_params, "code_values": result.code_values}
             print(
@@ -146,16 +152,19 @@ def make_tuner(
     return tuner
 
 
-def _skip_over_budget(cfg: SearchConfig, spec: TrialSpec, splits: Splits) -> None:
+def _skip_over_budget(cfg: SearchConfig, spec: TrialSpec, hypermodel: CAEHyperModel, hp: Any) -> None:
     """Skip (as Optuna does) a point whose code is not one the study compares, before any run exists.
 
     keras-tuner has no "skipped" state: the trial is FAILED and counts towards its ``max_trials``.
+    The model built to measure the code is the one the trial then trains (one build per trial).
     """
     if cfg.max_code_values is None and cfg.code_values is None:
         return
-    model = build_model(spec.config, splits)  # as the trial's (a PCA code needs the split's basis)
+    model = hypermodel.build(hp)  # as the trial's (a PCA code needs the split's basis)
     reason = over_budget(cfg, min(code_sizes(model)))
-    if reason:
+    if not reason:
+        hypermodel.prebuilt = model
+    else:
         print(trial_line("", spec.number, "SKIPPED", "-", 0.0, {}, spec.params, SKIPPED + reason), flush=True)
         raise keras_tuner.errors.FailedTrialError(SKIPPED + reason)
 
