@@ -231,33 +231,12 @@ def test_full_runs_disk_stops_with_one_line_and_a_rerun_resumes(small_disk, tmp_
 # The tracking server stopped and started again mid-search
 
 
-def test_mlflow_server_restart_mid_search_leaves_every_run_closed(mlflow_server, tmp_path):
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    config = search_yaml(tmp_path / "search.yaml", "mlflow-restart", trials=3, epochs=2, storage=storage)
-    log = tmp_path / "search.log"
-    assert trials_of(storage, "mlflow-restart") == []  # the schema, before the CLI starts
-    process = start(config, log, tmp_path / "runs", mlflow_server.url)
-    wait_until(lambda: running(storage, "mlflow-restart", 1), process, log, "trial 1 running")
-    mlflow_server.stop()
-    try:
-        time.sleep(5)
-        assert process.poll() is None, f"the search exited while MLflow was down:\n{log.read_text()}"
-    finally:
-        mlflow_server.start_again()
-    output = finish(process, log)
-
-    assert process.returncode == 0, output[-3000:]
-    assert "Traceback" not in output, output
-    trials = trials_of(storage, "mlflow-restart")
-    assert Counter(t.state.name for t in trials) == {"COMPLETE": 3}
-    assert_runs_closed(mlflow_server.url, "mlflow-restart", trials)
-
-
 def test_a_40_s_tracking_server_restart_is_ridden_out_and_every_epoch_is_in_mlflow(mlflow_server, tmp_path):
     """Connections refused for 40 s while the server restarts: MLflow's own retries and backoff wait for
-    it; the per-epoch metrics queued meanwhile all reach it."""
+    it; the per-epoch metrics queued meanwhile all reach it, and every run is closed with its state.
+    (A shorter restart is the same path: this one test covers both.)"""
     storage = f"sqlite:///{tmp_path}/optuna.db"
-    config = search_yaml(tmp_path / "search.yaml", "mlflow-40s", trials=3, epochs=4, storage=storage)
+    config = search_yaml(tmp_path / "search.yaml", "mlflow-40s", trials=2, epochs=4, storage=storage)
     log = tmp_path / "search.log"
     assert trials_of(storage, "mlflow-40s") == []
     process = start(config, log, tmp_path / "runs", mlflow_server.url)
@@ -273,7 +252,7 @@ def test_a_40_s_tracking_server_restart_is_ridden_out_and_every_epoch_is_in_mlfl
     assert process.returncode == 0, output[-3000:]
     assert "Traceback" not in output, output
     trials = trials_of(storage, "mlflow-40s")
-    assert Counter(t.state.name for t in trials) == {"COMPLETE": 3}
+    assert Counter(t.state.name for t in trials) == {"COMPLETE": 2}
     assert_runs_closed(mlflow_server.url, "mlflow-40s", trials)
     tracker = Tracker(mlflow_server.url)
     for run in tracker.child_runs(tracker.find_study_parent("mlflow-40s"), "mlflow-40s"):
