@@ -427,11 +427,7 @@ def _rgb8_of_16_bit(samples: np.ndarray) -> np.ndarray:
     return ((2 * rgb + 257) // 514).astype(np.uint8)
 
 
-# PNG (ISO/IEC 15948): PIL reads 16-bit gray exactly (mode I;16) but keeps only the high byte of 16-bit
-# colour (v // 256, one level off round(v / 257) for about a quarter of the values), so those are decoded here.
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PNG_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type → samples per pixel (3, palette, is never 16-bit)
-ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
 
 
 def _png_depth_and_colour(data: bytes) -> tuple[int, int]:
@@ -442,61 +438,15 @@ def _png_depth_and_colour(data: bytes) -> tuple[int, int]:
 
 
 def _png16_samples(data: bytes) -> np.ndarray:
-    """The (h, w, channels) uint16 samples of a 16-bit PNG of colour type 0, 2, 4 or 6."""
-    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
-    if depth != 16 or colour not in PNG_CHANNELS:
-        raise ValueError("not a 16-bit PNG of a known colour type")
-    channels = PNG_CHANNELS[colour]
-    pixel_bytes = 2 * channels
-    idat, pos = [], 8
-    while pos + 8 <= len(data):
-        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
-        if kind == b"IDAT":
-            idat.append(data[pos + 8 : pos + 8 + length])
-        elif kind == b"IEND":
-            break
-        pos += 12 + length  # length, type, data, CRC
-    passes = ADAM7 if interlace else ((0, 0, 1, 1),)
-    shapes = [(max(0, -(-(height - y0) // dy)), max(0, -(-(width - x0) // dx))) for x0, y0, dx, dy in passes]
-    sizes = [h * (1 + w * pixel_bytes) if h and w else 0 for h, w in shapes]  # a filter byte per row
-    raw = zlib.decompressobj().decompress(b"".join(idat), sum(sizes))  # never more than the image holds
-    if len(raw) != sum(sizes):
-        raise ValueError("PNG image data is short")
-    samples = np.empty((height, width, channels), np.uint16)
-    offset = 0
-    for (x0, y0, dx, dy), (h, w), size in zip(passes, shapes, sizes, strict=True):
-        if size:
-            rows = _unfilter(raw[offset : offset + size], h, w * pixel_bytes, pixel_bytes)
-            samples[y0::dy, x0::dx] = rows.view(">u2").reshape(h, w, channels)
-            offset += size
-    return samples
+    """The (h, w, channels) uint16 samples of a 16-bit colour PNG, every bit kept.
 
+    PIL reads 16-bit gray exactly (mode I;16) but keeps only the high byte of 16-bit colour (v // 256,
+    one level off round(v / 257) for about a quarter of the values); TensorFlow's libpng reader keeps
+    all 16 bits. Such files are rare, so TensorFlow is imported only when one is met.
+    """
+    import tensorflow as tf
 
-def _unfilter(raw: bytes, height: int, stride: int, pixel_bytes: int) -> np.ndarray:
-    """PNG's row filters undone: each byte was stored less a prediction from the byte one pixel to its
-    left (a), the byte above (b) and the byte above that one (c), 0 outside the image."""
-    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1).astype(np.int32)
-    out = np.zeros((height, stride + pixel_bytes), np.int32)  # a zero pixel left of each row
-    above = np.zeros(stride + pixel_bytes, np.int32)
-    for y in range(height):
-        kind, line, cur = rows[y, 0], rows[y, 1:], out[y]
-        if kind == 0:
-            cur[pixel_bytes:] = line
-        elif kind == 2:
-            cur[pixel_bytes:] = (line + above[pixel_bytes:]) & 0xFF
-        elif kind in (1, 3, 4):  # each pixel needs the one before it: one step per pixel
-            for x in range(pixel_bytes, stride + pixel_bytes, pixel_bytes):
-                a, b, c = cur[x - pixel_bytes : x], above[x : x + pixel_bytes], above[x - pixel_bytes : x]
-                if kind == 1:
-                    predicted = a
-                elif kind == 3:
-                    predicted = (a + b) >> 1
-                else:  # Paeth: whichever of a, b, c is nearest a + b - c, ties in that order
-                    p = a + b - c
-                    pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
-                    predicted = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-                cur[x : x + pixel_bytes] = (line[x - pixel_bytes : x] + predicted) & 0xFF
-        else:
-            raise ValueError(f"unknown PNG row filter {kind}")
-        above = cur
-    return np.ascontiguousarray(out[:, pixel_bytes:].astype(np.uint8))
+    try:
+        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
+    except tf.errors.OpError as err:
+        raise ValueError(err.message) from None

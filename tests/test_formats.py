@@ -77,6 +77,14 @@ def test_16_bit_colour_pngs_scale_every_sample_to_round_v_over_257(colour, chann
     np.testing.assert_array_equal(pixels, np.round(rgb16 / 257).astype(np.uint8))
 
 
+def test_a_damaged_16_bit_colour_png_is_one_line_naming_it():
+    data = png16(_samples(3), 2)
+    damaged = data[:-60] + data[-12:]  # the image data cut short, the IEND chunk kept
+    with pytest.raises(CAEError) as err:
+        decode_image(damaged, "train/cat/0001.png")
+    assert str(err.value) == "train/cat/0001.png: unreadable image (ValueError)"
+
+
 def test_a_16_bit_gray_png_written_by_pil_is_gray_not_white():
     gray = _samples(1)[..., 0]
     buffer = io.BytesIO()
