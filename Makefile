@@ -154,5 +154,5 @@ colorize-best: $(STAMP) ## colorization from STUDY's best trial; VARIANT=rgb|chr
 colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from STUDY's best, or FROM=<experiment yaml>; TRIALS EPOCHS FINAL_EPOCHS SUBSET DATA STORAGE WORKERS SEED
 	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs) $(call opt,FROM,from)
 
-bench: $(STAMP) ## BENCHMARKS.md: training speed; PLAN=table records the learning-curve table (hours, resumable), PLAN=replay replays search strategies over it; QUICK=1 DATA
-	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data)
+bench: $(STAMP) ## BENCHMARKS.md: training speed; PLAN=table records the learning-curve table (hours, resumable), PLAN=replay replays search strategies over it (STUDY: a live study beside it); QUICK=1 DATA
+	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data) $(STUDY_ARGS)

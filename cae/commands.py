@@ -247,6 +247,13 @@ def cmd_colorize_search(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from cae.bench.run import run_bench
+    from cae.search.storage import storage_url
 
-    print(f"wrote {run_bench('quick' if args.quick else args.plan, args.data)}")
+    live = None
+    if args.study:
+        if args.plan != "replay":
+            raise CAEError("a live study (STUDY=) is shown beside the replay only: make bench PLAN=replay STUDY=...")
+        cfg = load_search(None, {"study": args.study, **_given(args, "storage")})
+        live = (cfg.study, storage_url(cfg))
+    print(f"wrote {run_bench('quick' if args.quick else args.plan, args.data, live)}")
     return 0

@@ -115,3 +115,82 @@ def test_the_report_calls_a_choice_from_a_table_short_of_its_plan_provisional(ta
     chosen = next(line for line in text.splitlines() if line.startswith("**Chosen"))
     assert ("provisional: the table holds 10 of its 64 planned configurations" in chosen) == provisional
     assert (tmp_path / "replay_progress.png").stat().st_size > 0
+
+
+# ---- a live study beside its replay (cae/bench/live.py) ----------------------------------------------
+
+LIVE_META = {
+    "plan": {"configs": 10, "subset": 40, "epochs": 3},
+    "space_digest": "abc",
+    "code_values": 8,
+    "data_digest": "def",
+    "pca_val_psnr": 0.0,
+    "space": "space.yaml",
+    "split": [40, 5, 5],
+    "data_file": "tiny",
+    "data_source": "path",
+    "split_seed": 0,
+}
+
+
+def live_study(url: str, **settings: object) -> None:
+    """A study on a real SQLite storage: the enqueued point (100 s), then the sampler's own trials."""
+    import datetime
+
+    import optuna
+
+    study = optuna.create_study(study_name="live", storage=url)
+    for key, value in {"space_digest": "abc", "code_values": 8, "data_digest": "def", "subset": 40, "epochs": 3,
+                       **settings}.items():  # fmt: skip
+        study.set_user_attr(key, value)
+    t0 = datetime.datetime(2026, 1, 1)
+    trials = [(100, "COMPLETE", 0.9, {"enqueued": "the prior"}), (50, "COMPLETE", 0.5, {}), (20, "PRUNED", None, {}),
+              (30, "COMPLETE", 0.2, {})]  # fmt: skip
+    for seconds, state, value, user_attrs in trials:
+        study.add_trial(
+            optuna.trial.FrozenTrial(
+                number=0, trial_id=0, state=optuna.trial.TrialState[state], value=value, values=None,
+                datetime_start=t0, datetime_complete=t0 + datetime.timedelta(seconds=seconds),
+                params={"train.batch_size": 8},
+                distributions={"train.batch_size": optuna.distributions.CategoricalDistribution(CHOICES)},
+                user_attrs=user_attrs, system_attrs={}, intermediate_values={0: 1.0}
+            )
+        )  # fmt: skip
+        t0 += datetime.timedelta(seconds=seconds)
+
+
+def test_a_live_study_is_read_on_the_replays_clock_and_shown_beside_it(table, tmp_path):
+    from cae.bench.live import read_live, record_live
+    from cae.bench.replay_report import BASELINE, write_report
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    live_study(url)
+    record_live("live", url, "random+none", LIVE_META, tmp_path / "live.json")
+    study, strategy, trials = read_live(tmp_path / "live.json")
+    # The enqueued point's 100 s are off the clock; the sampler's trials follow one another.
+    assert (study, strategy) == ("live", "random+none")
+    assert [(t.start, t.end, t.state, t.enqueued) for t in trials] == [
+        (0, 0, "COMPLETE", True), (0, 50, "COMPLETE", False), (50, 70, "PRUNED", False), (70, 100, "COMPLETE", False)
+    ]  # fmt: skip
+
+    runs = {BASELINE.name: [replay(BASELINE, seed, table, SearchConfig(), 6) for seed in range(8)]}
+    text = write_report(tmp_path, runs, table, LIVE_META, SearchConfig(), {}).read_text()
+    section = text[text.index("## A live study beside its replay") :]
+    assert "The best of the points it chose: **+6.990 dB over PCA**" in section  # MSE 0.2 against PCA at 0 dB
+    assert "the enqueued point: +0.458 dB" in section and "The replay of `random+none` (8 seeds)" in section
+    assert (tmp_path / "replay_live.png").stat().st_size > 0
+
+
+def test_a_live_study_of_other_settings_than_the_table_is_refused(tmp_path):
+    from cae.bench.live import record_live
+    from cae.errors import CAEError
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    live_study(url, subset=4000)
+    with pytest.raises(
+        CAEError, match=r"study 'live' did not search what the table recorded: subset 4000 \(table 40\)$"
+    ):
+        record_live("live", url, "random+none", LIVE_META, tmp_path / "live.json")
+    with pytest.raises(CAEError, match=r"^no study 'other' in "):
+        record_live("other", url, "random+none", LIVE_META, tmp_path / "live.json")
+    assert not (tmp_path / "live.json").exists()

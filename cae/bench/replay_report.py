@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cae.bench.live import live_lines, plot_live, read_live, record_live
 from cae.bench.replay import (
     Strategy,
     Table,
@@ -53,6 +54,10 @@ def strategies(gp: bool) -> list[Strategy]:
     return [Strategy(s, p, prior) for s in samplers for p in PRUNERS for prior in (False, True)]
 
 
+def default_strategy(cfg: SearchConfig) -> Strategy:
+    return Strategy(cfg.sampler.name, cfg.pruner.name, bool(cfg.enqueue))
+
+
 def gp_available() -> bool:
     """Optuna's GPSampler needs PyTorch, which the harness does not install (pip install torch)."""
     import importlib.util
@@ -60,8 +65,11 @@ def gp_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def run_replay(folder: Path | None = None, base: str = BASE, seeds: int = SEEDS) -> Path:
-    """Replay what ``replay.json`` lacks, then write ``replay.md``; returns its path."""
+def run_replay(
+    folder: Path | None = None, base: str = BASE, seeds: int = SEEDS, live: tuple[str, str] | None = None
+) -> Path:
+    """Replay what ``replay.json`` lacks, then write ``replay.md``; returns its path. ``live``: (study,
+    storage URL) of a live study of the default strategy, recorded into ``live.json`` to show beside it."""
     cfg = load_search(resolve(base))
     csv_path, meta_path = table_paths(folder)
     rows = read_rows(csv_path)
@@ -72,6 +80,8 @@ def run_replay(folder: Path | None = None, base: str = BASE, seeds: int = SEEDS)
     table = table_from_rows(rows, space)
     prior = [space.point(with_overrides(cfg.experiment, change)) for change in cfg.enqueue]
     out = csv_path.parent
+    if live:
+        record_live(*live, default_strategy(cfg).name, meta, out / "live.json")
     # Replayed again only when what a replay depends on changes: the table, the budget, the seeds, the prior.
     key = hashlib.sha256(json.dumps([_digest(csv_path), cfg.trials, seeds, prior], default=str).encode()).hexdigest()[
         :12
@@ -223,6 +233,9 @@ def write_report(
         f"![reached]({figures[1].name})",
         "",
     ]
+    live = read_live(out / "live.json")
+    if live:
+        lines += live_lines(live, runs, target, pca, plot_live(out, live, runs, pca, target).name)
     if "gp+none" not in runs:
         lines += ["GPSampler was not replayed: it needs PyTorch (`.venv/bin/pip install torch`), then run again.", ""]
     path = out / "replay.md"

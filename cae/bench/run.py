@@ -38,8 +38,9 @@ def describe_machine() -> str:
     )
 
 
-def run_bench(plan_name: str, source: str | None) -> Path:
-    """Measure what ``plan_name`` asks for and is not measured yet; returns the report written."""
+def run_bench(plan_name: str, source: str | None, live: tuple[str, str] | None = None) -> Path:
+    """Measure what ``plan_name`` asks for and is not measured yet; returns the report written. ``live``:
+    (study, storage URL) of a live study to show beside the replay."""
     configure_threads()  # TensorFlow on every core (CAE_THREADS may say otherwise)
     if plan_name == "table":
         from cae.bench.table import record_table
@@ -48,7 +49,7 @@ def run_bench(plan_name: str, source: str | None) -> Path:
     if plan_name == "replay":
         from cae.bench.replay_report import run_replay
 
-        run_replay()
+        run_replay(live=live)
         return write_bench_md()
     from cae.bench.speed import PLANS, Store, measure_speed
 

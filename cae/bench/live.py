@@ -1,0 +1,173 @@
+"""A live study beside its replay (`make bench PLAN=replay STUDY=<study>`).
+
+The replay's figures are simulations over the table; a live study of the default strategy on the
+table's own data, subset and trial length says how far to trust them. Its finished trials are read
+from its Optuna storage and kept in ``results/bench/live.json`` (``runs/`` is not committed), on the
+replay's clock: the wall seconds of the sampler's own trials one after another, the enqueued points'
+time not counted. A live trial's seconds also hold what the table's epochs do not (building the
+model, MLflow logging, the checkpoint), so the live clock runs somewhat slower than the replay's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cae.bench.replay import Trial, best_so_far, median, time_to_target
+from cae.errors import CAEError
+from cae.metrics import psnr_from_mse
+from cae.paths import write_text_atomic
+from cae.search import attrs
+from cae.search.storage import open_existing_storage
+from cae.urls import shown
+
+# What the study must share with the table for its trials to be compared with the replay's.
+MATCHED = ("space_digest", "code_values", "data_digest", "subset", "epochs")
+
+
+def table_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "space_digest": meta["space_digest"],
+        "code_values": meta["code_values"],
+        "data_digest": meta["data_digest"],
+        "subset": meta["plan"]["subset"],
+        "epochs": meta["plan"]["epochs"],
+    }
+
+
+def record_live(study_name: str, url: str, strategy: str, meta: dict[str, Any], path: Path) -> Path:
+    """Read ``study_name``'s finished trials from ``url`` into ``path`` (live.json); returns it."""
+    import optuna
+
+    storage = open_existing_storage(url)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise CAEError(f"no study {study_name!r} in {shown(url)} (`make studies` lists them)") from None
+    recorded = study.user_attrs
+    differ = [
+        f"{key} {recorded.get(key)!r} (table {value!r})"
+        for key, value in table_settings(meta).items()
+        if recorded.get(key) != value
+    ]
+    if differ:
+        raise CAEError(f"study {study_name!r} did not search what the table recorded: {', '.join(differ)}")
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    clock, trials = 0.0, []
+    for t in sorted(study.get_trials(deepcopy=False, states=states), key=lambda t: t.number):
+        if t.datetime_start is None or t.datetime_complete is None:
+            continue
+        enqueued = attrs.enqueued(t) is not None
+        start = clock
+        if not enqueued:
+            clock += (t.datetime_complete - t.datetime_start).total_seconds()
+        value = float(t.value) if t.state.name == "COMPLETE" and t.value is not None else None
+        trials.append(
+            Trial(start, clock, t.state.name, value, len(t.intermediate_values), f"trial {t.number}", enqueued)
+        )
+    if not any(t.state == "COMPLETE" for t in trials):
+        raise CAEError(f"study {study_name!r} has no finished trial yet")
+    record = {"study": study_name, "strategy": strategy, "trials": [asdict(t) for t in trials]}
+    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_live(path: Path) -> tuple[str, str, list[Trial]] | None:
+    """(study, strategy, trials) from live.json, None when no live study was recorded."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return record["study"], record["strategy"], [Trial(**t) for t in record["trials"]]
+
+
+def live_lines(
+    live: tuple[str, str, list[Trial]], runs: dict[str, list[list[Trial]]], target: float, pca: float, figure: str
+) -> list[str]:
+    """The report's section: the live study against its strategy's replayed seeds."""
+    study, strategy, trials = live
+    own = [t for t in trials if not t.enqueued]
+    prior = [t.value for t in trials if t.enqueued and t.value is not None]
+    best = best_so_far(trials)
+    hours = max((t.end for t in own), default=0.0) / 3600
+    reached = time_to_target(trials, target)
+    lines = [
+        "## A live study beside its replay",
+        "",
+        f"`{study}`: `make search` with the default strategy (`{strategy}`) on the table's data, subset and "
+        f"trial length: {len(trials)} finished trials ({sum(t.state == 'PRUNED' for t in trials)} pruned), "
+        f"{hours:.2f} h of its own trials' wall time (the enqueued point's not counted, as in the replay).",
+        "",
+    ]
+    margin = psnr_from_mse(best) - pca if math.isfinite(best) else math.nan
+    facts = [f"The best of the points it chose: **{margin:+.3f} dB over PCA** on validation"]
+    if prior:
+        facts.append(f"the enqueued point: {psnr_from_mse(min(prior)) - pca:+.3f} dB")
+    facts.append(
+        f"it reached the target ({psnr_from_mse(target) - pca:+.3f} dB) after {reached / 3600:.2f} h"
+        if math.isfinite(reached)
+        else f"it did not reach the target ({psnr_from_mse(target) - pca:+.3f} dB)"
+    )
+    lines.append("; ".join(facts) + ".")
+    if strategy in runs:
+        seeds = runs[strategy]
+        finals = np.array([best_so_far(r) for r in seeds])
+        times = np.array([time_to_target(r, target) for r in seeds])
+        # Where the live best falls among the replayed seeds' final bests (lower MSE is better).
+        share = float(np.mean(finals >= best)) if math.isfinite(best) else 0.0
+        q25, q50, q75 = (psnr_from_mse(v) - pca for v in np.quantile(finals, [0.75, 0.5, 0.25]))
+        lines += [
+            "",
+            f"The replay of `{strategy}` ({len(seeds)} seeds): final best {q50:+.3f} dB over PCA (interquartile "
+            f"{q25:+.3f} to {q75:+.3f}); {int(np.isfinite(times).sum())}/{len(seeds)} seeds reached the target, "
+            f"median time {_h(median(list(times)))}. The live study did as well as or better than "
+            f"{share:.0%} of the replayed seeds.",
+        ]
+    return [*lines, "", f"![live study beside its replay]({figure})", ""]
+
+
+def _h(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if math.isfinite(seconds) else "never"
+
+
+def plot_live(
+    out: Path, live: tuple[str, str, list[Trial]], runs: dict[str, list[list[Trial]]], pca: float, target: float
+) -> Path:
+    """The live study's best-so-far (steps) over its strategy's replayed median and interquartile band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cae.bench.replay import progress
+    from cae.plots import save
+
+    study, strategy, trials = live
+    horizon = max([t.end for t in trials] + [t.end for r in runs.get(strategy, []) for t in r] + [1.0])
+    grid = np.linspace(0, horizon, 200)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    if strategy in runs:
+        mse = progress(runs[strategy], grid)
+        with np.errstate(divide="ignore"):
+            margin = np.where(np.isfinite(mse), 10 * np.log10(1 / mse) - pca, np.nan)
+        seen = np.isfinite(margin).any(axis=0)
+        q = np.full((3, grid.size), np.nan)
+        q[:, seen] = np.nanquantile(margin[:, seen], [0.25, 0.5, 0.75], axis=0)
+        ax.plot(grid / 3600, q[1], label=f"replay of {strategy}: median")
+        ax.fill_between(grid / 3600, q[0], q[2], alpha=0.2, label="replay: interquartile band")
+    live_mse = np.array([best_so_far(trials, t) for t in grid])
+    with np.errstate(divide="ignore"):
+        live_margin = np.where(np.isfinite(live_mse), 10 * np.log10(1 / live_mse) - pca, np.nan)
+    ax.step(grid / 3600, live_margin, where="post", color="black", label=f"live study {study}")
+    ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
+    ax.set(
+        xlabel="hours (the replay's simulated clock; the live study's wall time)",
+        ylabel="best so far: dB over PCA (validation)",
+        title="A live study beside its replayed seeds",
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    return save(fig, out / "replay_live.png")
