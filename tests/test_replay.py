@@ -160,7 +160,7 @@ def live_study(url: str, **settings: object) -> None:
 
 
 def test_a_live_study_is_read_on_the_replays_clock_and_shown_beside_it(table, tmp_path):
-    from cae.bench.live import read_live, record_live
+    from cae.bench.live import first_finished, read_live, record_live
     from cae.bench.replay_report import BASELINE, write_report
 
     url = f"sqlite:///{tmp_path}/optuna.db"
@@ -172,12 +172,14 @@ def test_a_live_study_is_read_on_the_replays_clock_and_shown_beside_it(table, tm
     assert [(t.start, t.end, t.state, t.enqueued) for t in trials] == [
         (0, 0, "COMPLETE", True), (0, 50, "COMPLETE", False), (50, 70, "PRUNED", False), (70, 100, "COMPLETE", False)
     ]  # fmt: skip
+    assert first_finished(trials, 3) == trials[:3] and first_finished(trials, 9) == trials
 
     runs = {BASELINE.name: [replay(BASELINE, seed, table, SearchConfig(), 6) for seed in range(8)]}
     text = write_report(tmp_path, runs, table, LIVE_META, SearchConfig(), {}).read_text()
     section = text[text.index("## A live study beside its replay") :]
     assert "The best of the points it chose: **+6.990 dB over PCA**" in section  # MSE 0.2 against PCA at 0 dB
-    assert "the enqueued point: +0.458 dB" in section and "The replay of `random+none` (8 seeds)" in section
+    assert "the enqueued point: +0.458 dB" in section
+    assert "The replay of `random+none` (8 seeds), after the same 4 finished trials: best" in section
     assert (tmp_path / "replay_live.png").stat().st_size > 0
 
 
