@@ -236,8 +236,17 @@ def write_report(
     live = read_live(out / "live.json")
     if live:
         lines += live_lines(live, runs, target, pca, plot_live(out, live, runs, pca, target).name)
-    if "gp+none" not in runs:
-        lines += ["GPSampler was not replayed: it needs PyTorch (`.venv/bin/pip install torch`), then run again.", ""]
+    missing = [s.name for s in strategies(gp=True) if s.name not in runs]
+    if missing:
+        why = (
+            "GPSampler needs PyTorch (`.venv/bin/pip install torch`)"
+            if not gp_available()
+            else "the replay was stopped before them"
+        )
+        lines += [
+            f"Not replayed: {', '.join(f'`{n}`' for n in missing)} ({why}); `make bench PLAN=replay` adds them.",
+            "",
+        ]
     path = out / "replay.md"
     write_text_atomic(path, "\n".join(lines))
     return path
