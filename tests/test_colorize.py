@@ -153,3 +153,19 @@ def test_a_study_whose_best_has_a_dense_code_colorizes_that_best_rebuilt_for_gra
     with pytest.raises(CAEError, match=r"variant 'chroma-skips' needs a conv architecture .* use VARIANT=conv"):
         variant_config(config, "chroma-skips", {})
     assert variant_config(config, "conv", {}).model.bottleneck == "conv"  # today's conv recipe beside it
+
+
+def test_the_report_describes_a_dense_source_as_the_hybrid_it_is():
+    from cae.colorize.render import _architecture
+    from cae.config import ExperimentConfig
+    from cae.schema import with_overrides
+
+    hybrid = with_overrides(
+        ExperimentConfig(),
+        {"model.bottleneck": "dense", "model.code_budget": 256, "model.encode_layers": 2, "model.refine_layers": 5},
+    )
+    assert _architecture(hybrid).startswith(
+        "2 convolution layer(s) before a dense code of 256 values learned from gray"
+    )
+    assert "5 refinement layer(s) of 32 filters" in _architecture(hybrid)
+    assert _architecture(ExperimentConfig()).startswith("depth ")

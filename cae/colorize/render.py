@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cae.colorize.scoring import COLLAPSED
-from cae.colorize.variants import DESCRIPTIONS, MAX_LEARNING_RATE
+from cae.colorize.variants import DESCRIPTIONS, MAX_LEARNING_RATE, dense
 from cae.config import ExperimentConfig
 from cae.data import CLASSES
 
@@ -48,9 +48,7 @@ def render(
     lines = [
         f"# Colorization: `{study}`",
         "",
-        f"Architecture from {source}: depth {base.model.depth}, "
-        f"filters {'-'.join(map(str, base.model.level_filters()))}, "
-        f"latent {base.model.latent_filters} channels, learning rate {base.train.learning_rate:.3g}"
+        f"Architecture from {source}: {_architecture(base)}, learning rate {base.train.learning_rate:.3g}"
         + (
             f" (the search's {lineage['searched_learning_rate']:.3g} capped at {MAX_LEARNING_RATE:g}: "
             "higher rates killed the chroma head; `--set train.learning_rate=` overrides)"
@@ -222,3 +220,14 @@ def _what_would_help(results: dict[str, dict[str, Any]]) -> str:
         f"`train.class_weight`: a class head on global features). Tried here, with the numbers above: "
         f"{'; '.join(tried) or 'none of these'}. `make colorize-search` searches these and reports the trade-off."
     )
+
+
+def _architecture(base: ExperimentConfig) -> str:
+    m = base.model
+    if dense(base):  # the default study's hybrid: its convolutions and refinement kept, the code learned from gray
+        return (
+            f"{m.encode_layers} convolution layer(s) before a dense code of {m.code_values()} values learned "
+            f"from gray (PCA's basis is RGB's), {m.refine_layers} refinement layer(s) of "
+            f"{m.refine_width} filters after it"
+        )
+    return f"depth {m.depth}, filters {'-'.join(map(str, m.level_filters()))}, latent {m.latent_filters} channels"
