@@ -155,4 +155,4 @@ colorize-search: $(STAMP) ## search colorization (study <STUDY>-colorize) from S
 	$(PY) -m cae colorize-search $(SEARCH_ARGS) $(call opt,FINAL_EPOCHS,final-epochs) $(call opt,FROM,from)
 
 bench: $(STAMP) ## BENCHMARKS.md: training speed; PLAN=table records the learning-curve table (hours, resumable), PLAN=replay replays search strategies over it (STUDY: a live study beside it); QUICK=1 DATA
-	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data) $(STUDY_ARGS)
+	$(PY) -m cae bench $(if $(QUICK),--quick) $(call opt,PLAN,plan) $(call opt,DATA,data) $(if $(filter replay,$(PLAN)),$(STUDY_ARGS))
