@@ -114,6 +114,10 @@ def test_the_report_calls_a_choice_from_a_table_short_of_its_plan_provisional(ta
     text = write_report(tmp_path, runs, table, meta, SearchConfig(), {}).read_text()
     chosen = next(line for line in text.splitlines() if line.startswith("**Chosen"))
     assert ("provisional: the table holds 10 of its 64 planned configurations" in chosen) == provisional
+    assert chosen.endswith(
+        "The default study (`experiments/search.yaml`) runs `tpe+hyperband`, not this pick "
+        "(`results/README.md` says why)."
+    )
     missing = next(line for line in text.splitlines() if line.startswith("Not replayed: "))
     assert "`tpe+none`" in missing and "`random+hyperband`" not in missing  # what is missing is said
     assert (tmp_path / "replay_progress.png").stat().st_size > 0

@@ -220,13 +220,15 @@ def write_report(
         if configs < planned
         else ""
     )
+    default = default_strategy(cfg).name
     lines += [
         "",
         f"**Chosen{provisional}: `{best}`**, the strategy that reaches the target soonest: median "
         f"{_ratio(verdict['ratio'])}× random search's time (95 % CI {_ratio(verdict['low'])}–"
         f"{_ratio(verdict['high'])}, paired Wilcoxon p = {verdict['p']:.2g}). Goal ≤ {GOAL:.2f}×: "
         f"**{'met' if met else 'missed'}**; the interval "
-        f"{'excludes' if verdict['high'] < 1 else 'does not exclude'} 1.",
+        f"{'excludes' if verdict['high'] < 1 else 'does not exclude'} 1. The default study (`{BASE}`) runs "
+        f"`{default}`" + ("." if default == best else ", not this pick (`results/README.md` says why)."),
         "",
         f"![best so far]({figures[0].name})",
         "",
