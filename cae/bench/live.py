@@ -158,7 +158,7 @@ def plot_live(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cae.bench.replay import progress
+    from cae.bench.replay import margin_band, margins, progress
     from cae.plots import save
 
     study, strategy, trials = live
@@ -166,17 +166,10 @@ def plot_live(
     grid = np.linspace(0, horizon, 200)
     fig, ax = plt.subplots(figsize=(8, 4.8))
     if strategy in runs:
-        mse = progress(runs[strategy], grid)
-        with np.errstate(divide="ignore"):
-            margin = np.where(np.isfinite(mse), 10 * np.log10(1 / mse) - pca, np.nan)
-        seen = np.isfinite(margin).any(axis=0)
-        q = np.full((3, grid.size), np.nan)
-        q[:, seen] = np.nanquantile(margin[:, seen], [0.25, 0.5, 0.75], axis=0)
+        q = margin_band(runs[strategy], grid, pca)
         ax.plot(grid / 3600, q[1], label=f"replay of {strategy}: median")
         ax.fill_between(grid / 3600, q[0], q[2], alpha=0.2, label="replay: interquartile band")
-    live_mse = np.array([best_so_far(trials, t) for t in grid])
-    with np.errstate(divide="ignore"):
-        live_margin = np.where(np.isfinite(live_mse), 10 * np.log10(1 / live_mse) - pca, np.nan)
+    live_margin = margins(progress([trials], grid)[0], pca)
     ax.step(grid / 3600, live_margin, where="post", color="black", label=f"live study {study}")
     ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
     ax.set(

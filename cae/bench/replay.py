@@ -257,6 +257,24 @@ def progress(runs: Sequence[Sequence[Trial]], grid: np.ndarray) -> np.ndarray:
     return np.array([[best_so_far(r, t) for t in grid] for r in runs])
 
 
+def margin_band(runs: Sequence[Sequence[Trial]], grid: np.ndarray, pca: float) -> np.ndarray:
+    """Best-so-far margin over PCA (dB) at each time of ``grid``: its quartiles over ``runs``, (3, times).
+
+    Before any run's first trial ends a column has no value: left NaN (blank in a plot), not a warning.
+    """
+    margin = margins(progress(runs, grid), pca)
+    seen = np.isfinite(margin).any(axis=0)
+    band = np.full((3, grid.size), np.nan)
+    band[:, seen] = np.nanquantile(margin[:, seen], [0.25, 0.5, 0.75], axis=0)
+    return band
+
+
+def margins(mse: np.ndarray, pca: float) -> np.ndarray:
+    """Validation MSE as dB over PCA (images in [0, 1]); NaN where no trial has finished (MSE inf)."""
+    with np.errstate(divide="ignore"):
+        return np.where(np.isfinite(mse), 10 * np.log10(1 / mse) - pca, np.nan)
+
+
 def save_runs(path: Path, runs: dict[str, list[list[Trial]]]) -> None:
     """Every replayed trial as JSON (what the report and its figures are drawn from)."""
     import json

@@ -25,9 +25,9 @@ from cae.bench.replay import (
     Table,
     Trial,
     best_so_far,
+    margin_band,
     median,
     paired_test,
-    progress,
     ratio_interval,
     reached_by,
     replay,
@@ -289,13 +289,7 @@ def plot_replay(
     hours = grid / 3600
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for name in shown:
-        mse = progress(runs[name], grid)
-        with np.errstate(divide="ignore"):
-            margin = np.where(np.isfinite(mse), 10 * np.log10(1 / mse) - pca, np.nan)
-        # Before any seed's first trial ends a column has no value: left blank, not a warning.
-        seen = np.isfinite(margin).any(axis=0)
-        q25, q50, q75 = np.full((3, grid.size), np.nan)
-        q25[seen], q50[seen], q75[seen] = np.nanquantile(margin[:, seen], [0.25, 0.5, 0.75], axis=0)
+        q25, q50, q75 = margin_band(runs[name], grid, pca)
         ax.plot(hours, q50, label=name)
         ax.fill_between(hours, q25, q75, alpha=0.15)
     ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
