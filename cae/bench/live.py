@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.bench.replay import Trial, best_so_far, median, time_to_target
+from cae.bench.replay import Trial, best_so_far, margin_band, margins, median, progress, time_to_target
 from cae.errors import CAEError
 from cae.metrics import psnr_from_mse
 from cae.paths import write_text_atomic
@@ -26,11 +26,9 @@ from cae.search import attrs
 from cae.search.storage import open_existing_storage
 from cae.urls import shown
 
-# What the study must share with the table for its trials to be compared with the replay's.
-MATCHED = ("space_digest", "code_values", "data_digest", "subset", "epochs")
-
 
 def table_settings(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a study must share with the table for its trials to be compared with the replay's."""
     return {
         "space_digest": meta["space_digest"],
         "code_values": meta["code_values"],
@@ -158,7 +156,6 @@ def plot_live(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cae.bench.replay import margin_band, margins, progress
     from cae.plots import save
 
     study, strategy, trials = live
