@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from cae.bench.replay import Trial, best_so_far, margin_band, margins, median, progress, time_to_target
+from cae.bench.replay import Trial, best_so_far, median, time_to_target
 from cae.errors import CAEError
 from cae.metrics import psnr_from_mse
 from cae.paths import write_text_atomic
@@ -145,34 +145,3 @@ def first_finished(run: list[Trial], n: int) -> list[Trial]:
 
 def _h(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if math.isfinite(seconds) else "never"
-
-
-def plot_live(
-    out: Path, live: tuple[str, str, list[Trial]], runs: dict[str, list[list[Trial]]], pca: float, target: float
-) -> Path:
-    """The live study's best-so-far (steps) over its strategy's replayed median and interquartile band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cae.plots import save
-
-    study, strategy, trials = live
-    horizon = max([t.end for t in trials] + [t.end for r in runs.get(strategy, []) for t in r] + [1.0])
-    grid = np.linspace(0, horizon, 200)
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    if strategy in runs:
-        q = margin_band(runs[strategy], grid, pca)
-        ax.plot(grid / 3600, q[1], label=f"replay of {strategy}: median")
-        ax.fill_between(grid / 3600, q[0], q[2], alpha=0.2, label="replay: interquartile band")
-    live_margin = margins(progress([trials], grid)[0], pca)
-    ax.step(grid / 3600, live_margin, where="post", color="black", label=f"live study {study}")
-    ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
-    ax.set(
-        xlabel="hours (the replay's simulated clock; the live study's wall time)",
-        ylabel="best so far: dB over PCA (validation)",
-        title="A live study beside its replayed seeds",
-    )
-    ax.legend(loc="lower right", fontsize=8)
-    return save(fig, out / "replay_live.png")

@@ -19,17 +19,16 @@ from typing import Any
 
 import numpy as np
 
-from cae.bench.live import live_lines, plot_live, read_live, record_live
+from cae.bench.figures import plot_live, plot_replay
+from cae.bench.live import live_lines, read_live, record_live
 from cae.bench.replay import (
     Strategy,
     Table,
     Trial,
     best_so_far,
-    margin_band,
     median,
     paired_test,
     ratio_interval,
-    reached_by,
     replay,
     table_from_rows,
     target_of,
@@ -273,41 +272,3 @@ def _repeat_noise(table: Table) -> float:
         if len(c) > 1 and all(math.isfinite(min(x.val)) for x in c)
     ]
     return float(np.median(gaps)) if gaps else math.nan
-
-
-def plot_replay(
-    out: Path, runs: dict[str, list[list[Trial]]], shown: list[str], grid: np.ndarray, target: float, pca: float
-) -> list[Path]:
-    """Best-so-far margin over PCA (median, interquartile band) and the fraction that reached the target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cae.plots import save
-
-    hours = grid / 3600
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name in shown:
-        q25, q50, q75 = margin_band(runs[name], grid, pca)
-        ax.plot(hours, q50, label=name)
-        ax.fill_between(hours, q25, q75, alpha=0.15)
-    ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
-    ax.set(
-        xlabel="simulated hours (the table's clock)",
-        ylabel="best so far: dB over PCA (validation)",
-        title="Best so far, median and interquartile band over seeds",
-    )
-    ax.legend(loc="lower right", fontsize=8)
-    first = save(fig, out / "replay_progress.png")
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name in shown:
-        ax.plot(hours, reached_by(runs[name], target, grid), label=name)
-    ax.set(
-        xlabel="simulated hours (the table's clock)",
-        ylabel="fraction of seeds at the target",
-        title="Reached random search's final best",
-        ylim=(0, 1.02),
-    )
-    ax.legend(loc="lower right", fontsize=8)
-    return [first, save(fig, out / "replay_reached.png")]
