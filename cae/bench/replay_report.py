@@ -90,6 +90,9 @@ def run_replay(
     if raw.get("key") != key:
         raw = {"key": key, "runs": {}, "seconds": {}}
     todo = [s for s in strategies(gp_available()) if s.name not in raw["runs"]]
+    # Unpruned GPSampler takes over an hour on 2 cores (a GP fit per trial): it goes last, and a report
+    # follows every strategy, so that the others' answer neither waits on it nor is lost if it is stopped.
+    todo.sort(key=lambda s: s.sampler == "gp" and s.pruner == "none")
     for n, strategy in enumerate(todo, 1):
         started = time.perf_counter()
         runs = [replay(strategy, seed, table, cfg, cfg.trials, prior) for seed in range(seeds)]
@@ -100,6 +103,11 @@ def run_replay(
             f"[replay] {n}/{len(todo)} {strategy.name}: {seeds} seeds in {raw['seconds'][strategy.name]:.0f} s",
             flush=True,
         )
+        _report(out, raw, table, meta, cfg)
+    return _report(out, raw, table, meta, cfg)
+
+
+def _report(out: Path, raw: dict[str, Any], table: Table, meta: dict[str, Any], cfg: SearchConfig) -> Path:
     runs = {name: [[Trial(**t) for t in run] for run in seeds_] for name, seeds_ in raw["runs"].items()}
     return write_report(out, runs, table, meta, cfg, raw["seconds"])
 
@@ -242,7 +250,7 @@ def write_report(
         why = (
             "GPSampler needs PyTorch (`.venv/bin/pip install torch`)"
             if not gp_available()
-            else "the replay was stopped before them"
+            else "the replay has not reached them yet"
         )
         lines += [
             f"Not replayed: {', '.join(f'`{n}`' for n in missing)} ({why}); `make bench PLAN=replay` adds them.",
