@@ -30,7 +30,7 @@ from cae.tracking import Tracker
 DEFAULT_CONFIG = "experiments/colorize-search.yaml"
 CONV_SPACE = "search_spaces/colorization.yaml"
 DENSE_SPACE = "search_spaces/colorization-hybrid.yaml"  # a source with a dense code, rebuilt for gray
-# Today's best recipe from `make colorize-best` (trial 0), then the variants the study should see
+# The recipe `make colorize-best` trains (trial 0), then the variants the study should see
 # early, most promising first (a short study may run only the first of them): chroma classes
 # (Zhang et al.), the same with the global semantic branch and its class loss (Iizuka et al.), and
 # skip connections (the most colourful MSE variant).

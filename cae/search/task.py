@@ -90,9 +90,8 @@ class ReconstructionTask:
         self.base, self.splits, self.code_values = cfg.experiment, splits, cfg.code_values
         self.tags = run_tags(stage_of(cfg.experiment), splits.data_source)
         # Every completed trial keeps its model: the report scores the best at each code size on the test
-        # split (the aims' table) from the trials' own models. Keeping only the best's, the default study
-        # lost its one 30-epoch model at 341 values (+0.52 dB over PCA on validation). Under Hyperband
-        # few trials complete (5 of 24 there), so this costs little disk.
+        # split from the trials' own models, and the best at one size need not be the study's best. Under
+        # a pruner few trials complete, so this costs little disk.
         self.keep_every_model = True
         self._pca: Any = None
         self._thumbnails: list[Any] | None = None
