@@ -14,7 +14,7 @@ Two baselines for a code of k values (k = the narrower of a model's latent and b
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,13 +223,6 @@ def pca_point(basis: PCABasis, images: np.ndarray, k: int, bits: int | None = No
     """PCA at exactly ``k`` values on uint8 ``images`` (float or ``bits``-bit coefficients)."""
     m = mse(basis.reconstruct(images, k, bits), images.astype(np.float32) / 255.0)
     return BaselinePoint(None, int(k), m, psnr_from_mse(m))
-
-
-def pca_curve(
-    basis: PCABasis, images: np.ndarray, values: Sequence[int] = PCA_VALUES, bits: int | None = None
-) -> list[BaselinePoint]:
-    """PCA's rate–distortion curve on ``images`` at each code size in ``values``."""
-    return [pca_point(basis, images, k, bits) for k in values if k <= basis.mean.size]
 
 
 def baseline_scores(splits: Any, code_values: int, split: str = "test") -> dict[str, float]:

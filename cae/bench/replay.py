@@ -20,7 +20,6 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -273,13 +272,3 @@ def margins(mse: np.ndarray, pca: float) -> np.ndarray:
     """Validation MSE as dB over PCA (images in [0, 1]); NaN where no trial has finished (MSE inf)."""
     with np.errstate(divide="ignore"):
         return np.where(np.isfinite(mse), 10 * np.log10(1 / mse) - pca, np.nan)
-
-
-def save_runs(path: Path, runs: dict[str, list[list[Trial]]]) -> None:
-    """Every replayed trial as JSON (what the report and its figures are drawn from)."""
-    import json
-
-    from cae.paths import write_text_atomic
-
-    data = {name: [[t.__dict__ for t in run] for run in seeds] for name, seeds in runs.items()}
-    write_text_atomic(path, json.dumps(data, separators=(",", ":")) + "\n")

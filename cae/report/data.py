@@ -27,7 +27,6 @@ class Against:
     pca: float | None = None  # PCA at the code size, float coefficients
     pca_q8: float | None = None  # PCA at the latent's size, 8-bit coefficients (the model's 8-bit bytes)
     thumb: float | None = None  # the thumbnail at the code size (None outside 192..2,028 values)
-    thumb_bytes: float | None = None  # the thumbnail at as many bytes as the 8-bit latent
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from cae.metrics import psnr_from_mse
 from cae.report.data import Importance, Rank
 from cae.search import attrs
 
-PCA_MARGIN_DB = 1.0  # the project's aim: at every code size from 192 to 1,024 values, 1 dB above PCA (8-bit)
 # Importances and rank correlations need this many completed trials: with fewer, fANOVA's shares and a
 # Spearman ρ are noise (3 trials give ρ = ±1.00), and the report says there are too few instead.
 MIN_FOR_IMPORTANCES = 8

@@ -16,7 +16,6 @@ RUN_ID = "mlflow_run_id"  # the trial's MLflow child run
 ENQUEUED = "enqueued"  # a point handed to the study (a prior): its label
 RECIPE = "recipe"  # a colorization study's early point: its label
 CODE_VALUES = "code_values"  # the narrower of latent and bottleneck (the code size compared)
-SIZE = ("n_params", "latent_values", "bottleneck_values", CODE_VALUES)  # set before a trial trains
 RUNG = "rung_"  # rung_<epoch>: a two-objective trial's value at a rung (cae/search/rungs.py)
 # Study attributes
 UID = "uid"  # tells a study from an older one of the same name
