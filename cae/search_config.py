@@ -103,6 +103,12 @@ class SearchConfig:
         return [DIRECTIONS[o] for o in self.objectives]
 
     @property
+    def strategy(self) -> str:
+        """Sampler, pruner and whether enqueued points run first, as the replay names a strategy
+        (``tpe+hyperband+prior``): recorded with a study so a live study is compared with its own."""
+        return f"{self.sampler.name}+{self.pruner.name}" + ("+prior" if self.enqueue else "")
+
+    @property
     def sampler_seed(self) -> int:
         """The sampler's seed: its own if set, else the experiment's (one per engine and study)."""
         return self.experiment.seed if self.sampler.seed is None else self.sampler.seed

@@ -399,3 +399,9 @@ def test_a_named_pipe_as_a_config_file_is_refused_at_once(tmp_path):
 def test_a_directory_as_a_config_file_is_refused(tmp_path):
     message = one_line_error(tmp_path, read_yaml)
     assert message == f"config file {tmp_path} is a directory; a config file must be a regular file"
+
+
+def test_a_search_names_its_strategy_as_the_replay_does():
+    assert SearchConfig().strategy == "tpe+hyperband"
+    cfg = load_search("experiments/search.yaml")
+    assert cfg.strategy == f"{cfg.sampler.name}+{cfg.pruner.name}+prior"  # its enqueued point runs first

@@ -139,15 +139,15 @@ LIVE_META = {
 }
 
 
-def live_study(url: str, **settings: object) -> None:
+def live_study(url: str, name: str = "live", **settings: object) -> None:
     """A study on a real SQLite storage: the enqueued point (100 s), then the sampler's own trials."""
     import datetime
 
     import optuna
 
-    study = optuna.create_study(study_name="live", storage=url)
+    study = optuna.create_study(study_name=name, storage=url)
     for key, value in {"space_digest": "abc", "code_values": 8, "data_digest": "def", "subset": 40, "epochs": 3,
-                       **settings}.items():  # fmt: skip
+                       "strategy": "random+none", **settings}.items():  # fmt: skip
         study.set_user_attr(key, value)
     t0 = datetime.datetime(2026, 1, 1)
     trials = [(100, "COMPLETE", 0.9, {"enqueued": "the prior"}), (50, "COMPLETE", 0.5, {}), (20, "PRUNED", None, {}),
@@ -171,8 +171,8 @@ def test_a_live_study_is_read_on_the_replays_clock_and_shown_beside_it(table, tm
 
     url = f"sqlite:///{tmp_path}/optuna.db"
     live_study(url)
-    record_live("live", url, "random+none", LIVE_META, tmp_path / "live.json")
-    study, strategy, trials = read_live(tmp_path / "live.json")
+    record_live("live", url, LIVE_META, tmp_path / "live.json")
+    [(study, strategy, trials)] = read_live(tmp_path / "live.json")
     # The enqueued point's 100 s are off the clock; the sampler's trials follow one another.
     assert (study, strategy) == ("live", "random+none")
     assert [(t.start, t.end, t.state, t.enqueued) for t in trials] == [
@@ -182,11 +182,30 @@ def test_a_live_study_is_read_on_the_replays_clock_and_shown_beside_it(table, tm
 
     runs = {BASELINE.name: [replay(BASELINE, seed, table, SearchConfig(), 6) for seed in range(8)]}
     text = write_report(tmp_path, runs, table, LIVE_META, SearchConfig(), {}).read_text()
-    section = text[text.index("## A live study beside its replay") :]
+    section = text[text.index("## A live study beside its replay: `live`") :]
     assert "The best of the points it chose: **+6.990 dB over PCA**" in section  # MSE 0.2 against PCA at 0 dB
     assert "the enqueued point: +0.458 dB" in section
     assert "The replay of `random+none` (8 seeds), after the same 4 finished trials: best" in section
-    assert (tmp_path / "replay_live.png").stat().st_size > 0
+    assert (tmp_path / "replay_live_live.png").stat().st_size > 0
+
+
+def test_each_live_study_keeps_its_own_strategy_and_section(table, tmp_path):
+    from cae.bench.live import read_live, record_live
+    from cae.bench.replay_report import BASELINE, write_report
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    live_study(url)
+    live_study(url, "pruned", strategy="random+hyperband+prior")
+    for name in ("live", "pruned", "live"):  # recorded again: replaced in its place, not added
+        record_live(name, url, LIVE_META, tmp_path / "live.json")
+    assert [(s, st) for s, st, _ in read_live(tmp_path / "live.json")] == [
+        ("live", "random+none"), ("pruned", "random+hyperband+prior")
+    ]  # fmt: skip
+    runs = {BASELINE.name: [replay(BASELINE, seed, table, SearchConfig(), 6) for seed in range(8)]}
+    text = write_report(tmp_path, runs, table, LIVE_META, SearchConfig(), {}).read_text()
+    assert "`pruned`: `make search` with the strategy `random+hyperband+prior`" in text
+    assert "![live study beside its replay](replay_live_pruned.png)" in text
+    assert (tmp_path / "replay_live_pruned.png").stat().st_size > 0
 
 
 def test_a_live_study_of_other_settings_than_the_table_is_refused(tmp_path):
@@ -198,7 +217,10 @@ def test_a_live_study_of_other_settings_than_the_table_is_refused(tmp_path):
     with pytest.raises(
         CAEError, match=r"study 'live' did not search what the table recorded: subset 4000 \(table 40\)$"
     ):
-        record_live("live", url, "random+none", LIVE_META, tmp_path / "live.json")
+        record_live("live", url, LIVE_META, tmp_path / "live.json")
     with pytest.raises(CAEError, match=r"^no study 'other' in "):
-        record_live("other", url, "random+none", LIVE_META, tmp_path / "live.json")
+        record_live("other", url, LIVE_META, tmp_path / "live.json")
+    live_study(url, "unsaid", strategy="")
+    with pytest.raises(CAEError, match=r"^study 'unsaid' does not record its strategy \(sampler\+pruner\)"):
+        record_live("unsaid", url, LIVE_META, tmp_path / "live.json")
     assert not (tmp_path / "live.json").exists()

@@ -356,6 +356,7 @@ def test_resuming_on_other_settings_is_refused_and_extending_is_recorded(db, tra
     (extension,) = study.user_attrs["extensions"]
     assert extension["changed"] == {"subset": [320, 240]} and study.user_attrs["subset"] == 240
     assert {"data_digest", "space_digest", "data_source", "epochs"} <= set(study.user_attrs)
+    assert study.user_attrs["strategy"] == cfg.strategy  # what the replay compares a live study with
 
 
 @pytest.mark.slow  # a real study end to end

@@ -3,10 +3,12 @@ hours, the fraction of seeds at the target, and a live study beside its replayed
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
+from cae.bench.live import Live
 from cae.bench.replay import Trial, margin_band, margins, progress, reached_by
 from cae.metrics import psnr_from_mse
 
@@ -49,9 +51,7 @@ def plot_replay(
     return [first, save(fig, out / "replay_reached.png")]
 
 
-def plot_live(
-    out: Path, live: tuple[str, str, list[Trial]], runs: dict[str, list[list[Trial]]], pca: float, target: float
-) -> Path:
+def plot_live(out: Path, live: Live, runs: dict[str, list[list[Trial]]], pca: float, target: float) -> Path:
     """The live study's best-so-far (steps) over its strategy's replayed median and interquartile band."""
     import matplotlib
 
@@ -77,4 +77,4 @@ def plot_live(
         title="A live study beside its replayed seeds",
     )
     ax.legend(loc="lower right", fontsize=8)
-    return save(fig, out / "replay_live.png")
+    return save(fig, out / f"replay_live_{re.sub(r'[^A-Za-z0-9._-]', '-', study)}.png")

@@ -1,11 +1,12 @@
 """A live study beside its replay (`make bench PLAN=replay STUDY=<study>`).
 
-The replay's figures are simulations over the table; a live study of the default strategy on the
-table's own data, subset and trial length says how far to trust them. Its finished trials are read
-from its Optuna storage and kept in ``results/bench/live.json`` (``runs/`` is not committed), on the
-replay's clock: the wall seconds of the sampler's own trials one after another, the enqueued points'
-time not counted. A live trial's seconds also hold what the table's epochs do not (building the
-model, MLflow logging, the checkpoint), so the live clock runs somewhat slower than the replay's.
+The replay's figures are simulations over the table; a live study on the table's own data, subset and
+trial length says how far to trust them for its strategy (the one the study records). Its finished
+trials are read from its Optuna storage and kept in ``results/bench/live.json`` beside any other live
+study's (``runs/`` is not committed), on the replay's clock: the wall seconds of the sampler's own
+trials one after another, the enqueued points' time not counted. A live trial's seconds also hold
+what the table's epochs do not (building the model, MLflow logging, the checkpoint), so the live
+clock runs somewhat slower than the replay's.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def table_settings(meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_live(study_name: str, url: str, strategy: str, meta: dict[str, Any], path: Path) -> Path:
-    """Read ``study_name``'s finished trials from ``url`` into ``path`` (live.json); returns it."""
+Live = tuple[str, str, list[Trial]]  # (study, strategy, finished trials on the replay's clock)
+
+
+def record_live(study_name: str, url: str, meta: dict[str, Any], path: Path) -> Path:
+    """Read ``study_name``'s finished trials from ``url`` into ``path`` (live.json, one entry a study,
+    replacing that study's earlier one); returns it."""
     import optuna
 
     storage = open_existing_storage(url)
@@ -55,6 +60,9 @@ def record_live(study_name: str, url: str, strategy: str, meta: dict[str, Any], 
     ]
     if differ:
         raise CAEError(f"study {study_name!r} did not search what the table recorded: {', '.join(differ)}")
+    strategy = recorded.get("strategy")
+    if not strategy:
+        raise CAEError(f"study {study_name!r} does not record its strategy (sampler+pruner): run it with this release")
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     clock, trials = 0.0, []
     for t in sorted(study.get_trials(deepcopy=False, states=states), key=lambda t: t.number):
@@ -71,22 +79,23 @@ def record_live(study_name: str, url: str, strategy: str, meta: dict[str, Any], 
     if not any(t.state == "COMPLETE" for t in trials):
         raise CAEError(f"study {study_name!r} has no finished trial yet")
     record = {"study": study_name, "strategy": strategy, "trials": [asdict(t) for t in trials]}
-    write_text_atomic(path, json.dumps(record, indent=1) + "\n")
+    records = {r["study"]: r for r in _records(path)}
+    records[study_name] = record  # in its place if it was recorded before
+    write_text_atomic(path, json.dumps({"studies": list(records.values())}, indent=1) + "\n")
     return path
 
 
-def read_live(path: Path) -> tuple[str, str, list[Trial]] | None:
-    """(study, strategy, trials) from live.json, None when no live study was recorded."""
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    return record["study"], record["strategy"], [Trial(**t) for t in record["trials"]]
+def read_live(path: Path) -> list[Live]:
+    """Every live study in live.json, in the order they were first recorded."""
+    return [(r["study"], r["strategy"], [Trial(**t) for t in r["trials"]]) for r in _records(path)]
 
 
-def live_lines(
-    live: tuple[str, str, list[Trial]], runs: dict[str, list[list[Trial]]], target: float, pca: float, figure: str
-) -> list[str]:
-    """The report's section: the live study against its strategy's replayed seeds."""
+def _records(path: Path) -> list[dict[str, Any]]:
+    return json.loads(path.read_text())["studies"] if path.exists() else []
+
+
+def live_lines(live: Live, runs: dict[str, list[list[Trial]]], target: float, pca: float, figure: str) -> list[str]:
+    """The report's section: a live study against its strategy's replayed seeds."""
     study, strategy, trials = live
     own = [t for t in trials if not t.enqueued]
     prior = [t.value for t in trials if t.enqueued and t.value is not None]
@@ -94,9 +103,9 @@ def live_lines(
     hours = max((t.end for t in own), default=0.0) / 3600
     reached = time_to_target(trials, target)
     lines = [
-        "## A live study beside its replay",
+        f"## A live study beside its replay: `{study}`",
         "",
-        f"`{study}`: `make search` with the default strategy (`{strategy}`) on the table's data, subset and "
+        f"`{study}`: `make search` with the strategy `{strategy}` on the table's data, subset and "
         f"trial length: {len(trials)} finished trials ({sum(t.state == 'PRUNED' for t in trials)} pruned), "
         f"{hours:.2f} h of its own trials' wall time (the enqueued point's not counted, as in the replay).",
         "",

@@ -53,10 +53,6 @@ def strategies(gp: bool) -> list[Strategy]:
     return [Strategy(s, p, prior) for s in samplers for p in PRUNERS for prior in (False, True)]
 
 
-def default_strategy(cfg: SearchConfig) -> Strategy:
-    return Strategy(cfg.sampler.name, cfg.pruner.name, bool(cfg.enqueue))
-
-
 def gp_available() -> bool:
     """Optuna's GPSampler needs PyTorch, which the harness does not install (pip install torch)."""
     import importlib.util
@@ -68,7 +64,7 @@ def run_replay(
     folder: Path | None = None, base: str = BASE, seeds: int = SEEDS, live: tuple[str, str] | None = None
 ) -> Path:
     """Replay what ``replay.json`` lacks, then write ``replay.md``; returns its path. ``live``: (study,
-    storage URL) of a live study of the default strategy, recorded into ``live.json`` to show beside it."""
+    storage URL) of a live study on the table's settings, recorded into ``live.json`` to show beside it."""
     cfg = load_search(resolve(base))
     csv_path, meta_path = table_paths(folder)
     rows = read_rows(csv_path)
@@ -80,7 +76,7 @@ def run_replay(
     prior = [space.point(with_overrides(cfg.experiment, change)) for change in cfg.enqueue]
     out = csv_path.parent
     if live:
-        record_live(*live, default_strategy(cfg).name, meta, out / "live.json")
+        record_live(*live, meta, out / "live.json")
     # Replayed again only when what a replay depends on changes: the table, the budget, the seeds, the prior.
     key = hashlib.sha256(json.dumps([_digest(csv_path), cfg.trials, seeds, prior], default=str).encode()).hexdigest()[
         :12
@@ -227,7 +223,7 @@ def write_report(
         if configs < planned
         else ""
     )
-    default = default_strategy(cfg).name
+    default = cfg.strategy
     lines += [
         "",
         f"**Chosen{provisional}: `{best}`**, the strategy that reaches the target soonest: median "
@@ -242,8 +238,7 @@ def write_report(
         f"![reached]({figures[1].name})",
         "",
     ]
-    live = read_live(out / "live.json")
-    if live:
+    for live in read_live(out / "live.json"):
         lines += live_lines(live, runs, target, pca, plot_live(out, live, runs, pca, target).name)
     missing = [s.name for s in strategies(gp=True) if s.name not in runs]
     if missing:

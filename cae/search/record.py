@@ -22,6 +22,7 @@ from cae.search_config import SearchConfig
 # The study format of this release: 2 records the code size and retries through Optuna's own callback.
 FORMAT, FORMAT_KEY = 2, "format"
 RECORDED = ("data_source", "data_digest", "subset", "epochs", "code_values", "space", "space_digest")
+# Recorded but not compared on resume: "strategy" (a study may change its sampler or pruner).
 
 
 def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
@@ -35,6 +36,7 @@ def study_record(cfg: SearchConfig, splits: Splits) -> dict[str, Any]:
         "code_values": cfg.code_values,
         "space": repo_relative(space),
         "space_digest": hashlib.sha256(space.read_bytes()).hexdigest()[:16],
+        "strategy": cfg.strategy,  # what the replay compares a live study with (the latest call's)
     }
 
 
