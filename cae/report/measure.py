@@ -49,12 +49,7 @@ def against(table: BaselineTable | None, code_values: int, latent_values: int) -
     """The baselines at a model's code size (float) and at its 8-bit latent's bytes, from a table."""
     if table is None:
         return Against()
-    return Against(
-        table.pca.get(code_values),
-        table.pca_q8.get(latent_values),
-        table.thumb(code_values),
-        table.thumb(latent_values),
-    )
+    return Against(table.pca.get(code_values), table.pca_q8.get(latent_values), table.thumb(code_values))
 
 
 def scored(record: dict[str, Any], tables: dict[str, BaselineTable]) -> ScoredModel:
