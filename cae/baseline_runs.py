@@ -36,13 +36,6 @@ class Baselines:
     thumbnail: dict[str, float]  # val_psnr, test_psnr (NaN outside its sizes, 192..2,028 values)
     reference: dict[str, Any] | None  # val_psnr, test_psnr, test_mse, test_ssim, epochs, n_params, run_id, model
 
-    def margins(self, val_psnr: float) -> dict[str, float]:
-        """A model's validation margin over each baseline (dB)."""
-        out = {"pca": val_psnr - self.pca["val_psnr"], "thumbnail": val_psnr - self.thumbnail["val_psnr"]}
-        if self.reference is not None:
-            out["reference"] = val_psnr - self.reference["val_psnr"]
-        return out
-
 
 def _folder(splits: Splits) -> Path:
     return ensure_dir(runs_dir() / "baselines" / split_key(splits))
@@ -142,11 +135,9 @@ def baseline_runs(
     base: ExperimentConfig,
     epochs: int,
     tracker: Tracker | None,
-    *,
-    reference: bool = True,
 ) -> Baselines:
-    """PCA and the thumbnail at ``code_values`` and (``reference``) the reference CAE at ``epochs``, on ``splits``."""
-    ref = _reference(splits, base, epochs, tracker) if reference and tracker is not None else None
+    """PCA and the thumbnail at ``code_values`` and (with a tracker) the reference CAE at ``epochs``, on ``splits``."""
+    ref = _reference(splits, base, epochs, tracker) if tracker is not None else None
     return Baselines(
         code_values, _codec(splits, "pca", code_values, tracker), _codec(splits, "thumbnail", code_values, tracker), ref
     )

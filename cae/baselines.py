@@ -27,31 +27,7 @@ from cae.paths import atomic_path, ensure_dir, runs_dir
 
 SIDES = tuple(range(8, 27))  # 192 .. 2,028 values: the span of interesting CAE code sizes
 # Code sizes the PCA curve of a figure is drawn at (any other size is computed exactly where needed).
-PCA_VALUES = (
-    64,
-    96,
-    128,
-    160,
-    192,
-    256,
-    320,
-    384,
-    448,
-    512,
-    576,
-    640,
-    704,
-    768,
-    832,
-    896,
-    960,
-    1024,
-    1152,
-    1280,
-    1536,
-    1792,
-    2048,
-)
+PCA_VALUES = (64, 96, 128, 160, *range(192, 1025, 64), 1152, 1280, 1536, 1792, 2048)  # fmt: skip
 _CHUNK = 4096  # images per float64 block: the covariance of 48,000 images never needs a 1.2 GB copy
 
 

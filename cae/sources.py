@@ -153,8 +153,7 @@ def _digest(path: Path) -> str:
         if not stat.S_ISREG(mode):  # opening a FIFO would wait for a writer, a device might never end
             raise CAEError(f"{path}: {file_kind(mode)}; {HOW_TO_SUPPLY}")
         with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+            return hashlib.file_digest(fh, "sha256").hexdigest()[:16]
     return h.hexdigest()[:16]
 
 

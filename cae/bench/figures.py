@@ -11,19 +11,13 @@ import numpy as np
 from cae.bench.live import Live
 from cae.bench.replay import Trial, margin_band, margins, progress, reached_by
 from cae.metrics import psnr_from_mse
+from cae.plots import plt, save
 
 
 def plot_replay(
     out: Path, runs: dict[str, list[list[Trial]]], shown: list[str], grid: np.ndarray, target: float, pca: float
 ) -> list[Path]:
     """Best-so-far margin over PCA (median, interquartile band) and the fraction that reached the target."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cae.plots import save
-
     hours = grid / 3600
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for name in shown:
@@ -53,13 +47,6 @@ def plot_replay(
 
 def plot_live(out: Path, live: Live, runs: dict[str, list[list[Trial]]], pca: float, target: float) -> Path:
     """The live study's best-so-far (steps) over its strategy's replayed median and interquartile band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cae.plots import save
-
     study, strategy, trials = live
     horizon = max([t.end for t in trials] + [t.end for r in runs.get(strategy, []) for t in r] + [1.0])
     grid = np.linspace(0, horizon, 200)

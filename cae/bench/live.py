@@ -25,6 +25,7 @@ from cae.metrics import psnr_from_mse
 from cae.paths import write_text_atomic
 from cae.search import attrs
 from cae.search.storage import open_existing_storage
+from cae.search.study import FINISHED  # what a study's trial budget counts (the replay's too)
 from cae.urls import shown
 
 
@@ -137,9 +138,6 @@ def live_lines(live: Live, runs: dict[str, list[list[Trial]]], target: float, pc
             f"{len(seeds)} replayed seeds reached the target, median time {_h(median(list(times)))}.",
         ]
     return [*lines, "", f"![live study beside its replay]({figure})", ""]
-
-
-FINISHED = ("COMPLETE", "PRUNED")  # what a study's trial budget counts (the replay's too)
 
 
 def first_finished(run: list[Trial], n: int) -> list[Trial]:

@@ -108,14 +108,6 @@ class BestTrial:
 
 
 @dataclass(frozen=True)
-class Curve:
-    """A baseline's rate–distortion curve: (code size, PSNR) points."""
-
-    label: str
-    points: list[tuple[int, float]]
-
-
-@dataclass(frozen=True)
 class StoppedPoint:
     """An enqueued point that did not complete (pruned or failed): no model of it was kept to score."""
 

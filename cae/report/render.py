@@ -288,19 +288,13 @@ def _size_vs_error(data: ReportData) -> list[str]:
     if data.n_completed < MIN_FOR_IMPORTANCES:
         return [""]
     (rc, pc), (rp, pp) = data.rho_code, data.rho_params
-    capped = (
-        "This study caps the code size, so the spread in code size is narrow; the Pareto study "
-        "(`make pareto`) varies it on purpose."
-        if data.single_objective
-        else ""
-    )
     return [
         "",
         "### Is there an obvious correlation between the size of the latent representation and the error?",
         "",
         f"Across {data.n_completed} completed trials: code size vs validation MSE has Spearman ρ = {rc:.2f} "
         f"(p = {pc:.2g}): {rank_verdict(data.rho_code)}; parameter count vs validation MSE ρ = {rp:.2f} "
-        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}. {capped}".rstrip(),
+        f"(p = {pp:.2g}): {rank_verdict(data.rho_params)}.",
         "",
         "![size vs error](size_vs_error.png)",
         "",

@@ -28,10 +28,10 @@ from cae.paths import study_dir, write_text_atomic
 from cae.schema import to_dict
 from cae.search import attrs
 from cae.search.storage import retry_callback
+from cae.search.study import FINISHED
 from cae.space import SearchSpace
 from cae.tracking.watch import TrackingUnavailable
 
-FINISHED = ("COMPLETE", "PRUNED")
 UNANSWERED = f"{TrackingUnavailable.__name__}: "  # how such a trial's fail_reason starts (errors.failure_reason)
 
 
