@@ -218,10 +218,9 @@ def make_dataset(
 
     ds = ds.batch(batch_size).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     # tf.data's autotuner keeps a model thread per iterator, and tearing the iterator down (every
-    # epoch, every validation pass) waited for that thread's next wake-up: measured here, epochs
-    # took whole multiples of ~2.55 s (1.9 s of work reported as 2.55 s, 2.8 s as 5.1 s) and the CPU
-    # sat idle for half of a search. An in-memory gather needs no tuning; with autotune off the
-    # AUTOTUNE values fall back to one parallel call per core and the stall is gone (BENCHMARKS.md).
+    # epoch, every validation pass) waits for that thread's next wake-up, which rounds epochs up to
+    # multiples of ~2.5 s and idles the CPU (BENCHMARKS.md). An in-memory gather needs no tuning; with
+    # autotune off the AUTOTUNE values fall back to one parallel call per core.
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.prefetch(tf.data.AUTOTUNE).with_options(options)

@@ -28,8 +28,8 @@ from cae.train import predict
 
 # Annealed-mean temperatures tried on validation (Zhang et al. show 1 … 0; 0.38 is their choice).
 TEMPERATURES = (1.0, 0.77, 0.58, 0.38, 0.29, 0.2, 0.14)
-# Colourfulness below this: one colour for every pixel (the chroma head died). Seen at 0.01 on the
-# full data; a healthy network is above 0.1 after its first epoch.
+# Colourfulness below this: one colour for every pixel (a dead chroma head measures about 0.01; a
+# healthy network is above 0.1 after its first epoch).
 COLLAPSED = 0.02
 
 

@@ -30,8 +30,8 @@ PROBE_IMAGES = 256  # validation images checked after every epoch
 def collapse_stop(images: np.ndarray, config: ExperimentConfig) -> Any:
     """A Keras callback that stops training once the predicted colours collapse to one.
 
-    Seen on the full data: at a learning rate tuned for reconstruction (6e-3) the chroma head died
-    in its first epoch and every later epoch was wasted. ``.reason`` says why it stopped.
+    At a learning rate tuned for reconstruction (6e-3) the chroma head can die in its first epoch,
+    and every later epoch would be wasted. ``.reason`` says why it stopped.
     """
     import keras
 
