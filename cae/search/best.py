@@ -313,17 +313,14 @@ def score_best(study: str, parent: Any, step: int) -> dict[str, Any]:
     version = _register(study, record, model, splits, config, parent.tracker)
     if version is not None:  # `models:/<study>/<version>` (and `/latest`) loads it
         record["registered_model"] = {"name": study, "version": version}
-    json_path = best_paths(study)[0]
-    with _locked(study):
-        if json.loads(json_path.read_text())["trial_number"] == record["trial_number"]:
-            write_text_atomic(json_path, json.dumps(record, indent=2))
+    update_best(study, record["trial_number"], **{k: record[k] for k in ("test", "registered_model") if k in record})
     parent.log_metrics({"best_val_loss": record["best_val_loss"], **test}, step=step)
     parent.set_tags({"best_trial_number": record["trial_number"], "best_run_id": record["mlflow_run_id"]})
     parent.log_text(json.dumps(record, indent=2), "best.json")
     print(
         f"best: trial {record['trial_number']}  {record['objective']['name']} {record['objective']['value']:.6g}  "
         f"test MSE {test['test_mse']:.6f}  PSNR {test['test_psnr']:.2f} dB  "
-        f"({record['n_params']:,} params, code {record['code_values']} values)\nexported to {json_path}"
+        f"({record['n_params']:,} params, code {record['code_values']} values)\nexported to {best_paths(study)[0]}"
         + (f"; registered as models:/{study}/{version}" if version is not None else "")
     )
     return record
