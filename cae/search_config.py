@@ -40,7 +40,7 @@ class SamplerConfig:
 class PrunerConfig:
     # "median" stops a trial whose val_loss is worse than the median of earlier trials at the
     # same epoch; "hyperband" / "successive_halving" are multi-fidelity; "none" disables it.
-    # Hyperband (min_resource 1 epoch, max the trial's epochs) won the benchmark's pruner rerun.
+    # The default study's is chosen by the replay benchmark (experiments/search.yaml).
     name: Literal["median", "hyperband", "successive_halving", "none"] = "hyperband"
     n_startup_trials: int = 4  # trials that always run to the end before pruning starts (median)
     n_warmup_steps: int = 2  # epochs every trial runs before it may be pruned (median; SHA's min_resource)

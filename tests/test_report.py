@@ -23,7 +23,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 
 @pytest.mark.slow  # a real study end to end
 def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factory, tracking_uri):
-    # No pruning: fANOVA needs several COMPLETE trials, and Hyperband (the default) stops most of 3 tiny ones.
+    # No pruning: fANOVA needs several COMPLETE trials, and the default pruner stops most of 3 tiny ones.
     cfg = tiny_search(tmp_path_factory.mktemp("report"), "rep", trials=3, **{"pruner.name": "none"})
     report = build_report(cfg, epochs=1, tracker=Tracker(tracking_uri))
     text = report.read_text()

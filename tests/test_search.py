@@ -361,7 +361,7 @@ def test_resuming_on_other_settings_is_refused_and_extending_is_recorded(db, tra
 
 @pytest.mark.slow  # a real study end to end
 def test_the_default_study_prunes_at_early_rungs_and_exports_the_best_trials_own_model(db, tracking_uri):
-    """experiments/search.yaml as it is (Hyperband from epoch 1, the enqueued points), shortened to 9 epochs."""
+    """experiments/search.yaml as it is (its sampler and pruner, the enqueued points), shortened to 9 epochs."""
     enqueued = list(load_search(REPO / "experiments/search.yaml").enqueue)
     cfg = config(
         db, "defaults", trials=6, enqueue=enqueued, **{"experiment.train.epochs": 9, "experiment.data.subset": 160}

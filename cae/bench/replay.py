@@ -168,7 +168,7 @@ def replay(
                 break
             seen.append(val)
             trial.report(val, epoch)
-            if trial.should_prune():
+            if epoch + 1 < len(curve.val) and trial.should_prune():  # never at the last epoch, as a study
                 state = "PRUNED"
                 break
         value = min(seen) if state == "COMPLETE" else None

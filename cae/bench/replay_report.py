@@ -77,10 +77,12 @@ def run_replay(
     out = csv_path.parent
     if live:
         record_live(*live, meta, out / "live.json")
-    # Replayed again only when what a replay depends on changes: the table, the budget, the seeds, the prior.
-    key = hashlib.sha256(json.dumps([_digest(csv_path), cfg.trials, seeds, prior], default=str).encode()).hexdigest()[
-        :12
-    ]
+    # Replayed again only when what a replay depends on changes: the table, the budget, the seeds, the prior,
+    # the sampler's and pruner's settings (each strategy sets their names).
+    settings = [{**asdict(c), "name": None} for c in (cfg.sampler, cfg.pruner)]
+    key = hashlib.sha256(
+        json.dumps([_digest(csv_path), cfg.trials, seeds, prior, settings], default=str).encode()
+    ).hexdigest()[:12]
     raw_path = out / "replay.json"
     raw = json.loads(raw_path.read_text()) if raw_path.exists() else {}
     if raw.get("key") != key:

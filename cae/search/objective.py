@@ -144,8 +144,25 @@ class Objective:
         """Optuna's pruner for one objective; for several, successive halving on the task's rung value."""
         pruner, epochs = self.cfg.pruner, spec.config.train.epochs
         if len(self.cfg.objectives) == 1:
-            return [KerasPruningCallback(trial, "val_loss")]
+            return [NotAtTheLastEpoch(trial, "val_loss", epochs)]
         if pruner.name in ("hyperband", "successive_halving"):
             low = 1 if pruner.name == "hyperband" else max(1, pruner.n_warmup_steps)
             return [RungPruning(trial, self.task, spec.size["code_values"], rung_epochs(low, epochs))]
         return []
+
+
+class NotAtTheLastEpoch(KerasPruningCallback):
+    """Optuna's Keras pruning callback, which reports the last epoch but does not prune at it: that saves
+    no training and would throw a finished model away. Optuna's successive halving judges a trial
+    past a rung again at every later step, so without this a trial can be stopped at its last epoch
+    (the replay, ``cae.bench.replay``, does the same)."""
+
+    def __init__(self, trial: Any, monitor: str, epochs: int):
+        super().__init__(trial, monitor)
+        self.trial, self.monitor, self.last = trial, monitor, epochs - 1
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        if epoch < self.last:
+            super().on_epoch_end(epoch, logs)
+        elif (logs or {}).get(self.monitor) is not None:
+            self.trial.report(float(logs[self.monitor]), step=epoch)
