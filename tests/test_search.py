@@ -148,7 +148,7 @@ class AlwaysPrune(optuna.pruners.BasePruner):
 @pytest.mark.slow  # a real study end to end
 def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monkeypatch):
     monkeypatch.setattr(study_module, "make_pruner", lambda cfg: AlwaysPrune())
-    cfg = config(db, "pruned", trials=2)
+    cfg = config(db, "pruned", trials=2, **{"experiment.train.epochs": 2})  # never pruned at its last epoch
     run_search(cfg)
     study = optuna.load_study(study_name="pruned", storage=cfg.storage)
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
