@@ -56,6 +56,7 @@ def plot_live(out: Path, live: Live, runs: dict[str, list[list[Trial]]], pca: fl
         ax.plot(grid / 3600, q[1], label=f"replay of {strategy}: median")
         ax.fill_between(grid / 3600, q[0], q[2], alpha=0.2, label="replay: interquartile band")
     live_margin = margins(progress([trials], grid)[0], pca)
+    live_margin[grid > max(t.end for t in trials)] = np.nan  # drawn only as far as the study ran
     ax.step(grid / 3600, live_margin, where="post", color="black", label=f"live study {study}")
     ax.axhline(psnr_from_mse(target) - pca, color="black", linestyle=":", linewidth=1, label="target")
     ax.set(

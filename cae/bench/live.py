@@ -107,7 +107,8 @@ def live_lines(live: Live, runs: dict[str, list[list[Trial]]], target: float, pc
         f"## A live study beside its replay: `{study}`",
         "",
         f"`{study}`: `make search` with the strategy `{strategy}` on the table's data, subset and "
-        f"trial length: {len(trials)} finished trials ({sum(t.state == 'PRUNED' for t in trials)} pruned), "
+        f"trial length: {sum(t.state in FINISHED for t in trials)} finished trials "
+        f"({sum(t.state == 'PRUNED' for t in trials)} pruned), "
         f"{hours:.2f} h of its own trials' wall time (the enqueued point's not counted, as in the replay).",
         "",
     ]
@@ -129,11 +130,12 @@ def live_lines(live: Live, runs: dict[str, list[list[Trial]]], target: float, pc
         finals = np.array([best_so_far(first_finished(r, n)) for r in seeds])
         times = np.array([time_to_target(r, target) for r in seeds])
         share = float(np.mean(finals >= best)) if math.isfinite(best) else 0.0  # lower MSE is better
-        q25, q50, q75 = (psnr_from_mse(v) - pca for v in np.quantile(finals, [0.75, 0.5, 0.25]))
+        # A seed with no own COMPLETE trial yet has no best (MSE inf): "none", not a number of dB.
+        q25, q50, q75 = (_db(psnr_from_mse(v) - pca) for v in np.quantile(finals, [0.75, 0.5, 0.25]))
         lines += [
             "",
             f"The replay of `{strategy}` ({len(seeds)} seeds), after the same {n} finished trials: best "
-            f"{q50:+.3f} dB over PCA (interquartile {q25:+.3f} to {q75:+.3f}); the live study did as well as or "
+            f"{q50} dB over PCA (interquartile {q25} to {q75}); the live study did as well as or "
             f"better than {share:.0%} of the replayed seeds. Over its whole run, {int(np.isfinite(times).sum())}/"
             f"{len(seeds)} replayed seeds reached the target, median time {_h(median(list(times)))}.",
         ]
@@ -148,6 +150,10 @@ def first_finished(run: list[Trial], n: int) -> list[Trial]:
         if done == n:
             return run[: i + 1]
     return run
+
+
+def _db(margin: float) -> str:
+    return f"{margin:+.3f}" if math.isfinite(margin) else "none"
 
 
 def _h(seconds: float) -> str:
