@@ -17,6 +17,10 @@ def test_the_quick_start_holds_together_and_writes_no_tracked_file(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
     venv = REPO / ".venv"  # the clone shares this checkout's environment (its set-up stamp is there)
+    # The clone's set-up inputs as old as can be: fresh from the clone they are newer than the stamp, and make
+    # would reinstall the shared environment, editable, from the clone (deleted after the test).
+    for name in ("pyproject.toml", "constraints.txt"):
+        os.utime(clone / name, (0, 0))
     env = {**os.environ, "CAE_OFFLINE": "1", "PYTHONPATH": str(clone)}
     env.pop("CAE_RUNS_DIR", None)  # the clone's own runs/, as a user's
     env.pop("MLFLOW_TRACKING_URI", None)
