@@ -160,7 +160,6 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_in_mlflow(db, tracking_uri, monk
         assert run.data.params["n_params"] == str(trial.user_attrs["n_params"])  # its size, as compare tables it
 
 
-@pytest.mark.slow  # a real study end to end
 class Poison(keras.callbacks.Callback):
     """Makes the loss NaN: the last layer with weights gets NaN weights after every batch."""
 
@@ -169,6 +168,7 @@ class Poison(keras.callbacks.Callback):
         kernel.assign(np.full(kernel.shape, np.nan))
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_nan_trial_fails_and_the_study_goes_on(db, tracking_uri):
     cfg = config(db, "nan", trials=1)
     run_search(cfg, extra_callbacks=lambda trial: [Poison()] if trial.number == 0 else [])
@@ -190,6 +190,7 @@ class Dead(keras.callbacks.Callback):
         bias.assign(np.full(bias.shape, -20.0, dtype="float32"))
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_dead_trial_is_stopped_after_two_epochs_with_its_reason_and_the_study_goes_on(db, tracking_uri):
     cfg = config(db, "dead", trials=2, **{"experiment.train.epochs": 6, "pruner.name": "none"})
     run_search(cfg, extra_callbacks=lambda trial: [Dead()] if trial.number == 1 else [])
@@ -451,6 +452,7 @@ def test_the_duration_estimate_follows_the_finished_trials():
     assert duration_estimate([60.0], left=0, workers=1) is None  # nothing left: no line
 
 
+@pytest.mark.slow  # a real study end to end
 def test_a_worker_whose_trial_was_failed_by_another_carries_on(tmp_path, tracking_uri, capsys):
     """A worker paused past grace_period finds its trial FAILed by another worker's stale-trial sweep
     (here a second connection to the same SQLite storage does it mid-training): one note, no traceback,
