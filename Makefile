@@ -89,13 +89,13 @@ $(STAMP): $(STAMP_DEPS)
 	  | grep --line-buffered -E '^(Collecting|Downloading|Installing|Successfully)' || exit 1; \
 	echo "$$extra" > $@
 
-# Two pytest-xdist workers, each test to whichever is free, slow ones first; the tests sharing a
-# costly module fixture stay together (tests/conftest.py marks them). A later -n in PYTEST_ARGS
-# wins (PYTEST_ARGS="-n 0" runs in one process, for pdb).
+# Two pytest-xdist workers, one test file each at a time (a file's module fixtures stay in one
+# process): much of the suite waits on servers, restarts and subprocesses, which overlap. A later
+# -n in PYTEST_ARGS wins (PYTEST_ARGS="-n 0" runs in one process, for pdb).
 test: $(STAMP) ## lint (ruff check and ruff format), then the test suite (exactly what CI runs)
 	$(PY) -m ruff check cae tests scripts
 	$(PY) -m ruff format --check cae tests scripts
-	$(PY) -m pytest -n 2 --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-fast: $(STAMP) ## the suite without the slow tests (studies end to end, subprocesses, servers), for development
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

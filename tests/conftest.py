@@ -36,28 +36,11 @@ SLOW_FIXTURES = {"postgres", "mlflow_server", "three_trials", "studies", "study"
 SLOW_TESTS = {"test_ui.py::test_ui_serves_the_study_runs": "starts an `mlflow server`"}
 
 
-# Module fixtures too costly to build twice (a study trained, a basis fitted, a cluster started):
-# under `--dist loadgroup` the tests that use one stay together on one worker, while every other
-# test goes wherever a worker is free.
-SHARED_FIXTURES = {"three_trials", "studies", "study", "source", "best_json", "scaled", "basis", "images"}
-SHARED_FIXTURES |= {"small_splits", "own_postgres"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    unit = {}  # what a worker takes at once: a file's group, else the test alone
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if f"{item.path.name}::{item.name}" in SLOW_TESTS or SLOW_FIXTURES & fixtures:
+        named = f"{item.path.name}::{item.name}" in SLOW_TESTS
+        if named or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-        unit[item.nodeid] = item.nodeid
-        if SHARED_FIXTURES & fixtures:
-            item.add_marker(pytest.mark.xdist_group(item.path.name))
-            unit[item.nodeid] = item.path.name
-    # Slow units first, so that the long tests start early and the hundreds of quick ones even out
-    # the workers' ends (the order is kept otherwise: `--no-loadscope-reorder`).
-    slow = {unit[item.nodeid] for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: unit[item.nodeid] not in slow)
 
 
 @pytest.fixture(scope="session", autouse=True)
