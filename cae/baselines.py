@@ -5,7 +5,8 @@ Two baselines for a code of k values (k = the narrower of a model's latent and b
 - **PCA** (the headline): the mean and eigenvectors of the training split's pixel covariance
   (3,072 × 3,072, accumulated in float64), the first k components, reconstruction clipped to
   [0, 1] — the optimal *linear* code for MSE. With 8-bit coefficients, each component's range is
-  taken from the training split. Fitted once per split and cached under ``runs/pca/``.
+  taken from the training split. Fitted once per split and cached beside the decoded images
+  (``runs/data-cache/pca/``: like them, a function of the data alone).
 - **the thumbnail** (no learning at all): PIL bicubic downsample to s×s, bicubic upsample back to
   32×32. An s×s RGB thumbnail holds 3·s² values; between squares, PSNR is interpolated linearly
   in values.
@@ -23,7 +24,8 @@ from PIL import Image
 
 from cae.data import make_dataset, to_unit
 from cae.metrics import image_metrics, mse, psnr_from_mse
-from cae.paths import atomic_path, ensure_dir, runs_dir
+from cae.paths import atomic_path, ensure_dir
+from cae.sources import default_cache_dir
 
 SIDES = tuple(range(8, 27))  # 192 .. 2,028 values: the span of interesting CAE code sizes
 # Code sizes the PCA curve of a figure is drawn at (any other size is computed exactly where needed).
@@ -166,12 +168,13 @@ def split_key(splits: Any) -> str:
 
 
 def pca_basis(splits: Any) -> PCABasis:
-    """The PCA of ``splits``' training images, fitted once and cached in ``runs/pca/<split key>.npz``.
+    """The PCA of ``splits``' training images, fitted once and cached in ``<data cache>/pca/<split key>.npz``
+    (:func:`cae.sources.default_cache_dir`), so a runs/ folder started afresh does not fit it again.
 
     A cache that is missing, damaged or from another split is (re)built: ~20 s for 48,000 images.
     """
     key = split_key(splits)
-    path = ensure_dir(runs_dir() / "pca") / f"{key}.npz"
+    path = ensure_dir(default_cache_dir() / "pca") / f"{key}.npz"
     try:
         with np.load(path) as cached:
             basis = PCABasis(

@@ -107,7 +107,7 @@ def build_model(config: ExperimentConfig, splits: Splits) -> Any:
     classes = len(CHROMA_BINS) if config.train.loss == "classification" else 0
     pca = None
     if config.model.pca_init:
-        basis = pca_basis(splits)  # fitted once per split, cached under runs/pca/
+        basis = pca_basis(splits)  # fitted once per split, cached beside the decoded images
         pca = (basis.mean, basis.components)
     return build_from_config(
         config.model,

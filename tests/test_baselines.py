@@ -130,9 +130,9 @@ def test_8_bit_pca_codes_use_each_components_training_range(basis, sample_splits
 def test_the_cached_basis_is_reused_and_rebuilt_when_the_split_changes(basis, sample_splits, tmp_path, monkeypatch):
     from cae.baselines import pca_basis, split_key
     from cae.data import load_splits
-    from cae.paths import runs_dir
+    from cae.sources import default_cache_dir
 
-    path = runs_dir() / "pca" / f"{split_key(sample_splits)}.npz"
+    path = default_cache_dir() / "pca" / f"{split_key(sample_splits)}.npz"
     assert path.exists()
     stamp = path.stat().st_mtime_ns
     again = pca_basis(sample_splits)
