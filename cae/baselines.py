@@ -6,7 +6,7 @@ Two baselines for a code of k values (k = the narrower of a model's latent and b
   (3,072 × 3,072, accumulated in float64), the first k components, reconstruction clipped to
   [0, 1] — the optimal *linear* code for MSE. With 8-bit coefficients, each component's range is
   taken from the training split. Fitted once per split and cached beside the decoded images
-  (``runs/data-cache/pca/``: like them, a function of the data alone).
+  (``runs/data-cache/pca/``, or under ``CAE_DATA_CACHE``): it depends on the data and the split only.
 - **the thumbnail** (no learning at all): PIL bicubic downsample to s×s, bicubic upsample back to
   32×32. An s×s RGB thumbnail holds 3·s² values; between squares, PSNR is interpolated linearly
   in values.
@@ -15,6 +15,7 @@ Two baselines for a code of k values (k = the narrower of a model's latent and b
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +24,9 @@ import numpy as np
 from PIL import Image
 
 from cae.data import make_dataset, to_unit
+from cae.errors import CAEError, first_line
 from cae.metrics import image_metrics, mse, psnr_from_mse
-from cae.paths import atomic_path, ensure_dir
+from cae.paths import atomic_path
 from cae.sources import default_cache_dir
 
 SIDES = tuple(range(8, 27))  # 192 .. 2,028 values: the span of interesting CAE code sizes
@@ -171,10 +173,11 @@ def pca_basis(splits: Any) -> PCABasis:
     """The PCA of ``splits``' training images, fitted once and cached in ``<data cache>/pca/<split key>.npz``
     (:func:`cae.sources.default_cache_dir`), so a runs/ folder started afresh does not fit it again.
 
-    A cache that is missing, damaged or from another split is (re)built: ~20 s for 48,000 images.
+    A cache that is missing, damaged or from another split is (re)built: ~20 s for 48,000 images. A
+    data cache that cannot be written (read-only, shared) costs a fit per process, not the run.
     """
     key = split_key(splits)
-    path = ensure_dir(default_cache_dir() / "pca") / f"{key}.npz"
+    path = default_cache_dir() / "pca" / f"{key}.npz"
     try:
         with np.load(path) as cached:
             basis = PCABasis(
@@ -185,16 +188,19 @@ def pca_basis(splits: Any) -> PCABasis:
     except (OSError, ValueError, KeyError, EOFError):
         pass  # none yet, or a damaged file: fit it again
     basis = fit_pca(splits.x_train, key)
-    with atomic_path(path) as tmp, tmp.open("wb") as fh:  # a file object: np.savez would append ".npz" to a path
-        np.savez(
-            fh,
-            mean=basis.mean,
-            components=basis.components,
-            variances=basis.variances,
-            low=basis.low,
-            high=basis.high,
-            key=np.array(key),
-        )
+    try:
+        with atomic_path(path) as tmp, tmp.open("wb") as fh:  # a file object: np.savez would append ".npz"
+            np.savez(
+                fh,
+                mean=basis.mean,
+                components=basis.components,
+                variances=basis.variances,
+                low=basis.low,
+                high=basis.high,
+                key=np.array(key),
+            )
+    except (OSError, CAEError) as err:
+        print(f"note: could not write the PCA cache {path}: {first_line(err)}", file=sys.stderr)
     return basis
 
 

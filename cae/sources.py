@@ -7,6 +7,7 @@ Keras download; and, when none of those exists, the bundled 2,000-image sample w
 Decoded images are cached as ``.npz`` under ``runs/data-cache/`` (``CAE_DATA_CACHE`` moves it, e.g.
 one folder shared by a test session) keyed by the source's content, so a second load of 60,000 JPEGs
 takes a fraction of a second. A cache read back is checked; a damaged one is rebuilt with a note.
+The PCA bases fitted on the data's splits live there too (``pca/``, :func:`cae.baselines.pca_basis`).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def load_cifar10(source: str | None = None, cache_dir: Path | None = None) -> Da
 
 
 def default_cache_dir() -> Path:
-    """``CAE_DATA_CACHE``, else ``runs/data-cache``: the decoded arrays outlive a runs/ folder moved for tests."""
+    """``CAE_DATA_CACHE``, else ``runs/data-cache``: the decoded arrays and their PCA bases outlive a runs/
+    folder moved for tests."""
     return Path(os.environ.get("CAE_DATA_CACHE") or runs_dir() / "data-cache")
 
 

@@ -130,10 +130,10 @@ def test_8_bit_pca_codes_use_each_components_training_range(basis, sample_splits
 def test_the_cached_basis_is_reused_and_rebuilt_when_the_split_changes(basis, sample_splits, tmp_path, monkeypatch):
     from cae.baselines import pca_basis, split_key
     from cae.data import load_splits
-    from cae.sources import default_cache_dir
 
-    path = default_cache_dir() / "pca" / f"{split_key(sample_splits)}.npz"
-    assert path.exists()
+    monkeypatch.setenv("CAE_DATA_CACHE", str(tmp_path))  # this test's own cache: it damages a file in it
+    path = tmp_path / "pca" / f"{split_key(sample_splits)}.npz"
+    assert np.allclose(pca_basis(sample_splits).mean, basis.mean) and path.exists()
     stamp = path.stat().st_mtime_ns
     again = pca_basis(sample_splits)
     assert path.stat().st_mtime_ns == stamp and np.array_equal(again.components, basis.components)  # reused
@@ -143,3 +143,12 @@ def test_the_cached_basis_is_reused_and_rebuilt_when_the_split_changes(basis, sa
     assert rebuilt.key == split_key(other) and not np.allclose(rebuilt.mean, basis.mean)
     path.write_bytes(b"damaged")  # a damaged cache is fitted again, not fatal
     assert np.allclose(pca_basis(sample_splits).mean, basis.mean)
+
+
+def test_a_data_cache_that_cannot_be_written_still_gives_the_basis(basis, sample_splits, tmp_path, monkeypatch, capsys):
+    from cae.baselines import pca_basis
+
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("CAE_DATA_CACHE", str(tmp_path / "file" / "cache"))  # unwritable, even as root
+    assert np.allclose(pca_basis(sample_splits).mean, basis.mean)
+    assert "note: could not write the PCA cache" in capsys.readouterr().err
