@@ -15,7 +15,6 @@ Two baselines for a code of k values (k = the narrower of a model's latent and b
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +23,8 @@ import numpy as np
 from PIL import Image
 
 from cae.data import make_dataset, to_unit
-from cae.errors import CAEError, first_line
 from cae.metrics import image_metrics, mse, psnr_from_mse
-from cae.paths import atomic_path
-from cae.sources import default_cache_dir
+from cae.sources import default_cache_dir, save_cache
 
 SIDES = tuple(range(8, 27))  # 192 .. 2,028 values: the span of interesting CAE code sizes
 # Code sizes the PCA curve of a figure is drawn at (any other size is computed exactly where needed).
@@ -169,6 +166,9 @@ def split_key(splits: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+BASIS_ARRAYS = ("mean", "components", "variances", "low", "high")  # what the cache file holds, with the key
+
+
 def pca_basis(splits: Any) -> PCABasis:
     """The PCA of ``splits``' training images, fitted once and cached in ``<data cache>/pca/<split key>.npz``
     (:func:`cae.sources.default_cache_dir`), so a runs/ folder started afresh does not fit it again.
@@ -180,27 +180,13 @@ def pca_basis(splits: Any) -> PCABasis:
     path = default_cache_dir() / "pca" / f"{key}.npz"
     try:
         with np.load(path) as cached:
-            basis = PCABasis(
-                *(cached[f] for f in ("mean", "components", "variances", "low", "high")), key=str(cached["key"])
-            )
+            basis = PCABasis(*(cached[f] for f in BASIS_ARRAYS), key=str(cached["key"]))
         if basis.key == key and basis.components.shape == (basis.mean.size, basis.mean.size):
             return basis
     except (OSError, ValueError, KeyError, EOFError):
         pass  # none yet, or a damaged file: fit it again
     basis = fit_pca(splits.x_train, key)
-    try:
-        with atomic_path(path) as tmp, tmp.open("wb") as fh:  # a file object: np.savez would append ".npz"
-            np.savez(
-                fh,
-                mean=basis.mean,
-                components=basis.components,
-                variances=basis.variances,
-                low=basis.low,
-                high=basis.high,
-                key=np.array(key),
-            )
-    except (OSError, CAEError) as err:
-        print(f"note: could not write the PCA cache {path}: {first_line(err)}", file=sys.stderr)
+    save_cache(path, "PCA cache", **{f: getattr(basis, f) for f in BASIS_ARRAYS}, key=np.array(key))
     return basis
 
 

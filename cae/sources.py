@@ -198,10 +198,15 @@ def _load_cached(path: Path, data_source: str, cache_dir: Path, digest: str) -> 
             print(f"note: {err}; rebuilding it from {path}", file=sys.stderr)
             cache.unlink(missing_ok=True)
     images, labels = decode(path)
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(cache) as tmp, tmp.open("wb") as fh:
-            np.savez(fh, images=images, labels=labels)
-    except OSError as err:  # a read-only checkout still trains, just without the cache
-        print(f"note: could not write the data cache {cache}: {err}", file=sys.stderr)
+    save_cache(cache, "data cache", images=images, labels=labels)
     return Dataset(images, labels, data_source, str(path), digest)
+
+
+def save_cache(path: Path, what: str, **arrays: np.ndarray) -> None:
+    """``arrays`` written to the ``.npz`` cache ``path`` at once or not at all. A cache that cannot be
+    written (a read-only checkout, a shared folder) is a note, not a failure: the caller has the arrays."""
+    try:
+        with atomic_path(path) as tmp, tmp.open("wb") as fh:  # a file object: np.savez would append ".npz"
+            np.savez(fh, **arrays)
+    except (OSError, CAEError) as err:
+        print(f"note: could not write the {what} {path}: {first_line(err)}", file=sys.stderr)
