@@ -112,7 +112,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
         join(cfg, task_for(cfg.stage), index=args.index)
     else:
-        from cae.search.tuner import run_tuner  # noqa: F401  (keras-tuner, only for ENGINE=keras-tuner below)
         from cae.stages import run_checked
 
         run_checked(cfg)
