@@ -142,7 +142,7 @@ compare: $(STAMP) ## overlay loss curves; STUDY=a[,b] TOP=5 TRIAL_IDS=3,7 RUNS=<
 report: $(STAMP) ## runs/<STUDY>/report/search.md (default cae-search): the best against PCA, the thumbnail, the reference CAE; EPOCHS DATA SUBSET(0=all) SEED retrain
 	$(PY) -m cae report $(STUDY_ARGS) $(TRAIN_ARGS)
 
-publish: $(STAMP) ## copy runs/<STUDY>/report/ and best.json to results/<STUDY>/: the only verb that writes tracked files
+publish: $(STAMP) ## copy runs/<STUDY>/report/ and best.json to results/<STUDY>/ (with bench, the only verbs that write tracked files)
 	@test -n "$(STUDY)" || { echo "error: say which study: make publish STUDY=<name>" >&2; exit 2; }
 	$(PY) -m cae publish $(STUDY_ARGS)
 

@@ -87,7 +87,7 @@ class SearchConfig:
     storage: str | None = None  # Optuna storage URL; None = sqlite:///<repo>/runs/optuna.db
     workers: int = 1  # OS processes on this host, each with its share of CPU threads
     heartbeat_interval: int = 20  # seconds between a running trial's heartbeats
-    grace_period: int = 120  # a trial silent this long is failed and retried once
+    grace_period: int = 120  # a trial silent this long is failed and queued again (storage.MAX_RETRIES times at most)
     tuner: Literal["hyperband", "bayesian", "random"] = "hyperband"  # keras-tuner's algorithm
     # Points a new study runs first (a prior: the expert's guesses), each as config overrides (dotted
     # keys; unlisted searched keys take the base experiment's values). Their models are kept, so the
