@@ -145,7 +145,7 @@ def _training_commands(sub: Any) -> None:
         "(results/bench/replay.md, minutes)",
     )
     p.add_argument("--data", help="CIFAR-10 source (default: auto)")
-    p.add_argument("--study", help="replay: a live study of the default strategy on the table's data, shown beside it")
+    p.add_argument("--study", help="replay: a live study on the table's data, beside its own strategy's replay")
     p.add_argument("--storage", help="Optuna storage URL of --study (default sqlite:///<repo>/runs/optuna.db)")
     p.set_defaults(func=cmd_bench)
 

@@ -3,6 +3,7 @@ whose answers are known."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -121,6 +122,25 @@ def test_the_report_calls_a_choice_from_a_table_short_of_its_plan_provisional(ta
     missing = next(line for line in text.splitlines() if line.startswith("Not replayed: "))
     assert "`tpe+none`" in missing and "`random+hyperband`" not in missing  # what is missing is said
     assert (tmp_path / "replay_progress.png").stat().st_size > 0
+    fates = json.loads((tmp_path / "epoch_fates.json").read_text())  # what a study's first estimate reads
+    assert fates["table_epochs"] == 3 and fates["strategies"][BASELINE.name] == {"complete": 1.0}
+    stops = fates["strategies"]["random+hyperband"]
+    assert stops["complete"] < 1.0 and math.isclose(sum(stops.values()), 1.0, abs_tol=1e-3)
+
+
+def test_the_first_estimate_scales_the_replays_rungs_to_the_studys_length(tmp_path):
+    from cae.search.estimate import DEFAULT_SHARE, epoch_share
+
+    path = tmp_path / "epoch_fates.json"
+    path.write_text(json.dumps({"table_epochs": 12, "strategies": {"tpe+successive_halving+prior": {
+        "3": 0.5, "9": 0.25, "complete": 0.25}}}))  # fmt: skip
+    cfg = with_overrides(SearchConfig(), {"enqueue": [{}], "pruner.name": "successive_halving"})
+    at = {e: epoch_share(with_overrides(cfg, {"experiment.train.epochs": e}), path) for e in (12, 20, 6)}
+    assert at[12] == 0.5 * 3 / 12 + 0.25 * 9 / 12 + 0.25  # the replay's own length: its shares
+    assert at[20] == 0.5 * 3 / 20 + 0.25 * 9 / 20 + 0.25  # a stopped trial stops at the same epoch
+    assert at[6] == 0.5 * 3 / 6 + 0.25 + 0.25  # a rung beyond the trial's end: it ran to the end
+    assert epoch_share(with_overrides(cfg, {"sampler.name": "random"}), path) == DEFAULT_SHARE  # not replayed
+    assert epoch_share(with_overrides(cfg, {"pruner.name": "none"}), path) == 1.0
 
 
 # ---- a live study beside its replay (cae/bench/live.py) ----------------------------------------------

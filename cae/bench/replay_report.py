@@ -1,7 +1,8 @@
 """`make bench PLAN=replay`: every strategy replayed over the learning-curve table, then its report.
 
 ``results/bench/replay.json`` keeps every replayed trial (a strategy is replayed again only when the
-table, the study's settings or the seeds change); ``results/bench/replay.md`` and its figures are
+table, the study's settings or the seeds change); ``results/bench/replay.md``, its figures and
+``epoch_fates.json`` (where each strategy's trials stopped: what a study's first estimate reads) are
 written from it: best-so-far margin over PCA against simulated hours (median and interquartile band
 over seeds), the fraction of seeds that reached the target by each time, and each strategy's median
 time-to-target as a ratio of random search's, with a bootstrap 95 % interval and a paired test.
@@ -13,6 +14,7 @@ import hashlib
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -145,6 +147,17 @@ def summarize(runs: dict[str, list[list[Trial]]], target: float) -> dict[str, di
     return rows
 
 
+def epoch_fates(runs: dict[str, list[list[Trial]]], epochs: int) -> dict[str, dict[str, float]]:
+    """Per strategy, the share of its replayed trials (all seeds) stopped at each epoch, and ``complete``."""
+    fates = {}
+    for name, seeds in runs.items():
+        stops = Counter("complete" if t.epochs >= epochs else str(t.epochs) for run in seeds for t in run)
+        total = sum(stops.values())
+        order = sorted(stops, key=lambda at: (at == "complete", int(at) if at != "complete" else 0))
+        fates[name] = {at: round(stops[at] / total, 4) for at in order}
+    return fates
+
+
 def chosen(rows: dict[str, dict[str, Any]]) -> str:
     """The strategy that reaches the target soonest (median over seeds); ties: the narrower interval's top."""
     return min(
@@ -253,6 +266,8 @@ def write_report(
             f"Not replayed: {', '.join(f'`{n}`' for n in missing)} ({why}); `make bench PLAN=replay` adds them.",
             "",
         ]
+    fates = {"table_epochs": table.epochs, "strategies": epoch_fates(runs, table.epochs)}
+    write_text_atomic(out / "epoch_fates.json", json.dumps(fates, indent=1) + "\n")
     path = out / "replay.md"
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -1,8 +1,10 @@
 """How long a study will take: a first estimate before its first trial, refined by every finished one.
 
-The first one times a few training steps of the study's first point on this machine and assumes a
-trial trains, on average, the share of its epochs that the benchmark's replay of the study's
-strategy measured (``results/bench/replay.json``; all of them without a pruner).
+The first one times a few training steps of the study's first point on this machine and assumes its
+trials stop where the benchmark's replay of the study's strategy stopped them
+(``results/bench/epoch_fates.json``, tracked: the share of replayed trials stopped at each rung's
+epoch, and the share that completed), scaled to the study's own trial length; all of its epochs
+without a pruner.
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import dataclasses
 import json
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 from cae.paths import project_root
 
 STEPS = 8  # timed training steps (after as many to warm up): a few seconds on 2 cores
 DEFAULT_SHARE = 0.35  # the share of its epochs an average trial trains under a pruner, without a replay to say
+FATES = ("results", "bench", "epoch_fates.json")  # written by `make bench PLAN=replay`
 
 
 def duration_estimate(seconds: list[float], left: int, workers: int) -> str | None:
@@ -38,16 +42,21 @@ def _time(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(1, round(seconds / 60))} min"
 
 
-def epoch_share(cfg: Any) -> float:
-    """The share of its epochs an average trial of ``cfg``'s strategy trains (the replay's, if recorded)."""
+def epoch_share(cfg: Any, fates_path: Path | None = None) -> float:
+    """The share of its epochs an average trial of ``cfg``'s strategy trains (the replay's, if recorded).
+
+    A pruned trial stops at a rung, an absolute epoch (3 or 9 under successive halving), whatever the
+    trial length; only a completed one trains them all. So the replay's fates, not its 12-epoch shares,
+    carry over to a 20-epoch study.
+    """
     if cfg.pruner.name == "none" or len(cfg.objectives) > 1:
         return 1.0
+    epochs = cfg.experiment.train.epochs
     try:
-        raw = json.loads((project_root() / "results" / "bench" / "replay.json").read_text())
-        runs = raw["runs"][f"{cfg.sampler.name}+{cfg.pruner.name}+prior"]
-        epochs = max(t["epochs"] for run in runs for t in run)
-        return statistics.fmean(t["epochs"] / epochs for run in runs for t in run)
-    except (OSError, ValueError, KeyError, TypeError):
+        path = fates_path or project_root().joinpath(*FATES)
+        fates = json.loads(path.read_text())["strategies"][cfg.strategy]
+        return sum(share * (1.0 if at == "complete" else min(int(at), epochs) / epochs) for at, share in fates.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return DEFAULT_SHARE
 
 
