@@ -40,6 +40,7 @@ from cae.bench.table import BASE, read_rows, table_paths
 from cae.metrics import psnr_from_mse
 from cae.paths import resolve, write_text_atomic
 from cae.schema import with_overrides
+from cae.search.estimate import FATES
 from cae.search_config import SearchConfig, load_search
 from cae.space import load_space
 
@@ -153,7 +154,7 @@ def epoch_fates(runs: dict[str, list[list[Trial]]], epochs: int) -> dict[str, di
     for name, seeds in runs.items():
         stops = Counter("complete" if t.epochs >= epochs else str(t.epochs) for run in seeds for t in run)
         total = sum(stops.values())
-        order = sorted(stops, key=lambda at: (at == "complete", int(at) if at != "complete" else 0))
+        order = sorted(stops, key=lambda at: math.inf if at == "complete" else int(at))
         fates[name] = {at: round(stops[at] / total, 4) for at in order}
     return fates
 
@@ -267,7 +268,7 @@ def write_report(
             "",
         ]
     fates = {"table_epochs": table.epochs, "strategies": epoch_fates(runs, table.epochs)}
-    write_text_atomic(out / "epoch_fates.json", json.dumps(fates, indent=1) + "\n")
+    write_text_atomic(out / FATES.name, json.dumps(fates, indent=1) + "\n")
     path = out / "replay.md"
     write_text_atomic(path, "\n".join(lines))
     return path

@@ -20,7 +20,7 @@ from cae.paths import project_root
 
 STEPS = 8  # timed training steps (after as many to warm up): a few seconds on 2 cores
 DEFAULT_SHARE = 0.35  # the share of its epochs an average trial trains under a pruner, without a replay to say
-FATES = ("results", "bench", "epoch_fates.json")  # written by `make bench PLAN=replay`
+FATES = Path("results/bench/epoch_fates.json")  # written by `make bench PLAN=replay` (cae.bench.replay_report)
 
 
 def duration_estimate(seconds: list[float], left: int, workers: int) -> str | None:
@@ -53,7 +53,7 @@ def epoch_share(cfg: Any, fates_path: Path | None = None) -> float:
         return 1.0
     epochs = cfg.experiment.train.epochs
     try:
-        path = fates_path or project_root().joinpath(*FATES)
+        path = fates_path or project_root() / FATES
         fates = json.loads(path.read_text())["strategies"][cfg.strategy]
         return sum(share * (1.0 if at == "complete" else min(int(at), epochs) / epochs) for at, share in fates.items())
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
