@@ -234,8 +234,11 @@ def drawn(
         return f"{n}, selected runs"
     if trial_ids:
         return f"{n}: {', '.join(str(t) for t in trial_ids)}"
-    each = f" of each of {len(studies)} studies" if len(studies) > 1 else ""
-    return f"{n}, the best {top}{each} by best validation MSE"
+    if len(studies) > 1:
+        return f"{n}, the best {top} (or fewer) of each of {len(studies)} studies by best validation MSE"
+    if len(rows) < top:  # fewer trials than asked for: every one of them is drawn
+        return f"all {n}, by best validation MSE"
+    return f"{n}, the best {top} by best validation MSE"
 
 
 def write_csv(rows: Sequence[TrialRow], path: Path) -> Path:

@@ -129,5 +129,9 @@ def test_a_one_epoch_comparison_has_whole_epoch_ticks_and_a_legend_of_what_is_dr
     assert list(ax.get_xticks()) == [1]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "validation (solid)" in labels and "train (dashed)" not in labels and "pruned here" not in labels
-    assert ax.get_title() == "3 trials, the best 5 by best validation MSE"  # counts what is drawn
-    assert drawn(one * 2, ["a", "b"], 3, (), ()) == "6 trials, the best 3 of each of 2 studies by best validation MSE"
+    assert ax.get_title() == "all 3 trials, by best validation MSE"  # counts what is drawn, never "the best 5"
+    assert drawn(one, ["s"], 3, (), ()) == "3 trials, the best 3 by best validation MSE"
+    assert (
+        drawn(one * 2, ["a", "b"], 3, (), ())
+        == "6 trials, the best 3 (or fewer) of each of 2 studies by best validation MSE"
+    )
