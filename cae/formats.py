@@ -10,11 +10,8 @@ must be 32×32 in a known mode before its pixels are decoded.
 from __future__ import annotations
 
 import functools
-import io
 import os
-import pickle
 import stat
-import struct
 import tarfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -23,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from cae.batch_pickle import RefusedGlobal, load_batch
 from cae.errors import CAEError
+from cae.image_file import IMAGE_SHAPE, decode_image
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-IMAGE_SHAPE = (32, 32, 3)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-# PIL's readers for IMAGE_SUFFIXES. Without the list Image.open tries every format PIL knows, some of
-# which run external programs when their pixels are loaded (EPS runs Ghostscript).
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "WEBP")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # what image_file.IMAGE_FORMATS reads
 
 
 @dataclass(frozen=True)
@@ -206,73 +201,6 @@ def _decode_tar(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise CAEError(f"{path}: archive is truncated or corrupt ({type(err).__name__}: {err})") from None
 
 
-# --------------------------------------------------------------------------------------------
-# The official python batches: pickles, read by an unpickler that admits only what they hold
-
-
-class _NDArrayName:
-    """Stands for ``numpy.ndarray`` in a batch: ``_reconstruct`` needs it as an argument, but called
-    itself it would allocate an array of any size the pickle asks for."""
-
-
-def _empty_array(subtype: object, shape: object, dtype: object) -> np.ndarray:
-    """NumPy's pickled-array constructor, limited to what it does in a batch: an empty ndarray that the
-    pickle's next step fills from its own bytes (an official batch asks for shape (0,))."""
-    if subtype is not _NDArrayName or not isinstance(dtype, np.dtype | bytes | str):
-        raise pickle.UnpicklingError("an array constructor with arguments a batch never has")
-    return _RECONSTRUCT(np.ndarray, (0,), dtype)
-
-
-def _latin1(text: object, encoding: object = "latin1") -> bytes:
-    """``codecs.encode`` as pickle protocols 0-2 written by Python 3 store bytes, and only that."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError("codecs.encode used for something other than bytes")
-    return text.encode("latin1")
-
-
-# NumPy's own pickling names these functions (numpy.core.* in NumPy 1 and in the official files,
-# written by Python 2; numpy._core.* in NumPy 2). They are taken from the methods that pickle an
-# array, so no private name of NumPy is imported here.
-_RECONSTRUCT = np.zeros(1, np.uint8).__reduce__()[0]
-_FROMBUFFER = np.zeros(1, np.uint8).__reduce_ex__(5)[0]  # how protocol 5 (Python 3.14's default) stores arrays
-BATCH_GLOBALS: dict[tuple[str, str], object] = {
-    ("numpy.core.multiarray", "_reconstruct"): _empty_array,
-    ("numpy._core.multiarray", "_reconstruct"): _empty_array,
-    ("numpy.core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy._core.numeric", "_frombuffer"): _FROMBUFFER,
-    ("numpy", "ndarray"): _NDArrayName,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): _latin1,
-}
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """A pickle asked for a global that a CIFAR-10 batch never holds."""
-
-    def __init__(self, module: str, name: str) -> None:
-        super().__init__(f"{module}.{name}")
-        self.name = f"{module}.{name}"
-
-
-class BatchUnpickler(pickle.Unpickler):
-    """Loads a CIFAR-10 python batch: dicts, lists, str/bytes, numbers and NumPy arrays, nothing else.
-
-    A pickle runs whatever callable it names; ``find_class`` is where those names are resolved, so a
-    name outside ``BATCH_GLOBALS`` stops the load before anything of it runs.
-    """
-
-    def find_class(self, module: str, name: str) -> object:
-        try:
-            return BATCH_GLOBALS[(module, name)]
-        except KeyError:
-            raise RefusedGlobal(module, name) from None
-
-
-def load_batch(data: bytes) -> object:
-    """A batch's content; RefusedGlobal for a pickle that names anything a batch does not hold."""
-    return BatchUnpickler(io.BytesIO(data), encoding="bytes").load()
-
-
 def _from_batches(files: Iterable[tuple[str, Reader]], where: str) -> tuple[np.ndarray, np.ndarray]:
     """The official python pickles: data_batch_1..5 then test_batch, each 10,000×3072 uint8."""
     wanted = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -376,77 +304,3 @@ def _from_image_files(files: Iterator[tuple[str, Reader]], where: str) -> tuple[
     for split_name in sorted({e[0] for e in entries}):
         check_classes(labels[[e[0] == split_name for e in entries]], "/".join((where, *split_name)))
     return images, labels
-
-
-# --------------------------------------------------------------------------------------------
-# One image file to 32×32×3 uint8
-
-EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX")  # alpha is dropped, as convert("RGB") does
-SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")  # gray; "I" is how older PIL reads a 16-bit PNG
-ALLOWED_MODES = "1-bit, 8-bit or 16-bit gray, palette, RGB or RGBA (8 or 16 bits)"
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """The (32, 32, 3) uint8 pixels of one image file; a 16-bit sample v becomes round(v / 257).
-
-    Size and mode come from the header (``Image.open`` reads no pixels), so an image of the wrong
-    size or of an unknown mode is refused before its pixels are decoded.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-            if im.size != IMAGE_SHAPE[:2]:
-                raise CAEError(f"{name}: expected a 32×32 image, got {im.size[0]}×{im.size[1]}")
-            if im.format == "PNG" and _png_depth_and_colour(data) in ((16, 2), (16, 4), (16, 6)):
-                return _rgb8_of_16_bit(_png16_samples(data))
-            if im.mode in EIGHT_BIT_MODES:
-                # Through RGBA: a palette with transparent entries converts to RGB only with a warning.
-                colours = im.convert("RGBA") if im.mode == "P" else im
-                return np.asarray(colours.convert("RGB"))
-            if im.mode in SIXTEEN_BIT_MODES:
-                gray = np.asarray(im)
-                if gray.min() < 0 or gray.max() > 0xFFFF:
-                    raise CAEError(
-                        f"{name}: {im.mode} pixels from {gray.min()} to {gray.max()}, expected 16-bit values 0-65535"
-                    )
-                return _rgb8_of_16_bit(gray[..., None])
-            raise CAEError(f"{name}: a {im.mode} image, which is not read; expected {ALLOWED_MODES}")
-    except Image.DecompressionBombError:
-        # Raised by Image.open from the header alone, before the size check above can run.
-        raise CAEError(f"{name}: expected a 32×32 image, its header claims more pixels than PIL decodes") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, zlib.error, struct.error) as err:
-        raise CAEError(f"{name}: unreadable image ({type(err).__name__})") from None
-
-
-def _rgb8_of_16_bit(samples: np.ndarray) -> np.ndarray:
-    """(h, w, 1-4 channels) 16-bit samples as (h, w, 3) uint8: gray repeated, alpha dropped, and each
-    value v scaled to round(v / 257), so 0 and 65535 stay black and white (v / 257 is never x.5)."""
-    v = samples.astype(np.uint32)
-    rgb = v[..., :3] if v.shape[-1] >= 3 else np.repeat(v[..., :1], 3, axis=-1)
-    return ((2 * rgb + 257) // 514).astype(np.uint8)
-
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _png_depth_and_colour(data: bytes) -> tuple[int, int]:
-    """Bit depth and colour type from the IHDR chunk, which a PNG must start with."""
-    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 29:
-        raise ValueError("no PNG header")
-    return data[24], data[25]
-
-
-def _png16_samples(data: bytes) -> np.ndarray:
-    """The (h, w, channels) uint16 samples of a 16-bit colour PNG, every bit kept.
-
-    PIL reads 16-bit gray exactly (mode I;16) but keeps only the high byte of 16-bit colour (v // 256,
-    one level off round(v / 257) for about a quarter of the values); TensorFlow's libpng reader keeps
-    all 16 bits. Such files are rare, so TensorFlow is imported only when one is met.
-    """
-    import tensorflow as tf
-
-    try:
-        return tf.io.decode_png(data, channels=0, dtype=tf.uint16).numpy()
-    except tf.errors.OpError as err:
-        raise ValueError(err.message) from None

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from cae.errors import CAEError, first_line
-from cae.formats import CLASSES, IMAGE_SHAPE, decode, file_kind, tree_files
+from cae.formats import CLASSES, decode, file_kind, tree_files
+from cae.image_file import IMAGE_SHAPE
 from cae.paths import atomic_path, runs_dir
 
 SAMPLE_PATH = Path(__file__).parent / "assets" / "cifar10-sample.tar.gz"
