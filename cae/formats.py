@@ -23,6 +23,7 @@ import numpy as np
 from cae.batch_pickle import RefusedGlobal, load_batch
 from cae.errors import CAEError
 from cae.image_file import IMAGE_SHAPE, decode_image
+from cae.paths import file_kind
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")  # what image_file.IMAGE_FORMATS reads
@@ -62,19 +63,6 @@ def decode(path: Path) -> tuple[np.ndarray, np.ndarray]:
         f"{path}: not a CIFAR-10 source; expected a cifar-10-batches-py folder, cifar-10-python.tar.gz, "
         "or a {train,test}/<class>/*.png|jpg folder or .tar.gz"
     )
-
-
-def file_kind(mode: int) -> str:
-    """What ``stat``'s ``st_mode`` describes, in words for an error message."""
-    kinds = [
-        (stat.S_ISREG, "a regular file"),
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def tree_files(root: Path) -> list[Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +24,19 @@ def project_root() -> Path:
     if (here / "pyproject.toml").exists():
         return here
     return Path.cwd().resolve()
+
+
+def file_kind(mode: int) -> str:
+    """What ``stat``'s ``st_mode`` describes, in words for an error message."""
+    kinds = [
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
 def runs_dir() -> Path:

@@ -20,7 +20,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 import yaml
 
 from cae.errors import CAEError, first_line, quoted
-from cae.paths import resolve
+from cae.paths import file_kind, resolve
 
 
 class _Loader(yaml.SafeLoader):
@@ -297,7 +297,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         # Opening a named pipe blocks until something writes to it (a silent hang), and a directory
         # or a device is no config either: refused by what the file is, before it is opened.
         if not stat.S_ISREG(status.st_mode):
-            raise CAEError(f"config file {path} is {_file_kind(status.st_mode)}; a config file must be a regular file")
+            raise CAEError(f"config file {path} is {file_kind(status.st_mode)}; a config file must be a regular file")
         size = status.st_size
         if size > MAX_CONFIG_BYTES:
             raise CAEError(f"config file {path} is {size / 1e6:.1f} MB; a config file is at most "
@@ -323,17 +323,6 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise CAEError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
     return data
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {
-        stat.S_ISDIR: "a directory",
-        stat.S_ISFIFO: "a named pipe (FIFO)",
-        stat.S_ISSOCK: "a socket",
-        stat.S_ISCHR: "a character device",
-        stat.S_ISBLK: "a block device",
-    }
-    return next((name for test, name in kinds.items() if test(mode)), "not a regular file")
 
 
 def check_choices(config: Any, prefix: str = "") -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from cae.errors import CAEError, first_line
-from cae.formats import CLASSES, decode, file_kind, tree_files
+from cae.formats import CLASSES, decode, tree_files
 from cae.image_file import IMAGE_SHAPE
-from cae.paths import atomic_path, runs_dir
+from cae.paths import atomic_path, file_kind, runs_dir
 
 SAMPLE_PATH = Path(__file__).parent / "assets" / "cifar10-sample.tar.gz"
 HOW_TO_SUPPLY = (

@@ -393,12 +393,12 @@ def test_a_named_pipe_as_a_config_file_is_refused_at_once(tmp_path):
     os.mkfifo(fifo)
     err = read_within(fifo)
     assert isinstance(err, CAEError)
-    assert str(err) == f"config file {fifo} is a named pipe (FIFO); a config file must be a regular file"
+    assert str(err) == f"config file {fifo} is a FIFO (named pipe); a config file must be a regular file"
 
 
 def test_a_directory_as_a_config_file_is_refused(tmp_path):
     message = one_line_error(tmp_path, read_yaml)
-    assert message == f"config file {tmp_path} is a directory; a config file must be a regular file"
+    assert message == f"config file {tmp_path} is a folder; a config file must be a regular file"
 
 
 def test_a_search_names_its_strategy_as_the_replay_does():
