@@ -441,15 +441,19 @@ def test_delete_refuses_a_study_with_a_running_trial_unless_forced(tmp_path, tra
 def test_the_duration_estimate_follows_the_finished_trials():
     from cae.search.estimate import duration_estimate
 
-    assert duration_estimate([100.0, 300.0, 200.0], left=18, workers=1) == (
-        "estimate: ~1.0 h for the 18 trial(s) left at 200 s per trial (mean of 3 finished, pruned ones included)"
+    # After the enqueued point alone (12 of 12 epochs, 20 s each) a study expected to train 57 % of
+    # its epochs is not promised 100 % (1.9 h): one trial weighs 1 against the prior's 10.
+    assert duration_estimate([(240.0, 12)], left=29, workers=1, epochs=12, prior_share=0.57) == (
+        "estimate: ~1.2 h for the 29 trial(s) left (an epoch ~20 s, a trial ~61% of its 12 epochs; 1 finished)"
     )
-    # A Hyperband study: most trials pruned in 5 min, one in 6 completed in 1 h. The wait left is a
-    # sum, so the mean (1,250 s) is its measure; the median (300 s) would promise a quarter of it.
-    hyperband = [300.0] * 5 + [6000.0]
-    assert duration_estimate(hyperband, left=12, workers=2).startswith("estimate: ~2.1 h for the 12 trial(s) left")
-    assert duration_estimate([60.0], left=10, workers=2).startswith("estimate: ~5 min for the 10 trial(s)")
-    assert duration_estimate([60.0], left=0, workers=1) is None  # nothing left: no line
+    # Many trials: their own share rules. 20 pruned at epoch 3 and 5 complete of 20 epochs, 10 s an
+    # epoch: 8 trials' worth of epochs in 25 (32 %), 33 % with the prior's 35 % weighed as 10 trials.
+    many = [(30.0, 3)] * 20 + [(200.0, 20)] * 5
+    assert duration_estimate(many, left=10, workers=2, epochs=20, prior_share=0.35) == (
+        "estimate: ~5 min for the 10 trial(s) left (an epoch ~10 s, a trial ~33% of its 20 epochs; 25 finished)"
+    )
+    assert duration_estimate([(60.0, 1)], left=0, workers=1, epochs=5, prior_share=0.5) is None  # nothing left
+    assert duration_estimate([(60.0, 0)], left=3, workers=1, epochs=5, prior_share=0.5) is None  # no epoch timed
 
 
 @pytest.mark.slow  # a real study end to end

@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import statistics
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +22,33 @@ DEFAULT_SHARE = 0.35  # the share of its epochs an average trial trains under a 
 FATES = Path("results/bench/epoch_fates.json")  # written by `make bench PLAN=replay` (cae.bench.replay_report)
 
 
-def duration_estimate(seconds: list[float], left: int, workers: int) -> str | None:
-    """What is left of the study at the pace of its finished trials, e.g. ``~1.2 h for 20 trials``.
+# How many trials the prior share (the replay's, over many seeds) weighs against the study's own: the
+# first trials alone mislead, since the enqueued point and the first trial at each rung always go on.
+PRIOR_TRIALS = 10
 
-    The mean, not the median: what is left is a sum of trial times, and under Hyperband most trials
-    are pruned within minutes while the few that complete take an hour.
+
+def duration_estimate(
+    finished: list[tuple[float, int]], left: int, workers: int, epochs: int, prior_share: float
+) -> str | None:
+    """What is left of the study, e.g. ``~1.2 h for the 20 trial(s) left``, from its finished trials'
+    ``(seconds, epochs trained)``.
+
+    Their pace (seconds an epoch) times the epochs the trials left are expected to train: the share of
+    their ``epochs`` an average trial trains, the finished trials' own share blended with
+    ``prior_share`` (:func:`epoch_share`) as if it came from ``PRIOR_TRIALS`` more. A sum of trial
+    times, so means, not medians: under a pruner most trials stop within minutes and a few train on.
     """
-    if left <= 0 or not seconds:
+    if left <= 0 or not finished or epochs <= 0:
         return None
-    per_trial = statistics.fmean(seconds)
+    seconds = sum(s for s, _ in finished)
+    trained = sum(min(e, epochs) for _, e in finished)
+    if trained <= 0:
+        return None
+    pace = seconds / trained
+    share = (PRIOR_TRIALS * prior_share + trained / epochs) / (PRIOR_TRIALS + len(finished))
     return (
-        f"estimate: ~{_time(per_trial * left / max(1, workers))} for the {left} trial(s) left at {per_trial:.0f} s per "
-        f"trial (mean of {len(seconds)} finished, pruned ones included)"
+        f"estimate: ~{_time(pace * epochs * share * left / max(1, workers))} for the {left} trial(s) left "
+        f"(an epoch ~{pace:.0f} s, a trial ~{share:.0%} of its {epochs} epochs; {len(finished)} finished)"
     )
 
 

@@ -27,7 +27,7 @@ from cae.errors import NO_SPACE, CAEError, Interrupted, disk_full_message, stop_
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
 from cae.schema import from_dict, to_dict, yaml_load
 from cae.search import attrs
-from cae.search.estimate import duration_estimate
+from cae.search.estimate import duration_estimate, epoch_share
 from cae.search.objective import Objective
 from cae.search.record import check_resume, study_record
 from cae.search.retry import requeue_if_unanswered, requeue_interrupted
@@ -45,9 +45,10 @@ MAX_SKIPPED_IN_A_ROW = 50  # a space (almost) entirely outside the study's code 
 WORKER_CONFIG = "CAE_WORKER_CONFIG"  # a spawned worker's study config (YAML), in its environment: no file to leak
 
 
-def report_trial(prefix: str, trials: int = 0, workers: int = 1, margin: Any = None) -> Callable[[Any, Any], None]:
+def report_trial(prefix: str, cfg: SearchConfig, margin: Any = None) -> Callable[[Any, Any], None]:
     """An Optuna callback printing one line per finished trial: state, value (and ``margin(trial)``, its
     dB over PCA), time, size, params; then, while trials are left, the study's remaining time."""
+    epochs, share = cfg.experiment.train.epochs, epoch_share(cfg)
 
     def report(study: Any, trial: Any) -> None:
         a, state = trial.user_attrs, state_name(trial)
@@ -62,8 +63,12 @@ def report_trial(prefix: str, trials: int = 0, workers: int = 1, margin: Any = N
         reason = attrs.fail_reason(trial) or attrs.stop_reason(trial)
         print(trial_line(prefix, trial.number, state, value, secs, a, trial.params, reason), flush=True)
         done = [t for t in study.get_trials(deepcopy=False) if t.state.name in FINISHED and t.datetime_complete]
-        spent = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done if t.datetime_start]
-        estimate = duration_estimate(spent, trials - len(done), workers)
+        spent = [
+            ((t.datetime_complete - t.datetime_start).total_seconds(), len(t.intermediate_values))
+            for t in done
+            if t.datetime_start
+        ]
+        estimate = duration_estimate(spent, cfg.trials - len(done), cfg.workers, epochs, share)
         if estimate:
             print(f"{prefix}{estimate}", flush=True)
 
@@ -94,7 +99,7 @@ def run_worker(
         optuna.study.MaxTrialsCallback(
             cfg.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
         ),
-        report_trial(prefix, cfg.trials, cfg.workers, getattr(stage, "margin_of", None)),
+        report_trial(prefix, cfg, getattr(stage, "margin_of", None)),
         lambda study, trial: outcomes.append(trial),
     ]
     deadline = time.monotonic() + cfg.timeout if cfg.timeout else math.inf
