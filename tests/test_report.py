@@ -42,7 +42,7 @@ def test_report_names_the_best_trial_and_links_images_that_exist(tmp_path_factor
     assert "PCA at code" in text and "vs thumbnail" in text and "reference CAE (baseline run)" in text
     # A user's report states facts against baselines: none of this project's aims, and it says it is small.
     assert "aim" not in text.lower() and "**A run too short for rankings**: 2 epoch(s)" in text
-    assert "**A run too small to judge the search**: 3 completed trial(s)" in text
+    assert "**A run too small to judge the search**: 3 finished trial(s)" in text
     assert report.parent == study_dir("rep") / "report"  # the user's own space, never a tracked file
     # Committed reports carry repository-relative paths only: the bundled sample, the test's SQLite storage.
     assert "Data: `sample` (cae/assets/cifar10-sample.tar.gz)" in text
@@ -245,6 +245,14 @@ def test_a_small_study_says_it_is_too_small_instead_of_importances_and_correlati
     assert "Spearman" not in text and "size_vs_error.png" not in text  # no ρ = ±1.00 from three points
     assert "## Loss curves" not in text and "## Colorization" not in text
     assert text.rstrip().endswith("![pareto front](pareto_front.png)")
+
+
+def test_a_study_is_too_small_by_its_finished_trials_not_its_completed_ones():
+    # Under a pruner most of 30 trials are pruned: each still a point the search judged.
+    pruned_most = render(_report_data(states={"COMPLETE": 7, "PRUNED": 23}, n_completed=7))
+    assert "too small" not in pruned_most
+    few = render(_report_data(states={"COMPLETE": 2, "PRUNED": 6, "FAIL": 3}, n_completed=2))
+    assert "**A run too small to judge the search**: 8 finished trial(s)" in few
 
 
 def test_a_study_across_code_sizes_has_its_front_against_pca_on_validation():

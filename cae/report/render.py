@@ -63,6 +63,9 @@ def _header(data: ReportData) -> list[str]:
 
 
 SHORT_TRIALS = 3  # epochs per trial below which a ranking says little about longer training
+# Finished trials (completed or pruned: each a point the search judged) below which a study has not
+# searched yet: the default sampler's first 10 points are random draws.
+FEW_TRIALS = 10
 
 
 def _study(data: ReportData) -> list[str]:
@@ -73,10 +76,11 @@ def _study(data: ReportData) -> list[str]:
             f"- **A run too short for rankings**: {data.epochs_per_trial} epoch(s) per trial; which model is best "
             "after so little training says little about which is best after a full-length trial."
         )
-    if data.n_completed < MIN_FOR_IMPORTANCES:
+    finished = data.states.get("COMPLETE", 0) + data.states.get("PRUNED", 0)
+    if finished < FEW_TRIALS:
         small.append(
-            f"- **A run too small to judge the search**: {data.n_completed} completed trial(s); its best says how "
-            f"these points compare, not what the space holds (the default study runs 30)."
+            f"- **A run too small to judge the search**: {finished} finished trial(s); its best says how these "
+            f"points compare, not what the space holds (the default study runs 30)."
         )
     return [
         "## Study",
