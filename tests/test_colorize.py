@@ -114,6 +114,20 @@ def test_a_collapsed_variant_is_named_and_gets_no_gain():
     text = " ".join(shortcomings({"chroma": row}, base))
     assert "`chroma` collapsed to one colour for every pixel (colourfulness 0.01)" in text
     assert "learning rate 0.006" in text
+    assert "diverged" not in text  # no curve, no claim
+
+
+def test_a_variant_whose_training_loss_rose_is_said_to_have_diverged():
+    from cae.colorize.render import shortcomings
+
+    config = with_overrides(ExperimentConfig(), {"train.learning_rate": 1e-3})
+    row = {"test_psnr": 10.7, "test_colourfulness": 2.8, "luma_psnr": 12.5, "per_class_mse": {"cat": 0.09}}
+    base = {"gray copied to RGB": {"test_psnr": 22.3}, "gray + mean training chroma": {"test_psnr": 22.9}}
+    rose = {**row, "config": config, "train_loss": [1.67, 3.86, 7.65]}
+    text = " ".join(shortcomings({"seed": rose}, base))
+    assert "`seed` diverged: its training loss rose from 1.67 to 7.65 over 3 epochs at learning rate 0.001" in text
+    fell = {**rose, "train_loss": [1.67, 0.9, 0.7]}
+    assert "diverged" not in " ".join(shortcomings({"seed": fell}, base))
 
 
 def _exported(study: str, number: int, config: ExperimentConfig, value: float, uid: str = "u1") -> None:

@@ -165,6 +165,7 @@ def train_variant(
         "epochs": result.epochs_run,
         "seconds_per_epoch": result.seconds_per_epoch,
         "seconds": result.seconds,
+        "train_loss": result.history["train_loss"],
         "model": result.model,
         "config": config,
         "loss_curve": out / "loss_curve.png",

@@ -127,6 +127,14 @@ def _against_baselines(results: dict[str, dict[str, Any]], baseline_rows: dict[s
                 f"learning rate {r['config'].train.learning_rate:.3g}; a lower rate "
                 "(`--set train.learning_rate=1e-3`) or batch normalisation is the first thing to try."
             )
+    for v, r in results.items():
+        curve = r.get("train_loss") or []  # a row built by hand may carry no curve
+        if len(curve) > 1 and curve[-1] > curve[0]:
+            out.append(
+                f"`{v}` diverged: its training loss rose from {curve[0]:.3g} to {curve[-1]:.3g} over {len(curve)} "
+                f"epochs at learning rate {r['config'].train.learning_rate:.3g}, so its scores are those of a failed "
+                "fit, not of its recipe; a lower rate (`--set train.learning_rate=`) is the first thing to try."
+            )
     ratios = {v: r["test_colourfulness"] for v, r in results.items()}
     dull = [f"`{v}` {c:.2f}" for v, c in ratios.items()]
     if min(ratios.values()) < DESATURATED:  # a claim about greyness only where a model is grey
