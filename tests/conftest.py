@@ -79,8 +79,7 @@ def sample_splits():
 # Real services (tests/servers.py): PostgreSQL and an `mlflow server`, one of each per session.
 
 
-@pytest.fixture(scope="session")
-def postgres():
+def start_postgres():
     """A throwaway PostgreSQL cluster on a free 127.0.0.1 port (via runuser when root)."""
     import shutil
 
@@ -96,7 +95,22 @@ def postgres():
             pwd.getpwnam("postgres")
         except KeyError:
             require(False, "there is no 'postgres' user to run PostgreSQL as (CI runs as root)")
-    server = Postgres(bin_dir).start()
+    return Postgres(bin_dir).start()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The session's cluster (the `mlflow server` fixture's backend store among others)."""
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def own_postgres():
+    """A cluster of the module's own, for tests that stop and start it: stopping the session's would
+    stop its `mlflow server` too."""
+    server = start_postgres()
     yield server
     server.stop()
 

@@ -1,7 +1,7 @@
 """Service faults a long study meets, each ridden out by the same `cae search` call or ended by one
 line and resumed by running it again: a PostgreSQL restart mid-trial, a full runs/ disk, an MLflow
 server restart. Real services and real CLI processes throughout (no mocks); the storage proxy's
-own behaviour is tested in-process in tests/test_resilient.py.
+own behaviour is tested in-process in tests/test_storage.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from cae.tracking import Tracker
 from cae.urls import with_driver
 
 from .conftest import require
-from .servers import Postgres, SlowProxy, postgres_bin_dir
+from .servers import SlowProxy
 
 pytestmark = pytest.mark.slow  # every test starts `cae search` processes (and services)
 
@@ -128,16 +128,6 @@ def assert_runs_closed(tracking: str, study: str, trials: list[optuna.trial.Froz
 
 # --------------------------------------------------------------------------------------------
 # PostgreSQL stopped for 20 s while a trial trains
-
-
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[Postgres]:
-    """A cluster of this module's own: stopping the session's would stop its `mlflow server` too."""
-    bin_dir = postgres_bin_dir()
-    require(bin_dir is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    server = Postgres(bin_dir).start()
-    yield server
-    server.stop()
 
 
 def test_postgres_restart_mid_trial_is_waited_out(own_postgres, tmp_path):

@@ -5,11 +5,10 @@ through the `cae search` CLI are in tests/test_faults.py.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import optuna
 import pytest
@@ -19,31 +18,17 @@ from cae.search.storage import (
     DEFAULT_PATIENCE,
     PATIENCE_ENV,
     StorageUnavailable,
-    fail_stale_trials,
     open_storage,
     patience,
     storage_errors,
 )
 from cae.search_config import SearchConfig
 
-from .conftest import require
-from .servers import Postgres, postgres_bin_dir
-
 # ask/tell by hand with a heartbeat storage: Optuna warns that the heartbeat is meant for optimize().
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize"),
     pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
 ]
-
-
-@pytest.fixture(scope="module")
-def own_postgres() -> Iterator[Postgres]:
-    """A cluster of this module's own: stopping the session's would stop its `mlflow server` too."""
-    bin_dir = postgres_bin_dir()
-    require(bin_dir is not None, "PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    server = Postgres(bin_dir).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -62,12 +47,6 @@ def open_study(own_postgres, monkeypatch) -> Callable[..., tuple[optuna.Study, o
         return optuna.create_study(study_name="s", storage=storage, load_if_exists=True), storage
 
     return make
-
-
-def trial_id(storage, study, trial) -> int:
-    return storage.get_trial_id_from_study_id_trial_number(
-        storage.get_study_id_from_name(study.study_name), trial.number
-    )
 
 
 @pytest.mark.slow  # a PostgreSQL cluster stopped and started again
@@ -110,34 +89,6 @@ def test_past_the_patience_one_line_error_and_the_trial_is_left_for_a_rerun(own_
         own_postgres.start_again()
     again, _ = open_study("patience", patience=2)
     assert [t.state.name for t in again.trials] in (["RUNNING"], ["FAIL"])  # a rerun fails and retries it
-
-
-@pytest.mark.slow  # a PostgreSQL cluster stopped and started again
-def test_right_after_an_outage_no_worker_fails_another_workers_trial(own_postgres, open_study, capsys):
-    study, storage = open_study("stale", patience=60)
-    trial = study.ask()
-    beating = threading.Event()
-    beating.set()
-
-    def heartbeats() -> None:  # worker A's heartbeat thread: blocked while the database is away
-        while beating.is_set():
-            # The server may go mid-statement (Optuna's StorageInternalError): the next one reconnects.
-            with contextlib.suppress(optuna.exceptions.StorageInternalError):
-                storage.record_heartbeat(trial_id(storage, study, trial))
-            time.sleep(1)
-
-    threading.Thread(target=heartbeats, daemon=True).start()
-    own_postgres.stop_server()
-    time.sleep(3)  # longer than grace_period: every heartbeat is stale when the database returns
-    own_postgres.start_again()
-    fail_stale_trials(study, storage)  # worker B: waits one grace period, then must not judge A's trial dead
-    assert "before judging other workers' trials" in capsys.readouterr().out
-    assert study.trials[0].state.name == "RUNNING"
-    beating.clear()  # A dies: past grace_period its trial is failed and queued again
-    time.sleep(3)
-    fail_stale_trials(study, storage)
-    states = [t.state.name for t in study.trials]
-    assert states == ["FAIL", "WAITING"], states
 
 
 def test_a_sqlite_lock_held_by_another_process_is_waited_for_and_the_write_lands(tmp_path, monkeypatch):
@@ -183,26 +134,6 @@ def test_a_full_disk_under_optuna_is_what_surfaces(tmp_path):
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(tmp_path / "optuna.db")
     with pytest.raises(ValueError), storage_errors():  # anything else passes through untouched
         raise ValueError("not a storage problem")
-
-
-def test_a_running_trial_that_never_sent_a_heartbeat_is_failed_after_the_grace_period(tmp_path, monkeypatch):
-    """Its worker died (or its disk filled) before the first heartbeat: Optuna alone keeps it RUNNING
-    for ever, and a rerun would wait for it."""
-    monkeypatch.setenv(PATIENCE_ENV, "5")
-    config = SearchConfig(storage=f"sqlite:///{tmp_path}/optuna.db", heartbeat_interval=1, grace_period=1)
-    storage = open_storage(config)
-    study = optuna.create_study(study_name="s", storage=storage)
-    silent = study.ask()  # no heartbeat thread: like a worker killed right after creating its trial
-    beating = study.ask()
-    fail_stale_trials(study, storage)
-    assert [t.state.name for t in study.trials] == ["RUNNING", "RUNNING"]  # within the grace period
-    time.sleep(1.5)
-    storage.record_heartbeat(trial_id(storage, study, beating))
-    fail_stale_trials(study, storage)
-    states = {t.number: t.state.name for t in study.trials}
-    assert states[silent.number] == "FAIL" and states[beating.number] == "RUNNING"
-    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == silent.number]
-    assert [t.state.name for t in retried] == ["WAITING"]  # queued again with its parameters, as any stale trial
 
 
 @pytest.mark.slow  # a PostgreSQL cluster

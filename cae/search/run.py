@@ -22,7 +22,8 @@ from cae.search.estimate import first_estimate
 from cae.search.figures import save_optuna_plots
 from cae.search.objective import ENGINE
 from cae.search.record import check_resume, study_record
-from cae.search.storage import fail_stale_trials, open_storage, shared_across_hosts, storage_url
+from cae.search.stale import fail_stale_trials
+from cae.search.storage import open_storage, shared_across_hosts, storage_url
 from cae.search.study import FINISHED, count, create_or_load_study, state_counts
 from cae.search.task import ReconstructionTask, Task, TaskFactory
 from cae.search.workers import run_worker, spawn_workers

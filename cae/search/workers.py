@@ -31,7 +31,8 @@ from cae.search.estimate import duration_estimate, epoch_share
 from cae.search.objective import Objective
 from cae.search.record import check_resume, study_record
 from cae.search.retry import requeue_if_unanswered, requeue_interrupted
-from cae.search.storage import fail_stale_trials, open_storage, storage_errors, storage_url
+from cae.search.stale import fail_stale_trials
+from cae.search.storage import open_storage, storage_errors, storage_url
 from cae.search.study import FINISHED, SKIPPED, count, load_existing_study, optuna_module, state_name
 from cae.search.task import TaskFactory
 from cae.search.trial import trial_line
