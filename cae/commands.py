@@ -129,7 +129,8 @@ def cmd_search_worker(args: argparse.Namespace) -> int:
 def cmd_best(args: argparse.Namespace) -> int:
     import json
 
-    from cae.search.best import read_best, summary_lines
+    from cae.search.best import read_best
+    from cae.search.summary import summary_lines
 
     record = read_best(args.study or _search_config(args).study)
     print(json.dumps(record, indent=2) if args.json else "\n".join(summary_lines(record)))

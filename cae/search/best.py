@@ -259,32 +259,6 @@ def update_best(study: str, number: int, **fields: Any) -> None:
             write_text_atomic(json_path, json.dumps({**record, **fields}, indent=2))
 
 
-def summary_lines(record: dict[str, Any]) -> list[str]:
-    """`make best`: the study's best in a few lines (the whole record with JSON=1)."""
-    study, number = record["study"], record["trial_number"]
-    how = "a point handed to the study (enqueued)" if record.get("enqueued") else "a point the search chose"
-    lines = [
-        f"study {study}: best trial {number}, {how}; {record.get('epochs', '?')} epochs, "
-        f"{record['n_params']:,} parameters, code {record['code_values']} values",
-        f"  validation MSE {record['best_val_loss']:.6g}",
-    ]
-    test, held = record.get("test"), record.get("baselines")
-    if test:
-        line = f"  test PSNR {test['test_psnr']:.2f} dB"
-        if held:
-            others = {"PCA": held["pca_test_psnr"], "thumbnail": held["thumbnail_test_psnr"]}
-            if held.get("reference_test_psnr") is not None:
-                others["reference CAE"] = held["reference_test_psnr"]
-            line += "; " + ", ".join(f"{n} {v:.2f} ({test['test_psnr'] - v:+.2f})" for n, v in others.items())
-        lines.append(line)
-    lines.append(f"  model: {best_paths(study)[1]}")
-    registered = record.get("registered_model")
-    if registered:
-        lines.append(f"  registry: models:/{registered['name']}/{registered['version']}")
-    lines.append("  the whole record: make best JSON=1")
-    return lines
-
-
 def _register(study: str, record: dict[str, Any], model: Any, splits: Any, config: Any, tracker: Any) -> int | None:
     """The best model in the MLflow Model Registry as ``study``; a failure is a warning, not a lost search.
 

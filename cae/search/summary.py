@@ -1,13 +1,15 @@
-"""The studies of a storage as a user looks at them (`make studies`), and forgetting one (`make delete`)."""
+"""The studies of a storage as a user looks at them (`make studies`, `make best`), and forgetting one
+(`make delete`)."""
 
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from cae.errors import CAEError
 from cae.metrics import psnr_from_mse
 from cae.paths import study_dir
-from cae.search.best import read_best
+from cae.search.best import best_paths, read_best
 from cae.search.storage import open_storage, storage_url
 from cae.search.study import FINISHED, optuna_module, state_counts
 from cae.search_config import SearchConfig
@@ -45,6 +47,32 @@ def studies_table(cfg: SearchConfig) -> str:
             pass  # no exported best on this host (yet)
         lines.append(f"| {summary.study_name} | {finished} | {other} | {best} | {test} | {margin} |")
     return "\n".join(lines)
+
+
+def summary_lines(record: dict[str, Any]) -> list[str]:
+    """`make best`: the study's best in a few lines (the whole record with JSON=1)."""
+    study, number = record["study"], record["trial_number"]
+    how = "a point handed to the study (enqueued)" if record.get("enqueued") else "a point the search chose"
+    lines = [
+        f"study {study}: best trial {number}, {how}; {record.get('epochs', '?')} epochs, "
+        f"{record['n_params']:,} parameters, code {record['code_values']} values",
+        f"  validation MSE {record['best_val_loss']:.6g}",
+    ]
+    test, held = record.get("test"), record.get("baselines")
+    if test:
+        line = f"  test PSNR {test['test_psnr']:.2f} dB"
+        if held:
+            others = {"PCA": held["pca_test_psnr"], "thumbnail": held["thumbnail_test_psnr"]}
+            if held.get("reference_test_psnr") is not None:
+                others["reference CAE"] = held["reference_test_psnr"]
+            line += "; " + ", ".join(f"{n} {v:.2f} ({test['test_psnr'] - v:+.2f})" for n, v in others.items())
+        lines.append(line)
+    lines.append(f"  model: {best_paths(study)[1]}")
+    registered = record.get("registered_model")
+    if registered:
+        lines.append(f"  registry: models:/{registered['name']}/{registered['version']}")
+    lines.append("  the whole record: make best JSON=1")
+    return lines
 
 
 def delete(cfg: SearchConfig, force: bool = False) -> str:
