@@ -53,13 +53,22 @@ class _OptunaLines(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("[%(levelname).1s %(asctime)s] %(message)s"))
+        # Optuna says a failed trial in two warnings, the error's and then its value's ("failed with
+        # value None"); the second, with no error attached, follows from the same place and thread.
+        self._follow_up: tuple[int | None, str] | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
         from optuna.exceptions import UpdateFinishedTrialError  # a paused worker's trial: the worker says so
 
         error = record.exc_info[1] if record.exc_info else None
+        origin = (record.thread, record.pathname)
+        if error is None and self._follow_up == origin:
+            self._follow_up = None
+            return False
         known = (KeyboardInterrupt, CAEError, TrialStopped, SkippedTrial, UpdateFinishedTrialError)
-        return not (isinstance(error, known) or (error is not None and disk_full(error)))
+        said = isinstance(error, known) or (error is not None and disk_full(error))
+        self._follow_up = origin if said else None
+        return not said
 
 
 def make_sampler(cfg: SearchConfig, seed: int, conditional: bool = False) -> Any:
