@@ -135,6 +135,13 @@ def test_credentials_come_from_the_environment_or_a_private_file(tmp_path, monke
     assert read_credentials() == ("bob", "another-secret-2")
 
 
+def test_a_new_store_is_created_without_mlflows_info_lines(tmp_path, capfd):
+    Tracker(f"sqlite:///{tmp_path}/new.db").check()
+    assert (tmp_path / "new.db").is_file()
+    err = capfd.readouterr().err
+    assert "database tables" not in err and " INFO " not in err, err
+
+
 def test_a_password_in_the_tracking_url_is_refused():
     with pytest.raises(CAEError, match="contains a password"):
         Tracker("http://alice:secret@127.0.0.1:5000")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -63,6 +64,9 @@ class Tracker:
             ensure_dir(sqlite_file(self.uri).parent)
         if _is_remote(self.uri):
             bound_http()  # a server that stops answering: minutes per try at MLflow's default timeout
+        # MLflow says "Creating initial MLflow database tables..." at INFO on a new store; the study's
+        # own line names the store, so a first run's output starts with what the harness does.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
         try:
             # A database store connects (and creates its tables) right here: one process at a time.
             with creating_schema(self.uri):
