@@ -12,8 +12,9 @@ import sys
 from typing import Any
 
 from cae.config import ExperimentConfig, load_experiment
+from cae.config_files import parse_assignment
 from cae.errors import CAEError
-from cae.schema import parse_assignment, with_overrides
+from cae.schema import with_overrides
 from cae.search_config import SearchConfig, load_search
 
 # lazy: each command imports the modules it runs inside its function, so it loads only what it uses

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cae.config_files import read_yaml
 from cae.errors import CAEError
 from cae.paths import check_study_name
-from cae.schema import check_choices, from_dict, read_yaml, with_overrides
+from cae.schema import check_choices, from_dict, with_overrides
 
 IMAGE_SIZE = 32  # CIFAR-10 images are 32×32; depth is limited by it
 

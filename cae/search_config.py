@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cae.config import ExperimentConfig
+from cae.config_files import read_yaml
 from cae.errors import CAEError
 from cae.paths import check_study_name
-from cae.schema import from_dict, read_yaml, with_overrides
+from cae.schema import from_dict, with_overrides
 
 Objective = Literal["best_val_loss", "code_values", "val_psnr", "colourfulness_gap"]
 # Optimisation direction of each objective a study may name.

@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from cae.config import ExperimentConfig
+from cae.config_files import read_yaml
 from cae.errors import CAEError, quoted
-from cae.schema import coerce, field_type, flatten, read_yaml, with_overrides
+from cae.schema import coerce, field_type, flatten, with_overrides
 
 _SPEC_KEYS = {"low", "high", "step", "log", "choices", "if"}
 

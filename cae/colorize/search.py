@@ -19,9 +19,10 @@ from typing import Any
 
 from cae.colorize.variants import capped, source_architecture
 from cae.config import ExperimentConfig
+from cae.config_files import read_yaml
 from cae.data import load_splits
 from cae.errors import CAEError, failure_reason
-from cae.schema import flatten_mapping, from_dict, read_yaml, to_dict, with_overrides
+from cae.schema import flatten_mapping, from_dict, to_dict, with_overrides
 from cae.search import attrs
 from cae.search_config import SearchConfig
 from cae.space import load_space

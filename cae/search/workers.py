@@ -22,10 +22,11 @@ from typing import Any
 
 import yaml
 
+from cae.config_files import yaml_load
 from cae.data import splits_for
 from cae.errors import NO_SPACE, CAEError, Interrupted, disk_full_message, stop_requested
 from cae.hardware import configure_threads, gpu_ids, worker_gpu_env
-from cae.schema import from_dict, to_dict, yaml_load
+from cae.schema import from_dict, to_dict
 from cae.search import attrs
 from cae.search.estimate import duration_estimate, epoch_share
 from cae.search.objective import Objective
