@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from cae.errors import CAEError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CAE_OFFLINE"] = "1"  # never try a download from a test
@@ -22,6 +25,15 @@ def require(condition: bool, why: str) -> None:
         if IN_CI:
             pytest.fail(f"required in CI: {why}")
         pytest.skip(why)
+
+
+def one_line_error(path: Path, loader: Callable[[Path], object]) -> str:
+    """The one-line error ``loader(path)`` ends with: no traceback's worth of text, no second line."""
+    with pytest.raises(CAEError) as err:
+        loader(path)
+    message = str(err.value)
+    assert "\n" not in message and len(message) < len(str(path)) + 300, message[:500]
+    return message
 
 
 def shared_archive() -> Path:

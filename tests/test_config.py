@@ -12,6 +12,8 @@ from cae.errors import CAEError
 from cae.schema import field_type, flatten, from_dict, to_dict, with_overrides
 from cae.search_config import SearchConfig, load_search
 
+from .conftest import one_line_error
+
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS = sorted((REPO / "experiments").glob("*.yaml"))
 
@@ -179,20 +181,12 @@ def alias_bomb(levels: int, width: int = 10) -> str:
     return "[" + ", ".join(items) + "]"
 
 
-def one_line_error(path: Path, loader=load_experiment) -> str:
-    with pytest.raises(CAEError) as err:
-        loader(path)
-    message = str(err.value)
-    assert "\n" not in message and len(message) < len(str(path)) + 300, message[:500]
-    return message
-
-
 def test_an_alias_bomb_as_a_typed_value_is_quoted_by_a_short_prefix(tmp_path):
     """A real file: the value expands to 10**6 items (10**9 with 9 levels), never formatted whole."""
     path = tmp_path / "bomb.yaml"
     path.write_text(f"train:\n  epochs: {alias_bomb(6)}\n")
     assert path.stat().st_size < 1000
-    message = one_line_error(path)
+    message = one_line_error(path, load_experiment)
     assert "train.epochs must be an integer, got [[1, 1, 1, 1, 1, ...], [[1, 1" in message and message.endswith("…")
 
 
@@ -217,7 +211,7 @@ def test_an_alias_bomb_in_a_search_space_is_quoted_by_a_short_prefix(tmp_path):
 def test_a_huge_value_is_quoted_by_a_short_prefix(tmp_path, text, expected):
     path = tmp_path / "huge.yaml"
     path.write_text(text)
-    assert re.search(expected, one_line_error(path))
+    assert re.search(expected, one_line_error(path, load_experiment))
 
 
 def test_a_dense_code_colorizes_from_gray_with_a_learned_code_not_pcas():

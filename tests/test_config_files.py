@@ -14,13 +14,7 @@ from cae.config import ExperimentConfig, load_experiment
 from cae.config_files import parse_assignment, read_yaml, yaml_load
 from cae.errors import CAEError
 
-
-def one_line_error(path: Path, loader=read_yaml) -> str:
-    with pytest.raises(CAEError) as err:
-        loader(path)
-    message = str(err.value)
-    assert "\n" not in message and len(message) < len(str(path)) + 300, message[:500]
-    return message
+from .conftest import one_line_error
 
 
 def test_invalid_yaml_names_file_and_line(tmp_path):
@@ -50,7 +44,7 @@ def test_exponent_numbers_are_numbers():
 def test_a_config_file_over_one_megabyte_is_refused_before_parsing(tmp_path):
     path = tmp_path / "big.yaml"
     path.write_text("name: '" + "a" * 1_500_000 + "'\n")
-    message = one_line_error(path)
+    message = one_line_error(path, read_yaml)
     assert re.search(r"config file .*big\.yaml is 1\.5 MB; a config file is at most 1 MB", message)
 
 
@@ -67,7 +61,7 @@ def test_a_duplicate_key_is_refused_with_its_line(tmp_path, text, line, key):
     """YAML keeps the last value silently: 1.0e-3 then 5.0 trained at 5.0."""
     path = tmp_path / "dup.yaml"
     path.write_text(text)
-    message = one_line_error(path)
+    message = one_line_error(path, read_yaml)
     assert f"{path}: line {line}: duplicate key {key!r} (first on line" in message
 
 
@@ -96,7 +90,7 @@ def test_a_value_that_cannot_be_read_is_one_line(assignment, message):
 def test_a_file_nested_too_deeply_is_one_line(tmp_path):
     path = tmp_path / "deep.yaml"
     path.write_text("model: " + "[" * 100_000 + "\n")
-    assert "values are nested too deeply to read" in one_line_error(path)
+    assert "values are nested too deeply to read" in one_line_error(path, read_yaml)
 
 
 def read_within(path: Path, seconds: float = 5.0) -> BaseException | None:
