@@ -9,14 +9,14 @@ import logging
 import pytest
 
 from cae.errors import CAEError
-from cae.search.study import optuna_module
+from cae.search.study import OptunaLines, optuna_module
 
 
 @pytest.fixture
 def optuna_lines():
     """Optuna, and what its handler prints while the test runs."""
     optuna = optuna_module()
-    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, logging.StreamHandler))
+    handler = next(h for h in logging.getLogger("optuna").handlers if isinstance(h, OptunaLines))
     out = io.StringIO()
     old = handler.setStream(out)
     yield optuna, out

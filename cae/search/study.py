@@ -40,13 +40,13 @@ def optuna_module() -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logger = logging.getLogger("optuna")
-    if not any(isinstance(h, _OptunaLines) for h in logger.handlers):
+    if not any(isinstance(h, OptunaLines) for h in logger.handlers):
         optuna.logging.disable_default_handler()
-        logger.addHandler(_OptunaLines())
+        logger.addHandler(OptunaLines())
     return optuna
 
 
-class _OptunaLines(logging.StreamHandler):
+class OptunaLines(logging.StreamHandler):
     """Optuna's warnings as it prints them, but none for a failure the harness reports in its own line
     (a trial failed by Ctrl-C, a NaN loss, a refused point, a full disk, another worker's stale sweep)."""
 
