@@ -176,11 +176,11 @@ def small_disk(tmp_path) -> Iterator[Path]:
 def fill(disk: Path) -> Path:
     """Another program takes every free byte of ``disk``."""
     ballast = disk / "ballast"
-    with ballast.open("wb") as fh:
+    # Unbuffered: a buffered file keeps the bytes that did not fit and raises ENOSPC again on close.
+    with ballast.open("wb", buffering=0) as fh:
         try:
-            while True:
-                fh.write(b"\0" * 65536)
-                fh.flush()
+            while fh.write(b"\0" * 65536):
+                pass
         except OSError:  # ENOSPC: full
             pass
     return ballast
