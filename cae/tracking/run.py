@@ -101,10 +101,17 @@ class Run:
                 return
             except Exception as err:
                 # Two workers logging the same new dataset at once: one insert loses the race on
-                # the store's unique key; the dataset exists now, so linking it again succeeds.
+                # the store's unique key; the dataset exists now, so linking it again succeeds. A
+                # database store raises the IntegrityError here; a tracking server answers it as a
+                # BAD_REQUEST (its only code for a failed insert), so that is retried too.
+                from mlflow.exceptions import MlflowException
                 from sqlalchemy.exc import IntegrityError
 
-                if attempt == 2 or not any(isinstance(c, IntegrityError) for c in causes(err)):
+                lost_race = any(
+                    isinstance(c, IntegrityError) or (isinstance(c, MlflowException) and c.error_code == "BAD_REQUEST")
+                    for c in causes(err)
+                )
+                if attempt == 2 or not lost_race:
                     raise
                 time.sleep(0.2 * (attempt + 1))
 
