@@ -91,6 +91,77 @@ def test_past_the_patience_one_line_error_and_the_trial_is_left_for_a_rerun(own_
     assert [t.state.name for t in again.trials] in (["RUNNING"], ["FAIL"])  # a rerun fails and retries it
 
 
+@pytest.mark.slow  # a PostgreSQL cluster
+def test_a_statement_whose_connection_drops_mid_flight_is_run_again(own_postgres, open_study):
+    """The database goes while a statement is in flight (a restart as a trial draws its parameters):
+    Optuna would raise StorageInternalError and fail the trial; the statement is run again instead."""
+    import psycopg2
+
+    study, _ = open_study("mid-statement", patience=30)
+    study.tell(study.ask(), 1.0)
+    running = study.ask()  # unfinished: Optuna's cache reads it from the database on every call
+
+    def connect() -> psycopg2.extensions.connection:
+        return psycopg2.connect(host="127.0.0.1", port=own_postgres.port, user="postgres", dbname="mid-statement")
+
+    locker, admin = connect(), connect()
+    admin.autocommit = True
+    with locker.cursor() as cur:  # holds the table until rollback: the storage's read waits in flight
+        cur.execute("LOCK TABLE trials IN ACCESS EXCLUSIVE MODE")
+    read: dict[str, object] = {}
+
+    def reader() -> None:
+        try:
+            read["trials"] = study.get_trials(deepcopy=False)
+        except Exception as err:
+            read["error"] = err
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    waiting = "SELECT pid FROM pg_stat_activity WHERE datname = 'mid-statement' AND wait_event_type = 'Lock'"
+    with admin.cursor() as cur:
+        for _ in range(200):
+            cur.execute(waiting)
+            if cur.fetchall():
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the storage's read never waited on the lock")
+        cur.execute(f"SELECT pg_terminate_backend(pid) FROM ({waiting}) AS blocked")  # its connection goes
+    locker.rollback()
+    thread.join(timeout=60)
+    locker.close()
+    admin.close()
+    assert "error" not in read, repr(read.get("error"))
+    assert [(t.number, t.state.name) for t in read["trials"]] == [(0, "COMPLETE"), (running.number, "RUNNING")]
+
+
+@pytest.mark.slow  # a PostgreSQL cluster
+def test_a_statement_that_fails_on_its_own_is_not_run_again(open_study):
+    """Only a lost connection is retried: a statement the database rejects fails at once, as before."""
+    _, storage = open_study("rejected", patience=30)
+    started = time.monotonic()
+    with pytest.raises(optuna.exceptions.StorageInternalError):
+        storage.create_new_study([optuna.study.StudyDirection.MINIMIZE], "x" * 1000)  # longer than the column
+    assert time.monotonic() - started < 10
+
+
+def test_every_statement_of_optunas_rdb_storage_rides_out_a_lost_connection(tmp_path):
+    """Each RDBStorage method that opens a transaction of its own is wrapped: a newer Optuna that adds
+    one fails here rather than failing a user's trial on a restart."""
+    import inspect
+
+    patient = type(open_storage(SearchConfig(storage=f"sqlite:///{tmp_path}/optuna.db")))
+    rdb = optuna.storages.RDBStorage
+    opening = {
+        name
+        for name, member in vars(rdb).items()
+        if inspect.isfunction(member) and "_create_scoped_session(" in inspect.getsource(member)
+    }
+    assert opening and issubclass(patient, rdb)
+    assert opening <= set(vars(patient)), opening - set(vars(patient))
+
+
 def test_a_sqlite_lock_held_by_another_process_is_waited_for_and_the_write_lands(tmp_path, monkeypatch):
     """Another process holds the write lock (a long backup, a stuck reader): SQLite's busy timeout, set
     to the patience, waits for it; a finished trial's result is not lost."""

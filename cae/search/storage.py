@@ -6,7 +6,9 @@ connections are checked before use (``pool_pre_ping``) and every new connection 
 backoff (SQLAlchemy's ``do_connect`` event) for up to ``CAE_STORAGE_PATIENCE`` seconds, so a storage
 call made meanwhile waits instead of failing; one line says when the database went, one when it is
 back, and past the patience a one-line :class:`StorageUnavailable` ends the worker with the study
-intact. SQLite waits for another process's write lock by its own busy timeout, set to the patience.
+intact. A statement in flight when the connection goes (SQLAlchemy marks the connection invalidated)
+is run again through a new, waiting connection: Optuna would fail the trial on it (or end its heartbeat
+thread). SQLite waits for another process's write lock by its own busy timeout, set to the patience.
 
 What Optuna's heartbeat leaves open (trials that never sent one, judging others right after an
 outage) is closed in :mod:`cae.search.stale`.
@@ -15,6 +17,7 @@ outage) is closed in :mod:`cae.search.stale`.
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import shutil
@@ -140,6 +143,70 @@ def retry_callback() -> Any:
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
 
 
+# What RDBStorage reads and writes through, each in one transaction of its own: Optuna's public storage
+# API, and the private methods its trial cache (``_CachedStorage``) calls on it instead.
+_STATEMENTS = (  # noqa: SIM905 - a list of names, read as one
+    "create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name "
+    "get_study_name_from_id get_study_directions get_study_user_attrs get_study_system_attrs "
+    "get_trial_user_attrs get_trial_system_attrs get_all_studies create_new_trial set_trial_param "
+    "get_trial_param set_trial_state_values set_trial_intermediate_value set_trial_user_attr "
+    "set_trial_system_attr get_trial_id_from_study_id_trial_number get_trial get_all_trials get_best_trial "
+    "record_heartbeat _create_new_trial _set_trial_param _get_trials _get_best_trial_id _get_stale_trial_ids"
+).split()
+
+
+def lost_connection(err: BaseException) -> bool:
+    """Whether ``err`` comes from a connection that went mid-statement (SQLAlchemy's own judgement, which
+    invalidates it), rather than from the statement itself."""
+    from sqlalchemy.exc import DBAPIError
+
+    return any(isinstance(cause, DBAPIError) and cause.connection_invalidated for cause in causes(err))
+
+
+def _ridden_out(method: Any) -> Any:
+    """``method`` run again while its connection is lost mid-statement, up to the patience; the new
+    connection waits for the database (:meth:`Outage.connect`). The transaction died with the connection,
+    so running it again is safe; only a commit whose answer was lost could land twice, which a trial's
+    heartbeat retry (cae/search/retry.py) or Optuna's own checks turn into a retried trial."""
+    import optuna
+
+    @functools.wraps(method)
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        first = None
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except optuna.exceptions.StorageInternalError as err:
+                outage = outage_of(self)
+                if outage is None or not lost_connection(err):
+                    raise
+                first = first or time.monotonic()
+                if time.monotonic() - first >= outage.patience:
+                    raise StorageUnavailable(
+                        f"storage {outage.label} kept dropping the connection for {outage.patience:.0f} s "
+                        f"({first_line(err.__cause__ or err)}); the study is intact: run the same command again "
+                        f"once it is stable, or set {PATIENCE_ENV} to wait longer"
+                    ) from None
+
+    return call
+
+
+@functools.cache
+def _patient_storage() -> type:
+    """Optuna's RDBStorage whose every statement rides out a lost connection (built on first use: the
+    module itself does not import Optuna)."""
+    import optuna
+
+    class PatientRDBStorage(optuna.storages.RDBStorage):
+        pass
+
+    for name in _STATEMENTS:
+        method = getattr(optuna.storages.RDBStorage, name, None)
+        if method is not None:  # a later Optuna may rename a private one: it then goes unwrapped
+            setattr(PatientRDBStorage, name, _ridden_out(method))
+    return PatientRDBStorage
+
+
 _OPENED: dict[tuple[str, int, int], Any] = {}  # one storage (one connection pool, one schema check) per process
 _OUTAGES: dict[int, Outage] = {}  # id(storage) -> what its connections have seen
 
@@ -175,7 +242,7 @@ def _open(cfg: SearchConfig, url: str) -> Any:
     try:
         with warnings.catch_warnings(), creating_schema(url):  # two first workers on an empty file: one creates it
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # the heartbeat, since 2.8
-            storage = optuna.storages.RDBStorage(
+            storage = _patient_storage()(
                 with_driver(url),
                 engine_kwargs={"connect_args": connect_args, "pool_pre_ping": True},
                 heartbeat_interval=cfg.heartbeat_interval,
@@ -283,6 +350,7 @@ __all__ = [
     "PATIENCE_ENV",
     "Outage",
     "StorageUnavailable",
+    "lost_connection",
     "open_existing_storage",
     "open_storage",
     "outage_of",
