@@ -143,18 +143,6 @@ def retry_callback() -> Any:
         return optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES, inherit_intermediate_values=True)
 
 
-# What RDBStorage reads and writes through, each in one transaction of its own: Optuna's public storage
-# API, and the private methods its trial cache (``_CachedStorage``) calls on it instead.
-_STATEMENTS = (  # noqa: SIM905 - a list of names, read as one
-    "create_new_study delete_study set_study_user_attr set_study_system_attr get_study_id_from_name "
-    "get_study_name_from_id get_study_directions get_study_user_attrs get_study_system_attrs "
-    "get_trial_user_attrs get_trial_system_attrs get_all_studies create_new_trial set_trial_param "
-    "get_trial_param set_trial_state_values set_trial_intermediate_value set_trial_user_attr "
-    "set_trial_system_attr get_trial_id_from_study_id_trial_number get_trial get_all_trials get_best_trial "
-    "record_heartbeat _create_new_trial _set_trial_param _get_trials _get_best_trial_id _get_stale_trial_ids"
-).split()
-
-
 def lost_connection(err: BaseException) -> bool:
     """Whether ``err`` comes from a connection that went mid-statement (SQLAlchemy's own judgement, which
     invalidates it), rather than from the statement itself."""
@@ -195,14 +183,17 @@ def _ridden_out(method: Any) -> Any:
 def _patient_storage() -> type:
     """Optuna's RDBStorage whose every statement rides out a lost connection (built on first use: the
     module itself does not import Optuna)."""
+    import inspect
+
     import optuna
 
     class PatientRDBStorage(optuna.storages.RDBStorage):
         pass
 
-    for name in _STATEMENTS:
-        method = getattr(optuna.storages.RDBStorage, name, None)
-        if method is not None:  # a later Optuna may rename a private one: it then goes unwrapped
+    # Every method, not only the public API: Optuna's trial cache reads through some of its own. A method
+    # that runs inside another's transaction never sees StorageInternalError, so wrapping it changes nothing.
+    for name, method in vars(optuna.storages.RDBStorage).items():
+        if inspect.isfunction(method) and not name.startswith("__"):
             setattr(PatientRDBStorage, name, _ridden_out(method))
     return PatientRDBStorage
 
