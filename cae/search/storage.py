@@ -154,8 +154,8 @@ def lost_connection(err: BaseException) -> bool:
 def _ridden_out(method: Any) -> Any:
     """``method`` run again while its connection is lost mid-statement, up to the patience; the new
     connection waits for the database (:meth:`Outage.connect`). The transaction died with the connection,
-    so running it again is safe; only a commit whose answer was lost could land twice, which a trial's
-    heartbeat retry (cae/search/retry.py) or Optuna's own checks turn into a retried trial."""
+    so running it again is safe. Only a commit that landed but whose answer was lost is run twice: the
+    second is a duplicate write or, for a trial's final state, Optuna's error that the trial is finished."""
     import optuna
 
     @functools.wraps(method)
