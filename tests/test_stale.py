@@ -10,8 +10,9 @@ import time
 import optuna
 import pytest
 
+from cae.search.outage import PATIENCE_ENV
 from cae.search.stale import fail_stale_trials
-from cae.search.storage import PATIENCE_ENV, open_storage
+from cae.search.storage import open_storage
 from cae.search_config import SearchConfig
 
 # ask/tell by hand with a heartbeat storage: Optuna warns that the heartbeat is meant for optimize().

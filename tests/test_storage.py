@@ -1,6 +1,6 @@
-"""The study storage (cae/search/storage.py) while its database is away, in-process on a real
-PostgreSQL cluster that is stopped and started again (no TensorFlow, no mocks). The same faults
-through the `cae search` CLI are in tests/test_faults.py.
+"""The study storage (cae/search/storage.py) while its database is away (cae/search/outage.py),
+in-process on a real PostgreSQL cluster that is stopped and started again (no TensorFlow, no mocks).
+The same faults through the `cae search` CLI are in tests/test_faults.py.
 """
 
 from __future__ import annotations
@@ -14,14 +14,8 @@ import optuna
 import pytest
 
 from cae.errors import CAEError
-from cae.search.storage import (
-    DEFAULT_PATIENCE,
-    PATIENCE_ENV,
-    StorageUnavailable,
-    open_storage,
-    patience,
-    storage_errors,
-)
+from cae.search.outage import DEFAULT_PATIENCE, PATIENCE_ENV, StorageUnavailable, patience
+from cae.search.storage import open_storage, storage_errors
 from cae.search_config import SearchConfig
 
 # ask/tell by hand with a heartbeat storage: Optuna warns that the heartbeat is meant for optimize().

@@ -13,7 +13,7 @@ import time
 import warnings
 from typing import Any
 
-from cae.search.storage import MAX_BACKOFF, outage_of
+from cae.search.outage import MAX_BACKOFF, outage_of
 
 
 def fail_stale_trials(study: Any, storage: Any) -> None:
