@@ -1,19 +1,24 @@
-"""cae.tracking.watch: a tracking server that accepts connections and never answers, in-process.
+"""cae.tracking.watch: a tracking server that accepts connections and never answers, and a store on a
+PostgreSQL server that restarts, in-process.
 
-A real listening socket that never replies and a real ``MlflowClient``; the end-to-end case (a
-search through a stalling proxy in front of a real ``mlflow server``) is in tests/test_faults.py.
+A real listening socket that never replies, a real PostgreSQL cluster and a real ``MlflowClient``; the
+end-to-end case (a search through a stalling proxy in front of a real ``mlflow server``) is in
+tests/test_faults.py.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 
 import pytest
 
+from cae.search.outage import PATIENCE_ENV
 from cae.tracking import Tracker
-from cae.tracking.watch import HTTP_TIMEOUT, TrackingUnavailable, Watched, bound_http, unanswered
+from cae.tracking.watch import HTTP_TIMEOUT, Patient, TrackingUnavailable, Watched, bound_http, unanswered
 
 
 @pytest.fixture
@@ -72,3 +77,40 @@ def test_a_local_store_is_not_watched(tmp_path):
     assert not isinstance(tracker.client, Watched) and not tracker.silent
     with tracker.answering("anything"):
         pass
+    assert not isinstance(tracker.client, Patient)  # nor waited for: a local file has no server to restart
+
+
+@pytest.mark.slow  # a PostgreSQL cluster stopped and started again
+def test_a_database_stores_restart_is_waited_out_and_past_the_patience_is_one_line(
+    own_postgres, monkeypatch, capsys, caplog
+):
+    """MLflow answers a lost connection with TEMPORARILY_UNAVAILABLE at once (and logs its traceback): the
+    call is tried again until the database is back, said in two lines, and given up past the patience."""
+    monkeypatch.setenv(PATIENCE_ENV, "60")
+    tracker = Tracker(own_postgres.create_database("mlflow")).check()
+    monkeypatch.setenv(PATIENCE_ENV, "1")
+    impatient = Tracker(tracker.uri)
+    assert isinstance(tracker.client, Patient)
+    run_id = tracker.client.create_run(tracker.experiment_id("e")).info.run_id
+    logging.getLogger("mlflow.store.db.utils").addHandler(caplog.handler)  # what MLflow's logger lets out
+    try:
+        own_postgres.stop_server()
+        threading.Timer(4, own_postgres.start_again).start()
+        started = time.monotonic()
+        tracker.client.set_tag(run_id, "k", "v")  # waits for the database instead of failing
+        assert time.monotonic() - started >= 3
+        assert tracker.client.get_run(run_id).data.tags["k"] == "v"
+        said = capsys.readouterr().err
+        assert "unreachable" in said and "retrying for up to 60 s" in said and "is back after" in said, said
+        assert not [r for r in caplog.records if r.exc_info], caplog.text
+
+        own_postgres.stop_server()
+        try:
+            with pytest.raises(
+                TrackingUnavailable, match=r"unreachable for 1 s \(set_tag: .*run the same command again"
+            ):
+                impatient.client.set_tag(run_id, "k", "w")
+        finally:
+            own_postgres.start_again()
+    finally:
+        logging.getLogger("mlflow.store.db.utils").removeHandler(caplog.handler)

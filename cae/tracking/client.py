@@ -15,11 +15,12 @@ from cae.environ import scoped_env
 from cae.errors import CAEError, causes, disk_full_message, first_line, no_space
 from cae.locks import creating_schema
 from cae.paths import ensure_dir, project_root, runs_dir
+from cae.search.outage import patience
 from cae.tracking.auth import read_credentials
 from cae.tracking.outbox import Outbox, resend
 from cae.tracking.run import Run
 from cae.tracking.system import check_system_metrics
-from cae.tracking.watch import TrackingUnavailable, Watched, bound_http
+from cae.tracking.watch import Patient, TrackingUnavailable, Watched, bound_http
 from cae.urls import has_password, shown, sqlite_file, with_driver
 
 
@@ -64,6 +65,8 @@ class Tracker:
             ensure_dir(sqlite_file(self.uri).parent)
         if _is_remote(self.uri):
             bound_http()  # a server that stops answering: minutes per try at MLflow's default timeout
+        # A database server's restart is waited out (a bad CAE_STORAGE_PATIENCE is said here, as itself).
+        wait = None if _is_remote(self.uri) or sqlite_file(self.uri) else patience()
         # MLflow says "Creating initial MLflow database tables..." at INFO on a new store; the study's
         # own line names the store, so a first run's output starts with what the harness does.
         logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
@@ -72,7 +75,10 @@ class Tracker:
             with creating_schema(self.uri):
                 client = MlflowClient(tracking_uri=with_driver(self.uri))
                 # A server's every call is watched: a silent one is said, and gives up within the bounds.
-                self.client = Watched(client, self.uri) if _is_remote(self.uri) else client
+                if _is_remote(self.uri):
+                    self.client = Watched(client, self.uri)
+                else:  # a local file has no server to restart
+                    self.client = client if wait is None else Patient(client, self.uri, wait)
                 if sqlite_file(self.uri):
                     self.client.search_experiments(max_results=1)  # the tables exist now, under the lock
         except Exception as err:
@@ -114,8 +120,7 @@ class Tracker:
         try:
             # One quick try: a store that is down is said at once, not after MLflow's minutes of retries.
             with scoped_env({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
-                unwatched = self.client.unwatched if isinstance(self.client, Watched) else self.client
-                unwatched.search_experiments(max_results=1)
+                getattr(self.client, "unwatched", self.client).search_experiments(max_results=1)
         except Exception as err:
             from mlflow.exceptions import MlflowException
 

@@ -10,10 +10,16 @@ and never answers would hold a search for over 20 minutes without a word.
 Every call of a server's client goes through :class:`Watched`: one monitor thread per client says
 when a call has waited ``NOTE_AFTER`` seconds (and again every minute), and when the server answers
 again; a call the client gave up on is :class:`TrackingUnavailable`, one line.
+
+A store on a database server (``postgresql://``, ``mysql://``) has no such retries: MLflow answers a
+lost or refused connection with ``TEMPORARILY_UNAVAILABLE`` at once. :class:`Patient` tries such a call
+again, as the study storage does (``CAE_STORAGE_PATIENCE``), so a database restart does not fail the
+trial that was logging.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import sys
@@ -23,7 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cae.errors import CAEError
+from cae.errors import CAEError, first_line
+from cae.search.outage import MAX_BACKOFF, PATIENCE_ENV
 from cae.urls import shown
 
 HTTP_TIMEOUT = "20"  # seconds per try, where the user has not set MLFLOW_HTTP_REQUEST_TIMEOUT
@@ -94,7 +101,25 @@ def _say(text: str) -> None:
     print(f"note: {text}", file=sys.stderr, flush=True)
 
 
-class Watched:
+class _Client:
+    """An ``MlflowClient`` (``unwatched``) whose public calls go through :meth:`_call`; attributes pass through."""
+
+    unwatched: Any
+
+    def __getattr__(self, name: str) -> Any:
+        client = self.__dict__.get("unwatched")
+        if client is None:  # copy / pickle look attributes up before __init__ ran
+            raise AttributeError(name)
+        value = getattr(client, name)
+        if not callable(value) or name.startswith("_"):
+            return value
+        return functools.partial(self._call, name, value)
+
+    def _call(self, name: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+
+class Watched(_Client):
     """An ``MlflowClient`` whose every call is watched by :meth:`answering`; attributes pass through.
 
     ``silent`` is True after a call gave up unanswered, until one is answered again: a run's closing
@@ -110,19 +135,9 @@ class Watched:
         self._lock = threading.Lock()
         self._monitor: threading.Thread | None = None
 
-    def __getattr__(self, name: str) -> Any:
-        client = self.__dict__.get("unwatched")
-        if client is None:  # copy / pickle look attributes up before __init__ ran
-            raise AttributeError(name)
-        value = getattr(client, name)
-        if not callable(value) or name.startswith("_"):
-            return value
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self.answering(name):
-                return value(*args, **kwargs)
-
-        return call
+    def _call(self, name: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.answering(name):
+            return method(*args, **kwargs)
 
     def _watch(self) -> None:
         """The monitor: one line for each call that has waited long enough, and every minute after."""
@@ -169,4 +184,59 @@ class Watched:
             _say(f"MLflow tracking server {self.server} answered after {time.monotonic() - start:.0f} s ({what})")
 
 
-__all__ = ["HTTP_TIMEOUT", "TrackingUnavailable", "Watched", "bound_http", "bounds_text", "unanswered"]
+def _said_here(record: Any) -> bool:
+    from sqlalchemy.exc import OperationalError
+
+    return not (record.exc_info and isinstance(record.exc_info[1], OperationalError))
+
+
+class Patient(_Client):
+    """An ``MlflowClient`` on a database server whose calls wait out the database's absence (a restart,
+    a failover) for up to ``CAE_STORAGE_PATIENCE`` seconds: one line when it goes, one when it is back,
+    past the patience :class:`TrackingUnavailable`. Only ``TEMPORARILY_UNAVAILABLE``, MLflow's code for a
+    database error of the connection's kind, is tried again; attributes pass through."""
+
+    def __init__(self, client: Any, store: str, patience: float):
+        import logging
+
+        self.unwatched = client  # the start's quick probe fails at once instead
+        self.store, self.patience = shown(store), patience
+        self.since: float | None = None
+        # MLflow logs each such error with its traceback before raising it; this class says it in one line.
+        logger = logging.getLogger("mlflow.store.db.utils")
+        if _said_here not in logger.filters:
+            logger.addFilter(_said_here)
+
+    def _call(self, name: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+        from mlflow.exceptions import MlflowException
+
+        first, backoff = None, 0.5
+        while True:
+            try:
+                result = method(*args, **kwargs)
+            except MlflowException as err:
+                if err.error_code != "TEMPORARILY_UNAVAILABLE":
+                    raise
+                now = time.monotonic()
+                first = first or now
+                if self.since is None:
+                    self.since = now
+                    _say(
+                        f"MLflow store {self.store} unreachable ({first_line(err)}); retrying for up to "
+                        f"{self.patience:.0f} s ({PATIENCE_ENV})"
+                    )
+                if now - first >= self.patience:
+                    raise TrackingUnavailable(
+                        f"MLflow store {self.store} unreachable for {self.patience:.0f} s ({name}: "
+                        f"{first_line(err)}); the study is intact: run the same command again once it is back"
+                    ) from None
+                time.sleep(min(backoff, self.patience))
+                backoff = min(2 * backoff, MAX_BACKOFF)
+                continue
+            if self.since is not None:
+                _say(f"MLflow store {self.store} is back after {time.monotonic() - self.since:.0f} s")
+                self.since = None
+            return result
+
+
+__all__ = ["HTTP_TIMEOUT", "Patient", "TrackingUnavailable", "Watched", "bound_http", "bounds_text", "unanswered"]
